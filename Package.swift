@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ferry",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ferry", targets: ["ferry"]),
+        .library(name: "FerrySSH", targets: ["FerrySSH"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // libssh2 from the system (Debian: libssh2-1-dev).
+        .systemLibrary(
+            name: "CLibSSH2",
+            pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]
+        ),
+        .target(name: "FerrySSH", dependencies: ["CLibSSH2"]),
+        .executableTarget(
+            name: "ferry",
+            dependencies: [
+                "FerrySSH",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Real-sshd test hosts: used by the tests, the demo and the benchmarks.
+        .target(name: "FerryTestSupport", dependencies: ["FerrySSH"]),
+        .executableTarget(
+            name: "ferry-sandbox",
+            dependencies: [
+                "FerryTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "FerrySSHTests",
+            dependencies: [
+                "FerrySSH", "FerryTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How a remote command ended.
+public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
+    case exited(Int32)
+    /// Killed by a signal, named without "SIG" as SSH reports it (e.g. "KILL").
+    case signaled(String)
+
+    /// The exit code a local shell would give: the status, or 128 + the signal number.
+    public var shellCode: Int32 {
+        switch self {
+        case .exited(let code): return code
+        case .signaled(let name): return 128 + (ExitStatus.signalNumbers[name] ?? 0)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): return "exit status \(code)"
+        case .signaled(let name): return "killed by signal \(name)"
+        }
+    }
+
+    static let signalNumbers: [String: Int32] = [
+        "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "ABRT": 6, "FPE": 8, "KILL": 9,
+        "SEGV": 11, "PIPE": 13, "ALRM": 14, "TERM": 15, "USR1": 10, "USR2": 12,
+    ]
+}
+
+/// What one `ExecInput.read` produced.
+public enum InputChunk: Equatable {
+    case bytes(Int)
+    case wouldBlock
+    case end
+}
+
+/// A source of bytes for a remote command's stdin, pulled as the channel can take them.
+public protocol ExecInput: AnyObject {
+    /// A descriptor to poll for readability when `read` says `.wouldBlock`.
+    var pollDescriptor: Int32? { get }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk
+}
+
+/// Bytes held in memory.
+public final class BytesInput: ExecInput {
+    private let bytes: [UInt8]
+    private var offset = 0
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var pollDescriptor: Int32? { nil }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
+        let n = min(buffer.count, bytes.count - offset)
+        guard n > 0 else { return .end }
+        bytes.withUnsafeBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress! + offset, byteCount: n)
+        }
+        offset += n
+        return .bytes(n)
+    }
+}
+
+/// A file descriptor (a pipe, file or socket), read only when poll says it is ready,
+/// so a slow producer never stalls the channel's output.
+public final class FileDescriptorInput: ExecInput {
+    public let descriptor: Int32
+
+    public init(descriptor: Int32) { self.descriptor = descriptor }
+
+    public var pollDescriptor: Int32? { descriptor }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
+        var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 0) > 0 else { return .wouldBlock }
+        let n = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+        if n > 0 { return .bytes(n) }
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return .wouldBlock }
+        return .end
+    }
+}
+
+/// Lets another thread or a signal handler stop a running command: `cancel()` wakes the poll loop.
+public final class CancellationToken: @unchecked Sendable {
+    private var fds: [Int32] = [-1, -1]
+
+    public init() {
+        _ = pipe(&fds)
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+    }
+
+    deinit {
+        close(fds[0])
+        close(fds[1])
+    }
+
+    var descriptor: Int32 { fds[0] }
+
+    /// Async-signal-safe: only writes one byte to a pipe.
+    public func cancel() {
+        var b: UInt8 = 1
+        _ = write(fds[1], &b, 1)
+    }
+
+    public var isCancelled: Bool {
+        var pfd = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        return poll(&pfd, 1, 0) > 0
+    }
+}

@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What to do with a host key that known_hosts does not confirm.
+public enum HostKeyPolicy: String, Sendable, CaseIterable {
+    /// Unknown and changed keys are refused (OpenSSH's `StrictHostKeyChecking yes`).
+    case strict
+    /// Unknown keys are recorded; changed keys are refused (`StrictHostKeyChecking accept-new`).
+    case acceptNew = "accept-new"
+}
+
+/// Where an encrypted identity file's passphrase comes from.
+public enum PassphraseSource: Sendable {
+    /// `FERRY_SSH_PASSPHRASE`, else a prompt on the controlling terminal, else none.
+    case environmentOrPrompt
+    case fixed(String)
+    case none
+}
+
+public struct SSHConfiguration: Sendable {
+    public var target: SSHTarget
+    /// Identity files given with `-i`; when empty, `~/.ssh/id_ed25519` and `~/.ssh/id_ecdsa` that exist.
+    public var identityFiles: [String]
+    public var knownHostsFile: String
+    public var hostKeyPolicy: HostKeyPolicy
+    /// Bounds TCP connect plus the SSH handshake, like OpenSSH's ConnectTimeout.
+    public var connectTimeout: Double
+    /// A peer that answers no keepalive for interval × countMax seconds is declared dead.
+    public var keepaliveInterval: Int
+    public var keepaliveCountMax: Int
+    /// ssh-agent socket; defaults to `SSH_AUTH_SOCK`. nil: no agent.
+    public var agentSocket: String?
+    public var passphrase: PassphraseSource
+
+    public init(
+        target: SSHTarget,
+        identityFiles: [String] = [],
+        knownHostsFile: String? = nil,
+        hostKeyPolicy: HostKeyPolicy = .strict,
+        connectTimeout: Double = 10,
+        keepaliveInterval: Int = 15,
+        keepaliveCountMax: Int = 3,
+        agentSocket: String? = SSHConfiguration.environment("SSH_AUTH_SOCK"),
+        passphrase: PassphraseSource = .environmentOrPrompt
+    ) {
+        self.target = target
+        self.identityFiles = identityFiles
+        self.knownHostsFile = knownHostsFile ?? SSHConfiguration.homeDirectory + "/.ssh/known_hosts"
+        self.hostKeyPolicy = hostKeyPolicy
+        self.connectTimeout = connectTimeout
+        self.keepaliveInterval = keepaliveInterval
+        self.keepaliveCountMax = keepaliveCountMax
+        self.agentSocket = agentSocket
+        self.passphrase = passphrase
+    }
+
+    public static var homeDirectory: String {
+        if let home = environment("HOME"), !home.isEmpty { return home }
+        if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }
+        return "/"
+    }
+
+    public static func environment(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        let s = String(cString: value)
+        return s.isEmpty ? nil : s
+    }
+
+    /// The identity files to try, in order.
+    var identityCandidates: [String] {
+        if !identityFiles.isEmpty { return identityFiles }
+        let ssh = SSHConfiguration.homeDirectory + "/.ssh/"
+        return ["id_ed25519", "id_ecdsa"].map { ssh + $0 }.filter { access($0, F_OK) == 0 }
+    }
+}

@@ -1,0 +1,153 @@
+import CLibSSH2
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One authenticated SSH connection to a target. Not thread-safe: use it from one thread at a time
+/// (libssh2 sessions must not be shared between threads). Many commands may run on it in turn.
+public final class SSHSession {
+    public let configuration: SSHConfiguration
+    let raw: OpaquePointer
+    let socket: Int32
+    private var closed = false
+    /// Monotonic time of the last bytes seen from the peer; drives dead-peer detection.
+    var lastInbound = Deadline.now()
+    private var keepalivesOn = false
+
+    public var target: SSHTarget { configuration.target }
+
+    /// Connects, verifies the host key and authenticates.
+    public init(connecting configuration: SSHConfiguration) throws {
+        LibSSH2.initializeOnce()
+        self.configuration = configuration
+        let target = configuration.target
+        let deadline = Deadline(after: configuration.connectTimeout)
+        socket = try TCPConnect.open(host: target.host, port: target.port, timeout: configuration.connectTimeout)
+        guard let session = libssh2_session_init_ex(nil, nil, nil, nil) else {
+            Glibc.close(socket)
+            throw SSHError.handshake(host: target.host, port: target.port, reason: "libssh2 could not allocate a session")
+        }
+        raw = session
+        libssh2_session_set_blocking(raw, 0)
+        do {
+            let knownHosts = try KnownHosts(path: configuration.knownHostsFile, session: raw)
+            defer { knownHosts.free() }
+            preferHostKeyTypes(knownHosts.recordedKeyTypes(host: target.host, port: target.port))
+            try handshake(deadline: deadline)
+            libssh2_keepalive_config(raw, 1, UInt32(max(1, configuration.keepaliveInterval)))
+            lastInbound = Deadline.now()
+            keepalivesOn = true
+            try verifyHostKey(knownHosts)
+            try authenticate()
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Says goodbye to the server and frees the connection. Safe to call twice.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        // Best effort, never blocking: a dead peer must not hang the exit.
+        _ = libssh2_session_disconnect_ex(raw, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
+        libssh2_session_free(raw)
+        Glibc.close(socket)
+    }
+
+    private func handshake(deadline: Deadline) throws {
+        let target = self.target
+        while true {
+            let rc = libssh2_session_handshake(raw, socket)
+            if rc == 0 { return }
+            guard rc == LIBSSH2_ERROR_EAGAIN else {
+                throw SSHError.handshake(host: target.host, port: target.port, reason: lastErrorMessage(rc))
+            }
+            try waitSocket(deadline: deadline, onTimeout: .handshakeTimeout(
+                host: target.host, port: target.port, seconds: configuration.connectTimeout))
+        }
+    }
+
+    // MARK: - Non-blocking plumbing
+
+    /// Calls `body` until it stops answering EAGAIN, waiting on the socket in between.
+    @discardableResult
+    func retrying(_ operation: String, cancel: CancellationToken? = nil, _ body: () -> Int32) throws -> Int32 {
+        while true {
+            let rc = body()
+            if rc != LIBSSH2_ERROR_EAGAIN {
+                if rc < 0 { throw failure(operation, rc) }
+                return rc
+            }
+            try waitSocket(cancel: cancel)
+        }
+    }
+
+    /// Calls a libssh2 function that returns a pointer, retrying while it would block.
+    func retryingPointer<T>(_ operation: String, _ body: () -> T?) throws -> T {
+        while true {
+            if let value = body() { return value }
+            let rc = libssh2_session_last_errno(raw)
+            guard rc == LIBSSH2_ERROR_EAGAIN else { throw failure(operation, rc) }
+            try waitSocket()
+        }
+    }
+
+    func failure(_ operation: String, _ rc: Int32) -> SSHError {
+        .protocolFailure(target: target.description, operation: operation, code: rc, message: lastErrorMessage(rc))
+    }
+
+    func lastErrorMessage(_ rc: Int32) -> String {
+        var message: UnsafeMutablePointer<CChar>?
+        var length: Int32 = 0
+        libssh2_session_last_error(raw, &message, &length, 0)
+        if let message, length > 0 { return String(cString: message) }
+        return "error \(rc)"
+    }
+
+    /// Waits until the socket can move data in the direction libssh2 is blocked on, sending
+    /// keepalives meanwhile; throws when the peer stays silent too long, on cancel, or at `deadline`.
+    func waitSocket(deadline: Deadline? = nil, onTimeout: SSHError? = nil, cancel: CancellationToken? = nil, alsoReadable input: Int32? = nil) throws {
+        let directions = libssh2_session_block_directions(raw)
+        var events = Int16(POLLIN)
+        if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+
+        var waitMs: Int32 = 1000
+        let deadAfter = Double(max(1, configuration.keepaliveInterval) * max(1, configuration.keepaliveCountMax))
+        if keepalivesOn {
+            var next: Int32 = 0
+            _ = libssh2_keepalive_send(raw, &next)
+            waitMs = Int32(max(1, next)) * 1000
+            let silentFor = Deadline.now() - lastInbound
+            if silentFor > deadAfter {
+                throw SSHError.peerUnresponsive(target: target.description, seconds: deadAfter)
+            }
+            waitMs = min(waitMs, Int32(((deadAfter - silentFor) * 1000).rounded(.up)) + 1)
+        }
+        if let deadline { waitMs = min(waitMs, deadline.remainingMilliseconds) }
+
+        var fds = [pollfd(fd: socket, events: events, revents: 0)]
+        if let cancel { fds.append(pollfd(fd: cancel.descriptor, events: Int16(POLLIN), revents: 0)) }
+        if let input { fds.append(pollfd(fd: input, events: Int16(POLLIN), revents: 0)) }
+        let n = poll(&fds, nfds_t(fds.count), waitMs)
+        if n < 0 && errno != EINTR {
+            throw SSHError.protocolFailure(target: target.description, operation: "poll", code: 0, message: errnoText())
+        }
+        if let cancel, cancel.isCancelled { throw SSHError.cancelled }
+        if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { lastInbound = Deadline.now() }
+        if n == 0, let deadline, deadline.expired, let onTimeout { throw onTimeout }
+    }
+}
+
+enum LibSSH2 {
+    private static let initialized: Bool = {
+        libssh2_init(0) == 0
+    }()
+
+    /// libssh2_init once per process (Swift runs a static initializer exactly once, thread-safely).
+    static func initializeOnce() { _ = initialized }
+}

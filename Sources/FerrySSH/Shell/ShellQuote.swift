@@ -1,0 +1,71 @@
+/// POSIX shell quoting: the one way ferry builds remote command lines.
+public enum ShellQuote {
+    /// Quotes one argument so that `sh` reads it back as exactly these bytes (NUL cannot be passed).
+    public static func quote(_ argument: [UInt8]) -> [UInt8] {
+        if !argument.isEmpty && argument.allSatisfy(isSafe) { return argument }
+        var out: [UInt8] = [UInt8(ascii: "'")]
+        out.reserveCapacity(argument.count + 2)
+        for byte in argument {
+            if byte == UInt8(ascii: "'") {
+                out.append(contentsOf: Array("'\\''".utf8))
+            } else {
+                out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "'"))
+        return out
+    }
+
+    public static func quote(_ argument: String) -> String {
+        String(decoding: quote(Array(argument.utf8)), as: UTF8.self)
+    }
+
+    /// Joins quoted arguments with spaces into one command line.
+    public static func join(_ arguments: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (i, arg) in arguments.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: " ")) }
+            out.append(contentsOf: quote(arg))
+        }
+        return out
+    }
+
+    public static func join(_ arguments: [String]) -> String {
+        String(decoding: join(arguments.map { Array($0.utf8) }), as: UTF8.self)
+    }
+
+    private static func isSafe(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "/"),
+             UInt8(ascii: ","), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "%"),
+             UInt8(ascii: "+"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+/// A command line for the remote shell. Build it from arguments; `script` is for fixed
+/// shell text written by ferry itself, never for pasting in values.
+public struct RemoteCommand: Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init(_ arguments: [String]) {
+        bytes = ShellQuote.join(arguments.map { Array($0.utf8) })
+    }
+
+    public init(arguments: [[UInt8]]) {
+        bytes = ShellQuote.join(arguments)
+    }
+
+    /// `sh -c SCRIPT ferry ARG…`: the script reads its values as "$1"…, never pasted in.
+    public static func script(_ script: String, arguments: [[UInt8]] = []) -> RemoteCommand {
+        RemoteCommand(arguments: [Array("sh".utf8), Array("-c".utf8), Array(script.utf8), Array("ferry".utf8)] + arguments)
+    }
+
+    public var description: String { String(decoding: bytes, as: UTF8.self) }
+}

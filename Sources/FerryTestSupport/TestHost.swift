@@ -1,0 +1,104 @@
+import FerrySSH
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One real OpenSSH sshd on 127.0.0.1, in its own mount and PID namespace, whose `/var/src`,
+/// `/run/current-system`, `/root` (and, with extra users, `/etc/passwd`, `/etc/shadow`,
+/// `/etc/group`, `/etc/sudoers.d`) are private directories under `directory`.
+public final class TestHost {
+    public let name: String
+    public let port: Int
+    /// Host-side paths of the private directories.
+    public let directory: String
+    public var varSrc: String { directory + "/var-src" }
+    public var currentSystem: String { directory + "/current-system" }
+    public var standInState: String { directory + "/stand-in" }
+    public let users: [TestUser]
+    private let process: Process
+
+    public var address: String { "127.0.0.1" }
+
+    public func target(user: String = "root") -> SSHTarget {
+        SSHTarget(user: user, host: address, port: port)
+    }
+
+    init(name: String, port: Int, directory: String, users: [TestUser], process: Process) {
+        self.name = name
+        self.port = port
+        self.directory = directory
+        self.users = users
+        self.process = process
+    }
+
+    /// The public host keys, as `type base64` lines (for known_hosts).
+    public func hostPublicKey(_ type: String) throws -> String {
+        try String(contentsOfFile: "\(directory)/etc/ssh_host_\(type)_key.pub", encoding: .utf8)
+            .split(separator: " ").prefix(2).joined(separator: " ")
+    }
+
+    /// `nixos-rebuild` stand-in calls so far, one line each.
+    public func standInCalls() -> [String] {
+        let text = (try? String(contentsOfFile: standInState + "/calls.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { String($0).trimmingCharacters(in: .whitespaces) }
+    }
+
+    /// Makes the stand-in fail with `message` (nil: succeed again).
+    public func setStandInFailure(_ message: String?) throws {
+        let path = standInState + "/fail"
+        if let message { try message.write(toFile: path, atomically: true, encoding: .utf8) }
+        else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// Freezes (SIGSTOP) or thaws every sshd process of this host: a frozen host keeps its TCP
+    /// connections open but answers nothing, like a peer that vanished.
+    public func freeze(_ frozen: Bool) {
+        for pid in descendants(of: process.processIdentifier) {
+            kill(pid, frozen ? SIGSTOP : SIGCONT)
+        }
+    }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// Stops sshd and everything in its PID namespace.
+    public func stop() {
+        guard process.isRunning else { return }
+        freeze(false)
+        // unshare --kill-child: killing unshare kills the namespace's init, and with it the namespace.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    private func descendants(of root: Int32) -> [Int32] {
+        var children: [Int32: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let ppid = Int32(fields[1]) { children[ppid, default: []].append(pid) }
+        }
+        var result: [Int32] = []
+        var queue = children[root] ?? []
+        while let pid = queue.popLast() {
+            result.append(pid)
+            queue += children[pid] ?? []
+        }
+        return result
+    }
+}
+
+/// A login user on a test host besides root.
+public struct TestUser: Sendable {
+    public let name: String
+    public let uid: Int
+    /// Passwordless sudo for everything.
+    public let sudo: Bool
+
+    public init(name: String, uid: Int = 4242, sudo: Bool) {
+        self.name = name
+        self.uid = uid
+        self.sudo = sudo
+    }
+}

@@ -1,0 +1,277 @@
+import FerrySSH
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts and owns test hosts. Every host dies with the process that started it (setpriv
+/// --pdeathsig, then unshare --kill-child and the PID namespace), also when a test crashes.
+public final class TestHostHarness {
+    public let directory: String
+    /// A known_hosts file holding every started host's ed25519 key.
+    public let knownHostsFile: String
+    public private(set) var hosts: [TestHost] = []
+
+    /// Client key pairs the hosts accept (all but `.unauthorized`).
+    public enum ClientKey: String, CaseIterable, Sendable {
+        case ed25519, ecdsa, rsa, unauthorized
+        case ed25519Encrypted = "ed25519-encrypted"
+
+        public static let passphrase = "correct horse battery staple"
+        var keygenType: String {
+            switch self {
+            case .ed25519, .ed25519Encrypted, .unauthorized: return "ed25519"
+            case .ecdsa: return "ecdsa"
+            case .rsa: return "rsa"
+            }
+        }
+    }
+
+    public init() throws {
+        try TestHostHarness.checkPrerequisites()
+        var template = Array("/tmp/ferry-testhosts.XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw TestHostError.missingPrerequisite("a writable /tmp") }
+        directory = String(cString: dir)
+        knownHostsFile = directory + "/known_hosts"
+        FileManager.default.createFile(atPath: knownHostsFile, contents: nil)
+        try makeDirectory("keys")
+        for key in ClientKey.allCases { try makeKey(key) }
+    }
+
+    deinit { shutdown() }
+
+    /// Path of a client private key (the public key is beside it with `.pub`).
+    public func clientKey(_ key: ClientKey) -> String {
+        "\(directory)/keys/\(key.rawValue)"
+    }
+
+    /// An SSH configuration for a host with this harness's known_hosts and one identity file, no agent.
+    public func configuration(for host: TestHost, user: String = "root", key: ClientKey = .ed25519) throws -> SSHConfiguration {
+        SSHConfiguration(
+            target: host.target(user: user), identityFiles: [clientKey(key)],
+            knownHostsFile: knownHostsFile, connectTimeout: 5, agentSocket: nil, passphrase: .none)
+    }
+
+    /// Fails when something a test host needs is missing (the caller decides whether that skips).
+    public static func checkPrerequisites() throws {
+        guard getuid() == 0 else { throw TestHostError.missingPrerequisite("root (mount namespaces and bind mounts)") }
+        for tool in ["sshd", "ssh-keygen", "unshare", "setpriv", "mount", "nix-instantiate"] { _ = try Command.which(tool) }
+    }
+
+    /// Starts one host and records its ed25519 key in `knownHostsFile` (unless `recordKey` is false).
+    @discardableResult
+    public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true) throws -> TestHost {
+        let name = name ?? "host\(hosts.count + 1)"
+        let dir = "\(directory)/hosts/\(name)"
+        for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home"] {
+            try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
+        }
+        chmod("\(dir)/root", 0o700)
+        for type in ["ed25519", "ecdsa"] {
+            try Command.check(["ssh-keygen", "-q", "-t", type, "-N", "", "-C", "\(name)-host", "-f", "\(dir)/etc/ssh_host_\(type)_key"])
+        }
+        var authorized = ""
+        for key in ClientKey.allCases where key != .unauthorized {
+            authorized += try String(contentsOfFile: clientKey(key) + ".pub", encoding: .utf8)
+        }
+        for user in ["root"] + users.map(\.name) {
+            try authorized.write(toFile: "\(dir)/authorized_keys/\(user)", atomically: true, encoding: .utf8)
+        }
+        if !users.isEmpty { try writeAccounts(users, in: dir) }
+        let standIn = "\(dir)/current-system/sw/bin/nixos-rebuild"
+        try StandIn.nixosRebuild(stateDir: "\(dir)/stand-in").write(toFile: standIn, atomically: true, encoding: .utf8)
+        chmod(standIn, 0o755)
+
+        // A free port can be taken between our probe and sshd's bind: retry a few times.
+        var lastLog = ""
+        for _ in 0..<3 {
+            let port = try TestHostHarness.freePort()
+            try sshdConfig(dir: dir, port: port).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
+            let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo })
+            if TestHostHarness.waitForBanner(port: port, process: process) {
+                let host = TestHost(name: name, port: port, directory: dir, users: users, process: process)
+                hosts.append(host)
+                if recordKey { try addKnownHost(host, keyType: "ed25519") }
+                return host
+            }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            lastLog = (try? String(contentsOfFile: "\(dir)/sshd.log", encoding: .utf8)) ?? ""
+        }
+        throw TestHostError.hostDidNotStart(name, lastLog)
+    }
+
+    /// Appends `[127.0.0.1]:port type key` to a known_hosts file (default: the harness's).
+    public func addKnownHost(_ host: TestHost, keyType: String, to file: String? = nil) throws {
+        let line = "[\(host.address)]:\(host.port) \(try host.hostPublicKey(keyType))\n"
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file ?? knownHostsFile))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        handle.write(Data(line.utf8))
+    }
+
+    /// Stops every host and removes the harness directory.
+    public func shutdown() {
+        for host in hosts { host.stop() }
+        hosts.removeAll()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    // MARK: - Pieces
+
+    private func makeDirectory(_ sub: String) throws {
+        try FileManager.default.createDirectory(atPath: "\(directory)/\(sub)", withIntermediateDirectories: true)
+    }
+
+    private func makeKey(_ key: ClientKey) throws {
+        let path = clientKey(key)
+        let passphrase = key == .ed25519Encrypted ? ClientKey.passphrase : ""
+        var argv = ["ssh-keygen", "-q", "-t", key.keygenType, "-N", passphrase, "-C", "ferry-test-\(key.rawValue)", "-f", path]
+        if key == .rsa { argv += ["-b", "2048"] }
+        try Command.check(argv)
+    }
+
+    private func sshdConfig(dir: String, port: Int) -> String {
+        """
+        # sshd for one ferry test host
+        Port \(port)
+        ListenAddress 127.0.0.1
+        HostKey \(dir)/etc/ssh_host_ed25519_key
+        HostKey \(dir)/etc/ssh_host_ecdsa_key
+        PidFile none
+        UsePAM no
+        UseDNS no
+        StrictModes no
+        PermitRootLogin prohibit-password
+        PubkeyAuthentication yes
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        AuthorizedKeysFile \(dir)/authorized_keys/%u
+        PrintMotd no
+        PrintLastLog no
+        MaxStartups 64
+        MaxSessions 64
+        SetEnv PATH=/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        Subsystem sftp internal-sftp
+        """ + "\n"
+    }
+
+    /// Extra login users live in private copies of the account files, so the machine's own stay untouched.
+    private func writeAccounts(_ users: [TestUser], in dir: String) throws {
+        var passwd = try String(contentsOfFile: "/etc/passwd", encoding: .utf8)
+        var shadow = (try? String(contentsOfFile: "/etc/shadow", encoding: .utf8)) ?? ""
+        var group = try String(contentsOfFile: "/etc/group", encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(dir)/etc/sudoers.d", withIntermediateDirectories: true)
+        for user in users {
+            let home = "\(dir)/home/\(user.name)"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            chown(home, uid_t(user.uid), gid_t(user.uid))
+            passwd += "\(user.name):x:\(user.uid):\(user.uid):ferry test user:\(home):/bin/sh\n"
+            shadow += "\(user.name):*:19000:0:99999:7:::\n"  // "*": no password, not locked
+            group += "\(user.name):x:\(user.uid):\n"
+            if user.sudo {
+                let file = "\(dir)/etc/sudoers.d/\(user.name)"
+                try "\(user.name) ALL=(ALL:ALL) NOPASSWD: ALL\n".write(toFile: file, atomically: true, encoding: .utf8)
+                chmod(file, 0o440)
+            }
+        }
+        try passwd.write(toFile: "\(dir)/etc/passwd", atomically: true, encoding: .utf8)
+        try shadow.write(toFile: "\(dir)/etc/shadow", atomically: true, encoding: .utf8)
+        try group.write(toFile: "\(dir)/etc/group", atomically: true, encoding: .utf8)
+        chmod("\(dir)/etc/passwd", 0o644)
+        chmod("\(dir)/etc/group", 0o644)
+        chmod("\(dir)/etc/shadow", 0o640)
+    }
+
+    private func launch(dir: String, mountUsers: Bool, sudo: Bool) throws -> Process {
+        // Mount points must exist on the machine; the mounts themselves stay in the namespace.
+        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd"] {
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        }
+        if sudo {
+            _ = try Command.which("sudo")
+            guard FileManager.default.fileExists(atPath: "/etc/sudoers.d") else {
+                throw TestHostError.missingPrerequisite("sudo with /etc/sudoers.d")
+            }
+        }
+        var script = """
+        set -e
+        mount --bind "$1/var-src" /var/src
+        mount --bind "$1/current-system" /run/current-system
+        mount --bind "$1/root" /root
+
+        """
+        if mountUsers {
+            script += """
+            for f in passwd shadow group; do mount --bind "$1/etc/$f" "/etc/$f"; done
+            mount --bind "$1/etc/sudoers.d" /etc/sudoers.d
+
+            """
+        }
+        script += "exec \"$2\" -D -f \"$1/sshd_config\" -E \"$1/sshd.log\"\n"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Command.which("setpriv"))
+        process.arguments = [
+            "--pdeathsig", "KILL", "--",
+            try Command.which("unshare"), "--mount", "--propagation", "private", "--pid", "--kill-child=KILL", "--",
+            "/bin/sh", "-c", script, "testhost", dir, try Command.which("sshd"),
+        ]
+        process.standardInput = FileHandle.nullDevice
+        let log = FileHandle(forWritingAtPath: "\(dir)/launch.log") ?? {
+            FileManager.default.createFile(atPath: "\(dir)/launch.log", contents: nil)
+            return FileHandle(forWritingAtPath: "\(dir)/launch.log")!
+        }()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        return process
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { ptr in
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        guard ok else { throw TestHostError.missingPrerequisite("a free loopback port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Waits (at most 5 s) until the port answers with an SSH banner.
+    static func waitForBanner(port: Int, process: Process) -> Bool {
+        for _ in 0..<100 {
+            guard process.isRunning else { return false }
+            if let banner = try? LoopbackProbe.firstBytes(port: port, timeoutMs: 200), banner.hasPrefix("SSH-") { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+}
+
+/// Minimal blocking loopback client for readiness checks.
+public enum LoopbackProbe {
+    public static func firstBytes(port: Int, timeoutMs: Int32) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &addr) { ptr in
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { return "" }
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, timeoutMs) > 0 else { return "" }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = read(fd, &buf, buf.count)
+        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : ""
+    }
+}

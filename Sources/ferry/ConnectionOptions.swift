@@ -1,0 +1,33 @@
+import ArgumentParser
+import FerrySSH
+
+/// The SSH options every subcommand that talks to a target shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .customShort("i"), help: ArgumentHelp("Identity file (private key); may be repeated.", valueName: "KEY"))
+    var identity: [String] = []
+
+    @Option(name: .customLong("known-hosts"), help: ArgumentHelp("known_hosts file.", valueName: "FILE"))
+    var knownHosts: String?
+
+    @Option(name: .customLong("host-key-policy"), help: "strict (refuse unknown keys) or accept-new (record unknown keys). Changed keys are always refused.")
+    var hostKeyPolicy: HostKeyPolicy = .strict
+
+    @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Seconds allowed for TCP connect and SSH handshake.", valueName: "SECONDS"))
+    var connectTimeout: Double = 10
+
+    func configuration(for target: SSHTarget) -> SSHConfiguration {
+        SSHConfiguration(
+            target: target,
+            identityFiles: identity,
+            knownHostsFile: knownHosts,
+            hostKeyPolicy: hostKeyPolicy,
+            connectTimeout: connectTimeout
+        )
+    }
+
+    func validate() throws {
+        guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
+    }
+}
+
+extension HostKeyPolicy: ExpressibleByArgument {}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Ferry: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ferry",
+        abstract: "Push deployer for NixOS machines: sync sources, render configs, run nixos-rebuild over SSH.",
+        subcommands: [Exec.self]
+    )
+}
