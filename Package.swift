@@ -36,14 +36,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // XCTest helpers shared by every test target.
+        .target(name: "FerryXCTestSupport", dependencies: ["FerryTestSupport"]),
         .testTarget(
             name: "FerrySSHTests",
             dependencies: [
-                "FerrySSH", "FerryTestSupport",
+                "FerryXCTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "ferryTests", dependencies: ["FerryTestSupport"]),
+        .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox"]),
     ],
     swiftLanguageModes: [.v5]
 )

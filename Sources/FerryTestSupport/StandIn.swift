@@ -11,7 +11,7 @@ enum StandIn {
         # needs and that the given nixos-config parses (nix-instantiate --parse), logs the call, and
         # fails on request (a file named "fail" in its state directory holds the message).
         state=\(ShellQuote.quote(stateDir))
-        { for a in "$@"; do printf '%s ' "$a"; done; echo; } >> "$state/calls.log"
+        { printf nixos-rebuild; for a in "$@"; do printf ' %s' "$a"; done; echo; } >> "$state/calls.log"
         op=
         config=${NIXOS_CONFIG:-}
         while [ $# -gt 0 ]; do

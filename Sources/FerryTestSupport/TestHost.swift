@@ -38,10 +38,10 @@ public final class TestHost {
             .split(separator: " ").prefix(2).joined(separator: " ")
     }
 
-    /// `nixos-rebuild` stand-in calls so far, one line each.
+    /// `nixos-rebuild` stand-in calls so far, one line each ("nixos-rebuild switch -I …").
     public func standInCalls() -> [String] {
         let text = (try? String(contentsOfFile: standInState + "/calls.log", encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").map { String($0).trimmingCharacters(in: .whitespaces) }
+        return text.split(separator: "\n").map(String.init)
     }
 
     /// Makes the stand-in fail with `message` (nil: succeed again).

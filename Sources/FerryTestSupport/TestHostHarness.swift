@@ -32,6 +32,7 @@ public final class TestHostHarness {
         var template = Array("/tmp/ferry-testhosts.XXXXXX".utf8CString)
         guard let dir = mkdtemp(&template) else { throw TestHostError.missingPrerequisite("a writable /tmp") }
         directory = String(cString: dir)
+        chmod(directory, 0o711)  // extra login users must reach their authorized_keys and home
         knownHostsFile = directory + "/known_hosts"
         FileManager.default.createFile(atPath: knownHostsFile, contents: nil)
         try makeDirectory("keys")
@@ -136,6 +137,7 @@ public final class TestHostHarness {
         # sshd for one ferry test host
         Port \(port)
         ListenAddress 127.0.0.1
+        ListenAddress [::1]
         HostKey \(dir)/etc/ssh_host_ed25519_key
         HostKey \(dir)/etc/ssh_host_ecdsa_key
         PidFile none

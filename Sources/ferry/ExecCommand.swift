@@ -27,7 +27,7 @@ struct Exec: ParsableCommand {
 
     func run() throws {
         let target: SSHTarget
-        do { target = try SSHTarget(parsing: self.target) } catch { throw CLIError(error) }
+        do { target = try SSHTarget(parsing: self.target) } catch { throw ValidationError("\(error)") }
         let cancel = CancellationToken()
         SignalRelay.onInterrupt(cancel)
         do {
@@ -44,7 +44,8 @@ struct Exec: ParsableCommand {
             printError("ferry: interrupted; closed the channel to \(target) (the remote command may still be running)")
             throw ExitCode(130)
         } catch let error as SSHError {
-            throw CLIError(error)
+            printError("ferry: \(error)")
+            throw ExitCode(255)  // as ssh does for connection and authentication failures
         }
     }
 }

@@ -4,14 +4,6 @@ import FerrySSH
 import Glibc
 #endif
 
-/// An error already worded for the operator: printed as "ferry: …", exit status 1
-/// (255 for connection trouble, as ssh does).
-struct CLIError: Error, CustomStringConvertible {
-    let message: String
-    init(_ error: Error) { message = "\(error)" }
-    var description: String { message }
-}
-
 func printError(_ text: String) {
     let line = text.hasSuffix("\n") ? text : text + "\n"
     line.utf8CString.withUnsafeBufferPointer { buf in

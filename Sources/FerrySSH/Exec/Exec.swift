@@ -20,7 +20,8 @@ extension SSHSession {
         let channel = try retryingPointer("open channel") {
             libssh2_channel_open_ex(raw, "session", 7, Self.windowSize, UInt32(LIBSSH2_CHANNEL_PACKET_DEFAULT), nil, 0)
         }
-        defer { libssh2_channel_free(channel) }
+        var abandoned = false
+        defer { if !abandoned { freeChannel(channel) } }
         do {
             try command.bytes.withUnsafeBufferPointer { cmd in
                 try cmd.withMemoryRebound(to: CChar.self) { chars in
@@ -34,7 +35,10 @@ extension SSHSession {
             try retrying("wait for channel close", cancel: cancel) { libssh2_channel_wait_closed(channel) }
         } catch SSHError.cancelled {
             // libssh2 1.10 cannot send a signal: closing the channel is how we stop the command.
+            // sshd confirms the close only once the command exits, so the channel is left for
+            // session teardown instead of being waited for here.
             _ = libssh2_channel_close(channel)
+            abandoned = true
             throw SSHError.cancelled
         }
         return exitStatus(channel)
@@ -117,6 +121,14 @@ extension SSHSession {
                 let waitForInput = !inputDone && !inputEnded && pendingStart == pendingEnd ? stdin?.pollDescriptor : nil
                 try waitSocket(cancel: cancel, alsoReadable: waitForInput)
             }
+        }
+    }
+
+    /// Frees a channel, waiting a little if libssh2 still has bytes to flush (never forever).
+    private func freeChannel(_ channel: OpaquePointer) {
+        for _ in 0..<50 {
+            guard libssh2_channel_free(channel) == LIBSSH2_ERROR_EAGAIN else { return }
+            guard (try? waitSocket(deadline: Deadline(after: 0.1))) != nil else { return }
         }
     }
 

@@ -57,6 +57,12 @@ public struct SSHConfiguration: Sendable {
         self.passphrase = passphrase
     }
 
+    /// libssh2 treats an interval of 1 as 2.
+    var effectiveKeepaliveInterval: Int { max(2, keepaliveInterval) }
+
+    /// How long a peer may stay silent, keepalives unanswered, before the connection counts as dead.
+    public var deadPeerTimeout: Double { Double(effectiveKeepaliveInterval * max(1, keepaliveCountMax)) }
+
     public static var homeDirectory: String {
         if let home = environment("HOME"), !home.isEmpty { return home }
         if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }

@@ -36,7 +36,7 @@ public final class SSHSession {
             defer { knownHosts.free() }
             preferHostKeyTypes(knownHosts.recordedKeyTypes(host: target.host, port: target.port))
             try handshake(deadline: deadline)
-            libssh2_keepalive_config(raw, 1, UInt32(max(1, configuration.keepaliveInterval)))
+            libssh2_keepalive_config(raw, 1, UInt32(configuration.effectiveKeepaliveInterval))
             lastInbound = Deadline.now()
             keepalivesOn = true
             try verifyHostKey(knownHosts)
@@ -55,7 +55,14 @@ public final class SSHSession {
         closed = true
         // Best effort, never blocking: a dead peer must not hang the exit.
         _ = libssh2_session_disconnect_ex(raw, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
-        libssh2_session_free(raw)
+        // With the socket shut, freeing channels still open cannot wait on the peer.
+        shutdown(socket, Int32(SHUT_RDWR))
+        var tries = 0
+        while libssh2_session_free(raw) == LIBSSH2_ERROR_EAGAIN && tries < 50 {
+            tries += 1
+            var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLOUT), revents: 0)
+            _ = poll(&pfd, 1, 20)
+        }
         Glibc.close(socket)
     }
 
@@ -117,16 +124,17 @@ public final class SSHSession {
         if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
 
         var waitMs: Int32 = 1000
-        let deadAfter = Double(max(1, configuration.keepaliveInterval) * max(1, configuration.keepaliveCountMax))
+        let deadAfter = configuration.deadPeerTimeout
         if keepalivesOn {
             var next: Int32 = 0
             _ = libssh2_keepalive_send(raw, &next)
             waitMs = Int32(max(1, next)) * 1000
             let silentFor = Deadline.now() - lastInbound
-            if silentFor > deadAfter {
+            // +1: libssh2 schedules keepalives in whole seconds.
+            if silentFor > deadAfter + 1 {
                 throw SSHError.peerUnresponsive(target: target.description, seconds: deadAfter)
             }
-            waitMs = min(waitMs, Int32(((deadAfter - silentFor) * 1000).rounded(.up)) + 1)
+            waitMs = min(waitMs, Int32(((deadAfter + 1 - silentFor) * 1000).rounded(.up)) + 1)
         }
         if let deadline { waitMs = min(waitMs, deadline.remainingMilliseconds) }
 

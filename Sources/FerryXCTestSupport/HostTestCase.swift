@@ -1,0 +1,72 @@
+@_exported import FerrySSH
+@_exported import FerryTestSupport
+import Foundation
+import XCTest
+
+/// Base for tests against real sshd hosts: one harness and host per test class, stopped after it.
+/// A missing prerequisite skips locally and fails under CI=true.
+open class HostTestCase: XCTestCase {
+    private nonisolated(unsafe) static var shared: [String: (TestHostHarness, TestHost)] = [:]
+
+    public var harness: TestHostHarness { get throws { try sharedPair().0 } }
+    public var host: TestHost { get throws { try sharedPair().1 } }
+
+    private func sharedPair() throws -> (TestHostHarness, TestHost) {
+        let key = String(describing: type(of: self))
+        if let pair = Self.shared[key] { return pair }
+        let harness = try Self.makeHarness()
+        let pair = (harness, try harness.startHost())
+        Self.shared[key] = pair
+        return pair
+    }
+
+    override open class func tearDown() {
+        shared.removeValue(forKey: String(describing: self))?.0.shutdown()
+        super.tearDown()
+    }
+
+    public static func makeHarness() throws -> TestHostHarness {
+        do {
+            return try TestHostHarness()
+        } catch let error as TestHostError {
+            if case .missingPrerequisite = error, ProcessInfo.processInfo.environment["CI"] != "true" {
+                throw XCTSkip("\(error)")
+            }
+            throw error
+        }
+    }
+
+    public func connect(user: String = "root", key: TestHostHarness.ClientKey = .ed25519,
+                 _ adjust: (inout SSHConfiguration) -> Void = { _ in }) throws -> SSHSession {
+        var config = try harness.configuration(for: try host, user: user, key: key)
+        adjust(&config)
+        return try SSHSession(connecting: config)
+    }
+
+    public func run(_ session: SSHSession, _ argv: [String], stdin: [UInt8]? = nil) throws -> (status: ExitStatus, stdout: String, stderr: String) {
+        let r = try session.run(RemoteCommand(argv), stdin: stdin)
+        return (r.status, String(decoding: r.stdout, as: UTF8.self), String(decoding: r.stderr, as: UTF8.self))
+    }
+
+    /// Expects `body` to throw an SSHError and returns it.
+    public func expectSSHError(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> SSHError? {
+        do {
+            try body()
+            XCTFail("expected an SSHError", file: file, line: line)
+        } catch let error as SSHError {
+            return error
+        } catch {
+            XCTFail("expected an SSHError, got \(error)", file: file, line: line)
+        }
+        return nil
+    }
+
+    public func temporaryFile(_ contents: String = "") -> String {
+        let path = NSTemporaryDirectory() + "ferry-test-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
+        addTeardownBlock {
+            for p in [path, path + ".old"] { try? FileManager.default.removeItem(atPath: p) }  // ssh-keygen -H leaves .old
+        }
+        return path
+    }
+}

@@ -1,0 +1,94 @@
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class ConnectionTests: HostTestCase {
+    func testClosedPortFailsFast() throws {
+        let harness = try self.harness
+        let port = try Self.closedPort()
+        let start = Date()
+        var config = try harness.configuration(for: try host)
+        config.target.port = port
+        let error = expectSSHError { _ = try SSHSession(connecting: config) }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1)
+        XCTAssertEqual(error, .connect(host: "127.0.0.1", port: port, reason: "Connection refused"))
+        XCTAssertTrue("\(error!)".contains("cannot connect to 127.0.0.1 port \(port): Connection refused"))
+    }
+
+    /// A listener that accepts (the kernel completes the TCP handshake) but never speaks SSH.
+    func testSilentListenerFailsWithinTheTimeout() throws {
+        let harness = try self.harness
+        let (fd, port) = try Self.silentListener()
+        defer { close(fd) }
+        var config = try harness.configuration(for: try host)
+        config.target.port = port
+        config.connectTimeout = 1
+        let start = Date()
+        let error = expectSSHError { _ = try SSHSession(connecting: config) }
+        let elapsed = Date().timeIntervalSince(start)
+        XCTAssertEqual(error, .handshakeTimeout(host: "127.0.0.1", port: port, seconds: 1))
+        XCTAssertGreaterThanOrEqual(elapsed, 0.9)
+        XCTAssertLessThan(elapsed, 2)
+        XCTAssertTrue("\(error!)".contains("is an SSH server listening there?"))
+    }
+
+    func testUnresolvableHost() throws {
+        var config = try harness.configuration(for: try host)
+        config.target.host = "no-such-host.invalid"
+        let error = expectSSHError { _ = try SSHSession(connecting: config) }
+        guard case .resolve(let name, _) = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertEqual(name, "no-such-host.invalid")
+    }
+
+    func testIPv6AndHostNames() throws {
+        for name in ["::1", "localhost"] {
+            let knownHosts = temporaryFile()
+            let session = try connect {
+                $0.target.host = name
+                $0.knownHostsFile = knownHosts
+                $0.hostKeyPolicy = .acceptNew
+            }
+            XCTAssertEqual(try run(session, ["true"]).status, .exited(0), name)
+            XCTAssertTrue(try String(contentsOfFile: knownHosts, encoding: .utf8).hasPrefix("[\(name)]:\(try host.port) "))
+        }
+    }
+
+    /// A peer that stops answering (frozen sshd, connection still open) is detected by keepalives,
+    /// while a long silent command on a live peer is not cut.
+    func testDeadPeerIsDetectedButSlowCommandsAreNot() throws {
+        let session = try connect { $0.keepaliveInterval = 1; $0.keepaliveCountMax = 2 }
+        XCTAssertEqual(session.configuration.deadPeerTimeout, 4, "libssh2 raises an interval of 1 to 2")
+        XCTAssertEqual(try run(session, ["sleep", "7"]).status, .exited(0), "7 s of silence with live keepalives")
+        let host = try self.host
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { host.freeze(true) }
+        defer { host.freeze(false) }
+        let start = Date()
+        let error = expectSSHError { _ = try self.run(session, ["sleep", "30"]) }
+        XCTAssertEqual(error, .peerUnresponsive(target: host.target().description, seconds: 4))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 8)
+    }
+
+    static func closedPort() throws -> Int {
+        let (fd, port) = try silentListener()
+        close(fd)
+        return port
+    }
+
+    static func silentListener() throws -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { ptr in
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        guard ok else { throw TestHostError.missingPrerequisite("a loopback listener") }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+}
