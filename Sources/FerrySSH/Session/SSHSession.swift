@@ -18,16 +18,29 @@ public final class SSHSession {
 
     public var target: SSHTarget { configuration.target }
 
-    /// Connects, verifies the host key and authenticates.
-    public init(connecting configuration: SSHConfiguration) throws {
-        LibSSH2.initializeOnce()
-        self.configuration = configuration
+    /// Connects over TCP, verifies the host key and authenticates.
+    public convenience init(connecting configuration: SSHConfiguration) throws {
         let target = configuration.target
         let deadline = Deadline(after: configuration.connectTimeout)
-        socket = try TCPConnect.open(host: target.host, port: target.port, timeout: configuration.connectTimeout)
+        let socket = try TCPConnect.open(host: target.host, port: target.port, timeout: configuration.connectTimeout)
+        try self.init(socket: socket, configuration: configuration, handshakeDeadline: deadline)
+    }
+
+    /// Runs SSH over an already connected stream socket, which the session then owns (and closes).
+    /// Any byte stream works: a TCP connection, or one end of a socketpair relayed through a jump host.
+    public convenience init(socket: Int32, configuration: SSHConfiguration) throws {
+        try self.init(socket: socket, configuration: configuration, handshakeDeadline: Deadline(after: configuration.connectTimeout))
+    }
+
+    private init(socket: Int32, configuration: SSHConfiguration, handshakeDeadline deadline: Deadline) throws {
+        LibSSH2.initializeOnce()
+        self.configuration = configuration
+        self.socket = socket
+        TCPConnect.setNonBlocking(socket)
         guard let session = libssh2_session_init_ex(nil, nil, nil, nil) else {
             Glibc.close(socket)
-            throw SSHError.handshake(host: target.host, port: target.port, reason: "libssh2 could not allocate a session")
+            throw SSHError.handshake(host: configuration.target.host, port: configuration.target.port,
+                                     reason: "libssh2 could not allocate a session")
         }
         raw = session
         libssh2_session_set_blocking(raw, 0)
@@ -138,6 +151,12 @@ public final class SSHSession {
         }
         if let deadline { waitMs = min(waitMs, deadline.remainingMilliseconds) }
 
+        // sshd leaves Nagle on for non-interactive sessions: its second small packet would wait
+        // for our delayed ACK (40 ms each time). Linux clears quick-ACK mode by itself, so re-arm it.
+        #if os(Linux)
+        var one: Int32 = 1
+        setsockopt(socket, Int32(IPPROTO_TCP), TCP_QUICKACK, &one, socklen_t(MemoryLayout<Int32>.size))
+        #endif
         var fds = [pollfd(fd: socket, events: events, revents: 0)]
         if let cancel { fds.append(pollfd(fd: cancel.descriptor, events: Int16(POLLIN), revents: 0)) }
         if let input { fds.append(pollfd(fd: input, events: Int16(POLLIN), revents: 0)) }
