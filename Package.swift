@@ -20,10 +20,12 @@ let package = Package(
             providers: [.apt(["libssh2-1-dev"])]
         ),
         .target(name: "FerrySSH", dependencies: ["CLibSSH2"]),
+        // Nix reader, evaluator, writer and renderer; needs no Nix installed.
+        .target(name: "FerryNix"),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerrySSH",
+                "FerrySSH", "FerryNix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -45,6 +47,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox"]),
     ],
     swiftLanguageModes: [.v5]

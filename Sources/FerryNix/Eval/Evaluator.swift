@@ -1,0 +1,445 @@
+import Foundation
+
+/// Evaluates the pure part of Nix: lazily, with Nix 2.8's semantics for what it supports, and a
+/// "not supported" error (never a wrong value) for the rest (derivations, fetchers, getFlake, …).
+public final class Evaluator {
+    private var imports: [String: Value] = [:]
+    private(set) var baseEnvironment: Environment!
+    /// Messages from `builtins.trace`.
+    public var traceHandler: (String) -> Void = { FileHandle.standardError.write(Data("trace: \($0)\n".utf8)) }
+
+    public init() {
+        baseEnvironment = Environment(.names(Builtins.globals(self)), parent: nil)
+    }
+
+    // MARK: - Entry points
+
+    /// Parses and evaluates a file (a directory means its default.nix), sharing imports.
+    public func evaluate(file path: String) throws -> Value {
+        var path = Parser.canonical(path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { path += "/default.nix" }
+        if let cached = imports[path] { return cached }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw NixEvalError("cannot read '\(path)': no such file or not readable", at: nil)
+        }
+        let source = String(decoding: data, as: UTF8.self)
+        let expr = try Parser.parse(source, file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
+        let value = try eval(expr, baseEnvironment)
+        imports[path] = value
+        return value
+    }
+
+    public func evaluate(source: String, file: String = "«string»", baseDirectory: String) throws -> Value {
+        try eval(try Parser.parse(source, file: file, baseDirectory: baseDirectory), baseEnvironment)
+    }
+
+    /// `value.a.b`, for `--attr`.
+    public func select(_ value: Value, path: [String]) throws -> Value {
+        var v = value
+        for (i, name) in path.enumerated() {
+            guard case .attrs(let attrs) = v else {
+                throw NixEvalError("'\(path[..<i].joined(separator: "."))' is \(v.article), not a set", at: nil)
+            }
+            guard let t = attrs[name] else { throw NixEvalError("attribute '\(path[...i].joined(separator: "."))' missing", at: nil) }
+            v = try force(t)
+        }
+        return v
+    }
+
+    // MARK: - Core
+
+    func force(_ thunk: Thunk) throws -> Value {
+        switch thunk.state {
+        case .done(let v): return v
+        case .evaluating: throw NixEvalError("infinite recursion encountered", at: nil)
+        case .pending, .deferred:
+            let saved = thunk.state
+            thunk.state = .evaluating
+            do {
+                let v: Value
+                switch saved {
+                case .pending(let expr, let env): v = try eval(expr, env)
+                case .deferred(let compute): v = try compute()
+                default: fatalError("unreachable")
+                }
+                thunk.state = .done(v)
+                return v
+            } catch {
+                thunk.state = saved
+                throw error
+            }
+        }
+    }
+
+    /// Forces, giving a location to errors that have none (builtins' unsupported values).
+    func force(_ thunk: Thunk, at loc: SourceLocation) throws -> Value {
+        do { return try force(thunk) } catch let e as NixEvalError where e.location == nil {
+            throw NixEvalError(e.message, at: loc)
+        }
+    }
+
+    func thunk(_ expr: Expr, _ env: Environment) -> Thunk {
+        switch expr {
+        case .int(let i): return Thunk(value: .int(i))
+        case .float(let f): return Thunk(value: .float(f))
+        case .path(let p): return Thunk(value: .path(p))
+        case .string(let parts) where parts.allSatisfy({ if case .text = $0 { return true } else { return false } }):
+            return Thunk(value: .string(parts.map { if case .text(let t) = $0 { return t } else { return "" } }.joined()))
+        default:
+            return Thunk(expr, env)
+        }
+    }
+
+    private func lexicalLookup(_ name: String, _ env: Environment) -> Thunk? {
+        var e: Environment? = env
+        while let cur = e {
+            if case .names(let names) = cur.frame, let t = names[name] { return t }
+            e = cur.parent
+        }
+        return nil
+    }
+
+    func lookup(_ name: String, _ env: Environment, _ loc: SourceLocation) throws -> Thunk {
+        if let t = lexicalLookup(name, env) { return t }
+        var e: Environment? = env
+        while let cur = e {
+            if case .with(let scope) = cur.frame, case .attrs(let attrs) = try forceAttrs(scope, loc, "a 'with' scope"),
+               let t = attrs[name] { return t }
+            e = cur.parent
+        }
+        throw NixEvalError("undefined variable '\(name)'", at: loc)
+    }
+
+    func eval(_ expr: Expr, _ env: Environment) throws -> Value {
+        switch expr {
+        case .int(let i): return .int(i)
+        case .float(let f): return .float(f)
+        case .path(let p): return .path(p)
+        case .searchPath(let p, let loc):
+            throw NixEvalError.unsupported("search path <\(p)> (ferry does not read NIX_PATH)", at: loc)
+        case .string(let parts):
+            var out = ""
+            for part in parts {
+                switch part {
+                case .text(let t): out += t
+                case .expr(let e, let loc): out += try coerceToString(try eval(e, env), loc, more: false)
+                }
+            }
+            return .string(out)
+        case .variable(let name, let loc):
+            return try force(try lookup(name, env, loc), at: loc)
+        case .select(let base, let path, let fallback, let loc):
+            var value = try eval(base, env)
+            for key in path {
+                let name = try attrName(key, env)
+                guard case .attrs(let attrs) = value, let t = attrs[name] else {
+                    if let fallback { return try eval(fallback, env) }
+                    if case .attrs = value { throw NixEvalError("attribute '\(name)' missing", at: loc) }
+                    throw NixEvalError("value is \(value.article) while a set was expected", at: loc)
+                }
+                value = try force(t, at: loc)
+            }
+            return value
+        case .hasAttr(let base, let path, _):
+            var value = try eval(base, env)
+            for key in path {
+                let name = try attrName(key, env)
+                guard case .attrs(let attrs) = value, let t = attrs[name] else { return .bool(false) }
+                value = try force(t)
+            }
+            return .bool(true)
+        case .list(let items):
+            return .list(items.map { thunk($0, env) })
+        case .attrs(let bindings, let loc):
+            return try evalAttrs(bindings, env, loc)
+        case .letIn(let bindings, let body, _):
+            // Bindings see each other: make the frame, then fill it with thunks pointing at it.
+            var names: [String: Thunk] = [:]
+            let frameEnv = LazyFrame(parent: env)
+            for name in bindings.order {
+                names[name] = try bindingThunk(bindings.named[name]!, name: name, own: frameEnv.environment, outer: env)
+            }
+            frameEnv.set(names)
+            return try eval(body, frameEnv.environment)
+        case .lambda(let lambda):
+            return .lambda(lambda, env)
+        case .call(let fn, let arg, let loc):
+            return try call(try eval(fn, env), thunk(arg, env), loc)
+        case .with(let scope, let body, _):
+            return try eval(body, Environment(.with(thunk(scope, env)), parent: env))
+        case .assert(let cond, let body, let loc):
+            guard try evalBool(cond, env, loc, "an assertion") else { throw NixEvalError("assertion failed", at: loc) }
+            return try eval(body, env)
+        case .ifThenElse(let cond, let then, let otherwise, let loc):
+            return try eval(try evalBool(cond, env, loc, "an if condition") ? then : otherwise, env)
+        case .not(let e, let loc):
+            return .bool(!(try evalBool(e, env, loc, "the operand of '!'")))
+        case .negate(let e, let loc):
+            return try arithmetic(.subtract, .int(0), try eval(e, env), loc)
+        case .binary(let op, let l, let r, let loc):
+            return try binary(op, l, r, env, loc)
+        }
+    }
+
+    private func attrName(_ key: AttrKey, _ env: Environment) throws -> String {
+        switch key {
+        case .name(let n): return n
+        case .dynamic(let e, let loc):
+            let v = try eval(e, env)
+            guard case .string(let s) = v else { throw NixEvalError("value is \(v.article) while a string was expected", at: loc) }
+            return s
+        }
+    }
+
+    private func bindingThunk(_ binding: Bindings.Binding, name: String, own: Environment, outer: Environment) throws -> Thunk {
+        switch binding.value {
+        case .expr(let e): return thunk(e, own)
+        case .inherit(let loc): return lexicalLookup(name, outer) ?? Thunk(.variable(name, loc), outer)
+        case .inheritFrom(let source, let loc):
+            return Thunk(.select(source, [.name(name)], orDefault: nil, loc), own)
+        }
+    }
+
+    private func evalAttrs(_ bindings: Bindings, _ env: Environment, _ loc: SourceLocation) throws -> Value {
+        var values: [String: Thunk] = [:]
+        let frame = LazyFrame(parent: env)
+        let own = bindings.recursive ? frame.environment : env
+        for name in bindings.order {
+            values[name] = try bindingThunk(bindings.named[name]!, name: name, own: own, outer: env)
+        }
+        frame.set(values)
+        for (keyExpr, valueExpr, dloc) in bindings.dynamic {
+            let key = try eval(keyExpr, own)
+            if case .null = key { continue }
+            guard case .string(let name) = key else { throw NixEvalError("value is \(key.article) while a string was expected", at: dloc) }
+            guard values[name] == nil else { throw NixEvalError("dynamic attribute '\(name)' already defined", at: dloc) }
+            values[name] = thunk(valueExpr, own)
+        }
+        return .attrs(values)
+    }
+
+    // MARK: - Functions
+
+    func call(_ function: Value, _ arg: Thunk, _ loc: SourceLocation) throws -> Value {
+        switch function {
+        case .lambda(let lambda, let env):
+            var names: [String: Thunk] = [:]
+            guard let formals = lambda.formals else {
+                names[lambda.argument!] = arg
+                return try eval(lambda.body, Environment(.names(names), parent: env))
+            }
+            guard case .attrs(let given) = try force(arg) else {
+                throw NixEvalError("value is \(try force(arg).article) while a set was expected", at: loc)
+            }
+            let frame = LazyFrame(parent: env)
+            if let a = lambda.argument { names[a] = arg }
+            for formal in formals {
+                if let t = given[formal.name] { names[formal.name] = t }
+                else if let d = formal.defaultValue { names[formal.name] = thunk(d, frame.environment) }
+                else { throw NixEvalError("function called without required argument '\(formal.name)'", at: loc) }
+            }
+            if !lambda.ellipsis {
+                let allowed = Set(formals.map(\.name))
+                if let extra = given.keys.sorted(by: Builtins.byteOrder).first(where: { !allowed.contains($0) }) {
+                    throw NixEvalError("function called with unexpected argument '\(extra)'", at: loc)
+                }
+            }
+            frame.set(names)
+            return try eval(lambda.body, frame.environment)
+        case .primop(let op, let args):
+            let all = args + [arg]
+            if all.count < op.arity { return .primop(op, all) }
+            return try op.apply(self, all, loc)
+        case .attrs(let attrs):
+            if let functor = attrs["__functor"] {
+                return try call(try call(try force(functor), Thunk(value: function), loc), arg, loc)
+            }
+            fallthrough
+        default:
+            throw NixEvalError("attempt to call something which is not a function but \(function.article)", at: loc)
+        }
+    }
+
+    // MARK: - Operators
+
+    private func evalBool(_ e: Expr, _ env: Environment, _ loc: SourceLocation, _ what: String) throws -> Bool {
+        let v = try eval(e, env)
+        guard case .bool(let b) = v else { throw NixEvalError("value is \(v.article) while a Boolean was expected", at: loc) }
+        return b
+    }
+
+    private func binary(_ op: BinaryOperator, _ l: Expr, _ r: Expr, _ env: Environment, _ loc: SourceLocation) throws -> Value {
+        switch op {
+        case .and: return .bool(try evalBool(l, env, loc, "&&") ? try evalBool(r, env, loc, "&&") : false)
+        case .or: return .bool(try evalBool(l, env, loc, "||") ? true : try evalBool(r, env, loc, "||"))
+        case .implication: return .bool(try evalBool(l, env, loc, "->") ? try evalBool(r, env, loc, "->") : true)
+        case .equal: return .bool(try equal(try eval(l, env), try eval(r, env), loc))
+        case .notEqual: return .bool(!(try equal(try eval(l, env), try eval(r, env), loc)))
+        case .less: return .bool(try lessThan(try eval(l, env), try eval(r, env), loc))
+        case .greater: return .bool(try lessThan(try eval(r, env), try eval(l, env), loc))
+        case .lessOrEqual: return .bool(!(try lessThan(try eval(r, env), try eval(l, env), loc)))
+        case .greaterOrEqual: return .bool(!(try lessThan(try eval(l, env), try eval(r, env), loc)))
+        case .update:
+            let a = try eval(l, env), b = try eval(r, env)
+            guard case .attrs(let x) = a else { throw NixEvalError("value is \(a.article) while a set was expected", at: loc) }
+            guard case .attrs(let y) = b else { throw NixEvalError("value is \(b.article) while a set was expected", at: loc) }
+            return .attrs(x.merging(y) { $1 })
+        case .concat:
+            let a = try eval(l, env), b = try eval(r, env)
+            guard case .list(let x) = a else { throw NixEvalError("value is \(a.article) while a list was expected", at: loc) }
+            guard case .list(let y) = b else { throw NixEvalError("value is \(b.article) while a list was expected", at: loc) }
+            return .list(x + y)
+        case .add:
+            let a = try eval(l, env), b = try eval(r, env)
+            switch (a, b) {
+            case (.path(let p), _):
+                return .path(Parser.canonical(p + (try coerceToString(b, loc, more: false))))
+            case (.string(let s), _):
+                return .string(s + (try coerceToString(b, loc, more: false)))
+            default:
+                return try arithmetic(.add, a, b, loc)
+            }
+        case .subtract, .multiply, .divide:
+            return try arithmetic(op, try eval(l, env), try eval(r, env), loc)
+        }
+    }
+
+    func arithmetic(_ op: BinaryOperator, _ a: Value, _ b: Value, _ loc: SourceLocation) throws -> Value {
+        switch (a, b) {
+        case (.int(let x), .int(let y)):
+            switch op {
+            case .add: return .int(x &+ y)
+            case .subtract: return .int(x &- y)
+            case .multiply: return .int(x &* y)
+            default:
+                guard y != 0 else { throw NixEvalError("division by zero", at: loc) }
+                return .int(x == Int.min && y == -1 ? Int.min : x / y)
+            }
+        case (.int, .float), (.float, .int), (.float, .float):
+            let x = Builtins.double(a)!, y = Builtins.double(b)!
+            switch op {
+            case .add: return .float(x + y)
+            case .subtract: return .float(x - y)
+            case .multiply: return .float(x * y)
+            default:
+                guard y != 0 else { throw NixEvalError("division by zero", at: loc) }
+                return .float(x / y)
+            }
+        default:
+            let bad = Builtins.double(a) == nil ? a : b
+            if op == .add { throw NixEvalError("cannot add \(bad.article) to \(b.article)", at: loc) }
+            throw NixEvalError("value is \(bad.article) while an integer was expected", at: loc)
+        }
+    }
+
+    func equal(_ a: Value, _ b: Value, _ loc: SourceLocation) throws -> Bool {
+        switch (a, b) {
+        case (.int(let x), .int(let y)): return x == y
+        case (.int, .float), (.float, .int), (.float, .float): return Builtins.double(a)! == Builtins.double(b)!
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.null, .null): return true
+        case (.string(let x), .string(let y)): return x == y
+        case (.path(let x), .path(let y)): return x == y
+        case (.list(let x), .list(let y)):
+            guard x.count == y.count else { return false }
+            for (p, q) in zip(x, y) where !(try equal(try force(p), try force(q), loc)) { return false }
+            return true
+        case (.attrs(let x), .attrs(let y)):
+            if case .string("derivation")? = try x["type"].map(force), case .string("derivation")? = try y["type"].map(force),
+               let p = x["outPath"], let q = y["outPath"] {
+                return try equal(try force(p), try force(q), loc)
+            }
+            guard x.count == y.count else { return false }
+            for (k, t) in x {
+                guard let u = y[k], try equal(try force(t), try force(u), loc) else { return false }
+            }
+            return true
+        default: return false
+        }
+    }
+
+    func lessThan(_ a: Value, _ b: Value, _ loc: SourceLocation) throws -> Bool {
+        switch (a, b) {
+        case (.int(let x), .int(let y)): return x < y
+        case (.int, .float), (.float, .int), (.float, .float): return Builtins.double(a)! < Builtins.double(b)!
+        case (.string(let x), .string(let y)): return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
+        case (.path(let x), .path(let y)): return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
+        case (.list(let x), .list(let y)):
+            for (p, q) in zip(x, y) {
+                let pv = try force(p), qv = try force(q)
+                if try !equal(pv, qv, loc) { return try lessThan(pv, qv, loc) }
+            }
+            return x.count < y.count
+        default:
+            throw NixEvalError("cannot compare \(a.article) with \(b.article)", at: loc)
+        }
+    }
+
+    // MARK: - Coercion
+
+    /// `"${x}"` (more: false) and `toString x` (more: true).
+    func coerceToString(_ v: Value, _ loc: SourceLocation, more: Bool) throws -> String {
+        switch v {
+        case .string(let s): return s
+        case .path(let p):
+            if more { return p }
+            throw NixEvalError.unsupported("using a path in a string (Nix would copy '\(p)' to the store)", at: loc)
+        case .attrs(let attrs):
+            if let f = attrs["__toString"] {
+                return try coerceToString(try call(try force(f), Thunk(value: v), loc), loc, more: more)
+            }
+            if let out = attrs["outPath"] { return try coerceToString(try force(out), loc, more: more) }
+        case .int(let i) where more: return String(i)
+        case .float(let f) where more: return String(format: "%f", f)
+        case .bool(let b) where more: return b ? "1" : ""
+        case .null where more: return ""
+        case .list(let items) where more:
+            var out: [String] = []
+            for (i, t) in items.enumerated() {
+                let item = try force(t)
+                let s = try coerceToString(item, loc, more: true)
+                // Nix puts no space after an empty list element.
+                if i < items.count - 1, case .list(let inner) = item, inner.isEmpty { out.append(s); continue }
+                out.append(s)
+            }
+            return out.joined(separator: " ")
+        default: break
+        }
+        throw NixEvalError("cannot coerce \(v.article) to a string", at: loc)
+    }
+
+    func forceAttrs(_ t: Thunk, _ loc: SourceLocation, _ what: String) throws -> Value {
+        let v = try force(t)
+        guard case .attrs = v else { throw NixEvalError("value is \(v.article) while a set was expected", at: loc) }
+        return v
+    }
+
+    /// Forces a value completely, as `--strict` does.
+    public func deepForce(_ v: Value) throws -> Value {
+        switch v {
+        case .list(let items): for t in items { _ = try deepForce(try force(t)) }
+        case .attrs(let attrs): for (_, t) in attrs { _ = try deepForce(try force(t)) }
+        default: break
+        }
+        return v
+    }
+
+    func importFile(_ v: Value, _ loc: SourceLocation) throws -> Value {
+        switch v {
+        case .path(let p): return try evaluate(file: p)
+        case .string(let s) where s.hasPrefix("/"): return try evaluate(file: s)
+        default: throw NixEvalError("cannot import \(v.article)", at: loc)
+        }
+    }
+}
+
+/// An environment frame whose names are filled in after the thunks that refer to it exist
+/// (for `rec`, `let` and formals' defaults).
+struct LazyFrame {
+    let environment: Environment
+
+    init(parent: Environment) { environment = Environment(.names([:]), parent: parent) }
+
+    func set(_ names: [String: Thunk]) { environment.frame = .names(names) }
+}

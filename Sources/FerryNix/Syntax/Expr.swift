@@ -1,0 +1,77 @@
+/// The Nix abstract syntax tree.
+public indirect enum Expr {
+    case int(Int)
+    case float(Double)
+    case string([InterpolatedPart])
+    /// An absolute, canonical path.
+    case path(String)
+    case searchPath(String, SourceLocation)
+    case variable(String, SourceLocation)
+    case select(Expr, [AttrKey], orDefault: Expr?, SourceLocation)
+    case hasAttr(Expr, [AttrKey], SourceLocation)
+    case list([Expr])
+    case attrs(Bindings, SourceLocation)
+    case letIn(Bindings, Expr, SourceLocation)
+    case lambda(Lambda)
+    case call(Expr, Expr, SourceLocation)
+    case with(Expr, Expr, SourceLocation)
+    case assert(Expr, Expr, SourceLocation)
+    case ifThenElse(Expr, Expr, Expr, SourceLocation)
+    case not(Expr, SourceLocation)
+    case negate(Expr, SourceLocation)
+    case binary(BinaryOperator, Expr, Expr, SourceLocation)
+}
+
+public enum InterpolatedPart {
+    case text(String)
+    case expr(Expr, SourceLocation)
+}
+
+public enum AttrKey {
+    case name(String)
+    case dynamic(Expr, SourceLocation)
+}
+
+public enum BinaryOperator: String {
+    case implication = "->", or = "||", and = "&&", equal = "==", notEqual = "!="
+    case less = "<", greater = ">", lessOrEqual = "<=", greaterOrEqual = ">="
+    case update = "//", add = "+", subtract = "-", multiply = "*", divide = "/", concat = "++"
+}
+
+/// The bindings of an attribute set or `let`.
+public struct Bindings {
+    public enum Value {
+        /// `name = expr;` — evaluated in the set's own scope when recursive, else outside.
+        case expr(Expr)
+        /// `inherit name;` — always looked up outside the set.
+        case inherit(SourceLocation)
+        /// `inherit (from) name;`
+        case inheritFrom(Expr, SourceLocation)
+    }
+
+    public struct Binding {
+        public var value: Value
+        public var location: SourceLocation
+    }
+
+    public var recursive: Bool
+    /// Static names in first-definition order.
+    public var order: [String] = []
+    public var named: [String: Binding] = [:]
+    public var dynamic: [(key: Expr, value: Expr, location: SourceLocation)] = []
+}
+
+public struct Lambda {
+    public struct Formal {
+        public var name: String
+        public var defaultValue: Expr?
+    }
+
+    /// `x: …`
+    public var argument: String?
+    /// `{ a, b ? 1, ... }: …`; nil for a plain `x:` lambda.
+    public var formals: [Formal]?
+    public var ellipsis: Bool
+    public var body: Expr
+    public var location: SourceLocation
+}

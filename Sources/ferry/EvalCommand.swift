@@ -1,0 +1,37 @@
+import ArgumentParser
+import FerryNix
+import Foundation
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a Nix file with ferry's own evaluator (no Nix needed), strictly.",
+        discussion: "Prints the value as `nix-instantiate --eval --strict` does, or with --json as `--json` does."
+    )
+
+    @Argument(help: "The Nix file.")
+    var file: String
+
+    @Option(help: ArgumentHelp("Select an attribute path of the result, e.g. networking.domain.", valueName: "a.b"))
+    var attr: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let evaluator = Evaluator()
+        do {
+            var value = try evaluator.evaluate(file: file)
+            if let attr {
+                value = try evaluator.select(value, path: attr.split(separator: ".").map(String.init))
+            }
+            value = try evaluator.deepForce(value)
+            print(json ? try NixWriter.json(value, evaluator, nil) : try NixWriter.displayThrowing(value, evaluator))
+        } catch let error as NixSyntaxError {
+            printError("ferry: \(error)")
+            throw ExitCode(1)
+        } catch let error as NixEvalError {
+            printError("ferry: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
