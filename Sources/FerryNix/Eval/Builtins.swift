@@ -106,8 +106,7 @@ enum Builtins {
             return .list(try ev.list(a[1], loc).filter { try ev.bool(Thunk(value: try ev.call(f, $0, loc)), loc) })
         })
         add(op("elem", 2) { ev, a, loc in
-            let x = try ev.force(a[0])
-            for t in try ev.list(a[1], loc) where try ev.equal(x, try ev.force(t), loc) { return .bool(true) }
+            for t in try ev.list(a[1], loc) where try ev.equal(try ev.force(a[0]), try ev.force(t), loc) { return .bool(true) }
             return .bool(false)
         })
         add(op("concatLists", 1) { ev, a, loc in .list(try ev.list(a[0], loc).flatMap { try ev.list($0, loc) }) })

@@ -143,10 +143,10 @@ public final class Evaluator {
             return value
         case .hasAttr(let base, let path, _):
             var value = try eval(base, env)
-            for key in path {
+            for (i, key) in path.enumerated() {
                 let name = try attrName(key, env)
                 guard case .attrs(let attrs) = value, let t = attrs[name] else { return .bool(false) }
-                value = try force(t)
+                if i < path.count - 1 { value = try force(t) }  // the last value stays unevaluated
             }
             return .bool(true)
         case .list(let items):
@@ -328,7 +328,7 @@ public final class Evaluator {
             }
         default:
             let bad = Builtins.double(a) == nil ? a : b
-            if op == .add { throw NixEvalError("cannot add \(bad.article) to \(b.article)", at: loc) }
+            if op == .add { throw NixEvalError("cannot add \(b.article) to \(a.article)", at: loc) }
             throw NixEvalError("value is \(bad.article) while an integer was expected", at: loc)
         }
     }

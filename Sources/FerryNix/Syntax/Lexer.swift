@@ -54,9 +54,10 @@ struct Lexer {
                 out.append(Token(kind: .end, location: start))
                 return out
             }
-            if c == UInt8(ascii: "{") { depth += 1 }
-            if c == UInt8(ascii: "}") { depth -= 1 }
-            out.append(try nextToken(start))
+            let token = try nextToken(start)
+            if token.kind == .symbol("{") || token.kind == .symbol("${") { depth += 1 }
+            if token.kind == .symbol("}") { depth -= 1 }
+            out.append(token)
         }
     }
 
@@ -109,6 +110,9 @@ struct Lexer {
             if best.1 == 3 || best.1 == 4, index + best.0 + 1 < bytes.count,
                bytes[index + best.0] == UInt8(ascii: "$"), bytes[index + best.0 + 1] == UInt8(ascii: "{") {
                 throw error("paths with ${…} interpolation are not supported by ferry's reader")
+            }
+            if (best.1 == 3 || best.1 == 4) && text.hasSuffix("/") {
+                throw error("path '\(text)' has a trailing slash")
             }
             advance(best.0)
             switch best.1 {

@@ -13,6 +13,7 @@ public struct Parser {
         var parser = Parser(tokens: try Lexer.tokenize(source, file: file), file: file, baseDirectory: baseDirectory)
         let expr = try parser.parseExpr()
         try parser.expectEnd()
+        try ScopeCheck.check(expr, ScopeCheck.globals, underWith: false)
         return expr
     }
 
@@ -187,10 +188,8 @@ public struct Parser {
             if isSymbol("?") {
                 let p = Self.hasAttrPrecedence
                 guard p >= minimum else { break }
-                if lastNonAssociative == p { throw unexpected("an operator other than '?'") }
                 _ = advance()
-                left = .hasAttr(left, try parseAttrPath(), opLoc)
-                lastNonAssociative = p
+                left = .hasAttr(left, try parseAttrPath(), opLoc)  // Nix 2.8 accepts `a ? b ? c`
                 continue
             }
             guard case .symbol(let s) = kind, let (p, assoc, op) = Self.binary[s], p >= minimum else { break }

@@ -92,7 +92,8 @@ public enum NixWriter {
         return out + "\""
     }
 
-    private static let keywords: Set<String> = ["if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"]
+    /// Reserved words; `or` is not among them where an attribute name is expected.
+    private static let keywords: Set<String> = ["if", "then", "else", "assert", "with", "let", "in", "rec", "inherit"]
 
     /// An attribute name, quoted unless it is a plain identifier.
     public static func attrName(_ name: String) -> String {
