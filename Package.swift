@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // libssh2 from the system (Debian: libssh2-1-dev).
@@ -22,10 +23,15 @@ let package = Package(
         .target(name: "FerrySSH", dependencies: ["CLibSSH2"]),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.
         .target(name: "FerryNix"),
+        // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
+        .target(
+            name: "FerryDeploy",
+            dependencies: ["FerryNix", "FerrySSH", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerrySSH", "FerryNix",
+                "FerrySSH", "FerryNix", "FerryDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -48,6 +54,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
+        .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,106 @@
+import FerryNix
+import FerrySSH
+import Foundation
+
+/// The inventory: `fleet.toml` and the files beside it.
+public struct Fleet {
+    public struct Defaults: Equatable {
+        public var user = "root"
+        public var port = 22
+        public var identity: String?
+        public var operation: Operation = .switch
+    }
+
+    public enum Operation: String, CaseIterable, Sendable {
+        case `switch`, boot, test, dryActivate = "dry-activate", build
+    }
+
+    /// A tree pushed to `/var/src/NAME` on each target.
+    public struct Source: Equatable {
+        public var name: String
+        /// Absolute local path (for the rendered config: the fleet's own folder).
+        public var path: String
+        public var exclude: [String]
+        public var deleteExcluded: Bool
+        /// The per-host rendered configuration rather than a plain directory.
+        public var rendered: Bool
+        public var destination: String { "/var/src/\(name)" }
+    }
+
+    public struct Host {
+        public var name: String
+        public var address: String
+        public var port: Int
+        public var user: String
+        public var tags: [String]
+        /// A host-specific domain; nil inherits shared.nix's.
+        public var domain: String?
+        public var vars: [(String, NixLiteral)]
+
+        public var target: SSHTarget { SSHTarget(user: user, host: address, port: port) }
+
+        public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
+    }
+
+    /// The fleet.toml file and its folder (relative paths in it are relative to the folder).
+    public let file: String
+    public var directory: String { (file as NSString).deletingLastPathComponent }
+    public var shared: String
+    /// `domain` as shared.nix sets it (evaluated by ferry).
+    public var sharedDomain: String
+    public var defaults: Defaults
+    public var sources: [Source]
+    public var hosts: [Host]
+    /// Problems worth telling the operator that do not stop a deploy.
+    public var warnings: [String]
+
+    public init(file: String, shared: String, sharedDomain: String, defaults: Defaults, sources: [Source], hosts: [Host], warnings: [String]) {
+        self.file = file
+        self.shared = shared
+        self.sharedDomain = sharedDomain
+        self.defaults = defaults
+        self.sources = sources
+        self.hosts = hosts
+        self.warnings = warnings
+    }
+
+    public func domain(of host: Host) -> String { host.domain ?? sharedDomain }
+
+    /// Hosts named by `selectors` (host names, or `@tag`); all hosts when empty.
+    public func select(_ selectors: [String]) throws -> [Host] {
+        guard !selectors.isEmpty else { return hosts }
+        var chosen: [Host] = []
+        for selector in selectors {
+            let matches: [Host]
+            if selector.hasPrefix("@") {
+                matches = hosts.filter { $0.tags.contains(String(selector.dropFirst())) }
+            } else {
+                matches = hosts.filter { $0.name == selector }
+            }
+            guard !matches.isEmpty else {
+                throw InventoryError(file: file, key: nil, problem: selector.hasPrefix("@")
+                    ? "no host has the tag '\(selector.dropFirst())'"
+                    : "no host named '\(selector)' (hosts: \(hosts.map(\.name).joined(separator: ", ")))")
+            }
+            for host in matches where !chosen.contains(where: { $0.name == host.name }) { chosen.append(host) }
+        }
+        return chosen
+    }
+}
+
+/// A problem with the inventory, naming the file, the key and what is wrong.
+public struct InventoryError: Error, Equatable, CustomStringConvertible {
+    public let file: String
+    public let key: String?
+    public let problem: String
+
+    public init(file: String, key: String?, problem: String) {
+        self.file = file
+        self.key = key
+        self.problem = problem
+    }
+
+    public var description: String {
+        key.map { "\(file): \($0): \(problem)" } ?? "\(file): \(problem)"
+    }
+}

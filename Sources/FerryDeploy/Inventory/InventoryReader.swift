@@ -1,0 +1,231 @@
+import FerryNix
+import Foundation
+import TOMLKit
+
+/// Reads and checks `fleet.toml`: every key known, every value of the right type, every host
+/// reachable by a distinct address and port, and shared.nix evaluating to a set with a string domain.
+public enum InventoryReader {
+    public static func load(_ path: String) throws -> Fleet {
+        let file = absolute(path, in: FileManager.default.currentDirectoryPath)
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw InventoryError(file: file, key: nil, problem: "cannot read the file (missing or not readable)")
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: String(decoding: data, as: UTF8.self))
+        } catch let error as TOMLParseError {
+            throw InventoryError(file: file, key: nil, problem: "TOML syntax error at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        }
+        var reader = Reader(file: file)
+        return try reader.fleet(table)
+    }
+
+    static func absolute(_ path: String, in directory: String) -> String {
+        let expanded = path.hasPrefix("~/") ? NSHomeDirectory() + path.dropFirst(1) : path
+        return URL(fileURLWithPath: expanded, relativeTo: URL(fileURLWithPath: directory, isDirectory: true)).standardizedFileURL.path
+    }
+
+    /// Host names NixOS accepts: letters, digits and hyphens, at most 63, no hyphen at either end.
+    public static func isValidHostName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...63).contains(bytes.count), bytes.first != UInt8(ascii: "-"), bytes.last != UInt8(ascii: "-") else { return false }
+        return bytes.allSatisfy { ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "-") }
+    }
+
+    /// An IPv4 or IPv6 address, or a DNS name.
+    public static func isValidAddress(_ address: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, address, &v4) == 1 || inet_pton(AF_INET6, address, &v6) == 1 { return true }
+        guard !address.isEmpty, address.utf8.count <= 253 else { return false }
+        let labels = address.hasSuffix(".") ? address.dropLast().split(separator: ".", omittingEmptySubsequences: false)
+                                             : address.split(separator: ".", omittingEmptySubsequences: false)
+        // All-numeric dotted names are malformed IPv4 addresses, not host names.
+        if labels.allSatisfy({ $0.allSatisfy(\.isNumber) }) { return false }
+        return labels.allSatisfy { isValidHostName(String($0)) }
+    }
+}
+
+private struct Reader {
+    let file: String
+    var directory: String { (file as NSString).deletingLastPathComponent }
+
+    func fail(_ key: String?, _ problem: String) -> InventoryError { InventoryError(file: file, key: key, problem: problem) }
+
+    func checkKeys(_ table: TOMLTable, allowed: [String], at prefix: String?) throws {
+        for key in table.keys where !allowed.contains(key) {
+            let name = prefix.map { "\($0).\(key)" } ?? key
+            throw fail(name, "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+        }
+    }
+
+    func string(_ table: TOMLTable, _ key: String, at path: String) throws -> String? {
+        guard let value = table[key] else { return nil }
+        guard let s = value.string else { throw fail(path, "expected a string, found \(value.type)") }
+        return s
+    }
+
+    func int(_ table: TOMLTable, _ key: String, at path: String) throws -> Int? {
+        guard let value = table[key] else { return nil }
+        guard value.type == .int, let i = value.int else { throw fail(path, "expected an integer, found \(value.type)") }
+        return i
+    }
+
+    func bool(_ table: TOMLTable, _ key: String, at path: String) throws -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let b = value.bool else { throw fail(path, "expected true or false, found \(value.type)") }
+        return b
+    }
+
+    func strings(_ table: TOMLTable, _ key: String, at path: String) throws -> [String]? {
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw fail(path, "expected an array of strings, found \(value.type)") }
+        return try array.enumerated().map { i, item in
+            guard let s = item.string else { throw fail("\(path)[\(i)]", "expected a string, found \(item.type)") }
+            return s
+        }
+    }
+
+    func subtable(_ table: TOMLTable, _ key: String, at path: String) throws -> TOMLTable? {
+        guard let value = table[key] else { return nil }
+        guard let t = value.table else { throw fail(path, "expected a table, found \(value.type)") }
+        return t
+    }
+
+    func port(_ table: TOMLTable, at path: String) throws -> Int? {
+        guard let p = try int(table, "port", at: path) else { return nil }
+        guard (1...65535).contains(p) else { throw fail(path, "port \(p) is not from 1 to 65535") }
+        return p
+    }
+
+    mutating func fleet(_ table: TOMLTable) throws -> Fleet {
+        try checkKeys(table, allowed: ["shared", "defaults", "sources", "hosts"], at: nil)
+        guard let sharedName = try string(table, "shared", at: "shared") else {
+            throw fail("shared", "missing: name the shared Nix file, e.g. shared = \"shared.nix\"")
+        }
+        let shared = InventoryReader.absolute(sharedName, in: directory)
+        let sharedDomain = try checkShared(shared)
+
+        var defaults = Fleet.Defaults()
+        if let d = try subtable(table, "defaults", at: "defaults") {
+            try checkKeys(d, allowed: ["user", "port", "identity", "operation"], at: "defaults")
+            defaults.user = try string(d, "user", at: "defaults.user") ?? defaults.user
+            defaults.port = try port(d, at: "defaults.port") ?? defaults.port
+            defaults.identity = try string(d, "identity", at: "defaults.identity").map { InventoryReader.absolute($0, in: directory) }
+            if let op = try string(d, "operation", at: "defaults.operation") {
+                guard let operation = Fleet.Operation(rawValue: op) else {
+                    throw fail("defaults.operation", "'\(op)' is not one of \(Fleet.Operation.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                defaults.operation = operation
+            }
+        }
+
+        var warnings: [String] = []
+        var sources: [Fleet.Source] = []
+        if let s = try subtable(table, "sources", at: "sources") {
+            for name in s.keys {
+                let path = "sources.\(name)"
+                guard let t = try subtable(s, name, at: path) else { continue }
+                guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix(".") else {
+                    throw fail(path, "a source name becomes /var/src/NAME: it must be a plain file name")
+                }
+                try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered"], at: path)
+                let rendered = try bool(t, "rendered", at: "\(path).rendered") ?? false
+                guard let local = try string(t, "path", at: "\(path).path") ?? (rendered ? "." : nil) else {
+                    throw fail("\(path).path", "missing: the local directory to push")
+                }
+                let source = Fleet.Source(
+                    name: name, path: InventoryReader.absolute(local, in: directory),
+                    exclude: try strings(t, "exclude", at: "\(path).exclude") ?? [],
+                    deleteExcluded: try bool(t, "delete_excluded", at: "\(path).delete_excluded") ?? true,
+                    rendered: rendered)
+                if !rendered && FileManager.default.fileExists(atPath: source.path + "/.env")
+                    && !source.exclude.contains(where: { [".env", "/.env", ".env*", ".env/"].contains($0) }) {
+                    warnings.append("\(file): \(path): \(source.path)/.env would be pushed; a path: flake copies the whole tree into the world-readable Nix store. Add \".env\" to exclude.")
+                }
+                sources.append(source)
+            }
+        }
+
+        var hosts: [Fleet.Host] = []
+        var seen: [String: String] = [:]
+        if let h = try subtable(table, "hosts", at: "hosts") {
+            for name in h.keys {
+                let path = "hosts.\(name)"
+                guard let t = try subtable(h, name, at: path) else { continue }
+                guard InventoryReader.isValidHostName(name) else {
+                    throw fail(path, "'\(name)' is not a valid NixOS host name (letters, digits and hyphens, at most 63, no hyphen at either end)")
+                }
+                try checkKeys(t, allowed: ["address", "port", "user", "tags", "domain", "vars"], at: path)
+                guard let address = try string(t, "address", at: "\(path).address") else {
+                    throw fail("\(path).address", "missing: the host's DNS name or IP address")
+                }
+                guard InventoryReader.isValidAddress(address) else {
+                    throw fail("\(path).address", "'\(address)' is not a DNS name or an IPv4/IPv6 address")
+                }
+                let host = Fleet.Host(
+                    name: name, address: address,
+                    port: try port(t, at: "\(path).port") ?? defaults.port,
+                    user: try string(t, "user", at: "\(path).user") ?? defaults.user,
+                    tags: try strings(t, "tags", at: "\(path).tags") ?? [],
+                    domain: try string(t, "domain", at: "\(path).domain"),
+                    vars: try vars(t, at: "\(path).vars"))
+                let endpoint = "\(address.lowercased()) port \(host.port)"
+                if let other = seen[endpoint] {
+                    throw fail(path, "same address and port as hosts.\(other) (\(endpoint))")
+                }
+                seen[endpoint] = name
+                hosts.append(host)
+            }
+        }
+        return Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts, warnings: warnings)
+    }
+
+    func vars(_ table: TOMLTable, at path: String) throws -> [(String, NixLiteral)] {
+        guard let t = try subtable(table, "vars", at: path) else { return [] }
+        return try t.keys.map { key in (key, try literal(t[key]!, at: "\(path).\(key)")) }
+    }
+
+    func literal(_ value: TOMLValueConvertible, at path: String) throws -> NixLiteral {
+        switch value.type {
+        case .string: return .string(value.string!)
+        case .int: return .int(value.int!)
+        case .bool: return .bool(value.bool!)
+        case .double:
+            let d = value.double!
+            guard d.isFinite else { throw fail(path, "\(d) has no Nix literal (Nix has no nan or inf)") }
+            return .float(d)
+        case .array:
+            return .list(try value.array!.enumerated().map { i, item in try literal(item, at: "\(path)[\(i)]") })
+        case .table:
+            let t = value.table!
+            return .attrs(try t.keys.map { ($0, try literal(t[$0]!, at: "\(path).\($0)")) })
+        case .date, .time, .dateTime:
+            throw fail(path, "a TOML \(value.type) has no Nix literal; write it as a string")
+        }
+    }
+
+    /// shared.nix must evaluate (with ferry's evaluator) to a set whose `domain` is a string.
+    func checkShared(_ shared: String) throws -> String {
+        guard FileManager.default.fileExists(atPath: shared) else {
+            throw fail("shared", "\(shared) does not exist")
+        }
+        let evaluator = Evaluator()
+        let value: Value
+        do {
+            value = try evaluator.evaluate(file: shared)
+        } catch {
+            throw fail("shared", "\(shared) does not evaluate: \(error)")
+        }
+        guard case .attrs = value else { throw fail("shared", "\(shared) must evaluate to an attribute set, not \(value.typeName)") }
+        let domain: Value
+        do {
+            domain = try evaluator.select(value, path: ["domain"])
+        } catch {
+            throw fail("shared", "\(shared) must set `domain` (a string): \(error)")
+        }
+        guard case .string(let d) = domain, !d.isEmpty else {
+            throw fail("shared", "`domain` in \(shared) must be a non-empty string, not \(domain.typeName)")
+        }
+        return d
+    }
+}

@@ -1,0 +1,15 @@
+# LNBits from the source tree ferry pushes to /var/src/lnbits-src.
+{ lib, pkgs, ... }:
+{
+  imports = [ ../modules/lnbits-service.nix ];
+
+  # getFlake needs these; the setting helps later evaluations, so ferry also passes
+  # --option experimental-features 'nix-command flakes' to the first nixos-rebuild.
+  nix.settings.experimental-features = [ "nix-command" "flakes" ];
+
+  services.ferry-lnbits = {
+    enable = true;
+    # mkDefault: an operator (or a check) can set the package without evaluating getFlake.
+    package = lib.mkDefault (builtins.getFlake "path:/var/src/lnbits-src").packages.${pkgs.system}.lnbits;
+  };
+}
