@@ -44,7 +44,8 @@ public enum NixWriter {
             if i == Int.min { return "(-9223372036854775807 - 1)" }
             return i < 0 ? "(\(i))" : String(i)
         case .float(let f):
-            guard f.isFinite else { throw NixWriterError.notRepresentable("the float \(f)") }
+            // Nix 2.8 reads floats with strtod and rejects what underflows: subnormals have no literal.
+            guard f.isFinite, f == 0 || f.isNormal else { throw NixWriterError.notRepresentable("the float \(f)") }
             return f < 0 || (f == 0 && f.sign == .minus) ? "(-\(floatLiteral(-f)))" : floatLiteral(f)
         case .bool(let b): return b ? "true" : "false"
         case .null: return "null"

@@ -1,0 +1,97 @@
+import FerryDeploy
+import FerryNix
+import Foundation
+import XCTest
+
+final class InventoryTests: XCTestCase {
+    let goodShared = "{ domain = \"example.org\"; }"
+
+    /// Loads a fleet made of `toml` (and `shared`), expecting an error that names `key` and says `problem`.
+    func expectError(_ toml: String, shared: String? = nil, key: String?, _ problem: String,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", shared ?? goodShared)
+        try fixture.write("fleet.toml", toml)
+        XCTAssertThrowsError(try fixture.load(), file: file, line: line) { error in
+            guard let e = error as? InventoryError else { return XCTFail("\(error)", file: file, line: line) }
+            XCTAssertEqual(e.key, key, "\(e)", file: file, line: line)
+            XCTAssertTrue(e.problem.contains(problem), "\(e)", file: file, line: line)
+            XCTAssertTrue("\(e)".hasPrefix(fixture.fleetFile + ": "), "names the file: \(e)", file: file, line: line)
+        }
+    }
+
+    let head = "shared = \"shared.nix\"\n"
+
+    func testMissingOrBadDomain() throws {
+        try expectError(head, shared: "{ site = \"x\"; }", key: "shared", "must set `domain`")
+        try expectError(head, shared: "{ domain = 42; }", key: "shared", "must be a non-empty string, not int")
+        try expectError(head, shared: "[ ]", key: "shared", "must evaluate to an attribute set")
+        try expectError(head, shared: "{ domain = ; }", key: "shared", "syntax error")
+        try expectError(head, shared: "{ domain = builtins.getFlake \"x\"; }", key: "shared", "not supported by ferry's evaluator: builtins.getFlake")
+        try expectError("shared = \"nope.nix\"\n", key: "shared", "does not exist")
+        try expectError("[defaults]\n", key: "shared", "missing")
+    }
+
+    func testUnknownKeysAndWrongTypes() throws {
+        try expectError(head + "sharde = 1\n", key: "sharde", "unknown key")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nadress = \"x\"\n", key: "hosts.a.adress", "unknown key")
+        try expectError(head + "[defaults]\nusr = \"x\"\n", key: "defaults.usr", "unknown key")
+        try expectError(head + "[sources.s]\npath = \".\"\nexcludes = []\n", key: "sources.s.excludes", "unknown key")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nport = \"22\"\n", key: "hosts.a.port", "expected an integer, found string")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nport = 0\n", key: "hosts.a.port", "not from 1 to 65535")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\ntags = [\"x\", 1]\n", key: "hosts.a.tags[1]", "expected a string")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nvars = 3\n", key: "hosts.a.vars", "expected a table")
+        try expectError(head + "[defaults]\noperation = \"deploy\"\n", key: "defaults.operation", "not one of switch, boot, test, dry-activate, build")
+        try expectError(head + "[sources.s]\nexclude = []\n", key: "sources.s.path", "missing")
+        try expectError(head + "shared = 1\n", key: nil, "TOML syntax error at line 2")
+    }
+
+    func testHostsNamesAndAddresses() throws {
+        try expectError(head + "[hosts.a]\nport = 22\n", key: "hosts.a.address", "missing")
+        for bad in ["bad_name", "-lead", "trail-", String(repeating: "a", count: 64), "dot.ted", "ünï"] {
+            try expectError(head + "[hosts.\"\(bad)\"]\naddress = \"h.example\"\n", key: "hosts.\(bad)", "not a valid NixOS host name")
+        }
+        for bad in ["has space", "under_score.example", "300.1.1.1", "1.2.3", "-x.example", "a..b", ""] {
+            try expectError(head + "[hosts.a]\naddress = \"\(bad)\"\n", key: "hosts.a.address", "not a DNS name or an IPv4/IPv6 address")
+        }
+        try expectError(head + "[hosts.a]\naddress = \"h.example\"\n[hosts.b]\naddress = \"H.example\"\nport = 22\n",
+                        key: "hosts.b", "same address and port as hosts.a")
+    }
+
+    func testValuesWithoutANixLiteral() throws {
+        for (value, what) in [("1979-05-27T07:32:00Z", "date-time"), ("1979-05-27", "date"), ("07:32:00", "time"),
+                              ("nan", "nan"), ("inf", "inf"), ("-inf", "inf")] {
+            try expectError(head + "[hosts.a]\naddress = \"h.example\"\n[hosts.a.vars]\nx = { y = [1, \(value)] }\n",
+                            key: "hosts.a.vars.x.y[1]", what)
+        }
+    }
+
+    func testGoodInventoryDefaultsAndSelection() throws {
+        let fixture = try FleetFixture()
+        defer { fixture.remove() }
+        let fleet = try fixture.load()
+        XCTAssertEqual(fleet.defaults.operation, .switch)
+        let gamma = fleet.hosts.first { $0.name == "gamma" }!
+        XCTAssertEqual(gamma.target.description, "deploy@[2001:db8::5]")
+        XCTAssertEqual(fleet.hosts.first { $0.name == "beta" }!.target.port, 2222)
+        XCTAssertEqual(fleet.sources.map(\.name), ["lnbits-src", "nixos-config"])
+        XCTAssertEqual(fleet.sources[0].destination, "/var/src/lnbits-src")
+        XCTAssertEqual(fleet.sources[0].exclude, [".git", ".env", "data/", ".venv/", "node_modules/", "__pycache__/", "*.pyc"])
+        XCTAssertTrue(fleet.sources[1].rendered)
+        XCTAssertEqual(try fleet.select(["@eu"]).map(\.name), ["alpha", "gamma"])
+        XCTAssertEqual(try fleet.select(["beta", "@web"]).map(\.name), ["beta", "alpha"])
+        XCTAssertThrowsError(try fleet.select(["delta"])) { XCTAssertTrue("\($0)".contains("no host named 'delta'")) }
+    }
+
+    func testUnexcludedEnvFileIsWarnedAbout() throws {
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", goodShared)
+        try fixture.write("src/.env", "LNBITS_ADMIN_KEY=secret\n")
+        try fixture.write("fleet.toml", head + "[sources.lnbits-src]\npath = \"src\"\n")
+        XCTAssertTrue(try fixture.load().warnings.first?.contains(".env would be pushed") ?? false)
+        try fixture.write("fleet.toml", head + "[sources.lnbits-src]\npath = \"src\"\nexclude = [\".env\"]\n")
+        XCTAssertEqual(try fixture.load().warnings, [])
+    }
+}
