@@ -1,6 +1,6 @@
 import FerryDeploy
 import FerryNix
-import FerryTestSupport
+import FerryXCTestSupport
 import Foundation
 import XCTest
 
@@ -101,7 +101,7 @@ final class RenderTests: XCTestCase {
     /// Swift values → Nix literals → nix-instantiate, compared inside Nix with the same value read
     /// from JSON (exact floats included), over seeded random trees.
     func testWriterLiteralsEvaluateBackExactly() throws {
-        var rng = SplitMixForTests(seed: 0xF1EE7)
+        var rng = SplitMix64(seed: 0xF1EE7)
         let values = (0..<300).map { _ in NixLiteral.random(&rng, depth: 3) }
         let dir = NSTemporaryDirectory() + "ferry-writer-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -143,22 +143,10 @@ final class RenderTests: XCTestCase {
     }
 }
 
-struct SplitMixForTests {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension NixLiteral {
-    static func random(_ rng: inout SplitMixForTests, depth: Int) -> NixLiteral {
+    static func random(_ rng: inout SplitMix64, depth: Int) -> NixLiteral {
         let pieces = ["a", "\"", "\\", "${", "$", "''", "\n", "\t", "é", " ", "{x}", "\u{1}", "/etc/shadow"]
-        func str(_ rng: inout SplitMixForTests) -> String {
+        func str(_ rng: inout SplitMix64) -> String {
             (0..<Int(rng.next() % 5)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined()
         }
         switch rng.next() % (depth > 0 ? 8 : 5) {

@@ -74,7 +74,8 @@ public enum NixWriter {
         return s
     }
 
-    /// A double-quoted Nix string with `"`, `\`, `${` and control characters escaped.
+    /// A double-quoted Nix string with `"`, `\`, `${`, newlines and tabs escaped, written the way
+    /// Nix prints strings (so it reads back as exactly the same bytes).
     public static func quoted(_ s: String) -> String {
         var out = "\""
         var previousDollar = false
@@ -85,10 +86,10 @@ public enum NixWriter {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case "{" where previousDollar: out += "\\{"
+            case "{" where previousDollar: out.removeLast(); out += "\\${"
             default: out.unicodeScalars.append(scalar)
             }
-            previousDollar = scalar == "$" && !previousDollar
+            previousDollar = scalar == "$"
         }
         return out + "\""
     }
@@ -122,22 +123,7 @@ public enum NixWriter {
         case .float(let f): return printedFloat(f)
         case .bool(let b): return b ? "true" : "false"
         case .null: return "null"
-        case .string(let s):
-            var out = "\""
-            var previousDollar = false
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case "{" where previousDollar: out.removeLast(); out += "\\${"
-                default: out.unicodeScalars.append(scalar)
-                }
-                previousDollar = scalar == "$"
-            }
-            return out + "\""
+        case .string(let s): return quoted(s)
         case .path(let p): return p
         case .list(let items):
             if items.isEmpty { return "[ ]" }
