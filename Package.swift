@@ -21,17 +21,19 @@ let package = Package(
             providers: [.apt(["libssh2-1-dev"])]
         ),
         .target(name: "FerrySSH", dependencies: ["CLibSSH2"]),
+        // rsync-equivalent tree sync over FerrySSH: scan, plan, transfer.
+        .target(name: "FerrySync", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")]),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.
         .target(name: "FerryNix"),
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",
-            dependencies: ["FerryNix", "FerrySSH", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["FerryNix", "FerrySync", "FerrySSH", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerrySSH", "FerryNix", "FerryDeploy",
+                "FerrySSH", "FerrySync", "FerryNix", "FerryDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +55,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .testTarget(name: "FerrySyncTests", dependencies: ["FerrySync", "FerryXCTestSupport"]),
         .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
         .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox"]),

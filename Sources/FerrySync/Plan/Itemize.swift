@@ -1,0 +1,75 @@
+import FerrySSH
+
+/// `--itemize` lines in the format rsync prints when pushing (`YXcstpoguax name`).
+public enum Itemize {
+    public static func line(_ item: SyncPlan.Item) -> String {
+        let e = item.entry
+        let type: Character
+        switch e.kind {
+        case .file: type = "f"
+        case .directory: type = "d"
+        case .symlink: type = "L"
+        case .fifo: type = "S"
+        }
+        var name = e.path.isEmpty ? "." : escape(e.path)
+        if e.kind == .directory { name += "/" }
+        if e.kind == .symlink, let target = e.linkTarget { name += " -> " + escape(target) }
+        switch item.change {
+        case .deleted:
+            return "*deleting   \(name)"
+        case .created:
+            return "\(e.kind == .file ? "<" : "c")\(type)+++++++++ \(name)"
+        case .updated(let content, let size, let time, let permissions, let sent):
+            let first: Character = sent ? "<" : (e.kind == .symlink && content ? "c" : ".")
+            var flags = Array("cstpoguax").map { _ in Character(".") }
+            if content { flags[0] = "c" }
+            if size { flags[1] = "s" }
+            if time { flags[2] = "t" }
+            if permissions { flags[3] = "p" }
+            return "\(first)\(type)\(String(flags)) \(name)"
+        }
+    }
+
+    /// rsync's escaping of names: bytes it cannot print become `\#ooo`.
+    public static func escape(_ bytes: [UInt8]) -> String {
+        var out = ""
+        for b in bytes {
+            if b < 0x20 || b == 0x7F || b >= 0x80 {
+                let o = String(b, radix: 8)
+                out += "\\#" + String(repeating: "0", count: 3 - o.count) + o
+            } else {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            }
+        }
+        return out
+    }
+}
+
+/// `[user@]host[:port]:/abs/path` or `ssh://[user@]host[:port]/abs/path`.
+public struct SyncDestination: Equatable {
+    public var target: SSHTarget
+    public var path: String
+
+    public init(parsing text: String) throws {
+        let split: (String, String)
+        if text.hasPrefix("ssh://") {
+            let rest = text.dropFirst("ssh://".count)
+            // The authority ends at the first "/" outside brackets.
+            var depth = 0
+            guard let slash = rest.firstIndex(where: { c in
+                if c == "[" { depth += 1 } else if c == "]" { depth -= 1 }
+                return c == "/" && depth == 0
+            }) else { throw SyncError.badDestination("'\(text)': no path after the host; expected ssh://[user@]host[:port]/abs/path") }
+            split = ("ssh://" + rest[..<slash], String(rest[slash...]))
+        } else {
+            let searchFrom = text.firstIndex(of: "]") ?? text.startIndex
+            guard let r = text[searchFrom...].range(of: ":/") else {
+                throw SyncError.badDestination("'\(text)': expected [user@]host[:port]:/abs/path")
+            }
+            split = (String(text[..<r.lowerBound]), String(text[text.index(after: r.lowerBound)...]))
+        }
+        target = try SSHTarget(parsing: split.0)
+        path = split.1
+        try Syncer.validate(destination: path)
+    }
+}

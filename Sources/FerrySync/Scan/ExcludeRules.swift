@@ -1,0 +1,159 @@
+/// rsync's `--exclude` patterns: `*` (not across "/"), `**` (across "/"), `?`, `[…]`, `\` escapes;
+/// a leading "/" anchors at the root; a trailing "/" matches directories only; a pattern without
+/// "/" (or "**") matches the name at any depth, one with "/" matches the end of the path;
+/// `dir/***` matches the directory and everything in it.
+public struct ExcludeRules: Sendable {
+    struct Pattern: Sendable {
+        var text: [UInt8]
+        var anchored: Bool
+        var directoryOnly: Bool
+        var wholePath: Bool
+    }
+
+    private var patterns: [Pattern] = []
+
+    public init(_ patterns: [String] = []) {
+        for p in patterns { add(p) }
+    }
+
+    public var isEmpty: Bool { patterns.isEmpty }
+
+    public mutating func add(_ pattern: String) {
+        var bytes = Array(pattern.utf8)
+        guard !bytes.isEmpty else { return }
+        var directoryOnly = false
+        var anchored = false
+        if bytes.count > 1 && bytes.last == UInt8(ascii: "/") { directoryOnly = true; bytes.removeLast() }
+        if bytes.first == UInt8(ascii: "/") { anchored = true; bytes.removeFirst() }
+        if bytes.count >= 4 && bytes.suffix(4) == Array("/***".utf8) {
+            // "dir/***": the directory itself and everything below it.
+            let dir = Array(bytes.dropLast(4))
+            let whole = anchored || dir.contains(UInt8(ascii: "/")) || contains(dir, "**")
+            patterns.append(Pattern(text: dir, anchored: anchored, directoryOnly: true, wholePath: whole))
+            bytes = dir + Array("/**".utf8)
+        }
+        let whole = anchored || bytes.contains(UInt8(ascii: "/")) || contains(bytes, "**")
+        patterns.append(Pattern(text: bytes, anchored: anchored, directoryOnly: directoryOnly, wholePath: whole))
+    }
+
+    /// Lines of an `--exclude-from` file; blank lines and lines starting with ';' or '#' are comments.
+    public mutating func add(fileContents: [UInt8]) {
+        for line in fileContents.split(separator: UInt8(ascii: "\n")) {
+            var l = Array(line)
+            if l.last == UInt8(ascii: "\r") { l.removeLast() }
+            guard let first = l.first, first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { continue }
+            add(String(decoding: l, as: UTF8.self))
+        }
+    }
+
+    /// Whether this one entry matches (its parents are not looked at).
+    public func matches(_ path: [UInt8], isDirectory: Bool) -> Bool {
+        for p in patterns where !p.directoryOnly || isDirectory {
+            if !p.wholePath {
+                let name = path.lastIndex(of: UInt8(ascii: "/")).map { Array(path[($0 + 1)...]) } ?? path
+                if Wildmatch.match(p.text[...], name[...]) { return true }
+            } else if p.anchored {
+                if Wildmatch.match(p.text[...], path[...]) { return true }
+            } else {
+                // Unanchored patterns with "/" may match any trailing part that starts a component.
+                if Wildmatch.match(p.text[...], path[...]) { return true }
+                for (i, b) in path.enumerated() where b == UInt8(ascii: "/") {
+                    if Wildmatch.match(p.text[...], path[(i + 1)...]) { return true }
+                }
+            }
+        }
+        return false
+    }
+
+    /// Whether the entry or any directory above it is excluded (rsync never looks inside an
+    /// excluded directory, on either side).
+    public func excludes(_ path: [UInt8], isDirectory: Bool) -> Bool {
+        guard !patterns.isEmpty else { return false }
+        var i = 0
+        while let slash = path[i...].firstIndex(of: UInt8(ascii: "/")) {
+            if matches(Array(path[..<slash]), isDirectory: true) { return true }
+            i = slash + 1
+        }
+        return matches(path, isDirectory: isDirectory)
+    }
+
+    private func contains(_ bytes: [UInt8], _ s: String) -> Bool {
+        let n = Array(s.utf8)
+        guard bytes.count >= n.count else { return false }
+        return (0...(bytes.count - n.count)).contains { Array(bytes[$0..<$0 + n.count]) == n }
+    }
+}
+
+/// Shell-style matching as rsync's wildmatch does it.
+enum Wildmatch {
+    static func match(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+        var pi = p.startIndex
+        var si = s.startIndex
+        while pi < p.endIndex {
+            let c = p[pi]
+            switch c {
+            case UInt8(ascii: "*"):
+                let double = pi + 1 < p.endIndex && p[pi + 1] == UInt8(ascii: "*")
+                var next = pi + 1
+                while next < p.endIndex && p[next] == UInt8(ascii: "*") { next += 1 }
+                if next == p.endIndex { return double || !s[si...].contains(UInt8(ascii: "/")) }
+                var k = si
+                while true {
+                    if match(p[next...], s[k...]) { return true }
+                    if k == s.endIndex || (!double && s[k] == UInt8(ascii: "/")) { return false }
+                    k += 1
+                }
+            case UInt8(ascii: "?"):
+                guard si < s.endIndex, s[si] != UInt8(ascii: "/") else { return false }
+                pi += 1; si += 1
+            case UInt8(ascii: "["):
+                guard si < s.endIndex, s[si] != UInt8(ascii: "/"),
+                      let (matched, end) = matchClass(p, pi, s[si]) else {
+                    if si < s.endIndex && s[si] == c && !hasClassEnd(p, pi) { pi += 1; si += 1; continue }
+                    return false
+                }
+                guard matched else { return false }
+                pi = end; si += 1
+            case UInt8(ascii: "\\") where pi + 1 < p.endIndex:
+                guard si < s.endIndex, s[si] == p[pi + 1] else { return false }
+                pi += 2; si += 1
+            default:
+                guard si < s.endIndex, s[si] == c else { return false }
+                pi += 1; si += 1
+            }
+        }
+        return si == s.endIndex
+    }
+
+    private static func hasClassEnd(_ p: ArraySlice<UInt8>, _ start: Int) -> Bool {
+        var i = start + 1
+        if i < p.endIndex && (p[i] == UInt8(ascii: "!") || p[i] == UInt8(ascii: "^")) { i += 1 }
+        if i < p.endIndex && p[i] == UInt8(ascii: "]") { i += 1 }
+        while i < p.endIndex { if p[i] == UInt8(ascii: "]") { return true }; i += 1 }
+        return false
+    }
+
+    /// Matches `[...]` at `start` against `b`; returns (matched, index after the class), or nil if unterminated.
+    private static func matchClass(_ p: ArraySlice<UInt8>, _ start: Int, _ b: UInt8) -> (Bool, Int)? {
+        var i = start + 1
+        var negate = false
+        if i < p.endIndex && (p[i] == UInt8(ascii: "!") || p[i] == UInt8(ascii: "^")) { negate = true; i += 1 }
+        var matched = false
+        var first = true
+        while i < p.endIndex {
+            if p[i] == UInt8(ascii: "]") && !first { return (matched != negate, i + 1) }
+            first = false
+            var lo = p[i]
+            if lo == UInt8(ascii: "\\") && i + 1 < p.endIndex { i += 1; lo = p[i] }
+            if i + 2 < p.endIndex && p[i + 1] == UInt8(ascii: "-") && p[i + 2] != UInt8(ascii: "]") {
+                let hi = p[i + 2]
+                if lo <= b && b <= hi { matched = true }
+                i += 3
+            } else {
+                if lo == b { matched = true }
+                i += 1
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,81 @@
+/// One entry of a tree, local or remote. Paths are bytes: names need not be UTF-8.
+public struct FileEntry: Equatable, Sendable {
+    public enum Kind: Equatable, Sendable {
+        case file, directory, symlink, fifo
+    }
+
+    /// Relative to the tree's root, without a leading "./"; "" is the root itself.
+    public var path: [UInt8]
+    public var kind: Kind
+    /// Permission bits (07777).
+    public var mode: UInt32
+    public var size: Int64
+    public var mtime: Timestamp
+    public var linkTarget: [UInt8]?
+    /// Content hash, when asked for (--checksum).
+    public var checksum: [UInt8]?
+
+    public init(path: [UInt8], kind: Kind, mode: UInt32, size: Int64, mtime: Timestamp, linkTarget: [UInt8]? = nil, checksum: [UInt8]? = nil) {
+        self.path = path
+        self.kind = kind
+        self.mode = mode
+        self.size = size
+        self.mtime = mtime
+        self.linkTarget = linkTarget
+        self.checksum = checksum
+    }
+
+    public var displayPath: String { String(decoding: path, as: UTF8.self) }
+}
+
+/// Seconds and nanoseconds since the epoch.
+public struct Timestamp: Equatable, Comparable, Sendable, CustomStringConvertible {
+    public var seconds: Int64
+    public var nanoseconds: Int64
+
+    public init(seconds: Int64, nanoseconds: Int64) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    /// Parses find's `%T@` ("1700000000.1234567890"), exactly (no floating point).
+    public init?(decimal text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard let s = Int64(parts[0]) else { return nil }
+        var ns: Int64 = 0
+        if parts.count > 1 {
+            let digits = parts[1].prefix(9)
+            guard let n = Int64(digits.isEmpty ? "0" : String(digits)) else { return nil }
+            ns = n * Int64(pow10(9 - digits.count))
+        }
+        seconds = s
+        nanoseconds = ns
+    }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+
+    public var description: String {
+        let ns = String(nanoseconds)
+        return "\(seconds).\(String(repeating: "0", count: 9 - ns.count))\(ns)"
+    }
+}
+
+private func pow10(_ n: Int) -> Int { (0..<n).reduce(1) { acc, _ in acc * 10 } }
+
+/// The entries of one tree, by path.
+public struct Manifest: Sendable {
+    public var entries: [[UInt8]: FileEntry] = [:]
+
+    public init(_ list: [FileEntry] = []) {
+        for e in list { entries[e.path] = e }
+    }
+
+    public subscript(path: [UInt8]) -> FileEntry? { entries[path] }
+
+    /// Paths in an order where a directory comes before what is inside it.
+    public var sortedPaths: [[UInt8]] { entries.keys.sorted { $0.lexicographicallyPrecedes($1) } }
+
+    public var count: Int { entries.count }
+}
