@@ -1,0 +1,83 @@
+import FerrySync
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sync tests against a real test host, with rsync as the oracle.
+class SyncTestCase: HostTestCase {
+    func scratch(_ name: String = "src") -> String {
+        let dir = NSTemporaryDirectory() + "ferry-sync-\(name)-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    @discardableResult
+    func sync(_ source: String, _ name: String, excludes: [String] = [], deleteExcluded: Bool = false, checksum: Bool = false,
+              dryRun: Bool = false, force: Bool = false, session: SSHSession? = nil) throws -> Syncer.Result {
+        let session = try session ?? connect()
+        return try Syncer.sync(from: source, to: "/var/src/\(name)", over: session, options: .init(
+            plan: .init(excludes: ExcludeRules(excludes), deleteExcluded: deleteExcluded, checksum: checksum),
+            dryRun: dryRun, force: force))
+    }
+
+    /// `rsync -rlptDn --delete -c --itemize-changes SRC/ DEST/` over the host's private /var/src: must print nothing.
+    func oracle(_ source: String, _ name: String, excludes: [String] = [], deleteExcluded: Bool = false) throws -> String {
+        var argv = ["rsync", "-rlptDn", "--delete", "-c", "--itemize-changes"]
+        argv += excludes.map { "--exclude=\($0)" }
+        if deleteExcluded { argv.append("--delete-excluded") }
+        argv += [source + "/", try host.varSrc + "/\(name)/"]
+        let r = try Command.run(argv)
+        XCTAssertEqual(r.status, 0, r.errorOutput)
+        return r.output
+    }
+
+    func assertInSync(_ source: String, _ name: String, excludes: [String] = [], deleteExcluded: Bool = false, checksum: Bool = false,
+                      _ message: String = "", file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(try oracle(source, name, excludes: excludes, deleteExcluded: deleteExcluded), "", "rsync oracle \(message)", file: file, line: line)
+        let again = try sync(source, name, excludes: excludes, deleteExcluded: deleteExcluded, checksum: checksum, dryRun: true)
+        XCTAssertEqual(again.plan.items.map(Itemize.line), [], "ferry --dry-run \(message)", file: file, line: line)
+    }
+}
+
+/// Byte-path file operations (names need not be UTF-8).
+enum Bytes {
+    static func c<R>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
+        (path + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+    }
+    static func path(_ root: String, _ rel: [UInt8]) -> [UInt8] { Array(root.utf8) + [UInt8(ascii: "/")] + rel }
+
+    static func write(_ p: [UInt8], _ contents: [UInt8], mode: mode_t = 0o644) {
+        let fd = c(p) { open($0, O_WRONLY | O_CREAT | O_TRUNC, mode) }
+        guard fd >= 0 else { return }
+        _ = contents.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    static func removeTree(_ p: [UInt8]) {
+        _ = c(p) { unlink($0) }
+        if let dir = c(p, { opendir($0) }) {
+            var names: [[UInt8]] = []
+            while let ent = readdir(dir) {
+                let n = withUnsafeBytes(of: ent.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+                if n != [46] && n != [46, 46] { names.append(n) }
+            }
+            closedir(dir)
+            for n in names { removeTree(p + [47] + n) }
+            _ = c(p) { rmdir($0) }
+        }
+    }
+
+    static func setMtime(_ p: [UInt8], seconds: Int, nanoseconds: Int) {
+        var times = [timespec(tv_sec: seconds, tv_nsec: nanoseconds), timespec(tv_sec: seconds, tv_nsec: nanoseconds)]
+        _ = c(p) { utimensat(AT_FDCWD, $0, &times, AT_SYMLINK_NOFOLLOW) }
+    }
+
+    static func stat(_ p: [UInt8]) -> Glibc.stat? {
+        var st = Glibc.stat()
+        return c(p, { lstat($0, &st) }) == 0 ? st : nil
+    }
+}
