@@ -1,4 +1,5 @@
 import FerrySSH
+import Foundation
 
 /// `--itemize` lines in the format rsync prints when pushing (`YXcstpoguax name`).
 public enum Itemize {
@@ -30,15 +31,28 @@ public enum Itemize {
         }
     }
 
-    /// rsync's escaping of names: bytes it cannot print become `\#ooo`.
+    /// rsync's escaping of names under a UTF-8 locale: control bytes (but tab) and bytes that are
+    /// not valid UTF-8 become `\#ooo`; printable characters stay.
     public static func escape(_ bytes: [UInt8]) -> String {
         var out = ""
-        for b in bytes {
-            if b < 0x20 || b == 0x7F || b >= 0x80 {
-                let o = String(b, radix: 8)
-                out += "\\#" + String(repeating: "0", count: 3 - o.count) + o
+        var i = 0
+        func octal(_ b: UInt8) { let o = String(b, radix: 8); out += "\\#" + String(repeating: "0", count: 3 - o.count) + o }
+        while i < bytes.count {
+            let b = bytes[i]
+            if b < 0x80 {
+                if b < 0x20 && b != 0x09 { octal(b) } else { out.unicodeScalars.append(Unicode.Scalar(b)) }
+                i += 1
+                continue
+            }
+            let length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0
+            if length > 0, i + length <= bytes.count,
+               let s = String(bytes: bytes[i..<i + length], encoding: .utf8), let scalar = s.unicodeScalars.first,
+               s.unicodeScalars.count == 1, scalar.value >= 0xA0 {
+                out += s
+                i += length
             } else {
-                out.unicodeScalars.append(Unicode.Scalar(b))
+                octal(b)
+                i += 1
             }
         }
         return out

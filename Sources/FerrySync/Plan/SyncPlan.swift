@@ -54,7 +54,11 @@ public struct SyncPlan {
         var deletedSet = Set<[UInt8]>()
         for path in destination.sortedPaths where !path.isEmpty {
             let remote = destination[path]!
-            if let d = deletedDirs.last, path.starts(with: d + [UInt8(ascii: "/")]) { continue }
+            if let d = deletedDirs.last, path.starts(with: d + [UInt8(ascii: "/")]) {
+                // Removed with its directory; listed like rsync lists it.
+                items.append(Item(entry: remote, change: .deleted))
+                continue
+            }
             let local = source[path]
             let excluded = options.excludes.excludes(path, isDirectory: remote.kind == .directory)
             let typeChanged = local != nil && local!.kind != remote.kind
