@@ -1,0 +1,56 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Relays an SSH session to a test host through a socketpair, optionally cutting the connection
+/// after a number of client-to-server bytes (a link that drops mid-transfer).
+public final class SocketRelay: @unchecked Sendable {
+    /// The end to hand to `SSHSession(socket:configuration:)`.
+    public let clientSocket: Int32
+    private let relayEnd: Int32
+    private let upstream: Int32
+    private let cutAfter: Int?
+
+    public init(port: Int, cutAfter: Int? = nil) throws {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { throw RelayError() }
+        clientSocket = pair[0]
+        relayEnd = pair[1]
+        self.cutAfter = cutAfter
+        upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard ok else { throw RelayError() }
+        Thread { self.run() }.start()
+    }
+
+    struct RelayError: Error {}
+
+    private func run() {
+        var fds = [pollfd(fd: relayEnd, events: Int16(POLLIN), revents: 0), pollfd(fd: upstream, events: Int16(POLLIN), revents: 0)]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var sent = 0
+        loop: while poll(&fds, 2, 30_000) > 0 {
+            for (from, to) in [(0, 1), (1, 0)] where fds[from].revents != 0 {
+                var n = read(fds[from].fd, &buffer, buffer.count)
+                if n <= 0 { break loop }
+                if from == 0, let cut = cutAfter {
+                    n = min(n, cut - sent)
+                    sent += n
+                }
+                if n > 0 && write(fds[to].fd, buffer, n) != n { break loop }
+                if from == 0, let cut = cutAfter, sent >= cut { break loop }
+            }
+        }
+        // Cut both ways at once, as a dead link does.
+        shutdown(relayEnd, Int32(SHUT_RDWR))
+        close(relayEnd)
+        close(upstream)
+    }
+}
