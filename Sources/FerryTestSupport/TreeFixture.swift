@@ -29,12 +29,12 @@ public struct TreeFixture {
         }
         let staticDir = root + "/lnbits/static"
         for sub in ["js", "css", "images", "vendor", "i18n"] { try mkdir("\(staticDir)/\(sub)") }
-        for (i, size) in [2_000_000, 1_400_000, 900_000, 600_000, 520_000].enumerated() {
+        for (i, size) in [2_000_000, 1_700_000, 1_300_000, 900_000, 700_000, 520_000].enumerated() {
             try write("\(staticDir)/vendor/bundle_\(i).min.js", size: size, text: true)
         }
-        for i in 0..<(90 + rng.below(20)) { try write("\(staticDir)/js/component_\(i).js", size: 300 + rng.below(20_000), text: true) }
-        for i in 0..<30 { try write("\(staticDir)/i18n/lang_\(i).js", size: 2_000 + rng.below(30_000), text: true) }
-        for i in 0..<40 { try write("\(staticDir)/images/icon_\(i).png", size: 200 + rng.below(60_000), text: false) }
+        for i in 0..<(120 + rng.below(20)) { try write("\(staticDir)/js/component_\(i).js", size: 300 + rng.below(30_000), text: true) }
+        for i in 0..<30 { try write("\(staticDir)/i18n/lang_\(i).js", size: 2_000 + rng.below(60_000), text: true) }
+        for i in 0..<40 { try write("\(staticDir)/images/icon_\(i).png", size: 200 + rng.below(120_000), text: false) }
         for i in 0..<10 { try write("\(staticDir)/css/style_\(i).css", size: 1_000 + rng.below(40_000), text: true) }
         try mkdir(root + "/tests")
         for i in 0..<60 { try write("\(root)/tests/test_\(i).py", size: 400 + rng.below(6_000), text: true) }

@@ -1,13 +1,23 @@
 import ArgumentParser
 import FerryTestSupport
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// Starts local sandbox targets (the test harness's real sshd hosts), runs one command with their
-/// coordinates in the environment, and stops them again. Used by the demo and the benchmarks.
+/// Local sandbox targets and fixture trees for the demo and the benchmarks.
 @main
 struct Sandbox: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-sandbox",
+        abstract: "Throwaway local test hosts and generated source trees (for the demo and benchmarks).",
+        subcommands: [Run.self, Fixture.self, Touch.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
         abstract: "Run a command against throwaway local test hosts (real sshd on 127.0.0.1, private /var/src).",
         discussion: """
         The command sees FERRY_SANDBOX_TARGETS (space-separated root@127.0.0.1:PORT), FERRY_SANDBOX_TARGET \
@@ -45,5 +55,58 @@ struct Sandbox: ParsableCommand {
         try process.run()
         process.waitUntilExit()
         if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
+    }
+}
+
+struct Fixture: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate a source tree: lnbits (≈580 entries, 15 MB) or large (40,000 files, ≈250 MB).")
+
+    @Argument(help: "lnbits or large")
+    var kind: String
+
+    @Argument(help: "Directory to create.")
+    var directory: String
+
+    @Option(help: "Seed.")
+    var seed: UInt64 = 1
+
+    func run() throws {
+        var fixture = TreeFixture(seed: seed)
+        switch kind {
+        case "lnbits": try fixture.makeLNBitsTree(at: directory)
+        case "large": try fixture.makeLargeTree(at: directory)
+        default: throw ValidationError("kind must be lnbits or large")
+        }
+    }
+}
+
+struct Touch: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set a new mtime on COUNT regular files of a tree (chosen by seed).")
+
+    @Argument(help: "The tree.")
+    var directory: String
+
+    @Option(help: "How many files.")
+    var count: Int = 2000
+
+    @Option(help: "Seed.")
+    var seed: UInt64 = 1
+
+    func run() throws {
+        var files: [String] = []
+        let walker = FileManager.default.enumerator(atPath: directory)!
+        while let rel = walker.nextObject() as? String {
+            if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { files.append(rel) }
+        }
+        files.sort()
+        var rng = FixtureRandom(seed: seed)
+        var chosen = Set<Int>()
+        while chosen.count < min(count, files.count) { chosen.insert(rng.below(files.count)) }
+        let now = Int(Date().timeIntervalSince1970)
+        for i in chosen {
+            var times = [timespec(tv_sec: now, tv_nsec: 0), timespec(tv_sec: now, tv_nsec: 0)]
+            _ = utimensat(AT_FDCWD, directory + "/" + files[i], &times, 0)
+        }
     }
 }
