@@ -27,6 +27,9 @@ public struct Syncer {
         public var bytesScanned: Int64
         public var bytesSent: Int64
         public var seconds: Double
+        /// Time to the plan (scan and listing in parallel, then planning), and applying it.
+        public var planSeconds: Double = 0
+        public var applySeconds: Double = 0
         /// Local device files and sockets that were skipped.
         public var skipped: [String]
     }
@@ -83,6 +86,7 @@ public struct Syncer {
         let plan = SyncPlan(source: source, destination: listing.manifest, options: options.plan)
         var result = Result(plan: plan, filesScanned: source.count, bytesScanned: source.entries.values.reduce(0) { $0 + $1.size },
                             bytesSent: 0, seconds: 0, skipped: skipped)
+        result.planSeconds = Date().timeIntervalSince(start)
         if !options.dryRun && (!plan.isEmpty || !listing.syncedBefore) {
             let stream = TarStream(members(for: plan, root: local))
             var err: [UInt8] = []
@@ -95,6 +99,7 @@ public struct Syncer {
             result.bytesSent = stream.bytesProduced
         }
         result.seconds = Date().timeIntervalSince(start)
+        result.applySeconds = result.seconds - result.planSeconds
         return result
     }
 

@@ -70,7 +70,7 @@ struct Sync: ParsableCommand {
                     files scanned: \(result.filesScanned) (\(result.bytesScanned) bytes)
                     files sent: \(result.plan.sends.count) (\(result.plan.bytesToSend) bytes of file data, \(result.bytesSent) bytes streamed)
                     deleted: \(deleted)
-                    time: \(String(format: "%.3f", result.seconds)) s
+                    time: \(String(format: "%.3f", result.seconds)) s (plan \(String(format: "%.3f", result.planSeconds)) s, apply \(String(format: "%.3f", result.applySeconds)) s)
                     """)
             }
         } catch let error as SSHError {
