@@ -84,7 +84,7 @@ public struct Syncer {
         if options.plan.checksum { try hashFiles(&source, root: local, comparedWith: listing.manifest) }
 
         let plan = SyncPlan(source: source, destination: listing.manifest, options: options.plan)
-        var result = Result(plan: plan, filesScanned: source.count, bytesScanned: source.entries.values.reduce(0) { $0 + $1.size },
+        var result = Result(plan: plan, filesScanned: source.count, bytesScanned: source.entries.reduce(0) { $0 + $1.size },
                             bytesSent: 0, seconds: 0, skipped: skipped)
         result.planSeconds = Date().timeIntervalSince(start)
         if !options.dryRun && (!plan.isEmpty || !listing.syncedBefore) {
@@ -105,7 +105,7 @@ public struct Syncer {
 
     /// SHA-256 of the local files whose size matches a remote file (the others differ anyway).
     static func hashFiles(_ manifest: inout Manifest, root: String, comparedWith remote: Manifest) throws {
-        let candidates = manifest.entries.values.filter { $0.kind == .file && remote[$0.path]?.kind == .file && remote[$0.path]?.size == $0.size }.map(\.path)
+        let candidates = manifest.entries.filter { $0.kind == .file && remote[$0.path]?.kind == .file && remote[$0.path]?.size == $0.size }.map(\.path)
         var hashes = [[UInt8]?](repeating: nil, count: candidates.count)
         let lock = NSLock()
         var failure: Error?
@@ -121,7 +121,7 @@ public struct Syncer {
             }
         }
         if let failure { throw failure }
-        for (path, hash) in zip(candidates, hashes) { manifest.entries[path]?.checksum = hash }
+        for (path, hash) in zip(candidates, hashes) { if let hash { manifest.setChecksum(hash, at: path) } }
     }
 
     static func sha256Hex(_ path: [UInt8]) throws -> [UInt8] {

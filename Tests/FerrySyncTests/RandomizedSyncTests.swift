@@ -36,7 +36,7 @@ final class RandomizedSyncTests: SyncTestCase {
     /// One random change; returns what it did.
     func mutate(_ root: String, _ rng: inout FixtureRandom, allowSameSizeEdits: Bool) -> String {
         var scanner = LocalScanner(root: root, excludes: ExcludeRules())
-        let entries = ((try? scanner.scan())?.entries.values.filter { !$0.path.isEmpty }) ?? []
+        let entries = ((try? scanner.scan())?.entries.filter { !$0.path.isEmpty }) ?? []
         let dirs = [[]] + entries.filter { $0.kind == .directory }.map(\.path)
         let files = entries.filter { $0.kind == .file }.map(\.path)
         let any = entries.map(\.path)

@@ -48,90 +48,98 @@ public struct SyncPlan {
         func parent(_ p: [UInt8]) -> [UInt8] {
             p.lastIndex(of: UInt8(ascii: "/")).map { Array(p[..<$0]) } ?? []
         }
-
-        // Deletions: remote entries with no local counterpart, unless protected by an exclude.
-        var deletedDirs: [[UInt8]] = []
-        var deletedSet = Set<[UInt8]>()
-        for path in destination.sortedPaths where !path.isEmpty {
-            let remote = destination[path]!
-            if let d = deletedDirs.last, path.starts(with: d + [UInt8(ascii: "/")]) {
-                // Removed with its directory; listed like rsync lists it.
-                items.append(Item(entry: remote, change: .deleted))
-                continue
-            }
-            let local = source[path]
-            let excluded = options.excludes.excludes(path, isDirectory: remote.kind == .directory)
-            let typeChanged = local != nil && local!.kind != remote.kind
-            if local == nil && excluded && !options.deleteExcluded { continue }
-            guard local == nil || typeChanged else { continue }
-            deletions.append(path)
-            deletedSet.insert(path)
-            touchedParents.insert(parent(path))
-            if remote.kind == .directory { deletedDirs.append(path) }
-            if !typeChanged { items.append(Item(entry: remote, change: .deleted)) }
+        func inside(_ p: [UInt8], _ dir: [UInt8]) -> Bool {
+            p.count > dir.count && p[dir.count] == UInt8(ascii: "/") && p.starts(with: dir)
         }
+        var deletedItems: [Item] = []
+        var changedItems: [Item] = []
+        // A remote directory being removed: what follows inside it (contiguous in tree order) goes too.
+        var removedSubtree: [UInt8]?
 
-        for path in source.sortedPaths {
-            let local = source[path]!
-            var remote = destination[path]
-            if deletedSet.contains(path) || deletedDirs.contains(where: { path.starts(with: $0 + [UInt8(ascii: "/")]) }) {
-                remote = nil
+        // Both manifests are in tree order: walk them together.
+        let local = source.entries, remote = destination.entries
+        var i = 0, j = 0
+        while i < local.count || j < remote.count {
+            let l: FileEntry?, r: FileEntry?
+            if j == remote.count || (i < local.count && Manifest.treeOrder(local[i].path, remote[j].path)) {
+                l = local[i]; r = nil; i += 1
+            } else if i == local.count || Manifest.treeOrder(remote[j].path, local[i].path) {
+                l = nil; r = remote[j]; j += 1
+            } else {
+                l = local[i]; r = remote[j]; i += 1; j += 1
             }
-            guard let remote else {
-                if local.kind == .directory {
+            let path = (l ?? r)!.path
+
+            var target = r
+            if let sub = removedSubtree, inside(path, sub) {
+                if let r { deletedItems.append(Item(entry: r, change: .deleted)) }
+                target = nil
+            } else {
+                removedSubtree = nil
+                if let r, !path.isEmpty, l == nil || l!.kind != r.kind {
+                    let excluded = l == nil && options.excludes.excludes(path, isDirectory: r.kind == .directory)
+                    if !(excluded && !options.deleteExcluded) {
+                        deletions.append(path)
+                        touchedParents.insert(parent(path))
+                        if r.kind == .directory { removedSubtree = path }
+                        if l == nil { deletedItems.append(Item(entry: r, change: .deleted)) }
+                        target = nil
+                    }
+                }
+            }
+            guard let l else { continue }
+
+            guard let remote = target else {
+                if l.kind == .directory {
                     if !path.isEmpty { newDirectories.append(path) }
-                    directoryUpdates.append(local)
+                    directoryUpdates.append(l)
                 } else {
-                    sends.append(local)
+                    sends.append(l)
                 }
                 if !path.isEmpty { touchedParents.insert(parent(path)) }
-                items.append(Item(entry: local, change: .created))
+                changedItems.append(Item(entry: l, change: .created))
                 continue
             }
-            let timeDiffers = local.mtime != remote.mtime
-            let permsDiffer = local.mode != remote.mode && local.kind != .symlink
-            switch local.kind {
+            let timeDiffers = l.mtime != remote.mtime
+            let permsDiffer = l.mode != remote.mode && l.kind != .symlink
+            switch l.kind {
             case .directory:
                 if timeDiffers || permsDiffer {
-                    directoryUpdates.append(local)
-                    items.append(Item(entry: local, change: .updated(content: false, size: false, time: timeDiffers, permissions: permsDiffer, sent: false)))
+                    directoryUpdates.append(l)
+                    changedItems.append(Item(entry: l, change: .updated(content: false, size: false, time: timeDiffers, permissions: permsDiffer, sent: false)))
                 }
             case .file:
-                let sizeDiffers = local.size != remote.size
-                let contentDiffers = options.checksum ? (sizeDiffers || local.checksum != remote.checksum) : (sizeDiffers || timeDiffers)
+                let sizeDiffers = l.size != remote.size
+                let contentDiffers = options.checksum ? (sizeDiffers || l.checksum != remote.checksum) : (sizeDiffers || timeDiffers)
                 if contentDiffers || timeDiffers || permsDiffer {
-                    sends.append(local)
+                    sends.append(l)
                     touchedParents.insert(parent(path))
-                    items.append(Item(entry: local, change: .updated(
+                    changedItems.append(Item(entry: l, change: .updated(
                         content: options.checksum && contentDiffers, size: sizeDiffers, time: timeDiffers,
                         permissions: permsDiffer, sent: contentDiffers)))
                 }
             case .symlink:
-                let targetDiffers = local.linkTarget != remote.linkTarget
+                let targetDiffers = l.linkTarget != remote.linkTarget
                 if targetDiffers || timeDiffers {
-                    sends.append(local)
+                    sends.append(l)
                     touchedParents.insert(parent(path))
-                    items.append(Item(entry: local, change: .updated(content: targetDiffers, size: false, time: timeDiffers, permissions: false, sent: false)))
+                    changedItems.append(Item(entry: l, change: .updated(content: targetDiffers, size: false, time: timeDiffers, permissions: false, sent: false)))
                 }
             case .fifo:
                 if timeDiffers || permsDiffer {
-                    sends.append(local)
+                    sends.append(l)
                     touchedParents.insert(parent(path))
-                    items.append(Item(entry: local, change: .updated(content: false, size: false, time: timeDiffers, permissions: permsDiffer, sent: false)))
+                    changedItems.append(Item(entry: l, change: .updated(content: false, size: false, time: timeDiffers, permissions: permsDiffer, sent: false)))
                 }
             }
         }
 
-        // Directories whose contents change get their mtime back last.
+        // Directories whose contents change get their mode and mtime back last.
         let updated = Set(directoryUpdates.map(\.path))
         for p in touchedParents where !updated.contains(p) {
             if let dir = source[p] { directoryUpdates.append(dir) }
         }
-        directoryUpdates.sort { $0.path.lexicographicallyPrecedes($1.path) }
-        items.sort { a, b in
-            if a.change == .deleted && b.change != .deleted { return true }
-            if a.change != .deleted && b.change == .deleted { return false }
-            return a.entry.path.lexicographicallyPrecedes(b.entry.path)
-        }
+        directoryUpdates.sort { Manifest.treeOrder($0.path, $1.path) }
+        items = deletedItems + changedItems
     }
 }

@@ -37,43 +37,45 @@ enum RemoteTree {
     }
 
     static func parse(_ bytes: [UInt8], target: String) throws -> Listing {
-        var fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map { Array($0) }
-        if fields.last == [] { fields.removeLast() }
-        guard fields.count >= 2 else { throw SyncError.badRemoteListing(target: target, reason: "no header") }
-        let kind = String(decoding: fields[0], as: UTF8.self)
-        var listing = Listing(exists: kind != "none", isDirectory: kind == "dir",
-                              syncedBefore: String(decoding: fields[1], as: UTF8.self) == "synced", manifest: Manifest())
-        var i = 2
+        // NUL-separated fields, read in place.
+        var position = 0
+        func field() -> ArraySlice<UInt8>? {
+            guard position < bytes.count, let end = bytes[position...].firstIndex(of: 0) else { return nil }
+            defer { position = end + 1 }
+            return bytes[position..<end]
+        }
+        func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
+        guard let kind = field().map(text), let synced = field().map(text) else {
+            throw SyncError.badRemoteListing(target: target, reason: "no header")
+        }
         var entries: [FileEntry] = []
-        while i < fields.count && fields[i] != Array("checksums".utf8) {
-            guard i + 6 <= fields.count else { throw SyncError.badRemoteListing(target: target, reason: "truncated entry") }
-            let type = fields[i], modeText = String(decoding: fields[i + 1], as: UTF8.self)
-            guard let mode = UInt32(modeText, radix: 8), let size = Int64(String(decoding: fields[i + 2], as: UTF8.self)),
-                  let mtime = Timestamp(decimal: String(decoding: fields[i + 3], as: UTF8.self)) else {
-                throw SyncError.badRemoteListing(target: target, reason: "bad fields for \(String(decoding: fields[i + 4], as: UTF8.self))")
+        var checksums: [([UInt8], [UInt8])] = []
+        let marker = Array("checksums".utf8)
+        while let type = field() {
+            if type.elementsEqual(marker) {
+                while let line = field(), line.count > 68 {
+                    // "HASH  ./path"
+                    checksums.append((Array(line[(line.startIndex + 68)...]), Array(line.prefix(64))))
+                }
+                break
             }
-            let kind: FileEntry.Kind
-            switch type {
-            case [UInt8(ascii: "f")]: kind = .file
-            case [UInt8(ascii: "d")]: kind = .directory
-            case [UInt8(ascii: "l")]: kind = .symlink
-            case [UInt8(ascii: "p")]: kind = .fifo
-            default: kind = .file  // sockets and devices: replaced or deleted like files
+            guard let modeField = field(), let sizeField = field(), let timeField = field(), let pathField = field(), let linkField = field(),
+                  let mode = UInt32(text(modeField), radix: 8), let size = Int64(text(sizeField)),
+                  let mtime = Timestamp(decimal: text(timeField)) else {
+                throw SyncError.badRemoteListing(target: target, reason: "truncated or malformed entry")
             }
-            entries.append(FileEntry(path: fields[i + 4], kind: kind, mode: mode, size: kind == .file ? size : 0,
-                                     mtime: mtime, linkTarget: kind == .symlink ? fields[i + 5] : nil))
-            i += 6
+            let k: FileEntry.Kind
+            switch type.first {
+            case UInt8(ascii: "d"): k = .directory
+            case UInt8(ascii: "l"): k = .symlink
+            case UInt8(ascii: "p"): k = .fifo
+            default: k = .file  // sockets and devices: replaced or deleted like files
+            }
+            entries.append(FileEntry(path: Array(pathField), kind: k, mode: mode, size: k == .file ? size : 0,
+                                     mtime: mtime, linkTarget: k == .symlink ? Array(linkField) : nil))
         }
-        listing.manifest = Manifest(entries)
-        if i < fields.count {
-            for line in fields[(i + 1)...] {
-                // "HASH  ./path"
-                guard line.count > 68 else { continue }
-                let hash = Array(line[0..<64])
-                let path = Array(line[68...])
-                listing.manifest.entries[path]?.checksum = hash
-            }
-        }
+        var listing = Listing(exists: kind != "none", isDirectory: kind == "dir", syncedBefore: synced == "synced", manifest: Manifest(entries))
+        for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
         return listing
     }
 

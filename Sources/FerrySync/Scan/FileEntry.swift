@@ -64,18 +64,45 @@ public struct Timestamp: Equatable, Comparable, Sendable, CustomStringConvertibl
 
 private func pow10(_ n: Int) -> Int { (0..<n).reduce(1) { acc, _ in acc * 10 } }
 
-/// The entries of one tree, by path.
+/// The entries of one tree in tree order: every directory is followed directly by everything
+/// inside it (paths compare component by component), so a subtree is one contiguous run.
 public struct Manifest: Sendable {
-    public var entries: [[UInt8]: FileEntry] = [:]
+    public private(set) var entries: [FileEntry]
 
     public init(_ list: [FileEntry] = []) {
-        for e in list { entries[e.path] = e }
+        entries = list.sorted { Manifest.treeOrder($0.path, $1.path) }
     }
 
-    public subscript(path: [UInt8]) -> FileEntry? { entries[path] }
+    /// Byte order with "/" lowest, which keeps each directory's contents together.
+    public static func treeOrder(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        let n = min(a.count, b.count)
+        var i = 0
+        while i < n {
+            let x = a[i], y = b[i]
+            if x != y {
+                if x == UInt8(ascii: "/") { return true }
+                if y == UInt8(ascii: "/") { return false }
+                return x < y
+            }
+            i += 1
+        }
+        return a.count < b.count
+    }
 
-    /// Paths in an order where a directory comes before what is inside it.
-    public var sortedPaths: [[UInt8]] { entries.keys.sorted { $0.lexicographicallyPrecedes($1) } }
+    func index(of path: [UInt8]) -> Int? {
+        var lo = 0, hi = entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Manifest.treeOrder(entries[mid].path, path) { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < entries.count && entries[lo].path == path ? lo : nil
+    }
+
+    public subscript(path: [UInt8]) -> FileEntry? { index(of: path).map { entries[$0] } }
+
+    mutating func setChecksum(_ hash: [UInt8], at path: [UInt8]) {
+        if let i = index(of: path) { entries[i].checksum = hash }
+    }
 
     public var count: Int { entries.count }
 }

@@ -81,10 +81,11 @@ public struct LocalScanner {
             if name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")] { continue }
             children.append(name)
         }
+        let dirFD = dirfd(handle)
         for name in children {
             let rel = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name
             let full = dir + [UInt8(ascii: "/")] + name
-            guard let entry = try LocalScanner.stat(full, relative: rel) else {
+            guard let entry = try LocalScanner.stat(full, relative: rel, in: dirFD, name: name) else {
                 skipped.append(String(decoding: rel, as: UTF8.self))
                 continue
             }
@@ -100,10 +101,12 @@ public struct LocalScanner {
         }
     }
 
-    /// lstat one path; nil for device files and sockets.
-    static func stat(_ path: [UInt8], relative: [UInt8]) throws -> FileEntry? {
+    /// lstat one path (relative to an open directory when given, which saves the kernel the
+    /// walk down the whole path); nil for device files and sockets.
+    static func stat(_ path: [UInt8], relative: [UInt8], in directory: Int32? = nil, name: [UInt8] = []) throws -> FileEntry? {
         var st = Glibc.stat()
-        guard path.withCString({ lstat($0, &st) }) == 0 else {
+        let rc = directory.map { fd in name.withCString { fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) } } ?? path.withCString { lstat($0, &st) }
+        guard rc == 0 else {
             throw SyncError.localRead(path: String(decoding: path, as: UTF8.self), reason: String(cString: strerror(errno)))
         }
         let kind: FileEntry.Kind
@@ -115,7 +118,7 @@ public struct LocalScanner {
         case S_IFLNK:
             kind = .symlink
             var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-            let n = path.withCString { p in buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) } }
+            let n = path.withCString { p in buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count - 1) } }
             guard n >= 0 else {
                 throw SyncError.localRead(path: String(decoding: path, as: UTF8.self), reason: String(cString: strerror(errno)))
             }
