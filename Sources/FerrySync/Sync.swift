@@ -83,7 +83,20 @@ public struct Syncer {
         }
         if options.plan.checksum { try hashFiles(&source, root: local, comparedWith: listing.manifest) }
 
-        let plan = SyncPlan(source: source, destination: listing.manifest, options: options.plan)
+        var plan = SyncPlan(source: source, destination: listing.manifest, options: options.plan)
+        if !options.dryRun {
+            // A file with the same size but another mtime is often only touched: compare contents
+            // (one more command, a few ms) and rewrite only what really differs.
+            let candidates = plan.sameSizeSends(comparedWith: listing.manifest)
+            if !candidates.isEmpty {
+                let remoteHashes: [[UInt8]: [UInt8]] = options.plan.checksum
+                    ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
+                    : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path))
+                let localHashes = try sha256(candidates.map(\.path), root: local)
+                let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }
+                plan.markUnchangedContents(Set(same))
+            }
+        }
         var result = Result(plan: plan, filesScanned: source.count, bytesScanned: source.entries.reduce(0) { $0 + $1.size },
                             bytesSent: 0, seconds: 0, skipped: skipped)
         result.planSeconds = Date().timeIntervalSince(start)
@@ -106,22 +119,27 @@ public struct Syncer {
     /// SHA-256 of the local files whose size matches a remote file (the others differ anyway).
     static func hashFiles(_ manifest: inout Manifest, root: String, comparedWith remote: Manifest) throws {
         let candidates = manifest.entries.filter { $0.kind == .file && remote[$0.path]?.kind == .file && remote[$0.path]?.size == $0.size }.map(\.path)
-        var hashes = [[UInt8]?](repeating: nil, count: candidates.count)
+        for (path, hash) in zip(candidates, try sha256(candidates, root: root)) { if let hash { manifest.setChecksum(hash, at: path) } }
+    }
+
+    /// Hex SHA-256 of local files, on all cores.
+    static func sha256(_ paths: [[UInt8]], root: String) throws -> [[UInt8]?] {
+        var hashes = [[UInt8]?](repeating: nil, count: paths.count)
         let lock = NSLock()
         var failure: Error?
         let rootBytes = Array(root.utf8)
         hashes.withUnsafeMutableBufferPointer { out in
             let buffer = out
-            DispatchQueue.concurrentPerform(iterations: candidates.count) { i in
+            DispatchQueue.concurrentPerform(iterations: paths.count) { i in
                 do {
-                    buffer[i] = try sha256Hex(rootBytes + [UInt8(ascii: "/")] + candidates[i])
+                    buffer[i] = try sha256Hex(rootBytes + [UInt8(ascii: "/")] + paths[i])
                 } catch {
                     lock.lock(); failure = error; lock.unlock()
                 }
             }
         }
         if let failure { throw failure }
-        for (path, hash) in zip(candidates, hashes) { if let hash { manifest.setChecksum(hash, at: path) } }
+        return hashes
     }
 
     static func sha256Hex(_ path: [UInt8]) throws -> [UInt8] {
@@ -159,6 +177,12 @@ public struct Syncer {
         func list(_ name: String, _ paths: [[UInt8]]) -> TarMember {
             let bytes: [UInt8] = paths.flatMap { $0 + [UInt8(0)] }
             return .bytes(header: TarHeader(name: Array(name.utf8), type: .file, mode: 0o600, size: Int64(bytes.count), mtime: now), contents: bytes)
+        }
+        for (mode, entries) in Dictionary(grouping: plan.metadataOnly, by: \.mode) {
+            members.append(list("modes/" + String(mode, radix: 8), entries.map(\.path)))
+        }
+        for (mtime, entries) in Dictionary(grouping: plan.metadataOnly, by: \.mtime.description) {
+            members.append(list("times/" + mtime, entries.map(\.path)))
         }
         members.append(list("deletions", plan.deletions))
         members.append(list("directories", plan.newDirectories))

@@ -126,6 +126,20 @@ final class SyncOracleTests: SyncTestCase {
         try assertInSync(src, "ex", excludes: excludes, deleteExcluded: true)
     }
 
+    /// Touched files (same size, same content, new mtime) get their mtime, not a rewrite.
+    func testTouchedFilesAreNotResent() throws {
+        let src = scratch()
+        for i in 0..<20 { Bytes.write(Bytes.path(src, Array("f\(i)".utf8)), Array("content \(i)".utf8)) }
+        try sync(src, "touched")
+        for i in 0..<10 { Bytes.setMtime(Bytes.path(src, Array("f\(i)".utf8)), seconds: 1_700_000_000, nanoseconds: i % 3) }
+        chmod(src + "/f0", 0o600)
+        Bytes.write(Bytes.path(src, Array("f19".utf8)), Array("content XX".utf8))  // same size, new content
+        let r = try sync(src, "touched")
+        XCTAssertEqual(r.plan.sends.map(\.displayPath), ["f19"])
+        XCTAssertEqual(r.plan.metadataOnly.count, 10)
+        try assertInSync(src, "touched")
+    }
+
     func testChecksumFindsSameSizeSameMtimeChanges() throws {
         let src = scratch()
         let p = Bytes.path(src, Array("data.bin".utf8))

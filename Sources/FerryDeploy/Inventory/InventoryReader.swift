@@ -1,4 +1,5 @@
 import FerryNix
+import FerrySync
 import Foundation
 import TOMLKit
 
@@ -139,7 +140,7 @@ private struct Reader {
                     deleteExcluded: try bool(t, "delete_excluded", at: "\(path).delete_excluded") ?? true,
                     rendered: rendered)
                 if !rendered && FileManager.default.fileExists(atPath: source.path + "/.env")
-                    && !source.exclude.contains(where: { [".env", "/.env", ".env*", ".env/"].contains($0) }) {
+                    && !ExcludeRules(source.exclude).excludes(Array(".env".utf8), isDirectory: false) {
                     warnings.append("\(file): \(path): \(source.path)/.env would be pushed; a path: flake copies the whole tree into the world-readable Nix store. Add \".env\" to exclude.")
                 }
                 sources.append(source)

@@ -35,6 +35,8 @@ public struct SyncPlan {
     public internal(set) var newDirectories: [[UInt8]] = []
     /// Files, symlinks and FIFOs written to staging and renamed into place.
     public internal(set) var sends: [FileEntry] = []
+    /// Files whose contents are already right on the target: only their mode and mtime are set.
+    public internal(set) var metadataOnly: [FileEntry] = []
     /// Directories whose mode and mtime are (re)applied last.
     public internal(set) var directoryUpdates: [FileEntry] = []
     /// Everything that changes, in path order, for --itemize and --dry-run.
@@ -42,6 +44,22 @@ public struct SyncPlan {
 
     public var isEmpty: Bool { items.isEmpty && directoryUpdates.isEmpty && deletions.isEmpty }
     public var bytesToSend: Int64 { sends.reduce(0) { $0 + $1.size } }
+
+    /// Files sent only because their mtime (or mode) differs, with the same size: candidates for
+    /// a content check instead of a transfer.
+    public func sameSizeSends(comparedWith destination: Manifest) -> [FileEntry] {
+        sends.filter { e in
+            guard e.kind == .file, let r = destination[e.path], r.kind == .file else { return false }
+            return r.size == e.size
+        }
+    }
+
+    /// Turns sends whose contents are known to match into metadata-only updates.
+    mutating func markUnchangedContents(_ paths: Set<[UInt8]>) {
+        guard !paths.isEmpty else { return }
+        metadataOnly += sends.filter { paths.contains($0.path) }
+        sends.removeAll { paths.contains($0.path) }
+    }
 
     public init(source: Manifest, destination: Manifest, options: Options) {
         var touchedParents = Set<[UInt8]>()

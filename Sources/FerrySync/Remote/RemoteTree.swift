@@ -79,6 +79,23 @@ enum RemoteTree {
         return listing
     }
 
+    /// SHA-256 of the named files (relative to `destination`), for files whose size matches.
+    static func hashes(_ session: SSHSession, destination: String, paths: [[UInt8]]) throws -> [[UInt8]: [UInt8]] {
+        let command = RemoteCommand.script(#"cd "$1" && xargs -0 -r sha256sum -z --"#, arguments: [Array(destination.utf8)])
+        var out: [UInt8] = []
+        var err: [UInt8] = []
+        let status = try session.exec(command, stdin: BytesInput(paths.flatMap { $0 + [0] }),
+                                      stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) })
+        guard status == .exited(0) else {
+            throw SyncError.remote(target: session.target.description, step: "hashing files in \(destination)", status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
+        }
+        var result: [[UInt8]: [UInt8]] = [:]
+        for line in out.split(separator: 0) where line.count > 66 {
+            result[Array(line[(line.startIndex + 66)...])] = Array(line.prefix(64))  // "HASH  path"
+        }
+        return result
+    }
+
     /// Reads the main tar stream into staging, then: deletions, new directories, files renamed into
     /// place (util-linux rename, one process), directory metadata last, then the sentinel.
     static let applyScript = #"""
@@ -94,6 +111,14 @@ enum RemoteTree {
     if [ -d "$stage/data" ]; then
       find "$stage/data" ! -type d -print0 | xargs -0 -r "$rename" -- "$stage/data" "$dest"
     fi
+    # Files whose contents were already right: modes and mtimes only, one process per distinct value.
+    for f in "$stage"/modes/* "$stage"/times/*; do
+      [ -f "$f" ] || continue
+      case $f in
+        "$stage"/modes/*) xargs -0 -r chmod "${f##*/}" -- < "$f" ;;
+        *) xargs -0 -r touch -m -d "@${f##*/}" -- < "$f" ;;
+      esac
+    done
     tar -x -f "$stage/directories.tar" -C "$dest" --no-same-owner
     rm -rf "$stage"
     touch "$state/synced"

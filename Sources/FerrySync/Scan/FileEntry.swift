@@ -56,9 +56,11 @@ public struct Timestamp: Equatable, Comparable, Sendable, CustomStringConvertibl
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }
 
+    /// "sec.nnnnnnnnn", as touch -d @… and pax mtime records read it (also before 1970).
     public var description: String {
-        let ns = String(nanoseconds)
-        return "\(seconds).\(String(repeating: "0", count: 9 - ns.count))\(ns)"
+        func pad(_ n: Int64) -> String { let s = String(n); return String(repeating: "0", count: 9 - s.count) + s }
+        if seconds < 0 && nanoseconds > 0 { return "-\(-(seconds + 1)).\(pad(1_000_000_000 - nanoseconds))" }
+        return "\(seconds).\(pad(nanoseconds))"
     }
 }
 
