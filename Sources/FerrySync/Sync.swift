@@ -101,7 +101,9 @@ public struct Syncer {
                             bytesSent: 0, seconds: 0, skipped: skipped)
         result.planSeconds = Date().timeIntervalSince(start)
         if !options.dryRun && (!plan.isEmpty || !listing.syncedBefore) {
-            let stream = TarStream(members(for: plan, root: local))
+            // Nothing there yet: stage the whole tree and move it into place at once.
+            let fresh = listing.manifest.count <= 1
+            let stream = TarStream(members(for: plan, root: local, fresh: fresh))
             var err: [UInt8] = []
             let command = RemoteCommand.script(RemoteTree.applyScript, arguments: [Array(destination.utf8), Array(state.utf8)])
             let status = try session.exec(command, stdin: stream, stdout: { _ in }, stderr: { err.append(contentsOf: $0) })
@@ -156,7 +158,7 @@ public struct Syncer {
         return Array(hasher.finalize().map { String(format: "%02x", $0) }.joined().utf8)
     }
 
-    static func members(for plan: SyncPlan, root: String) -> [TarMember] {
+    static func members(for plan: SyncPlan, root: String, fresh: Bool) -> [TarMember] {
         let rootBytes = Array(root.utf8)
         var members: [TarMember] = []
         for e in plan.sends {
@@ -184,6 +186,7 @@ public struct Syncer {
         for (mtime, entries) in Dictionary(grouping: plan.metadataOnly, by: \.mtime.description) {
             members.append(list("times/" + mtime, entries.map(\.path)))
         }
+        if fresh { members.append(list("fresh", [])) }
         members.append(list("deletions", plan.deletions))
         members.append(list("directories", plan.newDirectories))
         let dirs = tarArchive(plan.directoryUpdates.map {

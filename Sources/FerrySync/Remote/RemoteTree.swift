@@ -97,18 +97,27 @@ enum RemoteTree {
     }
 
     /// Reads the main tar stream into staging, then: deletions, new directories, files renamed into
-    /// place (util-linux rename, one process), directory metadata last, then the sentinel.
+    /// place (util-linux rename, one process), metadata-only fixes, directory modes and mtimes last,
+    /// then the sentinel. A first copy (no or an empty destination) is staged whole and moved into
+    /// place with one rename.
     static let applyScript = #"""
     set -e
     dest=$1 state=$2 stage=$2/stage
     rename=$(command -v rename.ul || command -v rename) || { echo "util-linux rename not found" >&2; exit 1; }
     rm -rf "$stage"
-    mkdir -p "$stage" "$dest"
+    mkdir -p "$stage" "${dest%/*}/"
     tar -x -f - -C "$stage" --no-same-owner --same-permissions
-    cd "$dest"
-    xargs -0 -r rm -rf -- < "$stage/deletions"
-    xargs -0 -r mkdir -p -- < "$stage/directories"
-    if [ -d "$stage/data" ]; then
+    mkdir -p "$stage/data"
+    if [ -e "$stage/fresh" ]; then
+      [ ! -d "$dest" ] || rmdir "$dest"
+      mv -T "$stage/data" "$dest"
+      cd "$dest"
+      xargs -0 -r mkdir -p -- < "$stage/directories"
+    else
+      mkdir -p "$dest"
+      cd "$dest"
+      xargs -0 -r rm -rf -- < "$stage/deletions"
+      xargs -0 -r mkdir -p -- < "$stage/directories"
       find "$stage/data" ! -type d -print0 | xargs -0 -r "$rename" -- "$stage/data" "$dest"
     fi
     # Files whose contents were already right: modes and mtimes only, one process per distinct value.
