@@ -32,6 +32,8 @@ public struct Syncer {
         public var applySeconds: Double = 0
         /// Local device files and sockets that were skipped.
         public var skipped: [String]
+        /// Local files that shrank while being sent (the next sync fixes them).
+        public var changedDuringSend: [String] = []
     }
 
     /// Where ferry keeps its sentinel and staging for `destination`: beside it, never inside.
@@ -112,6 +114,7 @@ public struct Syncer {
                                        status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
             }
             result.bytesSent = stream.bytesProduced
+            result.changedDuringSend = stream.changedDuringSend
         }
         result.seconds = Date().timeIntervalSince(start)
         result.applySeconds = result.seconds - result.planSeconds

@@ -61,13 +61,14 @@ struct Sync: ParsableCommand {
             defer { session.close() }
             let result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options)
             for path in result.skipped { printError("ferry: skipping non-regular file \"\(path)\"") }
+            for path in result.changedDuringSend { printError("ferry: warning: \(path) changed while it was sent; run the sync again") }
             if itemize || dryRun {
                 for item in result.plan.items { print(Itemize.line(item)) }
             }
             if stats {
                 let deleted = result.plan.items.filter { $0.change == .deleted }.count
                 print("""
-                    files scanned: \(result.filesScanned) (\(result.bytesScanned) bytes)
+                    entries scanned: \(result.filesScanned) (\(result.bytesScanned) bytes)
                     files sent: \(result.plan.sends.count) (\(result.plan.bytesToSend) bytes of file data, \(result.bytesSent) bytes streamed)
                     deleted: \(deleted)
                     time: \(String(format: "%.3f", result.seconds)) s (plan \(String(format: "%.3f", result.planSeconds)) s, apply \(String(format: "%.3f", result.applySeconds)) s)

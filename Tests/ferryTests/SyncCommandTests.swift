@@ -30,7 +30,7 @@ final class SyncCommandTests: HostTestCase {
 
         let stats = try FerryBinary.run(["sync", src, dest, "--exclude", ".env", "--stats"] + (try options()))
         XCTAssertTrue(stats.stdout.contains("files sent: 1 (3 bytes of file data"), stats.stdout)
-        XCTAssertTrue(stats.stdout.contains("files scanned: 4"), stats.stdout)
+        XCTAssertTrue(stats.stdout.contains("entries scanned: 4"), stats.stdout)
     }
 
     func testBadDestinationsAndRefusals() throws {

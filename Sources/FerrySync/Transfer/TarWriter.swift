@@ -99,6 +99,7 @@ final class TarStream: ExecInput {
     private var pending: [UInt8] = []
     private var pendingOffset = 0
     private var file: Int32 = -1
+    private var filePath: [UInt8] = []
     private var fileRemaining: Int64 = 0
     private var filePadding = 0
     private var finished = false
@@ -127,7 +128,11 @@ final class TarStream: ExecInput {
                     let want = Int(min(Int64(buffer.count - written), fileRemaining))
                     var n = Glibc.read(file, buffer.baseAddress! + written, want)
                     if n <= 0 {
-                        // The file shrank: pad with zeros to the promised size.
+                        // The file shrank while being sent: pad with zeros to the promised size
+                        // (the next sync sends it again, as its size or mtime now differ).
+                        if changedDuringSend.last != String(decoding: filePath, as: UTF8.self) {
+                            changedDuringSend.append(String(decoding: filePath, as: UTF8.self))
+                        }
                         n = want
                         memset(buffer.baseAddress! + written, 0, n)
                     }
@@ -159,6 +164,7 @@ final class TarStream: ExecInput {
                     throw SyncError.localRead(path: String(decoding: source, as: UTF8.self), reason: String(cString: strerror(errno)))
                 }
                 file = fd
+                filePath = source
                 fileRemaining = h.size
                 filePadding = TarHeader.padding(Int(h.size % 512))
                 setPending(h.blocks())
