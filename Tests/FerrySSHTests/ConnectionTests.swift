@@ -97,44 +97,9 @@ final class ConnectionTests: HostTestCase {
 /// the shape a jump host (direct-tcpip channel) relay takes.
 final class RelayedSocketTests: HostTestCase {
     func testSessionOverARelayedSocketpair() throws {
-        let config = try harness.configuration(for: try host)
-        var pair: [Int32] = [-1, -1]
-        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
-        let upstream = try ConnectionTests.connectLoopback(port: try host.port)
-        let relayEnd = pair[1]
-        let relay = Thread { Self.relay(relayEnd, upstream) }
-        relay.start()
-        let session = try SSHSession(socket: pair[0], configuration: config)
+        let relay = try SocketRelay(port: try host.port)
+        let session = try SSHSession(socket: relay.clientSocket, configuration: try harness.configuration(for: try host))
         XCTAssertEqual(try run(session, ["echo", "relayed"]).stdout, "relayed\n")
         session.close()
-    }
-
-    /// Copies both ways until either side closes, then closes both.
-    static func relay(_ a: Int32, _ b: Int32) {
-        var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        loop: while poll(&fds, 2, 10_000) > 0 {
-            for (from, to) in [(0, 1), (1, 0)] where fds[from].revents != 0 {
-                let n = read(fds[from].fd, &buffer, buffer.count)
-                if n <= 0 || write(fds[to].fd, buffer, n) != n { break loop }
-            }
-        }
-        close(a)
-        close(b)
-    }
-}
-
-extension ConnectionTests {
-    static func connectLoopback(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard ok else { throw TestHostError.missingPrerequisite("a loopback connection") }
-        return fd
     }
 }
