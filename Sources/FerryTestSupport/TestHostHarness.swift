@@ -34,7 +34,7 @@ public final class TestHostHarness {
         directory = String(cString: dir)
         chmod(directory, 0o711)  // extra login users must reach their authorized_keys and home
         knownHostsFile = directory + "/known_hosts"
-        FileManager.default.createFile(atPath: knownHostsFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: knownHostsFile, contents: nil)
         try makeDirectory("keys")
         for key in ClientKey.allCases { try makeKey(key) }
     }
@@ -220,7 +220,7 @@ public final class TestHostHarness {
         ]
         process.standardInput = FileHandle.nullDevice
         let log = FileHandle(forWritingAtPath: "\(dir)/launch.log") ?? {
-            FileManager.default.createFile(atPath: "\(dir)/launch.log", contents: nil)
+            _ = FileManager.default.createFile(atPath: "\(dir)/launch.log", contents: nil)
             return FileHandle(forWritingAtPath: "\(dir)/launch.log")!
         }()
         process.standardOutput = log

@@ -95,7 +95,7 @@ public struct TreeFixture {
 
     public mutating func write(_ path: String, size: Int, text: Bool) throws {
         guard let handle = FileHandle(forWritingAtPath: path) ?? {
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             return FileHandle(forWritingAtPath: path)
         }() else { throw FixtureError("cannot create \(path)") }
         defer { try? handle.close() }

@@ -63,7 +63,7 @@ open class HostTestCase: XCTestCase {
 
     public func temporaryFile(_ contents: String = "") -> String {
         let path = NSTemporaryDirectory() + "ferry-test-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
         addTeardownBlock {
             for p in [path, path + ".old"] { try? FileManager.default.removeItem(atPath: p) }  // ssh-keygen -H leaves .old
         }

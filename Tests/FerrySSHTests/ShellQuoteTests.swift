@@ -26,7 +26,7 @@ final class ShellQuoteTests: XCTestCase {
         let line = Array("printf '%s\\0'".utf8) + [0x20] + ShellQuote.join(args)
         // Non-UTF-8 bytes travel through a script file.
         let file = NSTemporaryDirectory() + "ferry-quote-\(getpid()).sh"
-        FileManager.default.createFile(atPath: file, contents: Data(line))
+        _ = FileManager.default.createFile(atPath: file, contents: Data(line))
         defer { try? FileManager.default.removeItem(atPath: file) }
         let result = try Command.check(["/bin/sh", file])
         XCTAssertEqual(split(Array(result.stdout)), args)

@@ -47,7 +47,7 @@ final class HarnessTests: HostTestCase {
 
         let tree = host.varSrc + "/lnbits-src"
         try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
-        for f in ["flake.nix", "pyproject.toml", "uv.lock"] { FileManager.default.createFile(atPath: "\(tree)/\(f)", contents: Data()) }
+        for f in ["flake.nix", "pyproject.toml", "uv.lock"] { _ = FileManager.default.createFile(atPath: "\(tree)/\(f)", contents: Data()) }
         let noConfig = try run(session, ["nixos-rebuild", "switch"] + config)
         XCTAssertEqual(noConfig.status, .exited(1))
         XCTAssertTrue(noConfig.stderr.contains("configuration.nix' was not found"), noConfig.stderr)
