@@ -94,7 +94,8 @@ public struct Syncer {
                 let remoteHashes: [[UInt8]: [UInt8]] = options.plan.checksum
                     ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
                     : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path))
-                let localHashes = try sha256(candidates.map(\.path), root: local)
+                // With --checksum both sides were hashed already.
+                let localHashes = options.plan.checksum ? candidates.map(\.checksum) : try sha256(candidates.map(\.path), root: local)
                 let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }
                 plan.markUnchangedContents(Set(same))
             }

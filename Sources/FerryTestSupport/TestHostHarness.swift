@@ -86,7 +86,7 @@ public final class TestHostHarness {
         // A free port can be taken between our probe and sshd's bind: retry a few times.
         var lastLog = ""
         for _ in 0..<3 {
-            let port = try TestHostHarness.freePort()
+            let port = try Loopback.freePort()
             try sshdConfig(dir: dir, port: port).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
             let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo })
             if TestHostHarness.waitForBanner(port: port, process: process) {
@@ -229,51 +229,13 @@ public final class TestHostHarness {
         return process
     }
 
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
-            }
-        }
-        guard ok else { throw TestHostError.missingPrerequisite("a free loopback port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
     /// Waits (at most 5 s) until the port answers with an SSH banner.
     static func waitForBanner(port: Int, process: Process) -> Bool {
         for _ in 0..<100 {
             guard process.isRunning else { return false }
-            if let banner = try? LoopbackProbe.firstBytes(port: port, timeoutMs: 200), banner.hasPrefix("SSH-") { return true }
+            if Loopback.firstBytes(port: port, timeoutMs: 200).hasPrefix("SSH-") { return true }
             usleep(50_000)
         }
         return false
-    }
-}
-
-/// Minimal blocking loopback client for readiness checks.
-public enum LoopbackProbe {
-    public static func firstBytes(port: Int, timeoutMs: Int32) throws -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &addr) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else { return "" }
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, timeoutMs) > 0 else { return "" }
-        var buf = [UInt8](repeating: 0, count: 64)
-        let n = read(fd, &buf, buf.count)
-        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : ""
     }
 }

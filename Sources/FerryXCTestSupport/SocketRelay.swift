@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -18,15 +19,8 @@ public final class SocketRelay: @unchecked Sendable {
         clientSocket = pair[0]
         relayEnd = pair[1]
         self.cutAfter = cutAfter
-        upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard ok else { throw RelayError() }
+        guard let upstream = Loopback.connect(port: port) else { throw RelayError() }
+        self.upstream = upstream
         Thread { self.run() }.start()
     }
 

@@ -8,7 +8,7 @@ import Glibc
 final class ConnectionTests: HostTestCase {
     func testClosedPortFailsFast() throws {
         let harness = try self.harness
-        let port = try Self.closedPort()
+        let port = try Loopback.freePort()
         let start = Date()
         var config = try harness.configuration(for: try host)
         config.target.port = port
@@ -71,26 +71,8 @@ final class ConnectionTests: HostTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 8)
     }
 
-    static func closedPort() throws -> Int {
-        let (fd, port) = try silentListener()
-        close(fd)
-        return port
-    }
-
-    static func silentListener() throws -> (Int32, Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        guard ok else { throw TestHostError.missingPrerequisite("a loopback listener") }
-        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
-    }
+    /// A listener that never accepts: the kernel completes the TCP handshake anyway.
+    static func silentListener() throws -> (Int32, Int) { try Loopback.bind(backlog: 8) }
 }
 
 /// The session runs over any connected stream: here a socketpair relayed to the host by a thread,

@@ -4,9 +4,7 @@ import Foundation
 enum Builtins {
     /// The names visible without `builtins.` (as in Nix 2.8), plus `builtins` and `__name` aliases.
     static func globals(_ ev: Evaluator) -> [String: Thunk] {
-        let all = table()
-        var builtinsSet: [String: Thunk] = [:]
-        for (name, value) in all { builtinsSet[name] = value }
+        var builtinsSet = table()
         builtinsSet["true"] = Thunk(value: .bool(true))
         builtinsSet["false"] = Thunk(value: .bool(false))
         builtinsSet["null"] = Thunk(value: .null)
@@ -16,13 +14,9 @@ enum Builtins {
         builtinsSet["builtins"] = builtinsThunk
         builtinsThunk.state = .done(.attrs(builtinsSet))  // builtins.builtins is builtins
 
-        var globals: [String: Thunk] = ["builtins": builtinsThunk]
-        for name in ["true", "false", "null"] { globals[name] = builtinsSet[name] }
-        for name in ["abort", "baseNameOf", "derivation", "derivationStrict", "dirOf", "fetchGit", "fetchMercurial",
-                     "fetchTarball", "fetchTree", "fromTOML", "import", "isNull", "map", "placeholder",
-                     "removeAttrs", "scopedImport", "throw", "toString"] {
-            globals[name] = builtinsSet[name]
-        }
+        // The names Nix binds at top level, the same list the parser's scope check uses.
+        var globals: [String: Thunk] = [:]
+        for name in ScopeCheck.globals { globals[name] = builtinsSet[name] }
         for (name, t) in builtinsSet where !["true", "false", "null", "builtins"].contains(name) {
             globals["__" + name] = t
         }

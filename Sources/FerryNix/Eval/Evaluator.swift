@@ -104,8 +104,7 @@ public final class Evaluator {
         if let t = lexicalLookup(name, env) { return t }
         var e: Environment? = env
         while let cur = e {
-            if case .with(let scope) = cur.frame, case .attrs(let attrs) = try forceAttrs(scope, loc, "a 'with' scope"),
-               let t = attrs[name] { return t }
+            if case .with(let scope) = cur.frame, let t = try attrs(scope, loc)[name] { return t }
             e = cur.parent
         }
         throw NixEvalError("undefined variable '\(name)'", at: loc)
@@ -396,23 +395,14 @@ public final class Evaluator {
         case .null where more: return ""
         case .list(let items) where more:
             var out: [String] = []
-            for (i, t) in items.enumerated() {
+            for t in items {
                 let item = try force(t)
-                let s = try coerceToString(item, loc, more: true)
-                // Nix puts no space after an empty list element.
-                if i < items.count - 1, case .list(let inner) = item, inner.isEmpty { out.append(s); continue }
-                out.append(s)
+                out.append(try coerceToString(item, loc, more: true))
             }
             return out.joined(separator: " ")
         default: break
         }
         throw NixEvalError("cannot coerce \(v.article) to a string", at: loc)
-    }
-
-    func forceAttrs(_ t: Thunk, _ loc: SourceLocation, _ what: String) throws -> Value {
-        let v = try force(t)
-        guard case .attrs = v else { throw NixEvalError("value is \(v.article) while a set was expected", at: loc) }
-        return v
     }
 
     /// Forces a value completely, as `--strict` does.
