@@ -20,7 +20,7 @@ let package = Package(
             pkgConfig: "libssh2",
             providers: [.apt(["libssh2-1-dev"])]
         ),
-        .target(name: "FerrySSH", dependencies: ["CLibSSH2"]),
+        .target(name: "FerrySSH", dependencies: ["CLibSSH2", .product(name: "Crypto", package: "swift-crypto")]),
         // rsync-equivalent tree sync over FerrySSH: scan, plan, transfer.
         .target(name: "FerrySync", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")]),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.

@@ -7,10 +7,14 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
     case handshake(host: String, port: Int, reason: String)
     case hostKeyUnknown(host: String, keyType: String, fingerprint: String, knownHosts: String)
     case hostKeyChanged(host: String, keyType: String, fingerprint: String, knownHosts: String)
+    case hostKeyRevoked(host: String, keyType: String, fingerprint: String, knownHosts: String)
     case knownHostsFile(path: String, reason: String)
     case authenticationFailed(target: String, tried: [String], serverMethods: String, notes: [String])
     case identityFile(path: String, reason: String)
     case peerUnresponsive(target: String, seconds: Double)
+    case connectionLost(target: String, reason: String)
+    /// The channel closed without an exit status or signal (as `ssh`, this is never success).
+    case noExitStatus(target: String)
     case protocolFailure(target: String, operation: String, code: Int32, message: String)
     case cancelled
 
@@ -39,6 +43,8 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
             Someone could be intercepting the connection, or the host was reinstalled. If you know it was reinstalled, \
             remove the old key with: ssh-keygen -R '\(host)' -f \(file)
             """
+        case .hostKeyRevoked(let host, let type, let fp, let file):
+            return "host key verification failed: the \(type) key \(host) sent (\(fp)) is marked @revoked in \(file) or the global known_hosts; refusing to connect."
         case .knownHostsFile(let path, let reason):
             return "known_hosts file \(path): \(reason)"
         case .authenticationFailed(let target, let tried, let methods, let notes):
@@ -50,6 +56,10 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
             return "identity file \(path): \(reason)"
         case .peerUnresponsive(let target, let s):
             return "\(target): the connection is dead (no answer to keepalives for \(format(s)) s)"
+        case .connectionLost(let target, let reason):
+            return "\(target): lost the connection: \(reason)"
+        case .noExitStatus(let target):
+            return "\(target): the command's channel closed without an exit status; its outcome is unknown"
         case .protocolFailure(let target, let op, let code, let message):
             return "\(target): \(op) failed: \(message) (libssh2 error \(code))"
         case .cancelled:

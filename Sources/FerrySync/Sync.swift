@@ -5,8 +5,9 @@ import Foundation
 import Glibc
 #endif
 
-/// Makes a directory on the target identical to a local one, as `rsync -rlptD --delete` would,
-/// in two remote commands (list, apply) over one SSH session.
+/// Makes a directory on the target identical to a local one, as `rsync -rlptD --delete` would.
+/// A real sync is one remote command that locks the destination, lists it, and then applies
+/// the plan from one tar stream; a touched file costs one more command (both ends hash it).
 public struct Syncer {
     public struct Options: Sendable {
         public var plan: SyncPlan.Options
@@ -32,11 +33,20 @@ public struct Syncer {
         public var applySeconds: Double = 0
         /// Local device files and sockets that were skipped.
         public var skipped: [String]
-        /// Local files that shrank while being sent (the next sync fixes them).
+        /// Local paths longer than PATH_MAX, skipped as rsync skips them.
+        public var tooLong: [String] = []
+        /// Local files that vanished between the listing of their directory and their transfer.
+        public var vanished: [String] = []
+        /// Local files that changed size while being sent: not moved into place (the next sync sends them).
         public var changedDuringSend: [String] = []
+        /// Local files that could not be read: the target keeps its old copy. The sync failed for them.
+        public var unreadable: [(path: String, reason: String)] = []
+
+        /// Whether everything the source holds reached the target.
+        public var complete: Bool { unreadable.isEmpty && plan.blocked.isEmpty }
     }
 
-    /// Where ferry keeps its sentinel and staging for `destination`: beside it, never inside.
+    /// Where ferry keeps its sentinel, lock and staging for `destination`: beside it, never inside.
     public static func stateDirectory(for destination: String) -> String {
         let url = URL(fileURLWithPath: destination)
         return url.deletingLastPathComponent().path + "/.ferry/" + url.lastPathComponent
@@ -50,76 +60,104 @@ public struct Syncer {
         }
     }
 
-    public static func sync(from local: String, to destination: String, over session: SSHSession, options: Options) throws -> Result {
+    /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); none: scan now.
+    public static func sync(from local: String, to destination: String, over session: SSHSession, options: Options,
+                            scanned: LocalScanner.Scanned? = nil) throws -> Result {
         let start = Date()
+        guard !local.isEmpty else { throw SyncError.localRead(path: "''", reason: "the local directory's path is empty") }
         try validate(destination: destination)
         let destination = "/" + destination.split(separator: "/").joined(separator: "/")
         let state = stateDirectory(for: destination)
+        var planOptions = options.plan
+        try planOptions.excludes.add("/.ferry-stage")  // staging inside a mount-point destination
 
-        // Scan locally while the target lists its side.
-        final class ScanBox: @unchecked Sendable { var result: Swift.Result<(Manifest, [String]), Error>? }
-        let box = ScanBox()
-        let group = DispatchGroup()
-        group.enter()
-        let excludes = options.plan.excludes
-        DispatchQueue.global().async {
-            var scanner = LocalScanner(root: local, excludes: excludes)
-            box.result = Swift.Result { (try scanner.scan(), scanner.skipped) }
-            group.leave()
+        let scan = ScanTask(root: local, excludes: planOptions.excludes, done: scanned)
+        let collector = ListingCollector()
+        var err: [UInt8] = []
+        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned)?
+        var stream: TarStream?
+        let target = session.target.description
+        func command(_ mode: String) -> RemoteCommand {
+            .script(RemoteTree.syncScript, arguments: [Array(destination.utf8), Array(state.utf8),
+                                                       Array((planOptions.checksum ? "1" : "0").utf8), Array(mode.utf8)])
         }
-        let listing: RemoteTree.Listing
+        func prepare() throws -> (RemoteTree.Listing, SyncPlan, LocalScanner.Scanned) {
+            let listing = try RemoteTree.parse(collector.bytes, target: target)
+            var scanned = try scan.wait()
+            let plan = try makePlan(&scanned.manifest, root: local, listing: listing, destination: destination,
+                                    session: session, options: options, planOptions: planOptions)
+            prepared = (plan, scanned)
+            return (listing, plan, scanned)
+        }
+
+        let status: ExitStatus
         do {
-            listing = try RemoteTree.list(session, destination: destination, state: state, checksum: options.plan.checksum)
+            if options.dryRun {
+                status = try session.exec(command("list"), stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+                if status == .exited(0) { _ = try prepare() }
+            } else {
+                let input = DeferredInput(ready: { collector.complete }) {
+                    let (listing, plan, _) = try prepare()
+                    if plan.isEmpty && listing.syncedBefore { return BytesInput(Array("done\n".utf8)) }
+                    let tar = TarStream(members(for: plan, root: local, fresh: listing.manifest.count <= 1))
+                    stream = tar
+                    return PrefixedInput(Array("apply\n".utf8), then: tar)
+                }
+                status = try session.exec(command("apply"), stdin: input, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+            }
+        } catch let error as SSHError where error != .cancelled {
+            _ = try? scan.wait()
+            throw SyncError.transport(step: prepared == nil ? "listing \(destination)" : "applying the changes to \(destination)", error: error)
         } catch {
-            group.wait()
+            _ = try? scan.wait()
             throw error
         }
-        group.wait()
-        var (source, skipped) = try box.result!.get()
+        guard status == .exited(0), let (plan, scanned) = prepared else {
+            _ = try? scan.wait()
+            let step = prepared == nil ? "listing \(destination)" : "applying the changes to \(destination)"
+            throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
+        }
 
-        if listing.exists && !listing.isDirectory {
-            throw SyncError.badDestination("\(session.target): \(destination) exists and is not a directory")
-        }
-        if listing.exists && !listing.syncedBefore && listing.manifest.count > 1 && !options.force {
-            throw SyncError.refusingUnknownDestination(target: session.target.description, path: destination)
-        }
-        if options.plan.checksum { try hashFiles(&source, root: local, comparedWith: listing.manifest) }
-
-        var plan = SyncPlan(source: source, destination: listing.manifest, options: options.plan)
-        if !options.dryRun {
-            // A file with the same size but another mtime is often only touched: compare contents
-            // (one more command, a few ms) and rewrite only what really differs.
-            let candidates = plan.sameSizeSends(comparedWith: listing.manifest)
-            if !candidates.isEmpty {
-                let remoteHashes: [[UInt8]: [UInt8]] = options.plan.checksum
-                    ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
-                    : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path))
-                // With --checksum both sides were hashed already.
-                let localHashes = options.plan.checksum ? candidates.map(\.checksum) : try sha256(candidates.map(\.path), root: local)
-                let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }
-                plan.markUnchangedContents(Set(same))
-            }
-        }
-        var result = Result(plan: plan, filesScanned: source.count, bytesScanned: source.entries.reduce(0) { $0 + $1.size },
-                            bytesSent: 0, seconds: 0, skipped: skipped)
-        result.planSeconds = Date().timeIntervalSince(start)
-        if !options.dryRun && (!plan.isEmpty || !listing.syncedBefore) {
-            // Nothing there yet: stage the whole tree and move it into place at once.
-            let fresh = listing.manifest.count <= 1
-            let stream = TarStream(members(for: plan, root: local, fresh: fresh))
-            var err: [UInt8] = []
-            let command = RemoteCommand.script(RemoteTree.applyScript, arguments: [Array(destination.utf8), Array(state.utf8)])
-            let status = try session.exec(command, stdin: stream, stdout: { _ in }, stderr: { err.append(contentsOf: $0) })
-            guard status == .exited(0) else {
-                throw SyncError.remote(target: session.target.description, step: "applying the changes to \(destination)",
-                                       status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
-            }
-            result.bytesSent = stream.bytesProduced
-            result.changedDuringSend = stream.changedDuringSend
-        }
+        var result = Result(plan: plan, filesScanned: scanned.manifest.count,
+                            bytesScanned: scanned.manifest.entries.reduce(0) { $0 + $1.size },
+                            bytesSent: stream?.bytesProduced ?? 0, seconds: 0, skipped: scanned.skipped)
+        result.tooLong = scanned.tooLong
+        result.vanished = scanned.vanished + (stream?.vanished ?? [])
+        result.changedDuringSend = stream?.changedDuringSend ?? []
+        result.unreadable = stream?.unreadable ?? []
         result.seconds = Date().timeIntervalSince(start)
+        result.planSeconds = collector.completedAt.map { $0.timeIntervalSince(start) } ?? result.seconds
         result.applySeconds = result.seconds - result.planSeconds
         return result
+    }
+
+    /// Checks the destination, plans, and turns same-size files whose contents already match
+    /// into metadata-only updates (hashing both ends), for real runs and dry runs alike, so a
+    /// dry run predicts exactly what the real run does.
+    static func makePlan(_ source: inout Manifest, root: String, listing: RemoteTree.Listing, destination: String,
+                         session: SSHSession, options: Options, planOptions: SyncPlan.Options) throws -> SyncPlan {
+        let target = session.target.description
+        if listing.exists && !listing.isDirectory {
+            throw SyncError.badDestination("\(target): \(destination) exists and is not a directory")
+        }
+        if listing.exists && !listing.syncedBefore && listing.manifest.count > 1 && !options.force {
+            throw SyncError.refusingUnknownDestination(target: target, path: destination)
+        }
+        if planOptions.checksum { try hashFiles(&source, root: root, comparedWith: listing.manifest) }
+        var plan = SyncPlan(source: source, destination: listing.manifest, options: planOptions)
+        // A file with the same size but another mtime is often only touched: compare contents
+        // (one more command, a few ms) and rewrite only what really differs.
+        let candidates = plan.sameSizeSends(comparedWith: listing.manifest)
+        if !candidates.isEmpty {
+            let remoteHashes: [[UInt8]: [UInt8]] = planOptions.checksum
+                ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
+                : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path))
+            // With --checksum both sides were hashed already.
+            let localHashes = planOptions.checksum ? candidates.map(\.checksum) : try sha256(candidates.map(\.path), root: root)
+            let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }
+            plan.markUnchangedContents(Set(same))
+        }
+        return plan
     }
 
     /// SHA-256 of the local files whose size matches a remote file (the others differ anyway).
@@ -148,15 +186,18 @@ public struct Syncer {
         return hashes
     }
 
-    static func sha256Hex(_ path: [UInt8]) throws -> [UInt8] {
-        let fd = path.withCString { open($0, O_RDONLY | O_NOFOLLOW) }
-        guard fd >= 0 else { throw SyncError.localRead(path: String(decoding: path, as: UTF8.self), reason: String(cString: strerror(errno))) }
+    /// nil when the file cannot be read whole: it is then sent, and the send reports why.
+    static func sha256Hex(_ path: [UInt8]) throws -> [UInt8]? {
+        let fd = path.withCString { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return nil }
+            if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         return Array(hasher.finalize().map { String(format: "%02x", $0) }.joined().utf8)
@@ -198,5 +239,107 @@ public struct Syncer {
         })
         members.append(.bytes(header: TarHeader(name: Array("directories.tar".utf8), type: .file, mode: 0o600, size: Int64(dirs.count), mtime: now), contents: dirs))
         return members
+    }
+}
+
+/// The local scan, run while the target lists its side.
+final class ScanTask: @unchecked Sendable {
+    // Written once on the scan thread before `group.leave()`, read only after `group.wait()`.
+    private var result: Swift.Result<LocalScanner.Scanned, Error>?
+    private let group = DispatchGroup()
+
+    init(root: String, excludes: ExcludeRules, done: LocalScanner.Scanned? = nil) {
+        if let done { result = .success(done); return }
+        group.enter()
+        DispatchQueue.global().async {
+            var scanner = LocalScanner(root: root, excludes: excludes)
+            self.result = Swift.Result { try scanner.scanAll() }
+            self.group.leave()
+        }
+    }
+
+    func wait() throws -> LocalScanner.Scanned {
+        group.wait()
+        return try result!.get()
+    }
+}
+
+/// Collects the listing from stdout and notices its end marker (an `E` field where a record
+/// starts), so the plan can be made while the same remote command waits for the stream.
+final class ListingCollector {
+    private(set) var bytes: [UInt8] = []
+    private(set) var complete = false
+    private(set) var completedAt: Date?
+    private var scanned = 0
+    private var fieldStart = 0
+    private var fieldIndex = 0
+    private var checksumSection = false
+
+    func feed(_ chunk: UnsafeRawBufferPointer) {
+        guard !complete else { return }
+        bytes.append(contentsOf: chunk)
+        while let nul = bytes[scanned...].firstIndex(of: 0) {
+            let length = nul - fieldStart
+            let first = length > 0 ? bytes[fieldStart] : 0
+            // Fields 0 and 1 are the header; entries are six fields from field 2 on.
+            if fieldIndex >= 2 && (checksumSection || (fieldIndex - 2) % 6 == 0) {
+                if length == 1 && first == UInt8(ascii: "E") {
+                    complete = true
+                    completedAt = Date()
+                    return
+                }
+                if !checksumSection && length == 9 && bytes[fieldStart..<nul].elementsEqual("checksums".utf8) { checksumSection = true }
+            }
+            fieldIndex += 1
+            fieldStart = nul + 1
+            scanned = nul + 1
+        }
+        scanned = bytes.count
+    }
+}
+
+/// Stdin that becomes available once `ready` says so; `prepare` then makes it (and may fail,
+/// which ends the remote command: it sees the end of its input).
+final class DeferredInput: ExecInput {
+    private let ready: () -> Bool
+    private let prepare: () throws -> ExecInput
+    private var inner: ExecInput?
+
+    init(ready: @escaping () -> Bool, prepare: @escaping () throws -> ExecInput) {
+        self.ready = ready
+        self.prepare = prepare
+    }
+
+    var pollDescriptor: Int32? { inner?.pollDescriptor }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
+        if inner == nil {
+            guard ready() else { return .wouldBlock }
+            inner = try prepare()
+        }
+        return try inner!.read(into: buffer)
+    }
+}
+
+/// A few bytes, then another input.
+final class PrefixedInput: ExecInput {
+    private let prefix: BytesInput
+    private var prefixDone = false
+    private let rest: ExecInput
+
+    init(_ prefix: [UInt8], then rest: ExecInput) {
+        self.prefix = BytesInput(prefix)
+        self.rest = rest
+    }
+
+    var pollDescriptor: Int32? { prefixDone ? rest.pollDescriptor : nil }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
+        if !prefixDone {
+            let chunk = try prefix.read(into: buffer)
+            if chunk != .end { return chunk }
+            prefixDone = true
+        }
+        return try rest.read(into: buffer)
     }
 }

@@ -59,6 +59,22 @@ public final class TestHost {
         }
     }
 
+    /// Kills (SIGKILL) the sshd processes serving connections, leaving the listener: to a
+    /// client, the peer dies and its TCP connection closes.
+    public func killSessions() {
+        guard let master = descendants(of: process.processIdentifier).first else { return }
+        for pid in descendants(of: master) { kill(pid, SIGKILL) }
+    }
+
+    /// Puts an executable first on the host's PATH (`/run/current-system/sw/bin`), for faults
+    /// the tests inject (a failing `tar`, a Perl-style `rename`); nil removes it.
+    public func setTool(_ name: String, script: String?) throws {
+        let path = currentSystem + "/sw/bin/" + name
+        guard let script else { try? FileManager.default.removeItem(atPath: path); return }
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+    }
+
     public var isRunning: Bool { process.isRunning }
 
     /// Stops sshd and everything in its PID namespace.

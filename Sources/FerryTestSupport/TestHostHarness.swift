@@ -48,9 +48,11 @@ public final class TestHostHarness {
 
     /// An SSH configuration for a host with this harness's known_hosts and one identity file, no agent.
     public func configuration(for host: TestHost, user: String = "root", key: ClientKey = .ed25519) throws -> SSHConfiguration {
-        SSHConfiguration(
+        var configuration = SSHConfiguration(
             target: host.target(user: user), identityFiles: [clientKey(key)],
             knownHostsFile: knownHostsFile, connectTimeout: 5, agentSocket: nil, passphrase: .none)
+        configuration.globalKnownHostsFiles = []  // this machine's own file must not change a test's outcome
+        return configuration
     }
 
     /// Fails when something a test host needs is missing (the caller decides whether that skips).
@@ -61,7 +63,7 @@ public final class TestHostHarness {
 
     /// Starts one host and records its ed25519 key in `knownHostsFile` (unless `recordKey` is false).
     @discardableResult
-    public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true) throws -> TestHost {
+    public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = []) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
         for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home"] {
@@ -87,7 +89,7 @@ public final class TestHostHarness {
         var lastLog = ""
         for _ in 0..<3 {
             let port = try Loopback.freePort()
-            try sshdConfig(dir: dir, port: port).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
+            try (sshdConfig(dir: dir, port: port) + sshdOptions.map { $0 + "\n" }.joined()).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
             let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo })
             if TestHostHarness.waitForBanner(port: port, process: process) {
                 let host = TestHost(name: name, port: port, directory: dir, users: users, process: process)

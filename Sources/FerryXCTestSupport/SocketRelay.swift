@@ -5,8 +5,18 @@ import Glibc
 #endif
 
 /// Relays an SSH session to a test host through a socketpair, optionally cutting the connection
-/// after a number of client-to-server bytes (a link that drops mid-transfer).
+/// after a number of client-to-server bytes (a link that drops mid-transfer). `blackhole()`
+/// stops forwarding with both connections left open (a link that silently drops everything).
 public final class SocketRelay: @unchecked Sendable {
+    private let stateLock = NSLock()
+    private var blackholed = false
+    /// Bytes forwarded so far, both ways.
+    public private(set) var forwarded = 0
+
+    public func blackhole() {
+        stateLock.lock(); blackholed = true; stateLock.unlock()
+    }
+
     /// The end to hand to `SSHSession(socket:configuration:)`.
     public let clientSocket: Int32
     private let relayEnd: Int32
@@ -31,9 +41,12 @@ public final class SocketRelay: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var sent = 0
         loop: while poll(&fds, 2, 30_000) > 0 {
+            stateLock.lock(); let dropping = blackholed; stateLock.unlock()
             for (from, to) in [(0, 1), (1, 0)] where fds[from].revents != 0 {
                 var n = read(fds[from].fd, &buffer, buffer.count)
                 if n <= 0 { break loop }
+                if dropping { continue }
+                stateLock.lock(); forwarded += n; stateLock.unlock()
                 if from == 0, let cut = cutAfter {
                     n = min(n, cut - sent)
                     sent += n

@@ -16,13 +16,15 @@ struct ConnectionOptions: ParsableArguments {
     var connectTimeout: Double = 10
 
     func configuration(for target: SSHTarget) -> SSHConfiguration {
-        SSHConfiguration(
+        var configuration = SSHConfiguration(
             target: target,
             identityFiles: identity,
             knownHostsFile: knownHosts,
             hostKeyPolicy: hostKeyPolicy,
             connectTimeout: connectTimeout
         )
+        configuration.onNotice = { printError("ferry: \(target): \($0)") }
+        return configuration
     }
 
     func validate() throws {

@@ -1,10 +1,64 @@
 import ArgumentParser
+import FerrySSH
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Ferry: ParsableCommand {
+    static let version = "0.3.0"
+
     static let configuration = CommandConfiguration(
         commandName: "ferry",
         abstract: "Push deployer for NixOS machines: sync sources, render configs, run nixos-rebuild over SSH.",
+        discussion: """
+        Exit status: 0 success; 1 a failure on the target or the source; 2 a usage error or a failed \
+        local check (nothing was contacted); 130 interrupted (SIGINT), 143 terminated (SIGTERM); \
+        255 the connection or authentication failed. `ferry exec` exits with the remote command's \
+        status (128 + N when it was killed by signal N).
+        """,
+        version: version,
         subcommands: [Sync.self, Render.self, Eval.self, Exec.self]
     )
+
+    /// Parses and runs with one error style (`ferry: …`) and the README's exit codes: usage
+    /// errors exit 2, not ArgumentParser's 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+            Glibc.exit(0)
+        } catch let failure as Failure {
+            if !failure.message.isEmpty { printError("ferry: " + failure.message) }
+            Glibc.exit(failure.code)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            if code == .validationFailure {
+                printError(fullMessage(for: error))
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// How a command ends when something fails: one message, one exit code.
+struct Failure: Error {
+    let code: Int32
+    let message: String
+
+    /// Bad arguments found while running: exit 2, with a pointer to the command's help.
+    static func usage(_ message: String, command: String) -> Failure {
+        Failure(code: 2, message: "\(message)\nSee 'ferry \(command) --help'.")
+    }
+
+    /// Exit 255, as ssh does, for connection and authentication failures.
+    static func connection(_ error: SSHError) -> Failure {
+        Failure(code: 255, message: "\(error)")
+    }
+
+    static func interrupted() -> Failure {
+        Failure(code: SignalRelay.exitCode, message: "")
+    }
 }

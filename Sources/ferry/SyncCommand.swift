@@ -8,7 +8,9 @@ struct Sync: ParsableCommand {
         abstract: "Make a directory on a target identical to a local one (rsync -rlptD --delete semantics, no rsync needed).",
         discussion: """
         Excluded paths on the target are left alone unless --delete-excluded is given. A non-empty \
-        destination that ferry never synced is refused unless --force is given.
+        destination that ferry never synced is refused unless --force is given. Exit status: 0 done; \
+        1 a failure on the target or the source (including files that could not be read); 2 usage; \
+        255 the connection or authentication failed.
         """
     )
 
@@ -18,10 +20,13 @@ struct Sync: ParsableCommand {
     @Argument(help: ArgumentHelp("[user@]host[:port]:/abs/path or ssh://[user@]host[:port]/abs/path.", valueName: "DESTINATION"))
     var destination: String
 
-    @Option(name: .customLong("exclude"), help: ArgumentHelp("An rsync exclude pattern (repeatable).", valueName: "PATTERN"))
+    // Values may begin with "-" (`--exclude -foo`), as rsync accepts them.
+    @Option(name: .customLong("exclude"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("An rsync exclude pattern (repeatable).", valueName: "PATTERN"))
     var excludes: [String] = []
 
-    @Option(name: .customLong("exclude-from"), help: ArgumentHelp("A file of exclude patterns, one per line.", valueName: "FILE"))
+    @Option(name: .customLong("exclude-from"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("A file of exclude rules, one per line (rsync's syntax: '- ', '+ ' and '!' too).", valueName: "FILE"))
     var excludeFrom: [String] = []
 
     @Flag(inversion: .prefixedNo, help: "Also delete excluded paths on the target.")
@@ -46,40 +51,68 @@ struct Sync: ParsableCommand {
 
     func run() throws {
         let parsed: SyncDestination
-        do { parsed = try SyncDestination(parsing: destination) } catch { throw ValidationError("\(error)") }
-        var rules = ExcludeRules(excludes)
-        for file in excludeFrom {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw ValidationError("cannot read the exclude file \(file)")
+        do { parsed = try SyncDestination(parsing: destination) } catch { throw Failure.usage("\(error)", command: "sync") }
+        var rules: ExcludeRules
+        do {
+            rules = try ExcludeRules(validating: excludes)
+            for file in excludeFrom {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw Failure.usage("cannot read the exclude file \(file)", command: "sync")
+                }
+                try rules.add(fileContents: Array(data), file: file)
             }
-            rules.add(fileContents: Array(data))
+        } catch let error as ExcludeRuleError {
+            throw Failure.usage("\(error)", command: "sync")
         }
         let options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),
                                      dryRun: dryRun, force: force)
+        let cancel = try CancellationToken()
+        SignalRelay.onInterrupt(cancel)
+        let result: Syncer.Result
         do {
             let session = try SSHSession(connecting: connection.configuration(for: parsed.target))
             defer { session.close() }
-            let result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options)
-            for path in result.skipped { printError("ferry: skipping non-regular file \"\(path)\"") }
-            for path in result.changedDuringSend { printError("ferry: warning: \(path) changed while it was sent; run the sync again") }
-            if itemize || dryRun {
-                for item in result.plan.items { print(Itemize.line(item)) }
-            }
-            if stats {
-                let deleted = result.plan.items.filter { $0.change == .deleted }.count
-                print("""
-                    entries scanned: \(result.filesScanned) (\(result.bytesScanned) bytes)
-                    files sent: \(result.plan.sends.count) (\(result.plan.bytesToSend) bytes of file data, \(result.bytesSent) bytes streamed)
-                    deleted: \(deleted)
-                    time: \(String(format: "%.3f", result.seconds)) s (plan \(String(format: "%.3f", result.planSeconds)) s, apply \(String(format: "%.3f", result.applySeconds)) s)
-                    """)
-            }
+            result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options)
+        } catch SSHError.cancelled {
+            throw Failure.interrupted()
         } catch let error as SSHError {
-            printError("ferry: \(error)")
-            throw ExitCode(255)
+            throw Failure.connection(error)
+        } catch SyncError.transport(let step, let error) {
+            throw Failure(code: 255, message: "\(parsed.target): \(step): \(error)")
         } catch let error as SyncError {
-            printError("ferry: \(error)")
-            throw ExitCode(1)
+            throw Failure(code: 1, message: "\(error)")
         }
+        let host = parsed.target.description
+        var notes: [String] = []
+        notes += result.skipped.map { "skipping non-regular file \"\($0)\"" }
+        notes += result.tooLong.map { "skipping \"\($0)\": path longer than PATH_MAX" }
+        notes += result.vanished.map { "file has vanished: \"\($0)\"" }
+        notes += result.changedDuringSend.map { "\($0) changed while it was sent; not moved into place, run the sync again" }
+        notes += result.plan.keptDirectories.map { "kept \(parsed.path)/\(String(decoding: $0, as: UTF8.self)): it holds excluded entries (--delete-excluded removes them)" }
+        printSummarised(notes.map { "\(host): warning: \($0)" })
+        var errors = result.unreadable.map { "\(host): cannot read \($0.path): \($0.reason); the target keeps its old copy" }
+        errors += result.plan.blocked.map {
+            "\(host): could not make way for \(parsed.path)/\(String(decoding: $0, as: UTF8.self)): a directory holding excluded entries is there (--delete-excluded removes them)"
+        }
+        printSummarised(errors)
+        if itemize || dryRun {
+            for item in result.plan.items { print(Itemize.line(item)) }
+        }
+        if stats {
+            let deleted = result.plan.items.filter { $0.change == .deleted }.count
+            print("""
+                entries scanned: \(result.filesScanned) (\(result.bytesScanned) bytes)
+                files sent: \(result.plan.sends.count) (\(result.plan.bytesToSend) bytes of file data, \(result.bytesSent) bytes streamed)
+                deleted: \(deleted)
+                time: \(String(format: "%.3f", result.seconds)) s (plan \(String(format: "%.3f", result.planSeconds)) s, apply \(String(format: "%.3f", result.applySeconds)) s)
+                """)
+        }
+        if !result.complete { throw Failure(code: 1, message: "") }
     }
+}
+
+/// Prints messages, but a flood only as its first 10 and a count.
+func printSummarised(_ lines: [String], limit: Int = 10) {
+    for line in lines.prefix(limit) { printError("ferry: " + line) }
+    if lines.count > limit { printError("ferry: … and \(lines.count - limit) more like these") }
 }

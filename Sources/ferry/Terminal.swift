@@ -4,8 +4,11 @@ import FerrySSH
 import Glibc
 #endif
 
+/// Prints one of ferry's own messages on stderr. Control characters (a hostile target's file
+/// names or stderr could carry terminal escapes) are shown as `\#ooo`, as rsync shows them.
 func printError(_ text: String) {
-    let line = text.hasSuffix("\n") ? text : text + "\n"
+    let escaped = Terminal.escapingControls(text)
+    let line = escaped.hasSuffix("\n") ? escaped : escaped + "\n"
     line.utf8CString.withUnsafeBufferPointer { buf in
         writeAll(2, UnsafeRawBufferPointer(start: buf.baseAddress, count: buf.count - 1))
     }
@@ -20,12 +23,43 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
     }
 }
 
-/// Turns SIGINT into a cancellation: the running command's channel is closed and ferry exits 130.
-enum SignalRelay {
-    nonisolated(unsafe) private static var token: CancellationToken?
+/// The cancel pipe's write end; the handler may only call write(2), so it reads a plain global
+/// that is set before the handler is installed and never changes after.
+nonisolated(unsafe) private var interruptDescriptor: Int32 = -1
+nonisolated(unsafe) private var interruptSignal: Int32 = 0
 
+/// Turns SIGINT and SIGTERM into a cancellation: the running command is stopped and ferry exits
+/// 130 or 143.
+enum SignalRelay {
     static func onInterrupt(_ cancel: CancellationToken) {
-        token = cancel
-        signal(SIGINT) { _ in SignalRelay.token?.cancel() }
+        interruptDescriptor = cancel.signalDescriptor
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { number in
+                interruptSignal = number
+                var byte: UInt8 = 1
+                _ = write(interruptDescriptor, &byte, 1)
+            }
+        }
+    }
+
+    /// The exit code for the signal that cancelled the run: 130 for SIGINT, 143 for SIGTERM.
+    static var exitCode: Int32 { 128 + (interruptSignal == 0 ? SIGINT : interruptSignal) }
+}
+
+enum Terminal {
+    /// Escapes control characters other than newline and tab.
+    static func escapingControls(_ text: String) -> String {
+        guard text.utf8.contains(where: { ($0 < 0x20 && $0 != 0x0A && $0 != 0x09) || $0 == 0x7F }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            let v = scalar.value
+            if (v < 0x20 && v != 0x0A && v != 0x09) || v == 0x7F || (0x80..<0xA0).contains(v) {
+                let octal = String(v, radix: 8)
+                out += "\\#" + String(repeating: "0", count: max(0, 3 - octal.count)) + octal
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }

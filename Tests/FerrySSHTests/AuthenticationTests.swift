@@ -47,9 +47,30 @@ final class AuthenticationTests: HostTestCase {
             return XCTFail("\(String(describing: error))")
         }
         XCTAssertEqual(target, try host.target().description)
-        XCTAssertEqual(tried, ["ssh-agent (1 key refused)", "\(keyPath) (refused)"])
+        XCTAssertEqual(tried, ["\(keyPath) (via ssh-agent; refused)"])
         XCTAssertEqual(methods, "publickey")
-        XCTAssertTrue("\(error!)".contains("authentication failed; tried: ssh-agent (1 key refused), \(keyPath) (refused); the server accepts: publickey"), "\(error!)")
+        XCTAssertTrue("\(error!)".contains("authentication failed; tried: \(keyPath) (via ssh-agent; refused); the server accepts: publickey"), "\(error!)")
+
+        let other = try SSHAgent.start(in: try harness.directory)
+        defer { other.stop() }
+        try other.add(try harness.clientKey(.ecdsa))
+        // The named key is refused; the agent's other key then gets in.
+        let session = try connect(key: .unauthorized) { $0.agentSocket = other.socket }
+        XCTAssertEqual(try run(session, ["true"]).status, .exited(0))
+    }
+
+    /// Issue 7.11: the named key goes first, even when the agent holds more keys than the
+    /// server's MaxAuthTries (6): OpenSSH's order (agent first) would be cut off before it.
+    func testNamedKeyGoesBeforeTheAgentsKeys() throws {
+        let agent = try SSHAgent.start(in: try harness.directory)
+        defer { agent.stop() }
+        for i in 0..<7 {
+            let path = try harness.directory + "/keys/extra-\(i)-\(UUID().uuidString)"
+            try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path])
+            try agent.add(path)
+        }
+        let session = try connect(key: .ed25519) { $0.agentSocket = agent.socket }
+        XCTAssertEqual(try run(session, ["id", "-un"]).stdout, "root\n")
     }
 
     func testOnlyAnRSAKeyExplainsSHA1() throws {

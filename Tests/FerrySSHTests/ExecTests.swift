@@ -93,7 +93,7 @@ final class ExecTests: HostTestCase {
 
     func testCancelClosesTheChannel() throws {
         let session = try connect()
-        let cancel = CancellationToken()
+        let cancel = try CancellationToken()
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { cancel.cancel() }
         let start = Date()
         XCTAssertThrowsError(try session.exec(RemoteCommand(["sleep", "30"]), cancel: cancel, stdout: { _ in }, stderr: { _ in })) {

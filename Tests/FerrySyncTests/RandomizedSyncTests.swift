@@ -26,7 +26,12 @@ final class RandomizedSyncTests: SyncTestCase {
             var log: [String] = []
             for _ in 0..<(1 + rng.below(6)) { log.append(mutate(src, &rng, allowSameSizeEdits: checksum)) }
             let deleteExcluded = round % 5 == 4
-            try sync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum, session: session)
+            // A dry run predicts exactly what the real run then does (issue 7.16).
+            let predicted = try sync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum,
+                                     dryRun: true, session: session).plan.items.map(Itemize.line)
+            let done = try sync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum,
+                                session: session).plan.items.map(Itemize.line)
+            XCTAssertEqual(predicted, done, "round \(round): --dry-run --itemize differs from the real run")
             try assertInSync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum,
                              "round \(round) after: \(log.joined(separator: "; "))")
             if testRun?.failureCount ?? 0 > 0 { break }

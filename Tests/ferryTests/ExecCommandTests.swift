@@ -45,10 +45,10 @@ final class ExecCommandTests: HostTestCase {
 
     func testUsageErrors() throws {
         let bad = try FerryBinary.run(["exec", "root@:22", "--", "true"])
-        XCTAssertEqual(bad.status, 64)
+        XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.stderr.contains("bad target 'root@:22'"), bad.stderr)
         let noCommand = try FerryBinary.run(["exec", try target()])
-        XCTAssertEqual(noCommand.status, 64)
+        XCTAssertEqual(noCommand.status, 2)
         XCTAssertTrue(noCommand.stderr.contains("give the command after --"), noCommand.stderr)
     }
 

@@ -39,7 +39,7 @@ final class SyncCommandTests: HostTestCase {
         try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
         for bad in ["host", "host:relative/path", "host:/var/src/../etc", "ssh://host"] {
             let r = try FerryBinary.run(["sync", src, bad])
-            XCTAssertEqual(r.status, 64, bad)
+            XCTAssertEqual(r.status, 2, bad)
             XCTAssertFalse(r.stderr.isEmpty, bad)
         }
         let foreign = try host.varSrc + "/occupied"

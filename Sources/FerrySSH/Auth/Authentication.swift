@@ -1,4 +1,5 @@
 import CLibSSH2
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -6,46 +7,61 @@ import Darwin
 #endif
 
 extension SSHSession {
-    /// ssh-agent first, then identity files; fails listing every method tried.
+    /// The identity files first (signed by the agent when it holds the key, so an encrypted file
+    /// needs no passphrase), then the agent's other keys; fails listing every method tried.
+    /// Stricter than OpenSSH, which offers every agent key first and can exhaust the server's
+    /// MaxAuthTries before reaching the key the operator named.
     func authenticate() throws {
         let user = target.user
-        let methodsPointer = try? retryingPointer("list auth methods") {
-            libssh2_userauth_list(raw, user, UInt32(user.utf8.count))
+        let serverMethods: String
+        do {
+            guard let methods = try listMethods(user) else { return }  // "none" was accepted
+            serverMethods = methods
         }
-        if libssh2_userauth_authenticated(raw) != 0 { return }
-        let serverMethods = methodsPointer.map { String(cString: $0) } ?? ""
         var tried: [String] = []
         var notes: [String] = []
         var triedRSA = false
 
-        if let socket = configuration.agentSocket {
-            switch try agentAuthenticate(socket: socket) {
-            case .success: return
-            case .failed(let description, let rsa):
-                tried.append(description)
-                triedRSA = triedRSA || rsa
-            }
-        }
+        let agent = configuration.agentSocket.flatMap { AgentConnection(session: raw, socket: $0) }
+        defer { agent?.close() }
+        if let socket = configuration.agentSocket, agent == nil { tried.append("ssh-agent at \(socket) (not reachable)") }
+        var agentKeysUsed = Set<[UInt8]>()
 
         for path in configuration.identityCandidates {
             let identity = try IdentityFile(path: path)
             if identity.type == .rsa { triedRSA = true }
+            if let agent, let blob = identity.publicKeyBlob, let held = agent.identity(blob: blob) {
+                agentKeysUsed.insert(blob)
+                if try agentUserauth(agent, held) { return }
+                tried.append("\(path) (via ssh-agent; refused)")
+                continue
+            }
             var passphrase: String?
             if identity.encrypted {
                 passphrase = passphraseFor(path)
                 if passphrase == nil {
                     tried.append("\(path) (encrypted; no passphrase given)")
-                    notes.append("Set FERRY_SSH_PASSPHRASE or run ferry from a terminal to unlock \(path).")
+                    notes.append("Set FERRY_SSH_PASSPHRASE, add the key to ssh-agent, or run ferry from a terminal to unlock \(path).")
                     continue
                 }
             }
-            let rc = userauthFromFile(path: path, passphrase: passphrase)
+            let rc = try userauthFromFile(path: path, passphrase: passphrase)
             if rc == 0 { return }
             if rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED && identity.encrypted {
                 tried.append("\(path) (could not be decrypted: wrong passphrase?)")
             } else {
                 tried.append("\(path) (refused)")
             }
+        }
+
+        if let agent {
+            var count = 0
+            for held in agent.identities() where !agentKeysUsed.contains(held.blob) {
+                count += 1
+                if KnownHosts.wireKeyType(held.blob) == "ssh-rsa" { triedRSA = true }
+                if try agentUserauth(agent, held) { return }
+            }
+            if count > 0 || agentKeysUsed.isEmpty { tried.append("ssh-agent (\(count) \(agentKeysUsed.isEmpty ? "" : "other ")key\(count == 1 ? "" : "s") refused)") }
         }
 
         if triedRSA {
@@ -57,49 +73,42 @@ extension SSHSession {
         throw SSHError.authenticationFailed(target: target.description, tried: tried, serverMethods: serverMethods, notes: notes)
     }
 
-    private enum AgentResult { case success, failed(String, rsa: Bool) }
-
-    private func agentAuthenticate(socket path: String) throws -> AgentResult {
-        guard let agent = libssh2_agent_init(raw) else { return .failed("ssh-agent (could not start)", rsa: false) }
-        defer {
-            libssh2_agent_disconnect(agent)
-            libssh2_agent_free(agent)
-        }
-        libssh2_agent_set_identity_path(agent, path)
-        guard libssh2_agent_connect(agent) == 0 else {
-            return .failed("ssh-agent at \(path) (not reachable)", rsa: false)
-        }
-        guard libssh2_agent_list_identities(agent) == 0 else {
-            return .failed("ssh-agent at \(path) (could not list keys)", rsa: false)
-        }
-        var previous: UnsafeMutablePointer<libssh2_agent_publickey>?
-        var count = 0
-        var sawRSA = false
+    /// The methods the server offers, or nil when it let us in without any.
+    private func listMethods(_ user: String) throws -> String? {
         while true {
-            var identity: UnsafeMutablePointer<libssh2_agent_publickey>?
-            let rc = libssh2_agent_get_identity(agent, &identity, previous)
-            guard rc == 0, let identity else { break }
-            previous = identity
-            count += 1
-            let blob = Array(UnsafeBufferPointer(start: identity.pointee.blob, count: Int(identity.pointee.blob_len)))
-            if KnownHosts.wireKeyType(blob) == "ssh-rsa" { sawRSA = true }
-            let user = target.user
-            let status = try retrying("agent authentication") {
-                let r = libssh2_agent_userauth(agent, user, identity)
-                return r == LIBSSH2_ERROR_EAGAIN ? r : (r == 0 ? 0 : 1)
-            }
-            if status == 0 { return .success }
+            if let p = libssh2_userauth_list(raw, user, UInt32(user.utf8.count)) { return String(cString: p) }
+            if libssh2_userauth_authenticated(raw) != 0 { return nil }
+            let rc = libssh2_session_last_errno(raw)
+            guard rc == LIBSSH2_ERROR_EAGAIN else { throw failure("list authentication methods", rc) }
+            try waitSocket()
         }
-        return .failed("ssh-agent (\(count) key\(count == 1 ? "" : "s") refused)", rsa: sawRSA)
     }
 
-    private func userauthFromFile(path: String, passphrase: String?) -> Int32 {
+    /// true: accepted; false: refused. A lost connection is thrown as itself.
+    private func agentUserauth(_ agent: AgentConnection, _ identity: AgentConnection.Identity) throws -> Bool {
+        let user = target.user
+        while true {
+            let rc = libssh2_agent_userauth(agent.handle, user, identity.pointer)
+            if rc == 0 { return true }
+            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(); continue }
+            if isConnectionError(rc) { throw failure("authentication", rc) }
+            return false
+        }
+    }
+
+    private func userauthFromFile(path: String, passphrase: String?) throws -> Int32 {
         let user = target.user
         while true {
             let rc = libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, path, passphrase)
-            guard rc == LIBSSH2_ERROR_EAGAIN else { return rc }
-            do { try waitSocket() } catch { return -1 }
+            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(); continue }
+            if isConnectionError(rc) { throw failure("authentication", rc) }
+            return rc
         }
+    }
+
+    private func isConnectionError(_ rc: Int32) -> Bool {
+        inbound.peerClosed || [LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT,
+                               LIBSSH2_ERROR_SOCKET_TIMEOUT, LIBSSH2_ERROR_TIMEOUT].contains(rc)
     }
 
     private func passphraseFor(_ path: String) -> String? {
@@ -110,5 +119,44 @@ extension SSHSession {
             if let p = SSHConfiguration.environment("FERRY_SSH_PASSPHRASE") { return p }
             return Passphrase.prompt("Enter passphrase for \(path): ")
         }
+    }
+}
+
+/// An ssh-agent connection and the keys it holds.
+final class AgentConnection {
+    struct Identity {
+        let pointer: UnsafeMutablePointer<libssh2_agent_publickey>
+        let blob: [UInt8]
+    }
+
+    let handle: OpaquePointer
+
+    init?(session: OpaquePointer, socket: String) {
+        guard let agent = libssh2_agent_init(session) else { return nil }
+        libssh2_agent_set_identity_path(agent, socket)
+        guard libssh2_agent_connect(agent) == 0, libssh2_agent_list_identities(agent) == 0 else {
+            libssh2_agent_free(agent)
+            return nil
+        }
+        handle = agent
+    }
+
+    func identities() -> [Identity] {
+        var out: [Identity] = []
+        var previous: UnsafeMutablePointer<libssh2_agent_publickey>?
+        while true {
+            var identity: UnsafeMutablePointer<libssh2_agent_publickey>?
+            guard libssh2_agent_get_identity(handle, &identity, previous) == 0, let identity else { break }
+            previous = identity
+            out.append(Identity(pointer: identity, blob: Array(UnsafeBufferPointer(start: identity.pointee.blob, count: Int(identity.pointee.blob_len)))))
+        }
+        return out
+    }
+
+    func identity(blob: [UInt8]) -> Identity? { identities().first { $0.blob == blob } }
+
+    func close() {
+        libssh2_agent_disconnect(handle)
+        libssh2_agent_free(handle)
     }
 }

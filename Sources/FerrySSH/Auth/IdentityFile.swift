@@ -7,6 +7,8 @@ struct IdentityFile {
     let path: String
     let type: KeyType
     let encrypted: Bool
+    /// The public key (wire format) from `PATH.pub` or the OpenSSH private key's clear header.
+    private(set) var publicKeyBlob: [UInt8]?
 
     init(path: String) throws {
         self.path = path
@@ -16,8 +18,14 @@ struct IdentityFile {
         guard let text = String(data: data, encoding: .utf8) else {
             throw SSHError.identityFile(path: path, reason: "not a PEM or OpenSSH private key")
         }
+        if let pub = FileManager.default.contents(atPath: path + ".pub").flatMap({ String(data: $0, encoding: .utf8) }) {
+            let fields = pub.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if fields.count >= 2 { publicKeyBlob = Data(base64Encoded: String(fields[1])).map(Array.init) }
+        }
         if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
-            (type, encrypted) = try IdentityFile.parseOpenSSH(text, path: path)
+            let parsed = try IdentityFile.parseOpenSSH(text, path: path)
+            (type, encrypted) = (parsed.0, parsed.1)
+            if publicKeyBlob == nil { publicKeyBlob = parsed.2 }
         } else if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
             type = .rsa
             encrypted = text.contains("ENCRYPTED")
@@ -33,7 +41,7 @@ struct IdentityFile {
     }
 
     /// openssh-key-v1: magic, cipher name, kdf name, kdf options, key count, first public key.
-    private static func parseOpenSSH(_ text: String, path: String) throws -> (KeyType, Bool) {
+    private static func parseOpenSSH(_ text: String, path: String) throws -> (KeyType, Bool, [UInt8]) {
         let body = text.split(separator: "\n")
             .filter { !$0.hasPrefix("-----") }
             .joined()
@@ -56,7 +64,7 @@ struct IdentityFile {
         case "ssh-rsa": type = .rsa
         default: type = .other(name)
         }
-        return (type, String(decoding: cipher, as: UTF8.self) != "none")
+        return (type, String(decoding: cipher, as: UTF8.self) != "none", pub)
     }
 }
 

@@ -9,7 +9,8 @@ extension SSHSession {
     /// Runs `command` on the target, streaming stdout and stderr to the handlers as bytes arrive
     /// and feeding stdin from `stdin` (none: the command sees end of input at once).
     /// Output and input flow together, so a command that writes while it reads cannot deadlock.
-    /// There is no time limit; a dead peer is caught by keepalives.
+    /// There is no time limit; a dead peer is caught by keepalives. On cancel the command's
+    /// process group is sent SIGTERM over a second channel, so nothing is left running.
     public func exec(
         _ command: RemoteCommand,
         stdin: ExecInput? = nil,
@@ -17,31 +18,25 @@ extension SSHSession {
         stdout: (UnsafeRawBufferPointer) -> Void,
         stderr: (UnsafeRawBufferPointer) -> Void
     ) throws -> ExitStatus {
-        let channel = try retryingPointer("open channel") {
-            libssh2_channel_open_ex(raw, "session", 7, Self.windowSize, UInt32(LIBSSH2_CHANNEL_PACKET_DEFAULT), nil, 0)
-        }
+        // sshd starts each command as a session leader, so the shell's pid is the process group
+        // of everything the command starts; `exec` keeps that pid for the command itself.
+        let wrapped = Array("printf '\\036ferry-pgid %s\\n' \"$$\" >&2; exec ".utf8) + command.bytes
+        var filter = ProcessGroupLine()
+        let channel = try openChannel()
         var abandoned = false
         defer { if !abandoned { freeChannel(channel) } }
+        let tracking = ExitStatusTracking(channel)
         do {
-            try command.bytes.withUnsafeBufferPointer { cmd in
-                try cmd.withMemoryRebound(to: CChar.self) { chars in
-                    _ = try retrying("start command", cancel: cancel) {
-                        libssh2_channel_process_startup(channel, "exec", 4, chars.baseAddress, UInt32(chars.count))
-                    }
-                }
-            }
-            try pump(channel, stdin: stdin, cancel: cancel, stdout: stdout, stderr: stderr)
+            try start(channel, wrapped, cancel: cancel)
+            try pump(channel, stdin: stdin, cancel: cancel, stdout: stdout, stderr: { filter.feed($0, stderr) })
+            filter.finish(stderr)
             try retrying("close channel", cancel: cancel) { libssh2_channel_close(channel) }
             try retrying("wait for channel close", cancel: cancel) { libssh2_channel_wait_closed(channel) }
         } catch SSHError.cancelled {
-            // libssh2 1.10 cannot send a signal: closing the channel is how we stop the command.
-            // sshd confirms the close only once the command exits, so the channel is left for
-            // session teardown instead of being waited for here.
-            _ = libssh2_channel_close(channel)
-            abandoned = true
+            abandoned = !stopRemoteCommand(channel, processGroup: filter.processGroup)
             throw SSHError.cancelled
         }
-        return exitStatus(channel)
+        return try exitStatus(channel, tracking)
     }
 
     /// Runs `command` and collects its output in memory (for small outputs).
@@ -56,12 +51,53 @@ extension SSHSession {
     static let windowSize: UInt32 = 4 * 1024 * 1024
     private static let bufferSize = 256 * 1024
 
+    private func openChannel() throws -> OpaquePointer {
+        try retryingPointer("open channel") {
+            libssh2_channel_open_ex(raw, "session", 7, Self.windowSize, UInt32(LIBSSH2_CHANNEL_PACKET_DEFAULT), nil, 0)
+        }
+    }
+
+    private func start(_ channel: OpaquePointer, _ command: [UInt8], cancel: CancellationToken?) throws {
+        try command.withUnsafeBufferPointer { cmd in
+            try cmd.withMemoryRebound(to: CChar.self) { chars in
+                _ = try retrying("start command", cancel: cancel) {
+                    libssh2_channel_process_startup(channel, "exec", 4, chars.baseAddress, UInt32(chars.count))
+                }
+            }
+        }
+    }
+
+    /// After a cancel: SIGTERM to the command's process group over a fresh channel, then wait a
+    /// little for the channel to close. Returns whether the channel closed (and may be freed).
+    private func stopRemoteCommand(_ channel: OpaquePointer, processGroup: Int32?) -> Bool {
+        guard let pgid = processGroup, pgid > 1 else {
+            _ = libssh2_channel_close(channel)
+            return false
+        }
+        let deadline = Deadline(after: 5)
+        if let killer = try? openChannel() {
+            defer { freeChannel(killer) }
+            let command = Array("kill -TERM -- -\(pgid)".utf8)
+            if (try? start(killer, command, cancel: nil)) != nil {
+                try? pump(killer, stdin: nil, cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
+            }
+        }
+        // The command is gone: read what is left until sshd closes its channel.
+        guard (try? pump(channel, stdin: nil, cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)) != nil else {
+            _ = libssh2_channel_close(channel)
+            return false
+        }
+        _ = try? retrying("close channel") { libssh2_channel_close(channel) }
+        return true
+    }
+
     private func pump(
         _ channel: OpaquePointer,
         stdin: ExecInput?,
         cancel: CancellationToken?,
         stdout: (UnsafeRawBufferPointer) -> Void,
-        stderr: (UnsafeRawBufferPointer) -> Void
+        stderr: (UnsafeRawBufferPointer) -> Void,
+        deadline: Deadline? = nil
     ) throws {
         let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         defer { readBuffer.deallocate() }
@@ -84,7 +120,6 @@ extension SSHSession {
                         let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])
                         stream == 0 ? stdout(chunk) : stderr(chunk)
                         progressed = true
-                        lastInbound = Deadline.now()
                         continue
                     }
                     if n == Int(LIBSSH2_ERROR_EAGAIN) { drained = false }
@@ -106,20 +141,27 @@ extension SSHSession {
                     if n > 0 {
                         pendingStart += n
                         progressed = true
-                    } else if n != Int(LIBSSH2_ERROR_EAGAIN) {
+                    } else if n == Int(LIBSSH2_ERROR_CHANNEL_CLOSED) || n == Int(LIBSSH2_ERROR_CHANNEL_EOF_SENT) {
                         // The command stopped reading (exited or closed stdin): drop the rest, as ssh does.
                         inputDone = true
+                    } else if n != Int(LIBSSH2_ERROR_EAGAIN) {
+                        throw failure("send command input", Int32(n))
                     }
                 } else if inputEnded {
                     let rc = libssh2_channel_send_eof(channel)
-                    if rc != LIBSSH2_ERROR_EAGAIN { inputDone = true; progressed = true }
+                    if rc == 0 || rc == LIBSSH2_ERROR_CHANNEL_CLOSED || rc == LIBSSH2_ERROR_CHANNEL_EOF_SENT {
+                        inputDone = true
+                        progressed = true
+                    } else if rc != LIBSSH2_ERROR_EAGAIN {
+                        throw failure("send end of input", rc)
+                    }
                 }
             }
 
             if drained && libssh2_channel_eof(channel) != 0 { return }
             if !progressed {
                 let waitForInput = !inputDone && !inputEnded && pendingStart == pendingEnd ? stdin?.pollDescriptor : nil
-                try waitSocket(cancel: cancel, alsoReadable: waitForInput)
+                try waitSocket(deadline: deadline, onTimeout: deadline.map { _ in SSHError.cancelled }, cancel: cancel, alsoReadable: waitForInput)
             }
         }
     }
@@ -132,7 +174,7 @@ extension SSHSession {
         }
     }
 
-    private func exitStatus(_ channel: OpaquePointer) -> ExitStatus {
+    private func exitStatus(_ channel: OpaquePointer, _ tracking: ExitStatusTracking) throws -> ExitStatus {
         var signal: UnsafeMutablePointer<CChar>?
         var signalLength = 0
         _ = libssh2_channel_get_exit_signal(channel, &signal, &signalLength, nil, nil, nil, nil)
@@ -140,6 +182,65 @@ extension SSHSession {
             defer { libssh2_free(raw, signal) }
             if signalLength > 0 { return .signaled(String(cString: signal)) }
         }
-        return .exited(libssh2_channel_get_exit_status(channel))
+        let code = libssh2_channel_get_exit_status(channel)
+        if tracking.unset(code) { throw SSHError.noExitStatus(target: target.description) }
+        return .exited(code)
     }
+}
+
+/// Strips the `\036ferry-pgid N` line the command wrapper writes first on stderr, and keeps N.
+struct ProcessGroupLine {
+    private static let marker = Array("\u{1e}ferry-pgid ".utf8)
+    private(set) var processGroup: Int32?
+    private var buffer: [UInt8] = []
+    private var done = false
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
+        guard !done else { return out(chunk) }
+        buffer += chunk
+        if let start = buffer.firstRange(of: Self.marker)?.lowerBound {
+            guard let newline = buffer[start...].firstIndex(of: 0x0A) else { return }
+            processGroup = Int32(String(decoding: buffer[(start + Self.marker.count)..<newline], as: UTF8.self))
+            buffer.removeSubrange(start...newline)
+            done = true
+        } else if buffer.count < 4096 {
+            return  // a login shell may print before the wrapper runs; wait for the line a little
+        }
+        done = true
+        let rest = buffer
+        buffer = []
+        rest.withUnsafeBytes { if $0.count > 0 { out($0) } }
+    }
+
+    mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
+        done = true
+        let rest = buffer
+        buffer = []
+        rest.withUnsafeBytes { if $0.count > 0 { out($0) } }
+    }
+}
+
+/// libssh2 1.10 starts a channel's exit status at 0 and has no way to ask whether one arrived.
+/// On the exact layout it was built with (checked field by field), the status starts at a value
+/// no server sends instead, so "no exit status" cannot read as success.
+struct ExitStatusTracking {
+    private static let unsetValue = Int32.min
+    private let active: Bool
+
+    init(_ channel: OpaquePointer) {
+        // struct _LIBSSH2_CHANNEL { list_node (3 pointers); unsigned char *channel_type;
+        // unsigned channel_type_len; int exit_status; char *exit_signal; … } on LP64.
+        let base = UnsafeMutableRawPointer(channel)
+        guard MemoryLayout<Int>.size == 8, String(cString: libssh2_version(0)) == "1.10.0",
+              base.load(fromByteOffset: 32, as: UInt32.self) == 7,
+              let type = base.load(fromByteOffset: 24, as: UnsafePointer<UInt8>?.self),
+              memcmp(type, "session", 7) == 0,
+              base.load(fromByteOffset: 36, as: Int32.self) == 0,
+              base.load(fromByteOffset: 40, as: UnsafeRawPointer?.self) == nil
+        else { active = false; return }
+        base.storeBytes(of: Self.unsetValue, toByteOffset: 36, as: Int32.self)
+        active = true
+    }
+
+    func unset(_ status: Int32) -> Bool { active && status == Self.unsetValue }
 }

@@ -14,20 +14,36 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     public var shellCode: Int32 {
         switch self {
         case .exited(let code): return code
-        case .signaled(let name): return 128 + (ExitStatus.signalNumbers[name] ?? 0)
+        case .signaled(let name):
+            // OpenSSH names 13 signals; any other arrives as "SIG@openssh.com", without a number.
+            // ssh exits 255 for every signal; ferry gives 128 + N where N is known, else 255.
+            let n = ExitStatus.signalNumber(name)
+            return n == 0 ? 255 : 128 + n
         }
     }
 
     public var description: String {
         switch self {
         case .exited(let code): return "exit status \(code)"
-        case .signaled(let name): return "killed by signal \(name)"
+        case .signaled(let name):
+            if ExitStatus.signalNumber(name) == 0 { return "killed by a signal sshd does not name (\(name))" }
+            return "killed by signal \(name)"
         }
     }
 
+    /// sshd names the signals RFC 4254 lists plainly and the others `NAME@openssh.com`;
+    /// the numbers are Linux's (the targets are NixOS).
+    static func signalNumber(_ name: String) -> Int32 {
+        let bare = name.split(separator: "@").first.map(String.init) ?? name
+        let plain = bare.hasPrefix("SIG") ? String(bare.dropFirst(3)) : bare
+        return signalNumbers[plain] ?? 0
+    }
+
     static let signalNumbers: [String: Int32] = [
-        "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "ABRT": 6, "FPE": 8, "KILL": 9,
-        "SEGV": 11, "PIPE": 13, "ALRM": 14, "TERM": 15, "USR1": 10, "USR2": 12,
+        "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
+        "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17,
+        "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
+        "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
     ]
 }
 
@@ -86,11 +102,15 @@ public final class FileDescriptorInput: ExecInput {
 
 /// Lets another thread or a signal handler stop a running command: `cancel()` wakes the poll loop.
 public final class CancellationToken: @unchecked Sendable {
+    // Safe to share: the descriptors are set once in init and only read after.
     private var fds: [Int32] = [-1, -1]
 
-    public init() {
-        _ = pipe(&fds)
-        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+    public init() throws {
+        guard pipe(&fds) == 0,
+              fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0,
+              fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0 else {
+            throw SSHError.protocolFailure(target: "local", operation: "create the cancel pipe", code: 0, message: errnoText())
+        }
     }
 
     deinit {
@@ -99,6 +119,9 @@ public final class CancellationToken: @unchecked Sendable {
     }
 
     var descriptor: Int32 { fds[0] }
+
+    /// The write end, for a signal handler that may call only write(2).
+    public var signalDescriptor: Int32 { fds[1] }
 
     /// Async-signal-safe: only writes one byte to a pipe.
     public func cancel() {

@@ -15,14 +15,10 @@ enum HostKeyType: CaseIterable {
         }
     }
 
-    var knownHostMask: Int32 {
-        switch self {
-        case .ed25519: return LIBSSH2_KNOWNHOST_KEY_ED25519
-        case .ecdsa256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256
-        case .ecdsa384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384
-        case .ecdsa521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521
-        case .rsa: return LIBSSH2_KNOWNHOST_KEY_SSHRSA
-        }
+    /// From the key type name in a known_hosts line or a key blob.
+    init?(wireName: String) {
+        guard let t = HostKeyType.allCases.first(where: { $0.methodNames.last == wireName }) else { return nil }
+        self = t
     }
 
     /// Host key algorithm names that produce this key type.

@@ -1,78 +1,161 @@
 import CLibSSH2
+import Crypto
 import Foundation
 
-/// An OpenSSH known_hosts file, read through libssh2 (plain, hashed and `[host]:port` entries).
-final class KnownHosts {
-    enum Verdict { case match, mismatch, notFound }
+/// OpenSSH's known_hosts files, read and matched as `ssh` does: the user file and the global
+/// one(s) together; plain, wildcard (`*`, `?`, `!negated`) and hashed (`|1|salt|hash`) host
+/// patterns; `[host]:port` names for ports other than 22 (and only those); `@revoked` keys
+/// refused; `@cert-authority` lines ignored (ferry does not use certificates). A line ferry
+/// cannot read is skipped with a warning, never the rest of the file after it.
+struct KnownHosts {
+    enum Verdict: Equatable { case match, mismatch, revoked, notFound }
 
-    let path: String
-    private let handle: OpaquePointer
+    struct Entry {
+        enum Marker { case none, revoked, certAuthority }
+        enum Hosts { case patterns([String]), hashed(salt: [UInt8], hash: [UInt8]) }
 
-    init(path: String, session: OpaquePointer) throws {
-        self.path = path
-        guard let handle = libssh2_knownhost_init(session) else {
-            throw SSHError.knownHostsFile(path: path, reason: "libssh2 could not allocate a known-hosts list")
+        var marker: Marker
+        var hosts: Hosts
+        var key: [UInt8]
+        var keyType: String
+
+        func matches(_ name: String) -> Bool {
+            switch hosts {
+            case .hashed(let salt, let hash):
+                let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(name.utf8), using: SymmetricKey(data: salt))
+                return Array(mac) == hash
+            case .patterns(let patterns):
+                var positive = false
+                for pattern in patterns {
+                    let negated = pattern.hasPrefix("!")
+                    let body = negated ? String(pattern.dropFirst()) : pattern
+                    if KnownHosts.glob(Array(body.lowercased().utf8)[...], Array(name.utf8)[...]) {
+                        if negated { return false }
+                        positive = true
+                    }
+                }
+                return positive
+            }
         }
-        self.handle = handle
-        if FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.isReadableFile(atPath: path) else {
-                libssh2_knownhost_free(handle)
+    }
+
+    let userFile: String
+    private(set) var entries: [Entry] = []
+    private(set) var warnings: [String] = []
+    /// Whether the user file holds hashed names: new entries are then written hashed too.
+    private(set) var userFileHashed = false
+
+    init(userFile: String, globalFiles: [String]) throws {
+        self.userFile = userFile
+        for (i, path) in ([userFile] + globalFiles).enumerated() {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+            if isDirectory.boolValue { throw SSHError.knownHostsFile(path: path, reason: "is a directory, not a known_hosts file") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                if i > 0 { continue }  // an unreadable global file is skipped, as ssh does
                 throw SSHError.knownHostsFile(path: path, reason: "not readable")
             }
-            // libssh2 skips lines it cannot parse (e.g. @cert-authority), as OpenSSH ignores unknown ones.
-            _ = libssh2_knownhost_readfile(handle, path, LIBSSH2_KNOWNHOST_FILE_OPENSSH)
+            read(Array(data), path: path, isUserFile: i == 0)
         }
     }
 
-    func free() { libssh2_knownhost_free(handle) }
+    /// The name ssh looks up: `host`, or `[host]:port` off port 22. Lower-cased, as ssh does.
+    static func lookupName(host: String, port: Int) -> String {
+        let h = host.lowercased()
+        return port == 22 ? h : "[\(h)]:\(port)"
+    }
 
-    func check(host: String, port: Int, key: [UInt8], type: HostKeyType) -> Verdict {
-        let mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | type.knownHostMask
-        let rc = key.withUnsafeBufferPointer { buf in
-            buf.withMemoryRebound(to: CChar.self) { chars in
-                libssh2_knownhost_checkp(handle, host, Int32(port), chars.baseAddress, chars.count, mask, nil)
+    /// As ssh: `[host]:port` decides; off port 22 a plain `host` entry with this very key also
+    /// confirms it (a plain entry with another key is no mismatch there).
+    func check(host: String, port: Int, key: [UInt8]) -> Verdict {
+        let verdict = check(name: Self.lookupName(host: host, port: port), key: key)
+        if verdict == .notFound && port != 22, check(name: Self.lookupName(host: host, port: 22), key: key) == .match {
+            return .match
+        }
+        return verdict
+    }
+
+    private func check(name: String, key: [UInt8]) -> Verdict {
+        let type = Self.wireKeyType(key)
+        var verdict = Verdict.notFound
+        for e in entries where e.matches(name) {
+            switch e.marker {
+            case .revoked where e.key == key: return .revoked
+            case .revoked, .certAuthority: continue
+            case .none:
+                if e.key == key { verdict = .match }
+                else if e.keyType == type && verdict != .match { verdict = .mismatch }
             }
         }
-        switch rc {
-        case LIBSSH2_KNOWNHOST_CHECK_MATCH: return .match
-        case LIBSSH2_KNOWNHOST_CHECK_MISMATCH: return .mismatch
-        default: return .notFound
-        }
+        return verdict
     }
 
-    /// Key types recorded for this host: a probe key that matches nothing reports "mismatch"
-    /// exactly when an entry of that type exists (this works for hashed entries too).
+    /// Key types recorded for this host, in file order (OpenSSH prefers them in the handshake).
     func recordedKeyTypes(host: String, port: Int) -> [HostKeyType] {
-        HostKeyType.allCases.filter { check(host: host, port: port, key: Array("ferry-probe".utf8), type: $0) == .mismatch }
+        let name = Self.lookupName(host: host, port: port)
+        var types: [HostKeyType] = []
+        for e in entries where e.marker == .none && e.matches(name) {
+            if let t = HostKeyType(wireName: e.keyType), !types.contains(t) { types.append(t) }
+        }
+        return types
     }
 
-    /// Appends one `host keytype base64` line, leaving the rest of the file untouched.
-    static func append(path: String, hostName: String, key: [UInt8]) throws {
-        guard let keyType = wireKeyType(key) else {
-            throw SSHError.knownHostsFile(path: path, reason: "cannot record a host key of unknown format")
-        }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
-            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o600)
-        guard fd >= 0 else { throw SSHError.knownHostsFile(path: path, reason: "cannot open for appending: \(errnoText())") }
-        defer { close(fd) }
-        var line = "\(hostName) \(keyType) \(Data(key).base64EncodedString())\n"
-        if needsLeadingNewline(path) { line = "\n" + line }
-        let bytes = Array(line.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else {
-            throw SSHError.knownHostsFile(path: path, reason: "cannot append the new key: \(errnoText())")
+    private mutating func read(_ bytes: [UInt8], path: String, isUserFile: Bool) {
+        for (n, rawLine) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            var fields = rawLine.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }).map { String(decoding: $0, as: UTF8.self) }
+            guard let first = fields.first, !first.hasPrefix("#") else { continue }
+            var marker = Entry.Marker.none
+            if first.hasPrefix("@") {
+                switch first {
+                case "@revoked": marker = .revoked
+                case "@cert-authority": marker = .certAuthority
+                default:
+                    warnings.append("\(path):\(n + 1): unknown marker \(first); line ignored")
+                    continue
+                }
+                fields.removeFirst()
+            }
+            guard fields.count >= 3, let key = Data(base64Encoded: fields[2]).map(Array.init),
+                  let type = Self.wireKeyType(key), type == fields[1] else {
+                warnings.append("\(path):\(n + 1): not a known_hosts entry ferry can read (expected: hosts keytype base64-key); line ignored")
+                continue
+            }
+            let hosts: Entry.Hosts
+            if fields[0].hasPrefix("|1|") {
+                let parts = fields[0].split(separator: "|", omittingEmptySubsequences: false)
+                guard parts.count == 4, let salt = Data(base64Encoded: String(parts[2])), let hash = Data(base64Encoded: String(parts[3])),
+                      salt.count == 20, hash.count == 20 else {
+                    warnings.append("\(path):\(n + 1): malformed hashed host name; line ignored")
+                    continue
+                }
+                hosts = .hashed(salt: Array(salt), hash: Array(hash))
+                if isUserFile { userFileHashed = true }
+            } else {
+                hosts = .patterns(fields[0].split(separator: ",").map(String.init))
+            }
+            entries.append(Entry(marker: marker, hosts: hosts, key: key, keyType: type))
         }
     }
 
-    private static func needsLeadingNewline(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        guard let end = try? handle.seekToEnd(), end > 0 else { return false }
-        try? handle.seek(toOffset: end - 1)
-        return handle.readData(ofLength: 1) != Data([0x0A])
+    /// OpenSSH's match_pattern: `*` any run, `?` one character.
+    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+        var p = p, s = s
+        while let c = p.first {
+            if c == UInt8(ascii: "*") {
+                let rest = p.dropFirst()
+                if rest.isEmpty { return true }
+                var tail = s
+                while true {
+                    if glob(rest, tail) { return true }
+                    if tail.isEmpty { return false }
+                    tail = tail.dropFirst()
+                }
+            }
+            guard let d = s.first, c == UInt8(ascii: "?") || c == d else { return false }
+            p = p.dropFirst()
+            s = s.dropFirst()
+        }
+        return s.isEmpty
     }
 
     /// The key type name at the start of an SSH wire-format public key.
@@ -81,6 +164,46 @@ final class KnownHosts {
         let n = Int(key[0]) << 24 | Int(key[1]) << 16 | Int(key[2]) << 8 | Int(key[3])
         guard n > 0, n < 64, key.count >= 4 + n else { return nil }
         return String(bytes: key[4..<4 + n], encoding: .utf8)
+    }
+
+    /// Records a new key under an exclusive lock on the user file, after reading it again:
+    /// parallel runners may add the same host at once. Returns the verdict found under the
+    /// lock when another writer got there first.
+    static func record(host: String, port: Int, key: [UInt8], userFile path: String, globalFiles: [String]) throws -> Verdict {
+        guard let keyType = wireKeyType(key) else {
+            throw SSHError.knownHostsFile(path: path, reason: "cannot record a host key of unknown format")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SSHError.knownHostsFile(path: path, reason: "cannot open for appending: \(errnoText())") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw SSHError.knownHostsFile(path: path, reason: "cannot lock: \(errnoText())") }
+        let now = try KnownHosts(userFile: path, globalFiles: globalFiles)
+        let verdict = now.check(host: host, port: port, key: key)
+        guard verdict == .notFound else { return verdict }
+
+        let name = lookupName(host: host, port: port)
+        var hostField = name
+        if now.userFileHashed {
+            let salt = (0..<20).map { _ in UInt8.random(in: 0...255) }
+            let mac = HMAC<Insecure.SHA1>.authenticationCode(for: Array(name.utf8), using: SymmetricKey(data: salt))
+            hostField = "|1|\(Data(salt).base64EncodedString())|\(Data(mac).base64EncodedString())"
+        }
+        var line = "\(hostField) \(keyType) \(Data(key).base64EncodedString())\n"
+        let size = lseek(fd, 0, SEEK_END)
+        if size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, size - 1) == 1, last != 0x0A { line = "\n" + line }
+        }
+        let bytes = Array(line.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else {
+            throw SSHError.knownHostsFile(path: path, reason: "cannot append the new key: \(errnoText())")
+        }
+        return .notFound
     }
 }
 
@@ -114,18 +237,25 @@ extension SSHSession {
             throw SSHError.handshake(host: target.host, port: target.port, reason: "unsupported host key type \(type)")
         }
         let fingerprint = hostKeyFingerprint()
-        let name = target.knownHostsName
-        switch knownHosts.check(host: target.host, port: target.port, key: key, type: keyType) {
+        let name = KnownHosts.lookupName(host: target.host, port: target.port)
+        var verdict = knownHosts.check(host: target.host, port: target.port, key: key)
+        if verdict == .notFound && configuration.hostKeyPolicy == .acceptNew {
+            verdict = try KnownHosts.record(host: target.host, port: target.port, key: key, userFile: knownHosts.userFile,
+                                            globalFiles: configuration.globalKnownHostsFiles)
+            if verdict == .notFound {
+                configuration.notice("Permanently added '\(name)' (\(keyType.displayName), \(fingerprint)) to \(knownHosts.userFile).")
+                return
+            }
+        }
+        switch verdict {
         case .match:
             return
+        case .revoked:
+            throw SSHError.hostKeyRevoked(host: name, keyType: keyType.displayName, fingerprint: fingerprint, knownHosts: knownHosts.userFile)
         case .mismatch:
-            throw SSHError.hostKeyChanged(host: name, keyType: keyType.displayName, fingerprint: fingerprint, knownHosts: knownHosts.path)
+            throw SSHError.hostKeyChanged(host: name, keyType: keyType.displayName, fingerprint: fingerprint, knownHosts: knownHosts.userFile)
         case .notFound:
-            guard configuration.hostKeyPolicy == .acceptNew else {
-                throw SSHError.hostKeyUnknown(host: name, keyType: keyType.displayName, fingerprint: fingerprint, knownHosts: knownHosts.path)
-            }
-            try KnownHosts.append(path: knownHosts.path, hostName: name, key: key)
-            FileHandle.standardError.write(Data("Permanently added '\(name)' (\(keyType.displayName), \(fingerprint)) to \(knownHosts.path).\n".utf8))
+            throw SSHError.hostKeyUnknown(host: name, keyType: keyType.displayName, fingerprint: fingerprint, knownHosts: knownHosts.userFile)
         }
     }
 

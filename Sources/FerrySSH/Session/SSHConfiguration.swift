@@ -25,6 +25,8 @@ public struct SSHConfiguration: Sendable {
     /// Identity files given with `-i`; when empty, `~/.ssh/id_ed25519` and `~/.ssh/id_ecdsa` that exist.
     public var identityFiles: [String]
     public var knownHostsFile: String
+    /// Read after the user's file, never written (NixOS writes `programs.ssh.knownHosts` there).
+    public var globalKnownHostsFiles: [String] = ["/etc/ssh/ssh_known_hosts"]
     public var hostKeyPolicy: HostKeyPolicy
     /// Bounds TCP connect plus the SSH handshake, like OpenSSH's ConnectTimeout.
     public var connectTimeout: Double
@@ -34,6 +36,11 @@ public struct SSHConfiguration: Sendable {
     /// ssh-agent socket; defaults to `SSH_AUTH_SOCK`. nil: no agent.
     public var agentSocket: String?
     public var passphrase: PassphraseSource
+    /// Receives what the session wants the operator to know (a host key recorded, a known_hosts
+    /// line skipped). Library code never prints; nil drops them.
+    public var onNotice: (@Sendable (String) -> Void)?
+
+    func notice(_ text: String) { onNotice?(text) }
 
     public init(
         target: SSHTarget,

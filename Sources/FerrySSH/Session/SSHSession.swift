@@ -12,8 +12,9 @@ public final class SSHSession {
     let raw: OpaquePointer
     let socket: Int32
     private var closed = false
-    /// Monotonic time of the last bytes seen from the peer; drives dead-peer detection.
-    var lastInbound = Deadline.now()
+    /// Bytes really received from the socket (counted in libssh2's recv callback, so keepalive
+    /// replies count and poll wake-ups do not); drives dead-peer detection.
+    let inbound = InboundMonitor()
     private var keepalivesOn = false
 
     public var target: SSHTarget { configuration.target }
@@ -37,20 +38,21 @@ public final class SSHSession {
         self.configuration = configuration
         self.socket = socket
         TCPConnect.setNonBlocking(socket)
-        guard let session = libssh2_session_init_ex(nil, nil, nil, nil) else {
+        guard let session = libssh2_session_init_ex(nil, nil, nil, Unmanaged.passUnretained(inbound).toOpaque()) else {
             Glibc.close(socket)
             throw SSHError.handshake(host: configuration.target.host, port: configuration.target.port,
                                      reason: "libssh2 could not allocate a session")
         }
         raw = session
         libssh2_session_set_blocking(raw, 0)
+        _ = libssh2_session_callback_set(raw, LIBSSH2_CALLBACK_RECV, unsafeBitCast(countingRecv, to: UnsafeMutableRawPointer.self))
         do {
-            let knownHosts = try KnownHosts(path: configuration.knownHostsFile, session: raw)
-            defer { knownHosts.free() }
+            let knownHosts = try KnownHosts(userFile: configuration.knownHostsFile, globalFiles: configuration.globalKnownHostsFiles)
+            for warning in knownHosts.warnings { configuration.notice(warning) }
             preferHostKeyTypes(knownHosts.recordedKeyTypes(host: target.host, port: target.port))
             try handshake(deadline: deadline)
             libssh2_keepalive_config(raw, 1, UInt32(configuration.effectiveKeepaliveInterval))
-            lastInbound = Deadline.now()
+            inbound.last = Deadline.now()
             keepalivesOn = true
             try verifyHostKey(knownHosts)
             try authenticate()
@@ -118,7 +120,13 @@ public final class SSHSession {
     }
 
     func failure(_ operation: String, _ rc: Int32) -> SSHError {
-        .protocolFailure(target: target.description, operation: operation, code: rc, message: lastErrorMessage(rc))
+        if inbound.peerClosed { return .connectionLost(target: target.description, reason: "the server closed the connection") }
+        switch rc {
+        case LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT, LIBSSH2_ERROR_SOCKET_TIMEOUT:
+            return .connectionLost(target: target.description, reason: "\(operation): \(lastErrorMessage(rc))")
+        default: break
+        }
+        return .protocolFailure(target: target.description, operation: operation, code: rc, message: lastErrorMessage(rc))
     }
 
     func lastErrorMessage(_ rc: Int32) -> String {
@@ -130,8 +138,11 @@ public final class SSHSession {
     }
 
     /// Waits until the socket can move data in the direction libssh2 is blocked on, sending
-    /// keepalives meanwhile; throws when the peer stays silent too long, on cancel, or at `deadline`.
+    /// keepalives meanwhile; throws when the peer is gone or stays silent too long, on cancel,
+    /// or at `deadline` (checked on every call, so a peer that trickles bytes cannot stretch it).
     func waitSocket(deadline: Deadline? = nil, onTimeout: SSHError? = nil, cancel: CancellationToken? = nil, alsoReadable input: Int32? = nil) throws {
+        if inbound.peerClosed { throw SSHError.connectionLost(target: target.description, reason: "the server closed the connection") }
+        if let deadline, deadline.expired, let onTimeout { throw onTimeout }
         let directions = libssh2_session_block_directions(raw)
         var events = Int16(POLLIN)
         if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
@@ -142,7 +153,7 @@ public final class SSHSession {
             var next: Int32 = 0
             _ = libssh2_keepalive_send(raw, &next)
             waitMs = Int32(max(1, next)) * 1000
-            let silentFor = Deadline.now() - lastInbound
+            let silentFor = Deadline.now() - inbound.last
             // +1: libssh2 schedules keepalives in whole seconds.
             if silentFor > deadAfter + 1 {
                 throw SSHError.peerUnresponsive(target: target.description, seconds: deadAfter)
@@ -165,9 +176,33 @@ public final class SSHSession {
             throw SSHError.protocolFailure(target: target.description, operation: "poll", code: 0, message: errnoText())
         }
         if let cancel, cancel.isCancelled { throw SSHError.cancelled }
-        if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { lastInbound = Deadline.now() }
-        if n == 0, let deadline, deadline.expired, let onTimeout { throw onTimeout }
+        // A hung-up or failed socket is a lost connection, never activity.
+        if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
+            var soError: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(socket, SOL_SOCKET, SO_ERROR, &soError, &len)
+            throw SSHError.connectionLost(target: target.description,
+                                          reason: soError != 0 ? String(cString: strerror(soError)) : "the connection was closed")
+        }
+        if let deadline, deadline.expired, let onTimeout { throw onTimeout }
     }
+}
+
+/// What the recv callback saw. Reached from C through the session's abstract pointer.
+final class InboundMonitor {
+    var last = Deadline.now()
+    var peerClosed = false
+}
+
+/// libssh2's recv, counting: a read of 0 is the peer closing (libssh2 alone would only say "recv failed").
+private let countingRecv: @convention(c) (libssh2_socket_t, UnsafeMutableRawPointer?, Int, Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int = {
+    socket, buffer, length, flags, abstract in
+    let n = recv(socket, buffer, length, flags)
+    guard let pointer = abstract?.pointee else { return n < 0 ? -Int(errno) : n }
+    let monitor = Unmanaged<InboundMonitor>.fromOpaque(pointer).takeUnretainedValue()
+    if n > 0 { monitor.last = Deadline.now() }
+    if n == 0 && length > 0 { monitor.peerClosed = true }
+    return n < 0 ? -Int(errno) : n
 }
 
 enum LibSSH2 {

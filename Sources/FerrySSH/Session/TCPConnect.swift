@@ -30,7 +30,7 @@ enum TCPConnect {
         var node = list
         while let ai = node {
             node = ai.pointee.ai_next
-            let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, ai.pointee.ai_protocol)
+            let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
             if fd < 0 { lastError = .connect(host: host, port: port, reason: errnoText()); continue }
             setNonBlocking(fd)
             var one: Int32 = 1

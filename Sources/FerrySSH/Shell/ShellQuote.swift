@@ -41,10 +41,20 @@ public enum ShellQuote {
             return true
         case UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "/"),
              UInt8(ascii: ","), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "%"),
-             UInt8(ascii: "+"), UInt8(ascii: "="):
+             UInt8(ascii: "+"):
             return true
         default:
             return false
+        }
+    }
+}
+
+public enum ShellQuoteError: Error, Equatable, CustomStringConvertible {
+    case nulByte(argument: Int)
+
+    public var description: String {
+        switch self {
+        case .nulByte(let n): return "argument \(n) of the command contains a NUL byte, which no remote command can receive"
         }
     }
 }
@@ -60,6 +70,14 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
 
     public init(arguments: [[UInt8]]) {
         bytes = ShellQuote.join(arguments)
+    }
+
+    /// Arguments as raw bytes (names need not be UTF-8); a NUL cannot reach a remote command.
+    public init(validating arguments: [[UInt8]]) throws {
+        if let bad = arguments.firstIndex(where: { $0.contains(0) }) {
+            throw ShellQuoteError.nulByte(argument: bad + 1)
+        }
+        self.init(arguments: arguments)
     }
 
     /// `sh -c SCRIPT ferry ARG…`: the script reads its values as "$1"…, never pasted in.

@@ -13,12 +13,16 @@ public struct SSHTarget: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses a target; user defaults to root, port to 22.
-    public init(parsing text: String) throws {
+    /// Parses a target; user defaults to root, port to 22. `allowPath: false` names the mistake
+    /// of giving an `ssh://host/path` where only a host is wanted.
+    public init(parsing text: String, allowPath: Bool = true) throws {
         var rest = Substring(text)
         if rest.hasPrefix("ssh://") {
             rest = rest.dropFirst("ssh://".count)
             if rest.hasSuffix("/") { rest = rest.dropLast() }
+            if !allowPath, let slash = rest.firstIndex(of: "/"), !rest[..<slash].contains("[") || rest[..<slash].contains("]") {
+                throw SSHTargetError.pathNotAllowed(text, String(rest[slash...]))
+            }
         }
         var user = SSHTarget.defaultUser
         if let at = rest.lastIndex(of: "@") {
@@ -76,6 +80,7 @@ public enum SSHTargetError: Error, Equatable, CustomStringConvertible {
     case malformed(String)
     case badHost(String, String)
     case badPort(String, String)
+    case pathNotAllowed(String, String)
 
     public var description: String {
         switch self {
@@ -85,6 +90,7 @@ public enum SSHTargetError: Error, Equatable, CustomStringConvertible {
         case .malformed(let t): return "bad target '\(t)': expected [user@]host[:port], [user@][v6addr]:port or ssh://[user@]host[:port]"
         case .badHost(let t, let h): return "bad target '\(t)': '\(h)' is not a host name or address"
         case .badPort(let t, let p): return "bad target '\(t)': port '\(p)' is not a number from 1 to 65535"
+        case .pathNotAllowed(let t, let p): return "bad target '\(t)': exec takes a host, not a path ('\(p)'); give the command after --"
         }
     }
 }

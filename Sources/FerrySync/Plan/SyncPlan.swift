@@ -41,6 +41,36 @@ public struct SyncPlan {
     public internal(set) var directoryUpdates: [FileEntry] = []
     /// Everything that changes, in path order, for --itemize and --dry-run.
     public internal(set) var items: [Item] = []
+    /// Remote directories that are gone from the source but stay, because they hold excluded
+    /// entries that are not deleted without --delete-excluded (rsync: "cannot delete non-empty directory").
+    public internal(set) var keptDirectories: [[UInt8]] = []
+    /// Source entries that cannot be created, because a remote directory kept for its excluded
+    /// entries is in the way (rsync: "could not make way for new …").
+    public internal(set) var blocked: [[UInt8]] = []
+
+    /// Paths inside a subtree to be deleted that stay: entries the rules exclude (with
+    /// everything below them) and every directory above them.
+    static func protected(in subtree: ArraySlice<FileEntry>, excludes: ExcludeRules) -> Set<[UInt8]> {
+        guard !excludes.isEmpty else { return [] }
+        var kept = Set<[UInt8]>()
+        var protectedRoot: [UInt8]?
+        for e in subtree.dropFirst() {
+            if let p = protectedRoot, e.path.count > p.count, e.path[p.count] == UInt8(ascii: "/"), e.path.starts(with: p) {
+                kept.insert(e.path)
+                continue
+            }
+            protectedRoot = nil
+            guard excludes.matches(e.path, isDirectory: e.kind == .directory) else { continue }
+            protectedRoot = e.path
+            var p = e.path
+            kept.insert(p)
+            while let slash = p.lastIndex(of: UInt8(ascii: "/")) {
+                p = Array(p[..<slash])
+                if !kept.insert(p).inserted { break }
+            }
+        }
+        return kept
+    }
 
     public var isEmpty: Bool { items.isEmpty && directoryUpdates.isEmpty && deletions.isEmpty }
     public var bytesToSend: Int64 { sends.reduce(0) { $0 + $1.size } }
@@ -71,8 +101,6 @@ public struct SyncPlan {
         }
         var deletedItems: [Item] = []
         var changedItems: [Item] = []
-        // A remote directory being removed: what follows inside it (contiguous in tree order) goes too.
-        var removedSubtree: [UInt8]?
 
         // Both manifests are in tree order: walk them together.
         let local = source.entries, remote = destination.entries
@@ -89,19 +117,36 @@ public struct SyncPlan {
             let path = (l ?? r)!.path
 
             var target = r
-            if let sub = removedSubtree, inside(path, sub) {
-                if let r { deletedItems.append(Item(entry: r, change: .deleted)) }
-                target = nil
-            } else {
-                removedSubtree = nil
-                if let r, !path.isEmpty, l == nil || l!.kind != r.kind {
-                    let excluded = l == nil && options.excludes.excludes(path, isDirectory: r.kind == .directory)
-                    if !(excluded && !options.deleteExcluded) {
+            if let r, !path.isEmpty, l == nil || l!.kind != r.kind {
+                let excluded = l == nil && options.excludes.excludes(path, isDirectory: r.kind == .directory)
+                if !(excluded && !options.deleteExcluded) {
+                    target = nil
+                    touchedParents.insert(parent(path))
+                    if r.kind != .directory {
                         deletions.append(path)
-                        touchedParents.insert(parent(path))
-                        if r.kind == .directory { removedSubtree = path }
                         if l == nil { deletedItems.append(Item(entry: r, change: .deleted)) }
-                        target = nil
+                    } else {
+                        // The whole remote subtree goes, except excluded entries (without
+                        // --delete-excluded) and the directories that hold them, as rsync leaves them.
+                        var end = j
+                        while end < remote.count && inside(remote[end].path, path) { end += 1 }
+                        let subtree = remote[(j - 1)..<end]
+                        j = end
+                        let kept = options.deleteExcluded ? [] : SyncPlan.protected(in: subtree, excludes: options.excludes)
+                        if kept.isEmpty {
+                            deletions.append(path)
+                            deletedItems += subtree.filter { l == nil || $0.path != path }.map { Item(entry: $0, change: .deleted) }
+                        } else {
+                            for e in subtree.dropFirst() where !kept.contains(e.path) {
+                                deletedItems.append(Item(entry: e, change: .deleted))
+                                if kept.contains(parent(e.path)) { deletions.append(e.path) }
+                            }
+                            keptDirectories += subtree.filter { $0.kind == .directory && kept.contains($0.path) && !options.excludes.matches($0.path, isDirectory: true) }.map(\.path)
+                            if let l {
+                                blocked.append(l.path)
+                                continue
+                            }
+                        }
                     }
                 }
             }

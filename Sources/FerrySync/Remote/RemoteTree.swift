@@ -10,31 +10,36 @@ enum RemoteTree {
         var manifest: Manifest
     }
 
-    static let listScript = #"""
-    dest=$1 state=$2 checksum=$3
+    /// Lists the destination; in apply mode first takes the destination's lock (`flock` on
+    /// STATE/lock, held by this process until it exits: the kernel frees it when sshd closes the
+    /// channel, also after kill -9 of ferry or a cut link), then waits on stdin for "done" or
+    /// "apply" and the tar stream (see `applyScript`). One channel, so nothing can change between
+    /// the listing and the apply.
+    static let syncScript = #"""
+    dest=$1 state=$2 checksum=$3 mode=$4
+    if [ "$mode" = apply ]; then
+      mkdir -p "$state" || exit 1
+      exec 9>>"$state/lock" || exit 1
+      flock -n 9 || { echo "another ferry sync to $dest is running (lock $state/lock is held)" >&2; exit 75; }
+    fi
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then printf 'dir\0'
     elif [ -e "$dest" ] || [ -L "$dest" ]; then printf 'other\0'
     else printf 'none\0'; fi
     if [ -e "$state/synced" ]; then printf 'synced\0'; else printf 'new\0'; fi
-    [ -d "$dest" ] && [ ! -L "$dest" ] || exit 0
-    cd "$dest" || exit 1
-    find . -printf '%y\0%m\0%s\0%T@\0%P\0%l\0' || exit 1
-    if [ "$checksum" = 1 ]; then
-      printf 'checksums\0'
-      find . -type f -print0 | xargs -0 -r sha256sum -z || exit 1
+    if [ -d "$dest" ] && [ ! -L "$dest" ]; then
+      cd "$dest" || exit 1
+      find . -path ./.ferry-stage -prune -o -printf '%y\0%m\0%s\0%T@\0%P\0%l\0' || exit 1
+      if [ "$checksum" = 1 ]; then
+        printf 'checksums\0'
+        find . -path ./.ferry-stage -prune -o -type f -print0 | xargs -0 -r sha256sum -z || exit 1
+      fi
     fi
+    printf 'E\0'
+    [ "$mode" = apply ] || exit 0
+    IFS= read -r op || exit 1
+    [ "$op" = apply ] || exit 0
+    \#(applyScript)
     """#
-
-    static func list(_ session: SSHSession, destination: String, state: String, checksum: Bool) throws -> Listing {
-        let command = RemoteCommand.script(listScript, arguments: [Array(destination.utf8), Array(state.utf8), Array((checksum ? "1" : "0").utf8)])
-        var out: [UInt8] = []
-        var err: [UInt8] = []
-        let status = try session.exec(command, stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) })
-        guard status == .exited(0) else {
-            throw SyncError.remote(target: session.target.description, step: "listing \(destination)", status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
-        }
-        return try parse(out, target: session.target.description)
-    }
 
     static func parse(_ bytes: [UInt8], target: String) throws -> Listing {
         // NUL-separated fields, read in place.
@@ -51,10 +56,14 @@ enum RemoteTree {
         var entries: [FileEntry] = []
         var checksums: [([UInt8], [UInt8])] = []
         let marker = Array("checksums".utf8)
+        var complete = false
         while let type = field() {
+            if type.elementsEqual([UInt8(ascii: "E")]) { complete = true; break }
             if type.elementsEqual(marker) {
-                while let line = field(), line.count > 68 {
+                while let line = field() {
+                    if line.elementsEqual([UInt8(ascii: "E")]) { complete = true; break }
                     // "HASH  ./path"
+                    guard line.count > 68 else { throw SyncError.badRemoteListing(target: target, reason: "malformed checksum line") }
                     checksums.append((Array(line[(line.startIndex + 68)...]), Array(line.prefix(64))))
                 }
                 break
@@ -74,6 +83,7 @@ enum RemoteTree {
             entries.append(FileEntry(path: Array(pathField), kind: k, mode: mode, size: k == .file ? size : 0,
                                      mtime: mtime, linkTarget: k == .symlink ? Array(linkField) : nil))
         }
+        guard complete else { throw SyncError.badRemoteListing(target: target, reason: "the listing ended early") }
         var listing = Listing(exists: kind != "none", isDirectory: kind == "dir", syncedBefore: synced == "synced", manifest: Manifest(entries))
         for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
         return listing
@@ -96,19 +106,38 @@ enum RemoteTree {
         return result
     }
 
-    /// Reads the main tar stream into staging, then: deletions, new directories, files renamed into
-    /// place (util-linux rename, one process), metadata-only fixes, directory modes and mtimes last,
-    /// then the sentinel. A first copy (no or an empty destination) is staged whole and moved into
-    /// place with one rename.
+    /// Runs inside `syncScript`, under its lock: marks the destination as ferry's before changing
+    /// anything (so a failed first sync can be re-run), reads the tar stream into staging, then:
+    /// deletions, new directories, files renamed into place (util-linux rename, one process),
+    /// metadata-only fixes, directory modes and mtimes last. A first copy (no or an empty
+    /// destination) is staged whole and moved into place with one rename. Staging sits beside the
+    /// destination, or inside it (`.ferry-stage`, never listed) when the destination is a mount
+    /// point, where no rename could cross; it is removed on every exit.
     static let applyScript = #"""
     set -e
-    dest=$1 state=$2 stage=$2/stage
-    rename=$(command -v rename.ul || command -v rename) || { echo "util-linux rename not found" >&2; exit 1; }
+    for r in rename.ul rename; do
+      rename=$(command -v "$r" 2>/dev/null) || continue
+      case $("$rename" --version 2>/dev/null) in *util-linux*) break ;; esac
+      rename=
+    done
+    [ -n "$rename" ] || { echo "the util-linux rename command is missing on the target (install util-linux; a Perl rename is never used)" >&2; exit 1; }
+    mkdir -p "${dest%/*}/"
+    stage=$state/stage
+    mountpoint=0
+    if [ -d "$dest" ] && { mountpoint -q "$dest" || [ "$(stat -c %d "$dest")" != "$(stat -c %d "$state")" ]; }; then
+      stage=$dest/.ferry-stage mountpoint=1
+    fi
+    trap 'rm -rf "$stage"' EXIT
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    touch "$state/synced"
     rm -rf "$stage"
-    mkdir -p "$stage" "${dest%/*}/"
+    mkdir -p "$stage"
     tar -x -f - -C "$stage" --no-same-owner --same-permissions
     mkdir -p "$stage/data"
-    if [ -e "$stage/fresh" ]; then
+    [ ! -s "$stage/discard" ] || (cd "$stage/data" && xargs -0 -r rm -f -- < "$stage/discard")
+    if [ -e "$stage/fresh" ] && [ "$mountpoint" = 0 ]; then
       [ ! -d "$dest" ] || rmdir "$dest"
       mv -T "$stage/data" "$dest"
       cd "$dest"
@@ -116,6 +145,12 @@ enum RemoteTree {
     else
       mkdir -p "$dest"
       cd "$dest"
+      # A rename that cannot work must fail before anything is deleted (the root's mtime is kept).
+      : > "$stage/.probe"
+      touch -m -r "$dest" "$stage/.rootstamp"
+      "$rename" -- "$stage/.probe" "$dest/.ferry-probe.$$" "$stage/.probe" || { echo "cannot rename from $stage into $dest" >&2; exit 1; }
+      rm -f "$dest/.ferry-probe.$$"
+      touch -m -r "$stage/.rootstamp" "$dest"
       xargs -0 -r rm -rf -- < "$stage/deletions"
       xargs -0 -r mkdir -p -- < "$stage/directories"
       find "$stage/data" ! -type d -print0 | xargs -0 -r "$rename" -- "$stage/data" "$dest"
@@ -129,7 +164,5 @@ enum RemoteTree {
       esac
     done
     tar -x -f "$stage/directories.tar" -C "$dest" --no-same-owner
-    rm -rf "$stage"
-    touch "$state/synced"
     """#
 }

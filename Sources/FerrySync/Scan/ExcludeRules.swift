@@ -1,26 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// rsync's `--exclude` patterns: `*` (not across "/"), `**` (across "/"), `?`, `[…]`, `\` escapes;
 /// a leading "/" anchors at the root; a trailing "/" matches directories only; a pattern without
 /// "/" (or "**") matches the name at any depth, one with "/" matches the end of the path;
-/// `dir/***` matches the directory and everything in it.
+/// `dir/***` matches the directory and everything in it; `[[:alpha:]]`-style classes. As with
+/// rsync's `--exclude` and `--exclude-from`, a rule may start with `- ` (exclude) or `+ `
+/// (include: the first matching rule decides), and a lone `!` clears the rules before it.
 public struct ExcludeRules: Sendable {
     struct Pattern: Sendable {
         var text: [UInt8]
         var anchored: Bool
         var directoryOnly: Bool
         var wholePath: Bool
+        var include: Bool
     }
 
     private var patterns: [Pattern] = []
 
+    /// Patterns as given (none can fail to parse here; see `init(validating:)`).
     public init(_ patterns: [String] = []) {
-        for p in patterns { add(p) }
+        for p in patterns { try? add(p) }
+    }
+
+    /// Patterns as given, refusing what rsync would refuse (an unknown `[[:class:]]`).
+    public init(validating patterns: [String]) throws {
+        for p in patterns { try add(p) }
     }
 
     public var isEmpty: Bool { patterns.isEmpty }
 
-    public mutating func add(_ pattern: String) {
-        var bytes = Array(pattern.utf8)
+    public mutating func add(_ rule: String) throws {
+        var bytes = Array(rule.utf8)
+        var include = false
+        if bytes == [UInt8(ascii: "!")] { patterns.removeAll(); return }
+        if bytes.count >= 2 && bytes[1] == UInt8(ascii: " ") && (bytes[0] == UInt8(ascii: "-") || bytes[0] == UInt8(ascii: "+")) {
+            include = bytes[0] == UInt8(ascii: "+")
+            bytes.removeFirst(2)
+        }
         guard !bytes.isEmpty else { return }
+        if let bad = Wildmatch.unknownClass(bytes[...]) {
+            throw ExcludeRuleError.unknownCharacterClass(rule: rule, name: bad)
+        }
         var directoryOnly = false
         var anchored = false
         if bytes.count > 1 && bytes.last == UInt8(ascii: "/") { directoryOnly = true; bytes.removeLast() }
@@ -29,38 +51,44 @@ public struct ExcludeRules: Sendable {
             // "dir/***": the directory itself and everything below it.
             let dir = Array(bytes.dropLast(4))
             let whole = anchored || dir.contains(UInt8(ascii: "/")) || contains(dir, "**")
-            patterns.append(Pattern(text: dir, anchored: anchored, directoryOnly: true, wholePath: whole))
+            patterns.append(Pattern(text: dir, anchored: anchored, directoryOnly: true, wholePath: whole, include: include))
             bytes = dir + Array("/**".utf8)
         }
         let whole = anchored || bytes.contains(UInt8(ascii: "/")) || contains(bytes, "**")
-        patterns.append(Pattern(text: bytes, anchored: anchored, directoryOnly: directoryOnly, wholePath: whole))
+        patterns.append(Pattern(text: bytes, anchored: anchored, directoryOnly: directoryOnly, wholePath: whole, include: include))
     }
 
     /// Lines of an `--exclude-from` file; blank lines and lines starting with ';' or '#' are comments.
-    public mutating func add(fileContents: [UInt8]) {
-        for line in fileContents.split(separator: UInt8(ascii: "\n")) {
+    public mutating func add(fileContents: [UInt8], file: String = "") throws {
+        for (n, line) in fileContents.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             var l = Array(line)
             if l.last == UInt8(ascii: "\r") { l.removeLast() }
             guard let first = l.first, first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { continue }
-            add(String(decoding: l, as: UTF8.self))
+            do { try add(String(decoding: l, as: UTF8.self)) } catch let error as ExcludeRuleError {
+                throw ExcludeRuleError.inFile(file: file, line: n + 1, error.description)
+            }
         }
     }
 
-    /// Whether this one entry matches (its parents are not looked at).
+    /// Whether this one entry is excluded (its parents are not looked at): the first rule that
+    /// matches decides.
     public func matches(_ path: [UInt8], isDirectory: Bool) -> Bool {
         for p in patterns where !p.directoryOnly || isDirectory {
-            if !p.wholePath {
-                let name = path.lastIndex(of: UInt8(ascii: "/")).map { Array(path[($0 + 1)...]) } ?? path
-                if Wildmatch.match(p.text[...], name[...]) { return true }
-            } else if p.anchored {
-                if Wildmatch.match(p.text[...], path[...]) { return true }
-            } else {
-                // Unanchored patterns with "/" may match any trailing part that starts a component.
-                if Wildmatch.match(p.text[...], path[...]) { return true }
-                for (i, b) in path.enumerated() where b == UInt8(ascii: "/") {
-                    if Wildmatch.match(p.text[...], path[(i + 1)...]) { return true }
-                }
-            }
+            if matches(p, path) { return !p.include }
+        }
+        return false
+    }
+
+    private func matches(_ p: Pattern, _ path: [UInt8]) -> Bool {
+        if !p.wholePath {
+            let name = path.lastIndex(of: UInt8(ascii: "/")).map { Array(path[($0 + 1)...]) } ?? path
+            return Wildmatch.match(p.text[...], name[...])
+        }
+        if Wildmatch.match(p.text[...], path[...]) { return true }
+        if p.anchored { return false }
+        // Unanchored patterns with "/" may match any trailing part that starts a component.
+        for (i, b) in path.enumerated() where b == UInt8(ascii: "/") {
+            if Wildmatch.match(p.text[...], path[(i + 1)...]) { return true }
         }
         return false
     }
@@ -81,6 +109,19 @@ public struct ExcludeRules: Sendable {
         let n = Array(s.utf8)
         guard bytes.count >= n.count else { return false }
         return (0...(bytes.count - n.count)).contains { Array(bytes[$0..<$0 + n.count]) == n }
+    }
+}
+
+public enum ExcludeRuleError: Error, Equatable, CustomStringConvertible {
+    case unknownCharacterClass(rule: String, name: String)
+    case inFile(file: String, line: Int, String)
+
+    public var description: String {
+        switch self {
+        case .unknownCharacterClass(let rule, let name):
+            return "exclude rule '\(rule)': unknown character class [:\(name):] (known: \(Wildmatch.classNames.joined(separator: ", ")))"
+        case .inFile(let file, let line, let text): return "\(file):\(line): \(text)"
+        }
     }
 }
 
@@ -143,6 +184,12 @@ enum Wildmatch {
         while i < p.endIndex {
             if p[i] == UInt8(ascii: "]") && !first { return (matched != negate, i + 1) }
             first = false
+            if p[i] == UInt8(ascii: "["), i + 1 < p.endIndex, p[i + 1] == UInt8(ascii: ":"),
+               let close = Wildmatch.classEnd(p, i + 2) {
+                if Wildmatch.inClass(String(decoding: p[(i + 2)..<close], as: UTF8.self), b) { matched = true }
+                i = close + 2
+                continue
+            }
             var lo = p[i]
             if lo == UInt8(ascii: "\\") && i + 1 < p.endIndex { i += 1; lo = p[i] }
             if i + 2 < p.endIndex && p[i + 1] == UInt8(ascii: "-") && p[i + 2] != UInt8(ascii: "]") {
@@ -155,5 +202,53 @@ enum Wildmatch {
             }
         }
         return nil
+    }
+
+    static let classNames = ["alnum", "alpha", "blank", "cntrl", "digit", "graph", "lower", "print", "punct", "space", "upper", "xdigit"]
+
+    /// Index of the ':' of the ":]" that ends a class name starting at `start`.
+    static func classEnd(_ p: ArraySlice<UInt8>, _ start: Int) -> Int? {
+        var k = start
+        while k + 1 < p.endIndex {
+            if p[k] == UInt8(ascii: ":") && p[k + 1] == UInt8(ascii: "]") { return k }
+            if !(UInt8(ascii: "a")...UInt8(ascii: "z")).contains(p[k]) { return nil }
+            k += 1
+        }
+        return nil
+    }
+
+    /// The first `[:name:]` in a pattern that is not a class rsync knows.
+    static func unknownClass(_ p: ArraySlice<UInt8>) -> String? {
+        var i = p.startIndex
+        while i + 1 < p.endIndex {
+            if p[i] == UInt8(ascii: "["), p[i + 1] == UInt8(ascii: ":"), let close = classEnd(p, i + 2) {
+                let name = String(decoding: p[(i + 2)..<close], as: UTF8.self)
+                if !classNames.contains(name) { return name }
+                i = close
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The C locale's classes, as rsync's wildmatch tests them (bytes above 0x7f are in none).
+    static func inClass(_ name: String, _ b: UInt8) -> Bool {
+        let c = Int32(b)
+        guard b < 0x80 else { return false }
+        switch name {
+        case "alnum": return isalnum(c) != 0
+        case "alpha": return isalpha(c) != 0
+        case "blank": return b == 0x20 || b == 0x09
+        case "cntrl": return iscntrl(c) != 0
+        case "digit": return isdigit(c) != 0
+        case "graph": return isgraph(c) != 0
+        case "lower": return islower(c) != 0
+        case "print": return isprint(c) != 0
+        case "punct": return ispunct(c) != 0
+        case "space": return isspace(c) != 0
+        case "upper": return isupper(c) != 0
+        case "xdigit": return isxdigit(c) != 0
+        default: return false
+        }
     }
 }

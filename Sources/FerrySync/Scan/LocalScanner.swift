@@ -1,3 +1,4 @@
+import FerrySSH
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -5,6 +6,8 @@ import Glibc
 
 public enum SyncError: Error, Equatable, CustomStringConvertible {
     case localRead(path: String, reason: String)
+    /// The connection failed during a step of the sync.
+    case transport(step: String, error: SSHError)
     case remote(target: String, step: String, status: String, stderr: String)
     case badRemoteListing(target: String, reason: String)
     case refusingUnknownDestination(target: String, path: String)
@@ -13,6 +16,7 @@ public enum SyncError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .localRead(let path, let reason): return "cannot read \(path): \(reason)"
+        case .transport(let step, let error): return "\(step): \(error)"
         case .remote(let target, let step, let status, let stderr):
             return "\(target): \(step) failed (\(status))\(stderr.isEmpty ? "" : ": " + stderr.trimmingCharacters(in: .whitespacesAndNewlines))"
         case .badRemoteListing(let target, let reason): return "\(target): unexpected listing from the target: \(reason)"
@@ -23,77 +27,111 @@ public enum SyncError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Scans a local tree with lstat (symlinks are never followed), skipping excluded paths and
-/// the insides of excluded directories. Top-level directories are scanned in parallel.
+/// Scans a local tree with lstat (symlinks are never followed, except a root given as a
+/// symlink to a directory, as rsync follows `src/`), skipping excluded paths and the insides
+/// of excluded directories. Top-level directories are scanned in parallel. A file that
+/// vanishes while the tree is scanned is left out with a warning, as rsync does.
 public struct LocalScanner {
     public let root: String
     public let excludes: ExcludeRules
-    /// Device files and sockets, which are skipped (rsync -D would copy devices; ferry does not).
-    public private(set) var skipped: [String] = []
+
+    /// The manifest and what was left out of it.
+    public struct Scanned: Sendable {
+        public var manifest: Manifest
+        /// Device files and sockets (rsync -D would copy devices; ferry does not).
+        public var skipped: [String] = []
+        /// Entries gone between the directory listing and their lstat.
+        public var vanished: [String] = []
+        /// Paths longer than PATH_MAX.
+        public var tooLong: [String] = []
+    }
 
     public init(root: String, excludes: ExcludeRules) {
         self.root = root
         self.excludes = excludes
     }
 
-    public mutating func scan() throws -> Manifest {
+    public mutating func scan() throws -> Manifest { try scanAll().manifest }
+
+    public func scanAll() throws -> Scanned {
         let rootBytes = Array(root.utf8)
-        guard let rootEntry = try LocalScanner.stat(rootBytes, relative: []), rootEntry.kind == .directory else {
-            throw SyncError.localRead(path: root, reason: "not a directory")
+        var st = Glibc.stat()
+        guard statFollowingLinks(root, &st) == 0 else {
+            throw SyncError.localRead(path: root, reason: String(cString: strerror(errno)))
         }
-        var entries = [rootEntry]
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw SyncError.localRead(path: root, reason: "not a directory") }
+        var top = Scanned(manifest: Manifest())
+        var entries = [LocalScanner.entry(st, relative: [], target: nil, kind: .directory)]
         var topDirectories: [[UInt8]] = []
-        var skipped: [String] = []
-        try walk(rootBytes, relative: [], into: &entries, subdirectories: &topDirectories, skipped: &skipped, descend: false)
+        try walk(rootBytes, relative: [], into: &entries, subdirectories: &topDirectories, notes: &top, descend: false)
 
         let lock = NSLock()
         var failure: Error?
         let roots = topDirectories
         DispatchQueue.concurrentPerform(iterations: roots.count) { i in
             var local: [FileEntry] = []
-            var localSkipped: [String] = []
+            var notes = Scanned(manifest: Manifest())
             var unused: [[UInt8]] = []
             do {
                 try walk(rootBytes + [UInt8(ascii: "/")] + roots[i], relative: roots[i], into: &local,
-                         subdirectories: &unused, skipped: &localSkipped, descend: true)
+                         subdirectories: &unused, notes: &notes, descend: true)
             } catch {
                 lock.lock(); failure = error; lock.unlock()
             }
             lock.lock()
             entries += local
-            skipped += localSkipped
+            top.skipped += notes.skipped
+            top.vanished += notes.vanished
+            top.tooLong += notes.tooLong
             lock.unlock()
         }
         if let failure { throw failure }
-        self.skipped = skipped.sorted()
-        return Manifest(entries)
+        top.manifest = Manifest(entries)
+        top.skipped.sort()
+        top.vanished.sort()
+        top.tooLong.sort()
+        return top
     }
 
     private func walk(_ dir: [UInt8], relative: [UInt8], into entries: inout [FileEntry],
-                      subdirectories: inout [[UInt8]], skipped: inout [String], descend: Bool) throws {
+                      subdirectories: inout [[UInt8]], notes: inout Scanned, descend: Bool) throws {
         guard let handle = dir.withCString({ opendir($0) }) else {
+            if errno == ENOENT && !relative.isEmpty { notes.vanished.append(String(decoding: relative, as: UTF8.self)); return }
             throw SyncError.localRead(path: String(decoding: dir, as: UTF8.self), reason: String(cString: strerror(errno)))
         }
         defer { closedir(handle) }
-        var children: [[UInt8]] = []
+        var children: [([UInt8], UInt8)] = []
         while let ent = readdir(handle) {
             let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
             if name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")] { continue }
-            children.append(name)
+            children.append((name, ent.pointee.d_type))
         }
         let dirFD = dirfd(handle)
-        for name in children {
+        for (name, type) in children {
             let rel = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name
             let full = dir + [UInt8(ascii: "/")] + name
-            guard let entry = try LocalScanner.stat(full, relative: rel, in: dirFD, name: name) else {
-                skipped.append(String(decoding: rel, as: UTF8.self))
+            // Excluded entries are never looked at (the type from readdir is enough to decide).
+            if type != UInt8(DT_UNKNOWN), excludes.matches(rel, isDirectory: type == UInt8(DT_DIR)) { continue }
+            if full.count >= Int(PATH_MAX) {
+                notes.tooLong.append(String(decoding: rel, as: UTF8.self))
                 continue
             }
-            if excludes.matches(rel, isDirectory: entry.kind == .directory) { continue }
+            let entry: FileEntry?
+            do {
+                entry = try LocalScanner.stat(full, relative: rel, in: dirFD, name: name)
+            } catch SyncError.localRead(_, _) where errno == ENOENT {
+                notes.vanished.append(String(decoding: rel, as: UTF8.self))
+                continue
+            }
+            guard let entry else {
+                notes.skipped.append(String(decoding: rel, as: UTF8.self))
+                continue
+            }
+            if type == UInt8(DT_UNKNOWN), excludes.matches(rel, isDirectory: entry.kind == .directory) { continue }
             entries.append(entry)
             if entry.kind == .directory {
                 if descend {
-                    try walk(full, relative: rel, into: &entries, subdirectories: &subdirectories, skipped: &skipped, descend: true)
+                    try walk(full, relative: rel, into: &entries, subdirectories: &subdirectories, notes: &notes, descend: true)
                 } else {
                     subdirectories.append(rel)
                 }
@@ -126,12 +164,19 @@ public struct LocalScanner {
         default:
             return nil
         }
-        return FileEntry(path: relative, kind: kind, mode: UInt32(st.st_mode & 0o7777),
-                         size: kind == .file ? Int64(st.st_size) : 0,
-                         mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec)),
-                         linkTarget: target)
+        return entry(st, relative: relative, target: target, kind: kind)
+    }
+
+    static func entry(_ st: Glibc.stat, relative: [UInt8], target: [UInt8]?, kind: FileEntry.Kind) -> FileEntry {
+        FileEntry(path: relative, kind: kind, mode: UInt32(st.st_mode & 0o7777),
+                  size: kind == .file ? Int64(st.st_size) : 0,
+                  mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec)),
+                  linkTarget: target)
     }
 }
+
+/// stat(2), which follows symlinks (the scanner's own `stat` does not).
+private func statFollowingLinks(_ path: String, _ st: inout Glibc.stat) -> Int32 { stat(path, &st) }
 
 extension Array where Element == UInt8 {
     func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {

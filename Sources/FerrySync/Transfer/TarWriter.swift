@@ -93,21 +93,33 @@ enum TarMember {
 }
 
 /// A tar stream produced on demand, as the SSH channel can take it: memory stays flat however
-/// large the tree.
+/// large the tree. A file that cannot be read whole never reaches its final name: its member is
+/// padded to the promised size and its name goes into a last member, `discard`, which the
+/// target removes from staging before anything moves into place.
 final class TarStream: ExecInput {
     private var members: IndexingIterator<[TarMember]>
     private var pending: [UInt8] = []
     private var pendingOffset = 0
     private var file: Int32 = -1
     private var filePath: [UInt8] = []
+    private var fileName: [UInt8] = []
     private var fileRemaining: Int64 = 0
     private var filePadding = 0
+    private var failed = false
+    private var discard: [[UInt8]] = []
+    private var discardSent = false
     private var finished = false
     private(set) var bytesProduced: Int64 = 0
-    /// Files that changed size while being sent (rsync warns the same way).
+    /// Files that changed size while being sent (rsync warns the same way); not moved into place.
     private(set) var changedDuringSend: [String] = []
+    /// Files gone between the scan and the send (a warning, as in rsync).
+    private(set) var vanished: [String] = []
+    /// Files that could not be read, with the reason: an error; the target keeps its old copy.
+    private(set) var unreadable: [(path: String, reason: String)] = []
 
     init(_ members: [TarMember]) { self.members = members.makeIterator() }
+
+    deinit { if file >= 0 { close(file) } }
 
     var pollDescriptor: Int32? { nil }
 
@@ -126,15 +138,19 @@ final class TarStream: ExecInput {
             if file >= 0 {
                 if fileRemaining > 0 {
                     let want = Int(min(Int64(buffer.count - written), fileRemaining))
-                    var n = Glibc.read(file, buffer.baseAddress! + written, want)
+                    var n = failed ? 0 : Glibc.read(file, buffer.baseAddress! + written, want)
+                    if n < 0 && errno == EINTR { continue }
                     if n <= 0 {
-                        // The file shrank while being sent: pad with zeros to the promised size
-                        // (the next sync sends it again, as its size or mtime now differ).
-                        if changedDuringSend.last != String(decoding: filePath, as: UTF8.self) {
-                            changedDuringSend.append(String(decoding: filePath, as: UTF8.self))
+                        if !failed {
+                            failed = true
+                            let display = String(decoding: filePath, as: UTF8.self)
+                            if n < 0 { unreadable.append((display, String(cString: strerror(errno)))) }
+                            else { changedDuringSend.append(display) }
+                            discard.append(fileName)
                         }
+                        // Keep the stream well-formed; the member is discarded on the target.
+                        memset(buffer.baseAddress! + written, 0, want)
                         n = want
-                        memset(buffer.baseAddress! + written, 0, n)
                     }
                     fileRemaining -= Int64(n)
                     written += n
@@ -146,6 +162,14 @@ final class TarStream: ExecInput {
                 continue
             }
             guard let member = members.next() else {
+                if !discardSent {
+                    discardSent = true
+                    let list: [UInt8] = discard.flatMap { $0 + [0] }
+                    let header = TarHeader(name: Array("discard".utf8), type: .file, mode: 0o600, size: Int64(list.count),
+                                           mtime: Timestamp(seconds: 0, nanoseconds: 0))
+                    setPending(header.blocks() + list + [UInt8](repeating: 0, count: TarHeader.padding(list.count)))
+                    continue
+                }
                 if !finished {
                     finished = true
                     setPending([UInt8](repeating: 0, count: 1024))
@@ -159,12 +183,17 @@ final class TarStream: ExecInput {
             case .bytes(let h, let contents):
                 setPending(h.blocks() + contents + [UInt8](repeating: 0, count: TarHeader.padding(contents.count)))
             case .file(let h, let source):
-                let fd = source.withCString { open($0, O_RDONLY | O_NOFOLLOW) }
+                let fd = source.withCString { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
                 guard fd >= 0 else {
-                    throw SyncError.localRead(path: String(decoding: source, as: UTF8.self), reason: String(cString: strerror(errno)))
+                    // No header was sent: the member is simply left out.
+                    let display = String(decoding: source, as: UTF8.self)
+                    if errno == ENOENT { vanished.append(display) } else { unreadable.append((display, String(cString: strerror(errno)))) }
+                    continue
                 }
                 file = fd
+                failed = false
                 filePath = source
+                fileName = Array(h.name.dropFirst("data/".utf8.count))
                 fileRemaining = h.size
                 filePadding = TarHeader.padding(Int(h.size % 512))
                 setPending(h.blocks())
