@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "ferry",
-    platforms: [.macOS(.v13)],
+    // Linux only: the code calls Glibc directly, and the targets are NixOS.
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
         .library(name: "FerrySSH", targets: ["FerrySSH"]),

@@ -15,7 +15,7 @@ struct InventoryOption: ParsableArguments {
             return fleet
         } catch let error as InventoryError {
             printError("ferry: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(2)  // an inventory failure: nothing was contacted
         }
     }
 }
@@ -45,7 +45,7 @@ struct Render: ParsableCommand {
             }
         } catch let error as InventoryError {
             printError("ferry: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(2)  // an inventory failure: nothing was contacted
         }
     }
 }

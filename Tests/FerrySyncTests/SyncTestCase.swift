@@ -26,11 +26,22 @@ class SyncTestCase: HostTestCase {
 
     /// `rsync -rlptDn --delete -c --itemize-changes SRC/ DEST/` over the host's private /var/src: must print nothing.
     func oracle(_ source: String, _ name: String, excludes: [String] = [], deleteExcluded: Bool = false) throws -> String {
-        var argv = ["rsync", "-rlptDn", "--delete", "-c", "--itemize-changes"]
+        var argv = ["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes"]
         argv += excludes.map { "--exclude=\($0)" }
         if deleteExcluded { argv.append("--delete-excluded") }
         argv += [source + "/", try host.varSrc + "/\(name)/"]
         let r = try Command.run(argv)
+        XCTAssertEqual(r.status, 0, r.errorOutput)
+        return r.output
+    }
+
+    /// The rsync oracle run over ssh, inside the host's mount namespace (for mounts made there).
+    func remoteOracle(_ source: String, _ path: String) throws -> String {
+        let h = try host
+        let ssh = "ssh -F none -p \(h.port) -i \(try harness.clientKey(.ed25519)) -o IdentitiesOnly=yes -o BatchMode=yes " +
+                  "-o UserKnownHostsFile=\(try harness.knownHostsFile) -o StrictHostKeyChecking=yes"
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes", "-e", ssh,
+                                 source + "/", "root@127.0.0.1:\(path)/"])
         XCTAssertEqual(r.status, 0, r.errorOutput)
         return r.output
     }

@@ -21,9 +21,15 @@ enum FerryBinary {
     }
 
     static func run(_ arguments: [String], input: String? = nil) throws -> Result {
+        try run(executable: path(), arguments, input: input)
+    }
+
+    /// Runs any program, reading stdout and stderr at once (either may exceed a pipe's 64 KiB).
+    static func run(executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil) throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path())
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe(), inPipe = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -33,8 +39,16 @@ enum FerryBinary {
             inPipe.fileHandleForWriting.write(Data(input.utf8))
             try inPipe.fileHandleForWriting.close()
         }
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errBox = Box()
+        let errDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            errDone.signal()
+        }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
+        errDone.wait()
+        let errData = errBox.data
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                       stderr: String(decoding: errData, as: UTF8.self))

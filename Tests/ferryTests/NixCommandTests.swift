@@ -27,7 +27,7 @@ final class NixCommandTests: XCTestCase {
         try "{ domain = \"x.org\"; }".write(toFile: dir + "/shared.nix", atomically: true, encoding: .utf8)
         try "shared = \"shared.nix\"\n[hosts.web_1]\naddress = \"10.0.0.1\"\n".write(toFile: dir + "/fleet.toml", atomically: true, encoding: .utf8)
         let r = try FerryBinary.run(["render", "-f", dir + "/fleet.toml", "--out", dir + "/out"])
-        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.status, 2, "an inventory error exits 2")
         XCTAssertEqual(r.stderr, "ferry: \(dir)/fleet.toml: hosts.web_1: 'web_1' is not a valid NixOS host name (letters, digits and hyphens, at most 63, no hyphen at either end)\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
     }

@@ -2,8 +2,6 @@ import CLibSSH2
 import Foundation
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 extension SSHSession {

@@ -1,8 +1,6 @@
 import CLibSSH2
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 extension SSHSession {

@@ -1,8 +1,6 @@
 import CLibSSH2
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 /// One authenticated SSH connection to a target. Not thread-safe: use it from one thread at a time

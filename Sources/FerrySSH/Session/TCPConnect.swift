@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 /// Opens a non-blocking TCP connection to the first address of `host` that answers within `timeout`.

@@ -1,7 +1,8 @@
 import FerrySSH
 
-/// The target's side: one command lists the destination, one applies a plan. Only POSIX sh,
-/// GNU find/tar/coreutils and util-linux `rename` are needed there (all on NixOS).
+/// The target's side: one command locks and lists the destination and then applies the plan
+/// it is sent; another hashes files whose contents may match. Only POSIX sh, GNU
+/// find/tar/coreutils and util-linux (`flock`, `rename`, `mountpoint`) are needed there (all on NixOS).
 enum RemoteTree {
     struct Listing {
         var exists: Bool
@@ -127,11 +128,13 @@ enum RemoteTree {
     if [ -d "$dest" ] && { mountpoint -q "$dest" || [ "$(stat -c %d "$dest")" != "$(stat -c %d "$state")" ]; }; then
       stage=$dest/.ferry-stage mountpoint=1
     fi
-    trap 'rm -rf "$stage"' EXIT
+    trap 'rm -rf "$stage" "$state/rootstamp" "$state/directories.tar"' EXIT
     trap 'exit 129' HUP
     trap 'exit 130' INT
     trap 'exit 143' TERM
     touch "$state/synced"
+    # Staging inside a mount point changes the root's mtime: it is put back at the end.
+    [ ! -d "$dest" ] || touch -m -r "$dest" "$state/rootstamp"
     rm -rf "$stage"
     mkdir -p "$stage"
     tar -x -f - -C "$stage" --no-same-owner --same-permissions
@@ -147,10 +150,8 @@ enum RemoteTree {
       cd "$dest"
       # A rename that cannot work must fail before anything is deleted (the root's mtime is kept).
       : > "$stage/.probe"
-      touch -m -r "$dest" "$stage/.rootstamp"
       "$rename" -- "$stage/.probe" "$dest/.ferry-probe.$$" "$stage/.probe" || { echo "cannot rename from $stage into $dest" >&2; exit 1; }
       rm -f "$dest/.ferry-probe.$$"
-      touch -m -r "$stage/.rootstamp" "$dest"
       xargs -0 -r rm -rf -- < "$stage/deletions"
       xargs -0 -r mkdir -p -- < "$stage/directories"
       find "$stage/data" ! -type d -print0 | xargs -0 -r "$rename" -- "$stage/data" "$dest"
@@ -163,6 +164,9 @@ enum RemoteTree {
         *) xargs -0 -r touch -m -d "@${f##*/}" -- < "$f" ;;
       esac
     done
-    tar -x -f "$stage/directories.tar" -C "$dest" --no-same-owner
+    mv "$stage/directories.tar" "$state/directories.tar"
+    rm -rf "$stage"
+    [ ! -e "$state/rootstamp" ] || touch -m -r "$state/rootstamp" "$dest"
+    tar -x -f "$state/directories.tar" -C "$dest" --no-same-owner
     """#
 }

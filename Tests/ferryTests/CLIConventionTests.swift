@@ -1,0 +1,134 @@
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 7: one error style, one exit-code table, raw argument bytes, escaped remote text,
+/// and a killed sync whose lock goes with it.
+final class CLIConventionTests: HostTestCase {
+    func options() throws -> [String] {
+        ["-i", try harness.clientKey(.ed25519), "--known-hosts", try harness.knownHostsFile]
+    }
+
+    func target() throws -> String { "root@127.0.0.1:\(try host.port)" }
+
+    func scratch() -> String {
+        let dir = NSTemporaryDirectory() + "ferry-cli-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    func testVersionAndUsageErrorsExit2WithTheSubcommandsUsage() throws {
+        let version = try FerryBinary.run(["--version"])
+        XCTAssertEqual(version.status, 0)
+        XCTAssertFalse(version.stdout.isEmpty)
+        let bad = try FerryBinary.run(["sync", "--no-such-flag", "a", "b"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("ferry sync"), bad.stderr)
+        let path = try FerryBinary.run(["exec", "ssh://root@127.0.0.1:\(try host.port)/var/src", "--", "true"])
+        XCTAssertEqual(path.status, 2)
+        XCTAssertTrue(path.stderr.contains("exec takes a host, not a path"), path.stderr)
+        XCTAssertTrue(path.stderr.hasPrefix("ferry: "), path.stderr)
+        XCTAssertFalse(path.stderr.contains("SSHTargetError"), "no Swift type names: \(path.stderr)")
+    }
+
+    /// Bytes that are not UTF-8 reach the remote command as they are.
+    func testNonUTF8ArgumentsArriveIntact() throws {
+        let ferry = FerryBinary.path()
+        let script = "exec \"$0\" exec \"$1\" -i \"$2\" --known-hosts \"$3\" -- printf %s \"$(printf '\\377\\376')\" | od -An -tx1"
+        let r = try FerryBinary.run(executable: "/bin/sh", ["-c", script, ferry, try target(), try harness.clientKey(.ed25519), try harness.knownHostsFile])
+        XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "ff fe", r.stderr)
+    }
+
+    func testExcludeValuesMayStartWithADash() throws {
+        let src = scratch()
+        try "x".write(toFile: src + "/-foo", atomically: false, encoding: .utf8)
+        try "y".write(toFile: src + "/bar", atomically: false, encoding: .utf8)
+        let r = try FerryBinary.run(["sync", src, "\(try target()):/var/src/dash", "--exclude", "-foo"] + (try options()))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: try host.varSrc + "/dash/-foo"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: try host.varSrc + "/dash/bar"))
+    }
+
+    /// 7.15: a hostile target's stderr cannot drive the operator's terminal.
+    func testRemoteTextIsEscaped() throws {
+        let src = scratch()
+        try "x".write(toFile: src + "/f", atomically: false, encoding: .utf8)
+        try host.setTool("tar", script: "#!/bin/sh\nprintf '\\033]0;owned\\007\\033[31mred\\n' >&2\nexit 1\n")
+        defer { try? host.setTool("tar", script: nil) }
+        let r = try FerryBinary.run(["sync", src, "\(try target()):/var/src/escape"] + (try options()))
+        XCTAssertEqual(r.status, 1)
+        XCTAssertFalse(r.stderr.contains("\u{1b}"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("\u{07}"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("\\#033[31mred"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("applying the changes to /var/src/escape"), r.stderr)
+    }
+
+    func testAFloodOfErrorsIsSummarised() throws {
+        let src = scratch()
+        let dest = try host.varSrc + "/flood"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        // 15 directories on the target, each holding an excluded file, each a file in the source.
+        let r0 = try FerryBinary.run(["sync", src, "\(try target()):/var/src/flood"] + (try options()))
+        XCTAssertEqual(r0.status, 0, r0.stderr)
+        for i in 0..<15 {
+            try FileManager.default.createDirectory(atPath: "\(dest)/d\(i)", withIntermediateDirectories: true)
+            try "log".write(toFile: "\(dest)/d\(i)/x.log", atomically: false, encoding: .utf8)
+            try "file".write(toFile: "\(src)/d\(i)", atomically: false, encoding: .utf8)
+        }
+        let r = try FerryBinary.run(["sync", src, "\(try target()):/var/src/flood", "--exclude", "*.log"] + (try options()))
+        XCTAssertEqual(r.status, 1)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.filter { $0.contains("could not make way") }.count, 10, r.stderr)
+        XCTAssertTrue(r.stderr.contains("… and 5 more like these"), r.stderr)
+    }
+
+    /// 7.7: kill -9 of ferry mid-sync frees the lock (the remote holder ends with the channel);
+    /// the next sync converges and no stage is left.
+    func testKillNineMidSyncFreesTheLock() throws {
+        let src = scratch()
+        var fixture = TreeFixture(seed: 78)
+        for i in 0..<40 { try fixture.write("\(src)/f\(i)", size: 1_000_000, text: false) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        process.arguments = ["sync", src, "\(try target()):/var/src/killed"] + (try options())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until the stream is under way (the stage exists), then kill -9.
+        let stage = try host.varSrc + "/.ferry/killed/stage"
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: stage) { usleep(10_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let start = Date()
+        var r = try FerryBinary.run(["sync", src, "\(try target()):/var/src/killed"] + (try options()))
+        // The remote holder may need a moment to see the closed connection: a bounded retry.
+        while r.status != 0 && r.stderr.contains("is running") && Date().timeIntervalSince(start) < 2 {
+            usleep(100_000)
+            r = try FerryBinary.run(["sync", src, "\(try target()):/var/src/killed"] + (try options()))
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 4)
+        let oracle = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "-i", src + "/", try host.varSrc + "/killed/"])
+        XCTAssertEqual(oracle.output, "")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stage))
+    }
+
+    /// 7.18: a source given as a symlink to a directory is followed, as rsync follows `src/`.
+    func testSourcePathEdges() throws {
+        let src = scratch()
+        try "x".write(toFile: src + "/f", atomically: false, encoding: .utf8)
+        let link = src + "-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: src)
+        defer { try? FileManager.default.removeItem(atPath: link) }
+        let r = try FerryBinary.run(["sync", link, "\(try target()):/var/src/linked"] + (try options()))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: try host.varSrc + "/linked/f"))
+        let empty = try FerryBinary.run(["sync", "", "\(try target()):/var/src/linked"] + (try options()))
+        XCTAssertEqual(empty.status, 1)
+        XCTAssertTrue(empty.stderr.contains("path is empty"), empty.stderr)
+    }
+}
