@@ -24,7 +24,9 @@ let package = Package(
         // rsync-equivalent tree sync over FerrySSH: scan, plan, transfer.
         .target(name: "FerrySync", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")]),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.
-        .target(name: "FerryNix"),
+        .target(name: "FerryNix", dependencies: ["CNativeStack"]),
+        // The calling thread's stack bounds (pthread_getattr_np, a GNU extension Swift cannot see).
+        .target(name: "CNativeStack"),
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",

@@ -18,14 +18,19 @@ struct Eval: ParsableCommand {
     var json = false
 
     func run() throws {
-        let evaluator = Evaluator()
+        let (file, attr, json) = (self.file, self.attr, self.json)
         do {
-            var value = try evaluator.evaluate(file: file)
-            if let attr {
-                value = try evaluator.select(value, path: attr.split(separator: ".").map(String.init))
+            // All on the evaluator's large stack, so even a huge value is freed there.
+            let text = try NativeStack.run { () throws -> String in
+                let evaluator = Evaluator()
+                var value = try evaluator.evaluate(file: file)
+                if let attr {
+                    value = try evaluator.select(value, path: attr.split(separator: ".").map(String.init))
+                }
+                value = try evaluator.deepForce(value)
+                return json ? try NixWriter.json(value, evaluator, nil) : try NixWriter.displayThrowing(value, evaluator)
             }
-            value = try evaluator.deepForce(value)
-            print(json ? try NixWriter.json(value, evaluator, nil) : try NixWriter.displayThrowing(value, evaluator))
+            print(text)
         } catch let error as NixSyntaxError {
             printError("ferry: \(error)")
             throw ExitCode(1)

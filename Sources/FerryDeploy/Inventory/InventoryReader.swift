@@ -210,23 +210,27 @@ private struct Reader {
         guard FileManager.default.fileExists(atPath: shared) else {
             throw fail("shared", "\(shared) does not exist")
         }
-        let evaluator = Evaluator()
-        let value: Value
-        do {
-            value = try evaluator.evaluate(file: shared)
-        } catch {
-            throw fail("shared", "\(shared) does not evaluate: \(error)")
+        // On the evaluator's large stack, where the values are also freed.
+        let outcome = try NativeStack.run { () -> Result<String, InventoryError> in
+            let evaluator = Evaluator()
+            let value: Value
+            do {
+                value = try evaluator.evaluate(file: shared)
+            } catch {
+                return .failure(fail("shared", "\(shared) does not evaluate: \(error)"))
+            }
+            guard case .attrs = value else { return .failure(fail("shared", "\(shared) must evaluate to an attribute set, not \(value.typeName)")) }
+            let domain: Value
+            do {
+                domain = try evaluator.select(value, path: ["domain"])
+            } catch {
+                return .failure(fail("shared", "\(shared) must set `domain` (a string): \(error)"))
+            }
+            guard case .string(let d) = domain, !d.isEmpty else {
+                return .failure(fail("shared", "`domain` in \(shared) must be a non-empty string, not \(domain.typeName)"))
+            }
+            return .success(d)
         }
-        guard case .attrs = value else { throw fail("shared", "\(shared) must evaluate to an attribute set, not \(value.typeName)") }
-        let domain: Value
-        do {
-            domain = try evaluator.select(value, path: ["domain"])
-        } catch {
-            throw fail("shared", "\(shared) must set `domain` (a string): \(error)")
-        }
-        guard case .string(let d) = domain, !d.isEmpty else {
-            throw fail("shared", "`domain` in \(shared) must be a non-empty string, not \(domain.typeName)")
-        }
-        return d
+        return try outcome.get()
     }
 }

@@ -119,6 +119,7 @@ enum Builtins {
         add(op("genList", 2) { ev, a, loc in
             let f = try ev.force(a[0]), n = try ev.int(a[1], loc)
             guard n >= 0 else { throw NixEvalError("cannot create list of size \(n)", at: loc) }
+            guard n <= 1 << 26 else { throw NixEvalError.unsupported("a list of \(n) elements (ferry's limit is 67108864)", at: loc) }
             return .list((0..<n).map { i in Thunk { try ev.call(f, Thunk(value: .int(i)), loc) } })
         })
         add(op("all", 2) { ev, a, loc in
@@ -199,7 +200,7 @@ enum Builtins {
             let s = Array(try ev.coerceToString(try ev.force(a[2]), loc, more: false).utf8)
             guard start >= 0 else { throw NixEvalError("negative start position in 'substring'", at: loc) }
             guard start < s.count else { return .string("") }
-            let end = len < 0 ? s.count : min(s.count, start + len)
+            let end = len < 0 || len >= s.count - start ? s.count : start + len
             return .string(String(decoding: s[start..<end], as: UTF8.self))
         })
         add(op("concatStringsSep", 2) { ev, a, loc in
@@ -230,6 +231,15 @@ enum Builtins {
         // Arithmetic
         for (name, opr) in [("add", BinaryOperator.add), ("sub", .subtract), ("mul", .multiply), ("div", .divide)] {
             add(op(name, 2) { ev, a, loc in try ev.arithmetic(opr, try ev.force(a[0]), try ev.force(a[1]), loc) })
+        }
+        for (name, rule) in [("floor", FloatingPointRoundingRule.down), ("ceil", .up)] {
+            add(op(name, 1) { ev, a, loc in
+                let v = try ev.force(a[0])
+                guard let d = Builtins.double(v) else { throw NixEvalError("value is \(v.article) while a float was expected", at: loc) }
+                // Out of range (and NaN) Nix 2.8's C++ conversion gives INT64_MIN on x86-64.
+                let r = d.rounded(rule)
+                return .int(r.isFinite && r >= -9.223372036854775808e18 && r < 9.223372036854775808e18 ? Int(r) : Int.min)
+            })
         }
         add(op("lessThan", 2) { ev, a, loc in .bool(try ev.lessThan(try ev.force(a[0]), try ev.force(a[1]), loc)) })
         add(op("bitAnd", 2) { ev, a, loc in .int(try ev.int(a[0], loc) & ev.int(a[1], loc)) })

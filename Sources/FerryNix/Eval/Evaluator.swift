@@ -4,6 +4,8 @@ import Foundation
 /// "not supported" error (never a wrong value) for the rest (derivations, fetchers, getFlake, …).
 public final class Evaluator {
     private var imports: [String: Value] = [:]
+    /// Files parsed once, also while their first import is still being evaluated.
+    private var parsed: [String: Expr] = [:]
     private(set) var baseEnvironment: Environment!
     /// Messages from `builtins.trace`.
     public var traceHandler: (String) -> Void = { FileHandle.standardError.write(Data("trace: \($0)\n".utf8)) }
@@ -16,6 +18,10 @@ public final class Evaluator {
 
     /// Parses and evaluates a file (a directory means its default.nix), sharing imports.
     public func evaluate(file path: String) throws -> Value {
+        try NativeStack.run { try self.evaluateFile(path) }
+    }
+
+    private func evaluateFile(_ path: String) throws -> Value {
         var path = Parser.canonical(path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue { path += "/default.nix" }
@@ -23,19 +29,29 @@ public final class Evaluator {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw NixEvalError("cannot read '\(path)': no such file or not readable", at: nil)
         }
-        let source = String(decoding: data, as: UTF8.self)
-        let expr = try Parser.parse(source, file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
+        let expr: Expr
+        if let parsed = parsed[path] {
+            expr = parsed
+        } else {
+            let source = String(decoding: data, as: UTF8.self)
+            expr = try Parser.parse(source, file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
+            parsed[path] = expr
+        }
         let value = try eval(expr, baseEnvironment)
         imports[path] = value
         return value
     }
 
     public func evaluate(source: String, file: String = "«string»", baseDirectory: String) throws -> Value {
-        try eval(try Parser.parse(source, file: file, baseDirectory: baseDirectory), baseEnvironment)
+        try NativeStack.run { try self.eval(try Parser.parse(source, file: file, baseDirectory: baseDirectory), self.baseEnvironment) }
     }
 
     /// `value.a.b`, for `--attr`.
     public func select(_ value: Value, path: [String]) throws -> Value {
+        try NativeStack.run { try self.selectPath(value, path) }
+    }
+
+    private func selectPath(_ value: Value, _ path: [String]) throws -> Value {
         var v = value
         for (i, name) in path.enumerated() {
             guard case .attrs(let attrs) = v else {
@@ -50,6 +66,7 @@ public final class Evaluator {
     // MARK: - Core
 
     func force(_ thunk: Thunk) throws -> Value {
+        if NativeStack.exhausted, let location = thunk.location { throw NativeStack.overflow(location) }
         switch thunk.state {
         case .done(let v): return v
         case .evaluating: throw NixEvalError("infinite recursion encountered", at: nil)
@@ -111,6 +128,8 @@ public final class Evaluator {
     }
 
     func eval(_ expr: Expr, _ env: Environment) throws -> Value {
+        // Literals never recurse: the check waits for an expression that can name its place.
+        if NativeStack.exhausted, let location = expr.location { throw NativeStack.overflow(location) }
         switch expr {
         case .int(let i): return .int(i)
         case .float(let f): return .float(f)
@@ -283,6 +302,9 @@ public final class Evaluator {
             let a = try eval(l, env), b = try eval(r, env)
             guard case .attrs(let x) = a else { throw NixEvalError("value is \(a.article) while a set was expected", at: loc) }
             guard case .attrs(let y) = b else { throw NixEvalError("value is \(b.article) while a set was expected", at: loc) }
+            // As Nix: with one side empty the other is the result itself (it prints «repeated»).
+            if y.isEmpty { return a }
+            if x.isEmpty { return b }
             return .attrs(x.merging(y) { $1 })
         case .concat:
             let a = try eval(l, env), b = try eval(r, env)
@@ -313,7 +335,8 @@ public final class Evaluator {
             case .multiply: return .int(x &* y)
             default:
                 guard y != 0 else { throw NixEvalError("division by zero", at: loc) }
-                return .int(x == Int.min && y == -1 ? Int.min : x / y)
+                guard !(x == Int.min && y == -1) else { throw NixEvalError("overflow in integer division", at: loc) }
+                return .int(x / y)
             }
         case (.int, .float), (.float, .int), (.float, .float):
             let x = Builtins.double(a)!, y = Builtins.double(b)!
@@ -333,6 +356,7 @@ public final class Evaluator {
     }
 
     func equal(_ a: Value, _ b: Value, _ loc: SourceLocation) throws -> Bool {
+        try NativeStack.check(loc)
         switch (a, b) {
         case (.int(let x), .int(let y)): return x == y
         case (.int, .float), (.float, .int), (.float, .float): return Builtins.double(a)! == Builtins.double(b)!
@@ -359,6 +383,7 @@ public final class Evaluator {
     }
 
     func lessThan(_ a: Value, _ b: Value, _ loc: SourceLocation) throws -> Bool {
+        try NativeStack.check(loc)
         switch (a, b) {
         case (.int(let x), .int(let y)): return x < y
         case (.int, .float), (.float, .int), (.float, .float): return Builtins.double(a)! < Builtins.double(b)!
@@ -379,6 +404,7 @@ public final class Evaluator {
 
     /// `"${x}"` (more: false) and `toString x` (more: true).
     func coerceToString(_ v: Value, _ loc: SourceLocation, more: Bool) throws -> String {
+        try NativeStack.check(loc)
         switch v {
         case .string(let s): return s
         case .path(let p):
@@ -405,20 +431,30 @@ public final class Evaluator {
         throw NixEvalError("cannot coerce \(v.article) to a string", at: loc)
     }
 
-    /// Forces a value completely, as `--strict` does.
+    /// Forces a value completely, as `--strict` does; a set or list already forced (a cycle,
+    /// or one shared) is not walked again, as in Nix.
     public func deepForce(_ v: Value) throws -> Value {
+        try NativeStack.run {
+            var seen = Set<UInt>()
+            try self.deepForce(v, &seen)
+            return v
+        }
+    }
+
+    private func deepForce(_ v: Value, _ seen: inout Set<UInt>) throws {
+        try NativeStack.check(nil)
+        guard let id = v.identity, seen.insert(id).inserted else { return }
         switch v {
-        case .list(let items): for t in items { _ = try deepForce(try force(t)) }
-        case .attrs(let attrs): for (_, t) in attrs { _ = try deepForce(try force(t)) }
+        case .list(let items): for t in items { try deepForce(try force(t), &seen) }
+        case .attrs(let attrs): for (_, t) in attrs { try deepForce(try force(t), &seen) }
         default: break
         }
-        return v
     }
 
     func importFile(_ v: Value, _ loc: SourceLocation) throws -> Value {
         switch v {
-        case .path(let p): return try evaluate(file: p)
-        case .string(let s) where s.hasPrefix("/"): return try evaluate(file: s)
+        case .path(let p): return try evaluateFile(p)
+        case .string(let s) where s.hasPrefix("/"): return try evaluateFile(s)
         default: throw NixEvalError("cannot import \(v.article)", at: loc)
         }
     }

@@ -11,6 +11,20 @@ public enum Value {
     case lambda(Lambda, Environment)
     case primop(PrimOp, [Thunk])
 
+    /// The identity of a non-empty set's or list's storage: Nix prints a set or list it has
+    /// printed before as «repeated», by the identity of its bindings. Two copies of a Swift
+    /// dictionary or array share their storage until one is changed, and a set is never changed
+    /// after it is made, so equal storage means the same Nix value.
+    var identity: UInt? {
+        switch self {
+        case .attrs(let a) where !a.isEmpty:
+            return withUnsafeBytes(of: a) { $0.load(as: UInt.self) }
+        case .list(let l) where !l.isEmpty:
+            return withUnsafeBytes(of: l) { $0.load(as: UInt.self) }
+        default: return nil
+        }
+    }
+
     /// The type name as `builtins.typeOf` says it.
     public var typeName: String {
         switch self {
@@ -57,6 +71,12 @@ public final class Thunk {
     init(_ expr: Expr, _ env: Environment) { state = .pending(expr, env) }
     init(value: Value) { state = .done(value) }
     init(_ compute: @escaping () throws -> Value) { state = .deferred(compute) }
+
+    /// Where its expression starts, while it is still pending.
+    var location: SourceLocation? {
+        if case .pending(let expr, _) = state { return expr.location }
+        return nil
+    }
 }
 
 /// A scope: lexical names, or a `with` set whose names are seen only when no lexical one matches.

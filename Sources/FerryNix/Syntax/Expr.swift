@@ -22,6 +22,20 @@ public indirect enum Expr {
     case binary(BinaryOperator, Expr, Expr, SourceLocation)
 }
 
+extension Expr {
+    /// Where the expression starts, when the tree records it.
+    var location: SourceLocation? {
+        switch self {
+        case .searchPath(_, let l), .variable(_, let l), .select(_, _, _, let l), .hasAttr(_, _, let l), .attrs(_, let l),
+             .letIn(_, _, let l), .call(_, _, let l), .with(_, _, let l), .assert(_, _, let l), .ifThenElse(_, _, _, let l),
+             .not(_, let l), .negate(_, let l), .binary(_, _, _, let l):
+            return l
+        case .lambda(let lambda): return lambda.location
+        case .int, .float, .string, .path, .list: return nil
+        }
+    }
+}
+
 public enum InterpolatedPart {
     case text(String)
     case expr(Expr, SourceLocation)

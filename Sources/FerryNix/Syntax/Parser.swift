@@ -5,16 +5,35 @@ import Foundation
 public struct Parser {
     private var tokens: [Token]
     private var position = 0
+    /// Nix's parser is bison's, whose stack holds 10,000 states ("memory exhausted" past
+    /// that). Each nesting construct adds what it costs there, measured against
+    /// nix-instantiate 2.8, so ferry accepts and refuses the same nesting depths.
+    private var depth = 0
+    private static let maximumDepth = 10_000
     private let baseDirectory: String
     private let file: String
 
     /// Parses a whole file or expression text.
     public static func parse(_ source: String, file: String = "«string»", baseDirectory: String) throws -> Expr {
-        var parser = Parser(tokens: try Lexer.tokenize(source, file: file), file: file, baseDirectory: baseDirectory)
-        let expr = try parser.parseExpr()
-        try parser.expectEnd()
-        try ScopeCheck.check(expr, ScopeCheck.globals, underWith: false)
-        return expr
+        try NativeStack.run {
+            var parser = Parser(tokens: try Lexer.tokenize(source, file: file), file: file, baseDirectory: baseDirectory)
+            let expr = try parser.parseExpr()
+            try parser.expectEnd()
+            try ScopeCheck.check(expr, ScopeCheck.globals, underWith: false)
+            return expr
+        }
+    }
+
+    /// Parses what `body` parses one nesting level deeper: `cost` states, and `room` states the
+    /// innermost part of this construct needs, as bison counts them.
+    private mutating func nested<T>(cost: Int, room: Int, _ body: (inout Parser) throws -> T) throws -> T {
+        let location = current.location
+        depth += cost
+        defer { depth -= cost }
+        if depth + room > Self.maximumDepth || NativeStack.exhausted {
+            throw NixSyntaxError(location: location, message: "memory exhausted")
+        }
+        return try body(&self)
     }
 
     private init(tokens: [Token], file: String, baseDirectory: String) {
@@ -65,7 +84,7 @@ public struct Parser {
         switch kind {
         case .identifier(let name) where peekKind(1) == .symbol(":"):
             _ = advance(); _ = advance()
-            return .lambda(Lambda(argument: name, formals: nil, ellipsis: false, body: try parseExpr(), location: loc))
+            return .lambda(Lambda(argument: name, formals: nil, ellipsis: false, body: try nested(cost: 2, room: 4) { try $0.parseExpr() }, location: loc))
         case .identifier(let name) where peekKind(1) == .symbol("@"):
             _ = advance(); _ = advance()
             guard isSymbol("{") else { throw unexpected("'{' after '@'") }
@@ -74,26 +93,30 @@ public struct Parser {
             return try parseFormalsLambda(argument: nil)
         case .keyword("assert"):
             _ = advance()
-            let condition = try parseExpr()
+            let condition = try nested(cost: 2, room: 4) { try $0.parseExpr() }
             try expectSymbol(";")
-            return .assert(condition, try parseExpr(), loc)
+            return .assert(condition, try nested(cost: 2, room: 4) { try $0.parseExpr() }, loc)
         case .keyword("with"):
             _ = advance()
-            let scope = try parseExpr()
+            let scope = try nested(cost: 2, room: 4) { try $0.parseExpr() }
             try expectSymbol(";")
-            return .with(scope, try parseExpr(), loc)
+            return .with(scope, try nested(cost: 2, room: 4) { try $0.parseExpr() }, loc)
         case .keyword("let") where peekKind(1) != .symbol("{"):
             _ = advance()
-            let bindings = try parseBindings(recursive: true, inLet: true, closing: .keyword("in"))
-            try expectKeyword("in")
-            return .letIn(bindings, try parseExpr(), loc)
+            return try nested(cost: 4, room: 8) { p in
+                let bindings = try p.parseBindings(recursive: true, inLet: true, closing: .keyword("in"))
+                try p.expectKeyword("in")
+                return .letIn(bindings, try p.parseExpr(), loc)
+            }
         case .keyword("if"):
             _ = advance()
-            let condition = try parseExpr()
-            try expectKeyword("then")
-            let then = try parseExpr()
-            try expectKeyword("else")
-            return .ifThenElse(condition, then, try parseExpr(), loc)
+            return try nested(cost: 3, room: 7) { p in
+                let condition = try p.parseExpr()
+                try p.expectKeyword("then")
+                let then = try p.parseExpr()
+                try p.expectKeyword("else")
+                return .ifThenElse(condition, then, try p.parseExpr(), loc)
+            }
         default:
             return try parseOperators(minimum: 1)
         }
@@ -150,7 +173,7 @@ public struct Parser {
             argument = name
         }
         try expectSymbol(":")
-        return .lambda(Lambda(argument: argument, formals: formals, ellipsis: ellipsis, body: try parseExpr(), location: loc))
+        return .lambda(Lambda(argument: argument, formals: formals, ellipsis: ellipsis, body: try nested(cost: 2, room: 4) { try $0.parseExpr() }, location: loc))
     }
 
     // MARK: Operators (Nix precedences, loosest first)
@@ -175,10 +198,10 @@ public struct Parser {
         let loc = current.location
         if isSymbol("!") {
             _ = advance()
-            left = .not(try parseOperators(minimum: Self.notPrecedence + 1), loc)
+            left = .not(try nested(cost: 1, room: 4) { try $0.parseOperators(minimum: Self.notPrecedence + 1) }, loc)
         } else if isSymbol("-") {
             _ = advance()
-            left = .negate(try parseOperators(minimum: Self.negatePrecedence + 1), loc)
+            left = .negate(try nested(cost: 1, room: 4) { try $0.parseOperators(minimum: Self.negatePrecedence + 1) }, loc)
         } else {
             left = try parseApplication()
         }
@@ -195,7 +218,9 @@ public struct Parser {
             guard case .symbol(let s) = kind, let (p, assoc, op) = Self.binary[s], p >= minimum else { break }
             if lastNonAssociative == p { throw NixSyntaxError(location: opLoc, message: "unexpected '\(s)': operators of this kind do not chain") }
             _ = advance()
-            let right = try parseOperators(minimum: assoc == .right ? p : p + 1)
+            // A right-associative chain nests; a left one does not (bison's stack agrees).
+            let right = assoc == .right ? try nested(cost: 2, room: 4) { try $0.parseOperators(minimum: p) }
+                                        : try parseOperators(minimum: p + 1)
             left = .binary(op, left, right, opLoc)
             lastNonAssociative = assoc == .none ? p : nil
         }
@@ -255,7 +280,7 @@ public struct Parser {
             return .dynamic(.string(parts), loc)
         case .symbol("${"):
             _ = advance()
-            let e = try parseExpr()
+            let e = try nested(cost: 2, room: 4) { try $0.parseExpr() }
             try expectSymbol("}")
             return .dynamic(e, loc)
         default:
@@ -280,34 +305,36 @@ public struct Parser {
         case .uri(let u): _ = advance(); return .string([.text(u)])
         case .symbol("("):
             _ = advance()
-            let e = try parseExpr()
+            let e = try nested(cost: 1, room: 5) { try $0.parseExpr() }
             try expectSymbol(")")
             return e
         case .symbol("["):
             _ = advance()
-            var items: [Expr] = []
-            while !isSymbol("]") {
-                guard startsSimple() else { throw unexpected("a list element or ']'") }
-                items.append(try parseSelect())
+            return try nested(cost: 2, room: 4) { p in
+                var items: [Expr] = []
+                while !p.isSymbol("]") {
+                    guard p.startsSimple() else { throw p.unexpected("a list element or ']'") }
+                    items.append(try p.parseSelect())
+                }
+                _ = p.advance()
+                return .list(items)
             }
-            _ = advance()
-            return .list(items)
         case .symbol("{"):
             _ = advance()
-            let b = try parseBindings(recursive: false, inLet: false, closing: .symbol("}"))
+            let b = try nested(cost: 4, room: 16) { try $0.parseBindings(recursive: false, inLet: false, closing: .symbol("}")) }
             try expectSymbol("}")
             return .attrs(b, loc)
         case .keyword("rec"):
             _ = advance()
             try expectSymbol("{")
-            let b = try parseBindings(recursive: true, inLet: false, closing: .symbol("}"))
+            let b = try nested(cost: 4, room: 16) { try $0.parseBindings(recursive: true, inLet: false, closing: .symbol("}")) }
             try expectSymbol("}")
             return .attrs(b, loc)
         case .keyword("let"):
             // Old-style `let { …; body = …; }`.
             _ = advance()
             try expectSymbol("{")
-            let b = try parseBindings(recursive: true, inLet: false, closing: .symbol("}"))
+            let b = try nested(cost: 4, room: 16) { try $0.parseBindings(recursive: true, inLet: false, closing: .symbol("}")) }
             try expectSymbol("}")
             return .select(.attrs(b, loc), [.name("body")], orDefault: nil, loc)
         default:
@@ -316,11 +343,16 @@ public struct Parser {
     }
 
     private func interpolated(_ parts: [StringPart]) throws -> [InterpolatedPart] {
-        try parts.map { part in
+        let depth = self.depth
+        return try parts.map { part -> InterpolatedPart in
             switch part {
             case .text(let t): return .text(t)
             case .interpolation(let toks, let loc):
                 var sub = Parser(tokens: toks, file: file, baseDirectory: baseDirectory)
+                sub.depth = depth + 2
+                if sub.depth + 4 > Self.maximumDepth || NativeStack.exhausted {
+                    throw NixSyntaxError(location: loc, message: "memory exhausted")
+                }
                 let e = try sub.parseExpr()
                 try sub.expectEnd()
                 return .expr(e, loc)

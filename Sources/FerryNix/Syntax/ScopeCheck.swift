@@ -9,6 +9,7 @@ enum ScopeCheck {
     ]
 
     static func check(_ expr: Expr, _ scope: Set<String>, underWith: Bool) throws {
+        if NativeStack.exhausted { throw NativeStack.overflow(expr.location) }
         func go(_ e: Expr, _ s: Set<String> = scope, _ w: Bool = underWith) throws { try check(e, s, underWith: w) }
         switch expr {
         case .int, .float, .path, .searchPath: return

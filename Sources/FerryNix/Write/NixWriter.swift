@@ -118,6 +118,16 @@ public enum NixWriter {
     }
 
     public static func displayThrowing(_ value: Value, _ ev: Evaluator) throws -> String {
+        try NativeStack.run {
+            var seen = Set<UInt>()
+            return try display(value, ev, &seen)
+        }
+    }
+
+    /// A non-empty set or list printed before (a cycle, or shared) is «repeated», as in Nix 2.8.
+    private static func display(_ value: Value, _ ev: Evaluator, _ seen: inout Set<UInt>) throws -> String {
+        try NativeStack.check(nil)
+        if let id = value.identity, !seen.insert(id).inserted { return "«repeated»" }
         switch value {
         case .int(let i): return String(i)
         case .float(let f): return printedFloat(f)
@@ -127,12 +137,12 @@ public enum NixWriter {
         case .path(let p): return p
         case .list(let items):
             if items.isEmpty { return "[ ]" }
-            return "[ " + (try items.map { try displayThrowing(try ev.force($0), ev) }).joined(separator: " ") + " ]"
+            return "[ " + (try items.map { try display(try ev.force($0), ev, &seen) }).joined(separator: " ") + " ]"
         case .attrs(let attrs):
             if attrs.isEmpty { return "{ }" }
             var out = "{ "
             for key in attrs.keys.sorted(by: Builtins.byteOrder) {
-                out += "\(attrName(key)) = \(try displayThrowing(try ev.force(attrs[key]!), ev)); "
+                out += "\(attrName(key)) = \(try display(try ev.force(attrs[key]!), ev, &seen)); "
             }
             return out + "}"
         case .lambda: return "<LAMBDA>"
@@ -142,6 +152,12 @@ public enum NixWriter {
 
     /// As `builtins.toJSON` and `nix-instantiate --eval --strict --json` write a value.
     public static func json(_ value: Value, _ ev: Evaluator, _ loc: SourceLocation?) throws -> String {
+        try NativeStack.run { try jsonValue(value, ev, loc) }
+    }
+
+    /// No cycle check, as in Nix: a cycle ends in its stack overflow error (and no partial output).
+    private static func jsonValue(_ value: Value, _ ev: Evaluator, _ loc: SourceLocation?) throws -> String {
+        try NativeStack.check(loc)
         switch value {
         case .int(let i): return String(i)
         case .float(let f): return printedFloat(f)
@@ -150,11 +166,11 @@ public enum NixWriter {
         case .string(let s): return jsonString(s)
         case .path(let p): throw NixEvalError.unsupported("a path in JSON (Nix would copy '\(p)' to the store)", at: loc)
         case .list(let items):
-            return "[" + (try items.map { try json(try ev.force($0), ev, loc) }).joined(separator: ",") + "]"
+            return "[" + (try items.map { try jsonValue(try ev.force($0), ev, loc) }).joined(separator: ",") + "]"
         case .attrs(let attrs):
-            if let out = attrs["outPath"] { return try json(try ev.force(out), ev, loc) }
+            if let out = attrs["outPath"] { return try jsonValue(try ev.force(out), ev, loc) }
             return "{" + (try attrs.keys.sorted(by: Builtins.byteOrder).map {
-                jsonString($0) + ":" + (try json(try ev.force(attrs[$0]!), ev, loc))
+                jsonString($0) + ":" + (try jsonValue(try ev.force(attrs[$0]!), ev, loc))
             }).joined(separator: ",") + "}"
         case .lambda, .primop:
             throw NixEvalError("cannot convert a function to JSON", at: loc)
