@@ -11,7 +11,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // libssh2 from the system (Debian: libssh2-1-dev).
@@ -27,10 +26,12 @@ let package = Package(
         .target(name: "FerryNix", dependencies: ["CNativeStack"]),
         // The calling thread's stack bounds (pthread_getattr_np, a GNU extension Swift cannot see).
         .target(name: "CNativeStack"),
+        // A TOML 1.0 reader that refuses bad input instead of crashing.
+        .target(name: "FerryTOML"),
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",
-            dependencies: ["FerryNix", "FerrySync", "FerrySSH", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["FerryNix", "FerrySync", "FerrySSH", "FerryTOML"]
         ),
         .executableTarget(
             name: "ferry",
@@ -60,6 +61,7 @@ let package = Package(
         .testTarget(name: "FerrySyncTests", dependencies: ["FerrySync", "FerryXCTestSupport"]),
         .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
         .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerryXCTestSupport"]),
+        .testTarget(name: "FerryTOMLTests", dependencies: ["FerryTOML", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox"]),
     ],
     swiftLanguageModes: [.v5]

@@ -23,6 +23,25 @@ final class InventoryTests: XCTestCase {
 
     let head = "shared = \"shared.nix\"\n"
 
+    /// Issue 8: typos that aborted TOMLKit's toml++ are syntax errors naming line and column;
+    /// bytes that are not UTF-8 and NUL in strings are refused; deep recursion in shared.nix works.
+    func testNoFleetFileCrashesTheReader() throws {
+        for typo in ["exclude = [\".env\", }data/\"]", "a = [}", "[&", "[@web]", "[ä]", "[#]"] {
+            try expectError(head + typo + "\n", key: nil, "TOML syntax error at line 2, column")
+        }
+        try expectError(head + "[hosts.a]\naddress = \"10.0.0.1\"\nvars.x = \"a\\u0000b\"\n", key: "hosts.a.vars.x", "NUL")
+        let deepKey = (0..<3_000).map { "k\($0)" }.joined(separator: ".")
+        try expectError(head + "[hosts.a]\naddress = \"10.0.0.1\"\nvars.\(deepKey) = 1\n", key: "hosts.a.vars." + (0...65).map { "k\($0)" }.joined(separator: "."), "nested more than 64 levels deep")
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", goodShared)
+        try (Array((head + "a = \"").utf8) + [0xFF, 0x22, 0x0A]).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: fixture.fleetFile)) }
+        XCTAssertThrowsError(try fixture.load()) { XCTAssertTrue("\($0)".contains("not valid UTF-8"), "\($0)") }
+        try fixture.write("shared.nix", "let f = n: if n == 0 then { domain = \"deep.org\"; } else f (n - 1); in f 800")
+        try fixture.write("fleet.toml", head)
+        XCTAssertEqual(try fixture.load().sharedDomain, "deep.org")
+    }
+
     func testMissingOrBadDomain() throws {
         try expectError(head, shared: "{ site = \"x\"; }", key: "shared", "must set `domain`")
         try expectError(head, shared: "{ domain = 42; }", key: "shared", "must be a non-empty string, not int")

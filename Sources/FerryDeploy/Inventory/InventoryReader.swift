@@ -1,7 +1,7 @@
 import FerryNix
 import FerrySync
 import Foundation
-import TOMLKit
+import FerryTOML
 
 /// Reads and checks `fleet.toml`: every key known, every value of the right type, every host
 /// reachable by a distinct address and port, and shared.nix evaluating to a set with a string domain.
@@ -13,9 +13,9 @@ public enum InventoryReader {
         }
         let table: TOMLTable
         do {
-            table = try TOMLTable(string: String(decoding: data, as: UTF8.self))
-        } catch let error as TOMLParseError {
-            throw InventoryError(file: file, key: nil, problem: "TOML syntax error at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+            table = try TOMLReader.parse(Array(data))
+        } catch let error as TOMLError {
+            throw InventoryError(file: file, key: nil, problem: "TOML syntax error at \(error)")
         }
         var reader = Reader(file: file)
         return try reader.fleet(table)
@@ -61,34 +61,36 @@ private struct Reader {
 
     func string(_ table: TOMLTable, _ key: String, at path: String) throws -> String? {
         guard let value = table[key] else { return nil }
-        guard let s = value.string else { throw fail(path, "expected a string, found \(value.type)") }
+        guard case .string(let s) = value else { throw fail(path, "expected a string, found \(value.typeName)") }
+        guard !s.utf8.contains(0) else { throw fail(path, "a string with a NUL byte (Nix strings cannot hold one)") }
         return s
     }
 
     func int(_ table: TOMLTable, _ key: String, at path: String) throws -> Int? {
         guard let value = table[key] else { return nil }
-        guard value.type == .int, let i = value.int else { throw fail(path, "expected an integer, found \(value.type)") }
+        guard case .integer(let i) = value else { throw fail(path, "expected an integer, found \(value.typeName)") }
         return i
     }
 
     func bool(_ table: TOMLTable, _ key: String, at path: String) throws -> Bool? {
         guard let value = table[key] else { return nil }
-        guard let b = value.bool else { throw fail(path, "expected true or false, found \(value.type)") }
+        guard case .boolean(let b) = value else { throw fail(path, "expected true or false, found \(value.typeName)") }
         return b
     }
 
     func strings(_ table: TOMLTable, _ key: String, at path: String) throws -> [String]? {
         guard let value = table[key] else { return nil }
-        guard let array = value.array else { throw fail(path, "expected an array of strings, found \(value.type)") }
+        guard case .array(let array) = value else { throw fail(path, "expected an array of strings, found \(value.typeName)") }
         return try array.enumerated().map { i, item in
-            guard let s = item.string else { throw fail("\(path)[\(i)]", "expected a string, found \(item.type)") }
+            guard case .string(let s) = item else { throw fail("\(path)[\(i)]", "expected a string, found \(item.typeName)") }
+            guard !s.utf8.contains(0) else { throw fail("\(path)[\(i)]", "a string with a NUL byte (Nix strings cannot hold one)") }
             return s
         }
     }
 
     func subtable(_ table: TOMLTable, _ key: String, at path: String) throws -> TOMLTable? {
         guard let value = table[key] else { return nil }
-        guard let t = value.table else { throw fail(path, "expected a table, found \(value.type)") }
+        guard case .table(let t) = value else { throw fail(path, "expected a table, found \(value.typeName)") }
         return t
     }
 
@@ -186,22 +188,26 @@ private struct Reader {
         return try t.keys.map { key in (key, try literal(t[key]!, at: "\(path).\(key)")) }
     }
 
-    func literal(_ value: TOMLValueConvertible, at path: String) throws -> NixLiteral {
-        switch value.type {
-        case .string: return .string(value.string!)
-        case .int: return .int(value.int!)
-        case .bool: return .bool(value.bool!)
-        case .double:
-            let d = value.double!
+    /// Values nested deeper than this render Nix that Nix's parser would refuse.
+    static let maximumNesting = 64
+
+    func literal(_ value: TOMLValue, at path: String, depth: Int = 0) throws -> NixLiteral {
+        guard depth <= Self.maximumNesting else { throw fail(path, "nested more than \(Self.maximumNesting) levels deep") }
+        switch value {
+        case .string(let s):
+            guard !s.utf8.contains(0) else { throw fail(path, "a string with a NUL byte (Nix strings cannot hold one)") }
+            return .string(s)
+        case .integer(let i): return .int(i)
+        case .boolean(let b): return .bool(b)
+        case .float(let d):
             guard d.isFinite else { throw fail(path, "\(d) has no Nix literal (Nix has no nan or inf)") }
             return .float(d)
-        case .array:
-            return .list(try value.array!.enumerated().map { i, item in try literal(item, at: "\(path)[\(i)]") })
-        case .table:
-            let t = value.table!
-            return .attrs(try t.keys.map { ($0, try literal(t[$0]!, at: "\(path).\($0)")) })
-        case .date, .time, .dateTime:
-            throw fail(path, "a TOML \(value.type) has no Nix literal; write it as a string")
+        case .array(let items):
+            return .list(try items.enumerated().map { i, item in try literal(item, at: "\(path)[\(i)]", depth: depth + 1) })
+        case .table(let t):
+            return .attrs(try t.keys.map { ($0, try literal(t[$0]!, at: "\(path).\($0)", depth: depth + 1)) })
+        case .offsetDateTime, .localDateTime, .localDate, .localTime:
+            throw fail(path, "a TOML \(value.typeName) has no Nix literal; write it as a string")
         }
     }
 
