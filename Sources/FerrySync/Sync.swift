@@ -14,11 +14,14 @@ public struct Syncer {
         public var dryRun: Bool
         /// Take over a non-empty destination ferry never synced.
         public var force: Bool
+        /// Stops the sync (the remote side is ended and cleans up after itself).
+        public var cancel: CancellationToken?
 
-        public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false) {
+        public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false, cancel: CancellationToken? = nil) {
             self.plan = plan
             self.dryRun = dryRun
             self.force = force
+            self.cancel = cancel
         }
     }
 
@@ -93,7 +96,7 @@ public struct Syncer {
         let status: ExitStatus
         do {
             if options.dryRun {
-                status = try session.exec(command("list"), stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+                status = try session.exec(command("list"), cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
                 if status == .exited(0) { _ = try prepare() }
             } else {
                 let input = DeferredInput(ready: { collector.complete }) {
@@ -103,7 +106,7 @@ public struct Syncer {
                     stream = tar
                     return PrefixedInput(Array("apply\n".utf8), then: tar)
                 }
-                status = try session.exec(command("apply"), stdin: input, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+                status = try session.exec(command("apply"), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
             }
         } catch let error as SSHError where error != .cancelled {
             _ = try? scan.wait()
@@ -151,7 +154,7 @@ public struct Syncer {
         if !candidates.isEmpty {
             let remoteHashes: [[UInt8]: [UInt8]] = planOptions.checksum
                 ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
-                : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path))
+                : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path), cancel: options.cancel)
             // With --checksum both sides were hashed already.
             let localHashes = planOptions.checksum ? candidates.map(\.checksum) : try sha256(candidates.map(\.path), root: root)
             let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }

@@ -64,10 +64,10 @@ struct Sync: ParsableCommand {
         } catch let error as ExcludeRuleError {
             throw Failure.usage("\(error)", command: "sync")
         }
-        let options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),
-                                     dryRun: dryRun, force: force)
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
+        let options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),
+                                     dryRun: dryRun, force: force, cancel: cancel)
         let result: Syncer.Result
         do {
             let session = try SSHSession(connecting: connection.configuration(for: parsed.target))

@@ -117,6 +117,34 @@ final class CLIConventionTests: HostTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: stage))
     }
 
+    /// SIGINT and SIGTERM mid-sync: exit 130 / 143, the remote side ends and cleans up (no
+    /// stage, no partial file, no lock), and the next sync converges.
+    func testInterruptedSyncExits130Or143AndLeavesNothingBehind() throws {
+        let src = scratch()
+        var fixture = TreeFixture(seed: 79)
+        for i in 0..<40 { try fixture.write("\(src)/f\(i)", size: 1_000_000, text: false) }
+        for (signal, code) in [(SIGINT, Int32(130)), (SIGTERM, 143)] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+            process.arguments = ["sync", src, "\(try target()):/var/src/interrupted"] + (try options())
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let stage = try host.varSrc + "/.ferry/interrupted/stage"
+            for _ in 0..<200 where !FileManager.default.fileExists(atPath: stage) { usleep(10_000) }
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, code, "signal \(signal)")
+            usleep(300_000)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: stage), "the stage is removed")
+            XCTAssertEqual(try Command.run(["flock", "-n", try host.varSrc + "/.ferry/interrupted/lock", "true"]).status, 0, "no lock is held")
+        }
+        let r = try FerryBinary.run(["sync", src, "\(try target()):/var/src/interrupted"] + (try options()))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let oracle = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "-i", src + "/", try host.varSrc + "/interrupted/"])
+        XCTAssertEqual(oracle.output, "")
+    }
+
     /// 7.18: a source given as a symlink to a directory is followed, as rsync follows `src/`.
     func testSourcePathEdges() throws {
         let src = scratch()

@@ -91,11 +91,11 @@ enum RemoteTree {
     }
 
     /// SHA-256 of the named files (relative to `destination`), for files whose size matches.
-    static func hashes(_ session: SSHSession, destination: String, paths: [[UInt8]]) throws -> [[UInt8]: [UInt8]] {
+    static func hashes(_ session: SSHSession, destination: String, paths: [[UInt8]], cancel: CancellationToken? = nil) throws -> [[UInt8]: [UInt8]] {
         let command = RemoteCommand.script(#"cd "$1" && xargs -0 -r sha256sum -z --"#, arguments: [Array(destination.utf8)])
         var out: [UInt8] = []
         var err: [UInt8] = []
-        let status = try session.exec(command, stdin: BytesInput(paths.flatMap { $0 + [0] }),
+        let status = try session.exec(command, stdin: BytesInput(paths.flatMap { $0 + [0] }), cancel: cancel,
                                       stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) })
         guard status == .exited(0) else {
             throw SyncError.remote(target: session.target.description, step: "hashing files in \(destination)", status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
