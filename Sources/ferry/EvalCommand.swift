@@ -11,7 +11,7 @@ struct Eval: ParsableCommand {
     @Argument(help: "The Nix file.")
     var file: String
 
-    @Option(help: ArgumentHelp("Select an attribute path of the result, e.g. networking.domain.", valueName: "a.b"))
+    @Option(help: ArgumentHelp("Select part of the result as nix-instantiate -A does: networking.domain, a.\"quoted.name\", list.0.", valueName: "a.b"))
     var attr: String?
 
     @Flag(help: "Print JSON.")
@@ -25,7 +25,7 @@ struct Eval: ParsableCommand {
                 let evaluator = Evaluator()
                 var value = try evaluator.evaluate(file: file)
                 if let attr {
-                    value = try evaluator.select(value, path: attr.split(separator: ".").map(String.init))
+                    value = try evaluator.select(value, attrPath: attr)
                 }
                 value = try evaluator.deepForce(value)
                 return json ? try NixWriter.json(value, evaluator, nil) : try NixWriter.displayThrowing(value, evaluator)

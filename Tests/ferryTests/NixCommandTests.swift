@@ -42,6 +42,6 @@ final class NixCommandTests: XCTestCase {
         XCTAssertEqual(bad.stdout, "<LAMBDA>\n")
         let missing = try FerryBinary.run(["eval", shared, "--attr", "nope"])
         XCTAssertEqual(missing.status, 1)
-        XCTAssertTrue(missing.stderr.contains("attribute 'nope' missing"), missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("attribute 'nope' in selection path 'nope' not found"), missing.stderr)
     }
 }

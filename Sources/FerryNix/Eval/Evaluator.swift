@@ -46,7 +46,54 @@ public final class Evaluator {
         try NativeStack.run { try self.eval(try Parser.parse(source, file: file, baseDirectory: baseDirectory), self.baseEnvironment) }
     }
 
-    /// `value.a.b`, for `--attr`.
+    /// `nix-instantiate -A PATH`: dot-separated names, `"quoted.names"`, and list indices;
+    /// an empty path is the value itself.
+    public func select(_ value: Value, attrPath text: String) throws -> Value {
+        var parts: [String] = []
+        var current = ""
+        var i = text.startIndex
+        while i < text.endIndex {
+            let c = text[i]
+            if c == "." {
+                parts.append(current)
+                current = ""
+            } else if c == "\"" {
+                i = text.index(after: i)
+                while true {
+                    guard i < text.endIndex else { throw NixEvalError("missing closing quote in selection path '\(text)'", at: nil) }
+                    if text[i] == "\"" { break }
+                    current.append(text[i])
+                    i = text.index(after: i)
+                }
+            } else {
+                current.append(c)
+            }
+            i = text.index(after: i)
+        }
+        if !current.isEmpty { parts.append(current) }
+        return try NativeStack.run {
+            var v = value
+            for part in parts {
+                guard !part.isEmpty else { throw NixEvalError("empty attribute name in selection path '\(text)'", at: nil) }
+                if let index = UInt32(part) {
+                    guard case .list(let items) = v else {
+                        throw NixEvalError("the expression selected by the selection path '\(text)' should be a list but is \(v.article)", at: nil)
+                    }
+                    guard Int(index) < items.count else { throw NixEvalError("list index \(index) in selection path '\(text)' is out of range", at: nil) }
+                    v = try self.force(items[Int(index)])
+                } else {
+                    guard case .attrs(let attrs) = v else {
+                        throw NixEvalError("the expression selected by the selection path '\(text)' should be a set but is \(v.article)", at: nil)
+                    }
+                    guard let t = attrs[part] else { throw NixEvalError("attribute '\(part)' in selection path '\(text)' not found", at: nil) }
+                    v = try self.force(t)
+                }
+            }
+            return v
+        }
+    }
+
+    /// `value.a.b`.
     public func select(_ value: Value, path: [String]) throws -> Value {
         try NativeStack.run { try self.selectPath(value, path) }
     }

@@ -10,7 +10,9 @@ struct Lexer {
     static let keywords: Set<String> = ["if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"]
 
     init(_ source: String, file: String) {
-        bytes = Array(source.utf8)
+        // Nix reads source as a C string: a NUL byte ends it.
+        let all = Array(source.utf8)
+        bytes = all.firstIndex(of: 0).map { Array(all[..<$0]) } ?? all
         self.file = file
     }
 
@@ -120,7 +122,9 @@ struct Lexer {
             case 1:
                 guard let v = Int(text) else { throw error("invalid integer '\(text)'", at: start) }
                 return Token(kind: .integer(v), location: start)
-            case 2: return Token(kind: .float(Double(text) ?? 0), location: start)
+            case 2:
+                guard let v = Double(text), v.isFinite else { throw error("invalid float '\(text)'", at: start) }
+                return Token(kind: .float(v), location: start)
             case 3: return Token(kind: .path(text), location: start)
             case 4: return Token(kind: .homePath(text), location: start)
             default: return Token(kind: .uri(text), location: start)
