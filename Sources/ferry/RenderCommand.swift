@@ -36,11 +36,36 @@ struct Render: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let out = URL(fileURLWithPath: self.out).standardizedFileURL.path
+        let out = URL(fileURLWithPath: self.out).resolvingSymlinksInPath().standardizedFileURL.path
+        func within(_ path: String, _ dir: String) -> Bool { path == dir || path.hasPrefix(dir == "/" ? "/" : dir + "/") }
+        let folder = URL(fileURLWithPath: fleet.file).deletingLastPathComponent().resolvingSymlinksInPath().standardizedFileURL.path
+        // Writing over the inventory or a source would destroy what the render reads.
+        if within(folder, out) {
+            throw Failure.usage("--out \(self.out) is the fleet's folder or contains it (\(folder)); name a folder of its own", command: "render")
+        }
+        for source in fleet.sources {
+            let path = URL(fileURLWithPath: source.path).resolvingSymlinksInPath().standardizedFileURL.path
+            if within(path, out) || (!source.rendered && within(out, path)) {
+                throw Failure.usage("--out \(self.out) overlaps source '\(source.name)' (\(path)); name a folder of its own", command: "render")
+            }
+        }
+        // A file where a folder of --out should be: say so before Foundation says something vaguer.
+        var prefix = ""
+        for component in out.split(separator: "/") {
+            prefix += "/" + component
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: prefix, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw Failure(code: 1, message: "cannot write \(out): \(prefix) is a file, not a folder")
+            }
+        }
         do {
             for host in try fleet.select(targets) {
                 let rendered = try RenderedConfig(host: host, fleet: fleet, skipping: [out])
-                try rendered.write(to: out + "/" + host.name)
+                do {
+                    try rendered.write(to: out + "/" + host.name)
+                } catch {
+                    throw Failure(code: 1, message: "cannot write \(out)/\(host.name): \(describe(error))")
+                }
                 print("\(host.name): \(out)/\(host.name) (\(rendered.files.count) files, domain \(fleet.domain(of: host)))")
             }
         } catch let error as InventoryError {
@@ -48,4 +73,25 @@ struct Render: ParsableCommand {
             throw ExitCode(2)  // an inventory failure: nothing was contacted
         }
     }
+}
+
+/// A file error in plain words (the POSIX reason), not Foundation's sentence about Cocoa.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if ns.domain == NSCocoaErrorDomain {
+        switch ns.code {
+        case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+        case NSFileWriteOutOfSpaceError: return "no space left on device"
+        case NSFileWriteVolumeReadOnlyError: return "read-only file system"
+        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
+        case NSFileWriteFileExistsError: return "a file is in the way"
+        case NSFileWriteUnknownError: return "the folder or file could not be created"
+        default: break
+        }
+    }
+    return ns.localizedDescription
 }

@@ -66,12 +66,26 @@ final class InventoryTests: XCTestCase {
         try expectError(head + "shared = 1\n", key: nil, "TOML syntax error at line 2")
     }
 
+    /// Issue 8, items 10 and 11: one address spelled two ways is one address; empty strings
+    /// where a name is needed are refused.
+    func testEqualSpellingsAndEmptyNames() throws {
+        let pairs = [("alpha.example.org.", "alpha.example.org"), ("2001:db8:0:0:0:0:0:5", "2001:db8::5"), ("ALPHA.example.org", "alpha.example.org")]
+        for (a, b) in pairs {
+            try expectError(head + "[hosts.a]\naddress = \"\(a)\"\n[hosts.b]\naddress = \"\(b)\"\n", key: "hosts.b", "same address and port as hosts.a")
+        }
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\ndomain = \"\"\n", key: "hosts.a.domain", "must not be empty")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nuser = \"\"\n", key: "hosts.a.user", "must not be empty")
+        try expectError(head + "[defaults]\nuser = \"\"\n", key: "defaults.user", "must not be empty")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nvars.tiny = 5e-324\n", key: "hosts.a.vars.tiny", "subnormal")
+    }
+
     func testHostsNamesAndAddresses() throws {
         try expectError(head + "[hosts.a]\nport = 22\n", key: "hosts.a.address", "missing")
         for bad in ["bad_name", "-lead", "trail-", String(repeating: "a", count: 64), "dot.ted", "ünï"] {
             try expectError(head + "[hosts.\"\(bad)\"]\naddress = \"h.example\"\n", key: "hosts.\(bad)", "not a valid NixOS host name")
         }
-        for bad in ["has space", "under_score.example", "300.1.1.1", "1.2.3", "-x.example", "a..b", ""] {
+        try expectError(head + "[hosts.a]\naddress = \"\"\n", key: "hosts.a.address", "must not be empty")
+        for bad in ["has space", "under_score.example", "300.1.1.1", "1.2.3", "-x.example", "a..b"] {
             try expectError(head + "[hosts.a]\naddress = \"\(bad)\"\n", key: "hosts.a.address", "not a DNS name or an IPv4/IPv6 address")
         }
         try expectError(head + "[hosts.a]\naddress = \"h.example\"\n[hosts.b]\naddress = \"H.example\"\nport = 22\n",

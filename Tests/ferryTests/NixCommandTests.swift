@@ -32,6 +32,29 @@ final class NixCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
     }
 
+    /// Issue 8, item 9: --out may not be the fleet's folder, an ancestor of it or a source; a
+    /// folder inside the fleet is fine and never rendered into the trees; errors in ferry's words.
+    func testRenderOutIsChecked() throws {
+        let dir = NSTemporaryDirectory() + "ferry-renderout-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: Self.deployments, toPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for bad in [dir, (dir as NSString).deletingLastPathComponent] {
+            let r = try FerryBinary.run(["render", "-f", dir + "/fleet.toml", "--out", bad])
+            XCTAssertEqual(r.status, 2, bad)
+            XCTAssertTrue(r.stderr.contains("is the fleet's folder or contains it"), r.stderr)
+        }
+        let inside = try FerryBinary.run(["render", "-f", dir + "/fleet.toml", "--out", dir + "/ferry-rendered", "alpha"])
+        XCTAssertEqual(inside.status, 0, inside.stderr)
+        let again = try FerryBinary.run(["render", "-f", dir + "/fleet.toml", "--out", dir + "/ferry-rendered", "alpha"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/ferry-rendered/alpha/ferry-rendered"), "the output is left out of the render")
+        try "x".write(toFile: dir + "/blocker", atomically: true, encoding: .utf8)
+        let blocked = try FerryBinary.run(["render", "-f", dir + "/fleet.toml", "--out", dir + "/blocker/out", "alpha"])
+        XCTAssertEqual(blocked.status, 1)
+        XCTAssertTrue(blocked.stderr.hasPrefix("ferry: cannot write ") && blocked.stderr.contains("is a file, not a folder"), blocked.stderr)
+        XCTAssertFalse(blocked.stderr.contains("NSError") || blocked.stderr.contains("Cocoa"), blocked.stderr)
+    }
+
     func testEvalPrintsLikeNixInstantiate() throws {
         let shared = Self.deployments + "/shared.nix"
         XCTAssertEqual(try FerryBinary.run(["eval", shared, "--attr", "domain"]).stdout, "\"lnbits.example.org\"\n")

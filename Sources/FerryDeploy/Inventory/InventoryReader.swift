@@ -33,6 +33,21 @@ public enum InventoryReader {
         return bytes.allSatisfy { ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "-") }
     }
 
+    /// One spelling per address: IP addresses as inet_ntop writes them, DNS names in lower case
+    /// without the root's trailing dot (`2001:db8:0:0:0:0:0:5` is `2001:db8::5`).
+    public static func normalizedAddress(_ address: String) -> String {
+        var v4 = in_addr(), v6 = in6_addr()
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        if inet_pton(AF_INET, address, &v4) == 1, inet_ntop(AF_INET, &v4, &buffer, socklen_t(buffer.count)) != nil {
+            return String(cString: buffer)
+        }
+        if inet_pton(AF_INET6, address, &v6) == 1, inet_ntop(AF_INET6, &v6, &buffer, socklen_t(buffer.count)) != nil {
+            return String(cString: buffer)
+        }
+        let lower = address.lowercased()
+        return lower.hasSuffix(".") ? String(lower.dropLast()) : lower
+    }
+
     /// An IPv4 or IPv6 address, or a DNS name.
     public static func isValidAddress(_ address: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
@@ -63,6 +78,13 @@ private struct Reader {
         guard let value = table[key] else { return nil }
         guard case .string(let s) = value else { throw fail(path, "expected a string, found \(value.typeName)") }
         guard !s.utf8.contains(0) else { throw fail(path, "a string with a NUL byte (Nix strings cannot hold one)") }
+        return s
+    }
+
+    /// A string that must not be empty (a user, an address, a domain, a path).
+    func nonEmpty(_ table: TOMLTable, _ key: String, at path: String) throws -> String? {
+        guard let s = try string(table, key, at: path) else { return nil }
+        guard !s.isEmpty else { throw fail(path, "must not be empty") }
         return s
     }
 
@@ -102,7 +124,7 @@ private struct Reader {
 
     mutating func fleet(_ table: TOMLTable) throws -> Fleet {
         try checkKeys(table, allowed: ["shared", "defaults", "sources", "hosts"], at: nil)
-        guard let sharedName = try string(table, "shared", at: "shared") else {
+        guard let sharedName = try nonEmpty(table, "shared", at: "shared") else {
             throw fail("shared", "missing: name the shared Nix file, e.g. shared = \"shared.nix\"")
         }
         let shared = InventoryReader.absolute(sharedName, in: directory)
@@ -111,10 +133,10 @@ private struct Reader {
         var defaults = Fleet.Defaults()
         if let d = try subtable(table, "defaults", at: "defaults") {
             try checkKeys(d, allowed: ["user", "port", "identity", "operation"], at: "defaults")
-            defaults.user = try string(d, "user", at: "defaults.user") ?? defaults.user
+            defaults.user = try nonEmpty(d, "user", at: "defaults.user") ?? defaults.user
             defaults.port = try port(d, at: "defaults.port") ?? defaults.port
-            defaults.identity = try string(d, "identity", at: "defaults.identity").map { InventoryReader.absolute($0, in: directory) }
-            if let op = try string(d, "operation", at: "defaults.operation") {
+            defaults.identity = try nonEmpty(d, "identity", at: "defaults.identity").map { InventoryReader.absolute($0, in: directory) }
+            if let op = try nonEmpty(d, "operation", at: "defaults.operation") {
                 guard let operation = Fleet.Operation(rawValue: op) else {
                     throw fail("defaults.operation", "'\(op)' is not one of \(Fleet.Operation.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
@@ -133,7 +155,7 @@ private struct Reader {
                 }
                 try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered"], at: path)
                 let rendered = try bool(t, "rendered", at: "\(path).rendered") ?? false
-                guard let local = try string(t, "path", at: "\(path).path") ?? (rendered ? "." : nil) else {
+                guard let local = try nonEmpty(t, "path", at: "\(path).path") ?? (rendered ? "." : nil) else {
                     throw fail("\(path).path", "missing: the local directory to push")
                 }
                 let source = Fleet.Source(
@@ -159,7 +181,7 @@ private struct Reader {
                     throw fail(path, "'\(name)' is not a valid NixOS host name (letters, digits and hyphens, at most 63, no hyphen at either end)")
                 }
                 try checkKeys(t, allowed: ["address", "port", "user", "tags", "domain", "vars"], at: path)
-                guard let address = try string(t, "address", at: "\(path).address") else {
+                guard let address = try nonEmpty(t, "address", at: "\(path).address") else {
                     throw fail("\(path).address", "missing: the host's DNS name or IP address")
                 }
                 guard InventoryReader.isValidAddress(address) else {
@@ -168,11 +190,11 @@ private struct Reader {
                 let host = Fleet.Host(
                     name: name, address: address,
                     port: try port(t, at: "\(path).port") ?? defaults.port,
-                    user: try string(t, "user", at: "\(path).user") ?? defaults.user,
+                    user: try nonEmpty(t, "user", at: "\(path).user") ?? defaults.user,
                     tags: try strings(t, "tags", at: "\(path).tags") ?? [],
-                    domain: try string(t, "domain", at: "\(path).domain"),
+                    domain: try nonEmpty(t, "domain", at: "\(path).domain"),
                     vars: try vars(t, at: "\(path).vars"))
-                let endpoint = "\(address.lowercased()) port \(host.port)"
+                let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port)"
                 if let other = seen[endpoint] {
                     throw fail(path, "same address and port as hosts.\(other) (\(endpoint))")
                 }
@@ -201,6 +223,7 @@ private struct Reader {
         case .boolean(let b): return .bool(b)
         case .float(let d):
             guard d.isFinite else { throw fail(path, "\(d) has no Nix literal (Nix has no nan or inf)") }
+            guard d == 0 || d.isNormal else { throw fail(path, "\(d) is subnormal: Nix 2.8 reads no literal for it") }
             return .float(d)
         case .array(let items):
             return .list(try items.enumerated().map { i, item in try literal(item, at: "\(path)[\(i)]", depth: depth + 1) })
