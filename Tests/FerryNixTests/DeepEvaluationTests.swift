@@ -66,7 +66,9 @@ final class DeepEvaluationTests: XCTestCase {
         for source in ["let a = { x = a; }; in a", "rec { a = { b = a; }; }", "let x = { a = 1; }; in [ x x ]",
                        "let l = [ 1 ]; in [ l l ]", "[ {} {} ]", "[ [] [] ]", "let x = { a = 1; }; in { p = x; q = x; }",
                        "let x = { a = 1; }; y = x; in [ x y ]", "let x = { a = 1; }; in [ x (x // {}) ]",
-                       "let x = { a = 1; }; f = v: v; in [ x (f x) ]", "let x = { a = 1; }; in [ x { a = 1; } ]"] {
+                       "let x = { a = 1; }; f = v: v; in [ x (f x) ]", "let x = { a = 1; }; in [ x { a = 1; } ]",
+                       "let l = [ l ]; in l", "let l = [ l l l ]; in l", "let l = [ 1 2 3 ]; in [ l (builtins.tail (builtins.tail l)) l ]",
+                       "let x = [ 1 2 ]; in [ x x ]", "let x = { w = [ 1 ]; }; in [ x.w x ]"] {
             XCTAssertEqual(try eval(source), try NixOracle.evalDisplay(source), source)
         }
         let (json, error) = NixOracle.ferryJSON("let a = { x = a; }; in a")

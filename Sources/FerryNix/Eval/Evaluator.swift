@@ -155,6 +155,13 @@ public final class Evaluator {
         }
     }
 
+    /// As Nix's maybeThunk: a variable is its binding's own thunk (so a value used twice is the
+    /// same value, which printing shows as «repeated»). Only where every frame is complete.
+    private func sharedThunk(_ expr: Expr, _ env: Environment) -> Thunk {
+        if case .variable(let name, _) = expr, let t = lexicalLookup(name, env) { return t }
+        return thunk(expr, env)
+    }
+
     private func lexicalLookup(_ name: String, _ env: Environment) -> Thunk? {
         var e: Environment? = env
         while let cur = e {
@@ -215,7 +222,7 @@ public final class Evaluator {
             }
             return .bool(true)
         case .list(let items):
-            return .list(items.map { thunk($0, env) })
+            return .list(items.map { sharedThunk($0, env) })
         case .attrs(let bindings, let loc):
             return try evalAttrs(bindings, env, loc)
         case .letIn(let bindings, let body, _):
@@ -230,7 +237,7 @@ public final class Evaluator {
         case .lambda(let lambda):
             return .lambda(lambda, env)
         case .call(let fn, let arg, let loc):
-            return try call(try eval(fn, env), thunk(arg, env), loc)
+            return try call(try eval(fn, env), sharedThunk(arg, env), loc)
         case .with(let scope, let body, _):
             return try eval(body, Environment(.with(thunk(scope, env)), parent: env))
         case .assert(let cond, let body, let loc):
@@ -259,7 +266,7 @@ public final class Evaluator {
 
     private func bindingThunk(_ binding: Bindings.Binding, name: String, own: Environment, outer: Environment) throws -> Thunk {
         switch binding.value {
-        case .expr(let e): return thunk(e, own)
+        case .expr(let e): return own === outer ? sharedThunk(e, own) : thunk(e, own)
         case .inherit(let loc): return lexicalLookup(name, outer) ?? Thunk(.variable(name, loc), outer)
         case .inheritFrom(let source, let loc):
             return Thunk(.select(source, [.name(name)], orDefault: nil, loc), own)
@@ -483,17 +490,17 @@ public final class Evaluator {
     public func deepForce(_ v: Value) throws -> Value {
         try NativeStack.run {
             var seen = Set<UInt>()
-            try self.deepForce(v, &seen)
+            try self.deepForce(v, slot: nil, &seen)
             return v
         }
     }
 
-    private func deepForce(_ v: Value, _ seen: inout Set<UInt>) throws {
+    private func deepForce(_ v: Value, slot: ObjectIdentifier?, _ seen: inout Set<UInt>) throws {
         try NativeStack.check(nil)
-        guard let id = v.identity, seen.insert(id).inserted else { return }
+        if let id = v.identity(slot: slot), !seen.insert(id).inserted { return }
         switch v {
-        case .list(let items): for t in items { try deepForce(try force(t), &seen) }
-        case .attrs(let attrs): for (_, t) in attrs { try deepForce(try force(t), &seen) }
+        case .list(let items): for t in items { try deepForce(try force(t), slot: ObjectIdentifier(t), &seen) }
+        case .attrs(let attrs): for (_, t) in attrs { try deepForce(try force(t), slot: ObjectIdentifier(t), &seen) }
         default: break
         }
     }

@@ -11,16 +11,19 @@ public enum Value {
     case lambda(Lambda, Environment)
     case primop(PrimOp, [Thunk])
 
-    /// The identity of a non-empty set's or list's storage: Nix prints a set or list it has
-    /// printed before as «repeated», by the identity of its bindings. Two copies of a Swift
-    /// dictionary or array share their storage until one is changed, and a set is never changed
-    /// after it is made, so equal storage means the same Nix value.
-    var identity: UInt? {
+    /// The identity Nix 2.8 prints «repeated» by: a non-empty set's bindings, and a list's
+    /// element array — shared by every copy for lists of three or more, but kept inside the
+    /// value's own slot for lists of one or two (so there the slot, `slot`, is the identity).
+    /// Copies of a Swift dictionary or array share their storage until one is changed, and Nix
+    /// values are never changed, so equal storage means the same Nix value.
+    func identity(slot: ObjectIdentifier?) -> UInt? {
         switch self {
         case .attrs(let a) where !a.isEmpty:
             return withUnsafeBytes(of: a) { $0.load(as: UInt.self) }
-        case .list(let l) where !l.isEmpty:
+        case .list(let l) where l.count > 2:
             return withUnsafeBytes(of: l) { $0.load(as: UInt.self) }
+        case .list(let l) where !l.isEmpty:
+            return slot.map { UInt(bitPattern: $0) }
         default: return nil
         }
     }

@@ -120,14 +120,14 @@ public enum NixWriter {
     public static func displayThrowing(_ value: Value, _ ev: Evaluator) throws -> String {
         try NativeStack.run {
             var seen = Set<UInt>()
-            return try display(value, ev, &seen)
+            return try display(value, slot: nil, ev, &seen)
         }
     }
 
     /// A non-empty set or list printed before (a cycle, or shared) is «repeated», as in Nix 2.8.
-    private static func display(_ value: Value, _ ev: Evaluator, _ seen: inout Set<UInt>) throws -> String {
+    private static func display(_ value: Value, slot: ObjectIdentifier?, _ ev: Evaluator, _ seen: inout Set<UInt>) throws -> String {
         try NativeStack.check(nil)
-        if let id = value.identity, !seen.insert(id).inserted { return "«repeated»" }
+        if let id = value.identity(slot: slot), !seen.insert(id).inserted { return "«repeated»" }
         switch value {
         case .int(let i): return String(i)
         case .float(let f): return printedFloat(f)
@@ -137,12 +137,12 @@ public enum NixWriter {
         case .path(let p): return p
         case .list(let items):
             if items.isEmpty { return "[ ]" }
-            return "[ " + (try items.map { try display(try ev.force($0), ev, &seen) }).joined(separator: " ") + " ]"
+            return "[ " + (try items.map { try display(try ev.force($0), slot: ObjectIdentifier($0), ev, &seen) }).joined(separator: " ") + " ]"
         case .attrs(let attrs):
             if attrs.isEmpty { return "{ }" }
             var out = "{ "
             for key in attrs.keys.sorted(by: Builtins.byteOrder) {
-                out += "\(attrName(key)) = \(try display(try ev.force(attrs[key]!), ev, &seen)); "
+                out += "\(attrName(key)) = \(try display(try ev.force(attrs[key]!), slot: ObjectIdentifier(attrs[key]!), ev, &seen)); "
             }
             return out + "}"
         case .lambda: return "<LAMBDA>"
