@@ -3,12 +3,27 @@ import FerrySSH
 /// The target's side: one command locks and lists the destination and then applies the plan
 /// it is sent; another hashes files whose contents may match. Only POSIX sh, GNU
 /// find/tar/coreutils and util-linux (`flock`, `rename`, `mountpoint`) are needed there (all on NixOS).
-enum RemoteTree {
-    struct Listing {
-        var exists: Bool
-        var isDirectory: Bool
-        var syncedBefore: Bool
-        var manifest: Manifest
+package enum RemoteTree {
+    package struct Listing {
+        package var exists: Bool
+        package var isDirectory: Bool
+        package var syncedBefore: Bool
+        package var manifest: Manifest
+    }
+
+    /// A relative path as find prints it: no empty, "." or ".." component, no leading or
+    /// trailing "/". Anything else in a listing is a target answering nonsense (or worse), and
+    /// acting on it could reach outside the destination.
+    package static func isSafeRelativePath(_ p: ArraySlice<UInt8>) -> Bool {
+        guard !p.isEmpty, !p.contains(0) else { return false }
+        for component in p.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            if component.isEmpty || component.elementsEqual([0x2E]) || component.elementsEqual([0x2E, 0x2E]) { return false }
+        }
+        return true
+    }
+
+    static func isHexHash(_ h: ArraySlice<UInt8>) -> Bool {
+        h.count == 64 && h.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
     /// Lists the destination; in apply mode first takes the destination's lock (`flock` on
@@ -42,7 +57,7 @@ enum RemoteTree {
     \#(applyScript)
     """#
 
-    static func parse(_ bytes: [UInt8], target: String) throws -> Listing {
+    package static func parse(_ bytes: [UInt8], target: String) throws -> Listing {
         // NUL-separated fields, read in place.
         var position = 0
         func field() -> ArraySlice<UInt8>? {
@@ -64,15 +79,23 @@ enum RemoteTree {
                 while let line = field() {
                     if line.elementsEqual([UInt8(ascii: "E")]) { complete = true; break }
                     // "HASH  ./path"
-                    guard line.count > 68 else { throw SyncError.badRemoteListing(target: target, reason: "malformed checksum line") }
-                    checksums.append((Array(line[(line.startIndex + 68)...]), Array(line.prefix(64))))
+                    let s = line.startIndex
+                    guard line.count > 68, isHexHash(line.prefix(64)), line[(s + 64)..<(s + 68)].elementsEqual("  ./".utf8),
+                          isSafeRelativePath(line[(s + 68)...]) else {
+                        throw SyncError.badRemoteListing(target: target, reason: "malformed checksum line")
+                    }
+                    checksums.append((Array(line[(s + 68)...]), Array(line.prefix(64))))
                 }
                 break
             }
             guard let modeField = field(), let sizeField = field(), let timeField = field(), let pathField = field(), let linkField = field(),
-                  let mode = UInt32(text(modeField), radix: 8), let size = Int64(text(sizeField)),
+                  let mode = UInt32(text(modeField), radix: 8), mode <= 0o7777, let size = Int64(text(sizeField)), size >= 0,
                   let mtime = Timestamp(decimal: text(timeField)) else {
                 throw SyncError.badRemoteListing(target: target, reason: "truncated or malformed entry")
+            }
+            // The first entry is the destination itself (""); every other is a path inside it.
+            guard entries.isEmpty ? pathField.isEmpty : isSafeRelativePath(pathField), type.count == 1 else {
+                throw SyncError.badRemoteListing(target: target, reason: "an entry outside the destination or of no known type: '\(text(pathField))'")
             }
             let k: FileEntry.Kind
             switch type.first {
@@ -85,7 +108,12 @@ enum RemoteTree {
                                      mtime: mtime, linkTarget: k == .symlink ? Array(linkField) : nil))
         }
         guard complete else { throw SyncError.badRemoteListing(target: target, reason: "the listing ended early") }
-        var listing = Listing(exists: kind != "none", isDirectory: kind == "dir", syncedBefore: synced == "synced", manifest: Manifest(entries))
+        guard position == bytes.count else { throw SyncError.badRemoteListing(target: target, reason: "bytes after the end of the listing") }
+        let manifest = Manifest(entries)
+        if zip(manifest.entries, manifest.entries.dropFirst()).contains(where: { $0.path == $1.path }) {
+            throw SyncError.badRemoteListing(target: target, reason: "a path listed twice")
+        }
+        var listing = Listing(exists: kind != "none", isDirectory: kind == "dir", syncedBefore: synced == "synced", manifest: manifest)
         for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
         return listing
     }
@@ -100,9 +128,19 @@ enum RemoteTree {
         guard status == .exited(0) else {
             throw SyncError.remote(target: session.target.description, step: "hashing files in \(destination)", status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
+        return try parseHashes(out, target: session.target.description)
+    }
+
+    /// `sha256sum -z` output: "HASH  path" records, NUL-terminated.
+    package static func parseHashes(_ out: [UInt8], target: String) throws -> [[UInt8]: [UInt8]] {
         var result: [[UInt8]: [UInt8]] = [:]
-        for line in out.split(separator: 0) where line.count > 66 {
-            result[Array(line[(line.startIndex + 66)...])] = Array(line.prefix(64))  // "HASH  path"
+        for line in out.split(separator: 0) {
+            let s = line.startIndex
+            guard line.count > 66, isHexHash(line.prefix(64)), line[(s + 64)..<(s + 66)].elementsEqual("  ".utf8),
+                  isSafeRelativePath(line[(s + 66)...]) else {
+                throw SyncError.badRemoteListing(target: target, reason: "malformed hash answer")
+            }
+            result[Array(line[(s + 66)...])] = Array(line.prefix(64))
         }
         return result
     }

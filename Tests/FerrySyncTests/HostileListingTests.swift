@@ -1,0 +1,78 @@
+import FerrySync
+import Foundation
+import XCTest
+
+/// Issue 14 (the part on the sync engine alone): hostile or broken answers from a target, fed
+/// to the parsers directly, are clear errors — never a crash, never a path outside the destination.
+final class HostileListingTests: XCTestCase {
+    func listing(_ records: [[String]], header: [String] = ["dir", "synced"], end: Bool = true) -> [UInt8] {
+        var fields = header
+        for r in records { fields += r }
+        if end { fields.append("E") }
+        return fields.flatMap { Array($0.utf8) + [0] }
+    }
+
+    let root = ["d", "755", "4096", "1700000000.0", "", ""]
+
+    func testAGoodListingParses() throws {
+        let l = try RemoteTree.parse(listing([root, ["f", "644", "3", "1700000000.5", "a/b", ""]]), target: "t")
+        XCTAssertEqual(l.manifest.count, 2)
+        XCTAssertTrue(l.syncedBefore)
+    }
+
+    func testHostileListingsAreRefused() {
+        let bad: [(String, [UInt8])] = [
+            ("dot-dot", listing([root, ["f", "644", "1", "1.0", "../etc/passwd", ""]])),
+            ("inner dot-dot", listing([root, ["f", "644", "1", "1.0", "a/../../x", ""]])),
+            ("absolute", listing([root, ["f", "644", "1", "1.0", "/etc/passwd", ""]])),
+            ("empty component", listing([root, ["f", "644", "1", "1.0", "a//b", ""]])),
+            ("trailing slash", listing([root, ["d", "755", "1", "1.0", "a/", ""]])),
+            ("dot", listing([root, ["f", "644", "1", "1.0", "./x", ""]])),
+            ("empty path twice", listing([root, root])),
+            ("duplicate", listing([root, ["f", "644", "1", "1.0", "x", ""], ["f", "644", "1", "1.0", "x", ""]])),
+            ("huge size", listing([root, ["f", "644", "99999999999999999999999", "1.0", "x", ""]])),
+            ("negative size", listing([root, ["f", "644", "-5", "1.0", "x", ""]])),
+            ("mode out of range", listing([root, ["f", "777777", "1", "1.0", "x", ""]])),
+            ("bad mtime", listing([root, ["f", "644", "1", "yesterday", "x", ""]])),
+            ("long type", listing([root, ["file", "644", "1", "1.0", "x", ""]])),
+            ("truncated", Array(listing([root, ["f", "644", "1", "1.0", "x", ""]]).dropLast(9))),
+            ("no end marker", listing([root], end: false)),
+            ("no header", []),
+            ("no NUL at all", Array(String(repeating: "garbage ", count: 1000).utf8)),
+            ("bad checksum line", listing([root, ["checksums", "nothex  ./x"]])),
+            ("checksum path escape", listing([root, ["checksums", String(repeating: "a", count: 64) + "  ./../x"]])),
+            ("bytes after the end", listing([root]) + Array("more\0".utf8)),
+        ]
+        for (name, bytes) in bad {
+            XCTAssertThrowsError(try RemoteTree.parse(bytes, target: "host"), name) { error in
+                XCTAssertTrue("\(error)".hasPrefix("host: unexpected listing from the target"), "\(name): \(error)")
+            }
+        }
+    }
+
+    func testHostileHashAnswersAreRefused() {
+        let hash = String(repeating: "0", count: 64)
+        XCTAssertEqual(try RemoteTree.parseHashes(Array("\(hash)  a/b\0".utf8), target: "t")[Array("a/b".utf8)], Array(hash.utf8))
+        for bad in ["\(hash)  ../x\0", "\(hash)  /etc/x\0", "short  x\0", "\(hash)x\0", String(repeating: "z", count: 70) + "\0"] {
+            XCTAssertThrowsError(try RemoteTree.parseHashes(Array(bad.utf8), target: "t"), bad)
+        }
+    }
+
+    /// Random bytes and random cuts of a good listing: an answer or an error, never a crash.
+    func testRandomGarbageNeverCrashes() {
+        var rng = SystemRandomNumberGenerator()
+        let good = listing([root, ["f", "644", "3", "1700000000.5", "a/b", ""], ["l", "777", "0", "1.0", "a/l", "b"], ["checksums", String(repeating: "a", count: 64) + "  ./a/b"]])
+        for i in 0..<3_000 {
+            var bytes = good
+            if i % 2 == 0 {
+                bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &rng)))
+            }
+            for _ in 0..<Int.random(in: 0...4, using: &rng) where !bytes.isEmpty {
+                bytes[Int.random(in: 0..<bytes.count, using: &rng)] = [0, 0x2E, 0x2F, 0x45, UInt8.random(in: 0...255, using: &rng)].randomElement(using: &rng)!
+            }
+            if let l = try? RemoteTree.parse(bytes, target: "t") {
+                for e in l.manifest.entries.dropFirst() { XCTAssertTrue(RemoteTree.isSafeRelativePath(e.path[...]), "\(e.displayPath)") }
+            }
+        }
+    }
+}
