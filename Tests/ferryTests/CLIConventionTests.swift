@@ -86,21 +86,27 @@ final class CLIConventionTests: HostTestCase {
         XCTAssertTrue(r.stderr.contains("… and 5 more like these"), r.stderr)
     }
 
+    /// Starts `ferry sync SRC host:/var/src/NAME` and returns once its stream is under way (the
+    /// stage exists, at most 2 s), with the stage's path.
+    func startSyncAndWaitForTheStream(_ src: String, _ name: String) throws -> (Process, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        process.arguments = ["sync", src, "\(try target()):/var/src/\(name)"] + (try options())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let stage = try host.varSrc + "/.ferry/\(name)/stage"
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: stage) { usleep(10_000) }
+        return (process, stage)
+    }
+
     /// 7.7: kill -9 of ferry mid-sync frees the lock (the remote holder ends with the channel);
     /// the next sync converges and no stage is left.
     func testKillNineMidSyncFreesTheLock() throws {
         let src = scratch()
         var fixture = TreeFixture(seed: 78)
         for i in 0..<40 { try fixture.write("\(src)/f\(i)", size: 1_000_000, text: false) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-        process.arguments = ["sync", src, "\(try target()):/var/src/killed"] + (try options())
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // Wait until the stream is under way (the stage exists), then kill -9.
-        let stage = try host.varSrc + "/.ferry/killed/stage"
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: stage) { usleep(10_000) }
+        let (process, stage) = try startSyncAndWaitForTheStream(src, "killed")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         let start = Date()
@@ -124,14 +130,7 @@ final class CLIConventionTests: HostTestCase {
         var fixture = TreeFixture(seed: 79)
         for i in 0..<40 { try fixture.write("\(src)/f\(i)", size: 1_000_000, text: false) }
         for (signal, code) in [(SIGINT, Int32(130)), (SIGTERM, 143)] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-            process.arguments = ["sync", src, "\(try target()):/var/src/interrupted"] + (try options())
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let stage = try host.varSrc + "/.ferry/interrupted/stage"
-            for _ in 0..<200 where !FileManager.default.fileExists(atPath: stage) { usleep(10_000) }
+            let (process, stage) = try startSyncAndWaitForTheStream(src, "interrupted")
             kill(process.processIdentifier, signal)
             process.waitUntilExit()
             XCTAssertEqual(process.terminationStatus, code, "signal \(signal)")
