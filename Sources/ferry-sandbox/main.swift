@@ -42,9 +42,10 @@ struct Run: ParsableCommand {
         defer { harness.shutdown() }
         let started = try (0..<hosts).map { _ in try harness.startHost() }
         let targets = started.map { "root@\($0.address):\($0.port)" }
+        // The command dies with the sandbox too (setpriv --pdeathsig), as the hosts do.
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Command.which(command[0]))
-        process.arguments = Array(command.dropFirst())
+        process.executableURL = URL(fileURLWithPath: try Command.which("setpriv"))
+        process.arguments = ["--pdeathsig", "KILL", "--", try Command.which(command[0])] + command.dropFirst()
         process.environment = ProcessInfo.processInfo.environment.merging([
             "FERRY_SANDBOX_TARGETS": targets.joined(separator: " "),
             "FERRY_SANDBOX_TARGET": targets[0],

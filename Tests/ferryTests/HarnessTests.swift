@@ -12,7 +12,8 @@ final class HarnessTests: HostTestCase {
         let marker = temporaryFile()
         let sandbox = Process()
         sandbox.executableURL = URL(fileURLWithPath: FerryBinary.path("ferry-sandbox"))
-        sandbox.arguments = ["--hosts", "2", "--", "sh", "-c", "echo $FERRY_SANDBOX_DIRS > \(marker); exec sleep 60"]
+        let duration = "60.\(Int.random(in: 1000...9999))"
+        sandbox.arguments = ["--hosts", "2", "--", "sh", "-c", "echo $FERRY_SANDBOX_DIRS > \(marker); exec sleep \(duration)"]
         sandbox.standardOutput = FileHandle.nullDevice
         try sandbox.run()
         var dirs: [String] = []
@@ -31,6 +32,8 @@ final class HarnessTests: HostTestCase {
             left = processes(mentioning: dirs)
         }
         XCTAssertEqual(left, [], "sshd processes outlived their owner")
+        let command = try Command.run(["pgrep", "-f", "^sleep \(duration)$"])
+        XCTAssertEqual(command.output, "", "the sandbox's command outlived it")
         for dir in dirs { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: dir).deletingLastPathComponent().deletingLastPathComponent().path) }
     }
 

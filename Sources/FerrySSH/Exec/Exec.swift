@@ -109,6 +109,8 @@ extension SSHSession {
         var inputDone = false
 
         while true {
+            // A bulk transfer may never wait on the socket: look at the cancel pipe every round.
+            if let cancel, cancel.isCancelled { throw SSHError.cancelled }
             var progressed = false
             var drained = true
             for stream: Int32 in [0, SSH_EXTENDED_DATA_STDERR] {
