@@ -11,7 +11,7 @@ struct Sandbox: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-sandbox",
         abstract: "Throwaway local test hosts and generated source trees (for the demo and benchmarks).",
-        subcommands: [Run.self, Fixture.self, Touch.self],
+        subcommands: [Run.self, Fixture.self, Touch.self, Proxy.self],
         defaultSubcommand: Run.self
     )
 }
@@ -109,5 +109,26 @@ struct Touch: ParsableCommand {
             var times = [timespec(tv_sec: now, tv_nsec: 0), timespec(tv_sec: now, tv_nsec: 0)]
             _ = utimensat(AT_FDCWD, directory + "/" + files[i], &times, 0)
         }
+    }
+}
+
+struct Proxy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forward 127.0.0.1:PORT (printed) to 127.0.0.1:--to with a one-way delay and a bandwidth cap, until killed.")
+
+    @Option(help: "The port to forward to.")
+    var to: Int
+
+    @Option(help: "One-way delay in milliseconds (the round trip grows by twice this).")
+    var delayMs: Double = 0
+
+    @Option(help: "Bandwidth cap per direction in KiB/s (0: none).")
+    var kibPerSecond: Int = 0
+
+    func run() throws {
+        let proxy = try LinkProxy(to: to, shape: .init(delay: delayMs / 1000, bytesPerSecond: kibPerSecond * 1024))
+        print(proxy.port)
+        fflush(stdout)
+        while true { sleep(3600) }
     }
 }
