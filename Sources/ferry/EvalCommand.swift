@@ -21,16 +21,17 @@ struct Eval: ParsableCommand {
         let (file, attr, json) = (self.file, self.attr, self.json)
         do {
             // All on the evaluator's large stack, so even a huge value is freed there.
-            let text = try NativeStack.run { () throws -> String in
+            let text = try NativeStack.run { () throws -> [UInt8] in
                 let evaluator = Evaluator()
                 var value = try evaluator.evaluate(file: file)
                 if let attr {
                     value = try evaluator.select(value, attrPath: attr)
                 }
                 value = try evaluator.deepForce(value)
-                return json ? try NixWriter.json(value, evaluator, nil) : try NixWriter.displayThrowing(value, evaluator)
+                return json ? try NixWriter.jsonBytes(value, evaluator, nil) : try NixWriter.displayBytes(value, evaluator)
             }
-            print(text)
+            // The bytes as they are: Nix strings need not be UTF-8.
+            (text + [0x0A]).withUnsafeBytes { writeAll(1, $0) }
         } catch let error as NixSyntaxError {
             printError("ferry: \(error)")
             throw ExitCode(1)

@@ -258,7 +258,8 @@ private struct Reader {
             guard case .string(let d) = domain, !d.isEmpty else {
                 return .failure(fail("shared", "`domain` in \(shared) must be a non-empty string, not \(domain.typeName)"))
             }
-            return .success(d)
+            guard let text = d.text else { return .failure(fail("shared", "`domain` in \(shared) is not valid UTF-8")) }
+            return .success(text)
         }
         return try outcome.get()
     }

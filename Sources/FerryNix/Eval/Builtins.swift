@@ -16,9 +16,9 @@ enum Builtins {
 
         // The names Nix binds at top level, the same list the parser's scope check uses.
         var globals: [String: Thunk] = [:]
-        for name in ScopeCheck.globals { globals[name] = builtinsSet[name] }
+        for name in ScopeCheck.globals { globals[name] = builtinsSet[NixString(name)] }
         for (name, t) in builtinsSet where !["true", "false", "null", "builtins"].contains(name) {
-            globals["__" + name] = t
+            globals["__" + name.description] = t
         }
         return globals
     }
@@ -36,9 +36,9 @@ enum Builtins {
         (name, Thunk { throw NixEvalError.unsupported("builtins.\(name)", at: nil) })
     }
 
-    static func table() -> [String: Thunk] {
-        var t: [String: Thunk] = [:]
-        func add(_ pair: (String, Thunk)) { t[pair.0] = pair.1 }
+    static func table() -> [NixString: Thunk] {
+        var t: [NixString: Thunk] = [:]
+        func add(_ pair: (String, Thunk)) { t[NixString(pair.0)] = pair.1 }
 
         for name in ["derivation", "derivationStrict", "fetchGit", "fetchMercurial", "fetchTarball", "fetchTree", "fetchurl",
                      "getFlake", "toFile", "filterSource", "path", "storePath", "placeholder", "scopedImport", "fromTOML",
@@ -51,7 +51,7 @@ enum Builtins {
 
         add(op("import", 1) { ev, a, loc in try ev.importFile(try ev.force(a[0]), loc) })
         add(op("abort", 1) { ev, a, loc in throw NixEvalError("evaluation aborted with the following error message: '\(try ev.string(a[0], loc))'", at: loc) })
-        add(op("throw", 1) { ev, a, loc in throw NixEvalError(try ev.string(a[0], loc), at: loc) })
+        add(op("throw", 1) { ev, a, loc in throw NixEvalError(try ev.string(a[0], loc).description, at: loc) })
         add(op("trace", 2) { ev, a, loc in
             let v = try ev.deepForce(try ev.force(a[0]))
             ev.traceHandler(NixWriter.display(v, ev))
@@ -69,7 +69,7 @@ enum Builtins {
         })
 
         add(op("toString", 1) { ev, a, loc in .string(try ev.coerceToString(try ev.force(a[0]), loc, more: true)) })
-        add(op("typeOf", 1) { ev, a, _ in .string(try ev.force(a[0]).typeName) })
+        add(op("typeOf", 1) { ev, a, _ in .string(NixString(try ev.force(a[0]).typeName)) })
         for (name, type) in [("isNull", "null"), ("isString", "string"), ("isInt", "int"), ("isFloat", "float"),
                              ("isBool", "bool"), ("isList", "list"), ("isAttrs", "set"), ("isFunction", "lambda"), ("isPath", "path")] {
             add(op(name, 1) { ev, a, _ in .bool(try ev.force(a[0]).typeName == type) })
@@ -139,10 +139,10 @@ enum Builtins {
         })
 
         // Attribute sets
-        add(op("attrNames", 1) { ev, a, loc in .list(try ev.attrs(a[0], loc).keys.sorted(by: byteOrder).map { Thunk(value: .string($0)) }) })
+        add(op("attrNames", 1) { ev, a, loc in .list(try ev.attrs(a[0], loc).keys.sorted().map { Thunk(value: .string($0)) }) })
         add(op("attrValues", 1) { ev, a, loc in
             let s = try ev.attrs(a[0], loc)
-            return .list(s.keys.sorted(by: byteOrder).map { s[$0]! })
+            return .list(s.keys.sorted().map { s[$0]! })
         })
         add(op("hasAttr", 2) { ev, a, loc in .bool(try ev.attrs(a[1], loc)[try ev.string(a[0], loc)] != nil) })
         add(op("getAttr", 2) { ev, a, loc in
@@ -160,7 +160,7 @@ enum Builtins {
             return .attrs(y.filter { x[$0.key] != nil })
         })
         add(op("listToAttrs", 1) { ev, a, loc in
-            var s: [String: Thunk] = [:]
+            var s: [NixString: Thunk] = [:]
             for t in try ev.list(a[0], loc) {
                 let item = try ev.attrs(t, loc)
                 guard let n = item["name"] else { throw NixEvalError("attribute 'name' missing", at: loc) }
@@ -172,7 +172,7 @@ enum Builtins {
         })
         add(op("mapAttrs", 2) { ev, a, loc in
             let f = try ev.force(a[0])
-            var s: [String: Thunk] = [:]
+            var s: [NixString: Thunk] = [:]
             for (k, v) in try ev.attrs(a[1], loc) {
                 s[k] = Thunk { try ev.call(try ev.call(f, Thunk(value: .string(k)), loc), v, loc) }
             }
@@ -185,8 +185,8 @@ enum Builtins {
         add(op("functionArgs", 1) { ev, a, loc in
             switch try ev.force(a[0]) {
             case .lambda(let l, _):
-                var s: [String: Thunk] = [:]
-                for f in l.formals ?? [] { s[f.name] = Thunk(value: .bool(f.defaultValue != nil)) }
+                var s: [NixString: Thunk] = [:]
+                for f in l.formals ?? [] { s[NixString(f.name)] = Thunk(value: .bool(f.defaultValue != nil)) }
                 return .attrs(s)
             case .primop: return .attrs([:])
             case let v: throw NixEvalError("value is \(v.article) while a function was expected", at: loc)
@@ -194,38 +194,39 @@ enum Builtins {
         })
 
         // Strings
-        add(op("stringLength", 1) { ev, a, loc in .int(try ev.coerceToString(try ev.force(a[0]), loc, more: false).utf8.count) })
+        add(op("stringLength", 1) { ev, a, loc in .int(try ev.coerceToString(try ev.force(a[0]), loc, more: false).count) })
         add(op("substring", 3) { ev, a, loc in
             let start = try ev.int(a[0], loc), len = try ev.int(a[1], loc)
-            let s = Array(try ev.coerceToString(try ev.force(a[2]), loc, more: false).utf8)
+            let s = try ev.coerceToString(try ev.force(a[2]), loc, more: false).bytes
             guard start >= 0 else { throw NixEvalError("negative start position in 'substring'", at: loc) }
             guard start < s.count else { return .string("") }
             let end = len < 0 || len >= s.count - start ? s.count : start + len
-            return .string(String(decoding: s[start..<end], as: UTF8.self))
+            return .string(NixString(bytes: s[start..<end]))
         })
         add(op("concatStringsSep", 2) { ev, a, loc in
             let sep = try ev.string(a[0], loc)
-            return .string(try ev.list(a[1], loc).map { try ev.coerceToString(try ev.force($0), loc, more: false) }.joined(separator: sep))
+            let parts = try ev.list(a[1], loc).map { try ev.coerceToString(try ev.force($0), loc, more: false).bytes }
+            return .string(NixString(Array(parts.joined(separator: sep.bytes))))
         })
         add(op("replaceStrings", 3) { ev, a, loc in
-            let from = try ev.list(a[0], loc).map { Array(try ev.string($0, loc).utf8) }
-            let to = try ev.list(a[1], loc).map { Array(try ev.string($0, loc).utf8) }
+            let from = try ev.list(a[0], loc).map { try ev.string($0, loc).bytes }
+            let to = try ev.list(a[1], loc).map { try ev.string($0, loc).bytes }
             guard from.count == to.count else { throw NixEvalError("'from' and 'to' arguments to 'replaceStrings' have different lengths", at: loc) }
-            return .string(replaceStrings(Array(try ev.string(a[2], loc).utf8), from, to))
+            return .string(replaceStrings(try ev.string(a[2], loc).bytes, from, to))
         })
-        add(op("toJSON", 1) { ev, a, loc in .string(try NixWriter.json(try ev.force(a[0]), ev, loc)) })
+        add(op("toJSON", 1) { ev, a, loc in .string(NixString(try NixWriter.jsonBytes(try ev.force(a[0]), ev, loc))) })
         add(op("baseNameOf", 1) { ev, a, loc in
-            let s = try ev.coerceToString(try ev.force(a[0]), loc, more: false)
-            let trimmed = s.hasSuffix("/") ? String(s.dropLast()) : s
-            return .string(trimmed.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? "")
+            var s = try ev.coerceToString(try ev.force(a[0]), loc, more: false).bytes
+            if s.last == UInt8(ascii: "/") { s.removeLast() }
+            return .string(NixString(bytes: s.lastIndex(of: UInt8(ascii: "/")).map { s[($0 + 1)...] } ?? s[...]))
         })
         add(op("dirOf", 1) { ev, a, loc in
             let v = try ev.force(a[0])
-            let s = try ev.coerceToString(v, loc, more: true)
-            guard let slash = s.lastIndex(of: "/") else { return .string(".") }
-            let dir = slash == s.startIndex ? "/" : String(s[..<slash])
-            if case .path = v { return .path(dir) }
-            return .string(dir)
+            let s = try ev.coerceToString(v, loc, more: true).bytes
+            guard let slash = s.lastIndex(of: UInt8(ascii: "/")) else { return .string(".") }
+            let dir = slash == 0 ? [UInt8(ascii: "/")] : Array(s[..<slash])
+            if case .path = v { return .path(String(decoding: dir, as: UTF8.self)) }
+            return .string(NixString(dir))
         })
 
         // Arithmetic
@@ -248,7 +249,6 @@ enum Builtins {
         return t
     }
 
-    static func byteOrder(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
 
     static func double(_ v: Value) -> Double? {
         switch v {
@@ -260,7 +260,7 @@ enum Builtins {
 
     /// Nix's replaceStrings: at each position the first matching `from` wins; an empty `from`
     /// matches between every character.
-    static func replaceStrings(_ s: [UInt8], _ from: [[UInt8]], _ to: [[UInt8]]) -> String {
+    static func replaceStrings(_ s: [UInt8], _ from: [[UInt8]], _ to: [[UInt8]]) -> NixString {
         var out: [UInt8] = []
         var i = 0
         while i <= s.count {
@@ -281,7 +281,7 @@ enum Builtins {
                 i += 1
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        return NixString(out)
     }
 
     static func stableSort(_ items: [Thunk], _ less: (Thunk, Thunk) throws -> Bool) throws -> [Thunk] {
@@ -305,13 +305,13 @@ extension Evaluator {
         return l
     }
 
-    func attrs(_ t: Thunk, _ loc: SourceLocation) throws -> [String: Thunk] {
+    func attrs(_ t: Thunk, _ loc: SourceLocation) throws -> [NixString: Thunk] {
         let v = try force(t)
         guard case .attrs(let s) = v else { throw NixEvalError("value is \(v.article) while a set was expected", at: loc) }
         return s
     }
 
-    func string(_ t: Thunk, _ loc: SourceLocation) throws -> String {
+    func string(_ t: Thunk, _ loc: SourceLocation) throws -> NixString {
         let v = try force(t)
         guard case .string(let s) = v else { throw NixEvalError("value is \(v.article) while a string was expected", at: loc) }
         return s

@@ -33,8 +33,7 @@ public final class Evaluator {
         if let parsed = parsed[path] {
             expr = parsed
         } else {
-            let source = String(decoding: data, as: UTF8.self)
-            expr = try Parser.parse(source, file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
+            expr = try Parser.parse(bytes: Array(data), file: path, baseDirectory: (path as NSString).deletingLastPathComponent)
             parsed[path] = expr
         }
         let value = try eval(expr, baseEnvironment)
@@ -85,7 +84,7 @@ public final class Evaluator {
                     guard case .attrs(let attrs) = v else {
                         throw NixEvalError("the expression selected by the selection path '\(text)' should be a set but is \(v.article)", at: nil)
                     }
-                    guard let t = attrs[part] else { throw NixEvalError("attribute '\(part)' in selection path '\(text)' not found", at: nil) }
+                    guard let t = attrs[NixString(part)] else { throw NixEvalError("attribute '\(part)' in selection path '\(text)' not found", at: nil) }
                     v = try self.force(t)
                 }
             }
@@ -104,7 +103,7 @@ public final class Evaluator {
             guard case .attrs(let attrs) = v else {
                 throw NixEvalError("'\(path[..<i].joined(separator: "."))' is \(v.article), not a set", at: nil)
             }
-            guard let t = attrs[name] else { throw NixEvalError("attribute '\(path[...i].joined(separator: "."))' missing", at: nil) }
+            guard let t = attrs[NixString(name)] else { throw NixEvalError("attribute '\(path[...i].joined(separator: "."))' missing", at: nil) }
             v = try force(t)
         }
         return v
@@ -149,7 +148,7 @@ public final class Evaluator {
         case .float(let f): return Thunk(value: .float(f))
         case .path(let p): return Thunk(value: .path(p))
         case .string(let parts) where parts.allSatisfy({ if case .text = $0 { return true } else { return false } }):
-            return Thunk(value: .string(parts.map { if case .text(let t) = $0 { return t } else { return "" } }.joined()))
+            return Thunk(value: .string(NixString(parts.flatMap { part -> [UInt8] in if case .text(let t) = part { return t } else { return [] } })))
         default:
             return Thunk(expr, env)
         }
@@ -175,7 +174,7 @@ public final class Evaluator {
         if let t = lexicalLookup(name, env) { return t }
         var e: Environment? = env
         while let cur = e {
-            if case .with(let scope) = cur.frame, let t = try attrs(scope, loc)[name] { return t }
+            if case .with(let scope) = cur.frame, let t = try attrs(scope, loc)[NixString(name)] { return t }
             e = cur.parent
         }
         throw NixEvalError("undefined variable '\(name)'", at: loc)
@@ -191,14 +190,14 @@ public final class Evaluator {
         case .searchPath(let p, let loc):
             throw NixEvalError.unsupported("search path <\(p)> (ferry does not read NIX_PATH)", at: loc)
         case .string(let parts):
-            var out = ""
+            var out: [UInt8] = []
             for part in parts {
                 switch part {
                 case .text(let t): out += t
-                case .expr(let e, let loc): out += try coerceToString(try eval(e, env), loc, more: false)
+                case .expr(let e, let loc): out += try coerceToString(try eval(e, env), loc, more: false).bytes
                 }
             }
-            return .string(out)
+            return .string(NixString(out))
         case .variable(let name, let loc):
             return try force(try lookup(name, env, loc), at: loc)
         case .select(let base, let path, let fallback, let loc):
@@ -230,7 +229,7 @@ public final class Evaluator {
             var names: [String: Thunk] = [:]
             let frameEnv = LazyFrame(parent: env)
             for name in bindings.order {
-                names[name] = try bindingThunk(bindings.named[name]!, name: name, own: frameEnv.environment, outer: env)
+                names[name.description] = try bindingThunk(bindings.named[name]!, name: name, own: frameEnv.environment, outer: env)
             }
             frameEnv.set(names)
             return try eval(body, frameEnv.environment)
@@ -254,7 +253,7 @@ public final class Evaluator {
         }
     }
 
-    private func attrName(_ key: AttrKey, _ env: Environment) throws -> String {
+    private func attrName(_ key: AttrKey, _ env: Environment) throws -> NixString {
         switch key {
         case .name(let n): return n
         case .dynamic(let e, let loc):
@@ -264,23 +263,25 @@ public final class Evaluator {
         }
     }
 
-    private func bindingThunk(_ binding: Bindings.Binding, name: String, own: Environment, outer: Environment) throws -> Thunk {
+    private func bindingThunk(_ binding: Bindings.Binding, name: NixString, own: Environment, outer: Environment) throws -> Thunk {
         switch binding.value {
         case .expr(let e): return own === outer ? sharedThunk(e, own) : thunk(e, own)
-        case .inherit(let loc): return lexicalLookup(name, outer) ?? Thunk(.variable(name, loc), outer)
+        case .inherit(let loc):
+            return lexicalLookup(name.description, outer) ?? Thunk(.variable(name.description, loc), outer)
         case .inheritFrom(let source, let loc):
             return Thunk(.select(source, [.name(name)], orDefault: nil, loc), own)
         }
     }
 
     private func evalAttrs(_ bindings: Bindings, _ env: Environment, _ loc: SourceLocation) throws -> Value {
-        var values: [String: Thunk] = [:]
+        var values: [NixString: Thunk] = [:]
         let frame = LazyFrame(parent: env)
         let own = bindings.recursive ? frame.environment : env
         for name in bindings.order {
             values[name] = try bindingThunk(bindings.named[name]!, name: name, own: own, outer: env)
         }
-        frame.set(values)
+        // Variables are identifiers (ASCII): a name's text is its key in the scope.
+        if bindings.recursive { frame.set(Dictionary(values.map { ($0.key.description, $0.value) }, uniquingKeysWith: { a, _ in a })) }
         for (keyExpr, valueExpr, dloc) in bindings.dynamic {
             let key = try eval(keyExpr, own)
             if case .null = key { continue }
@@ -307,13 +308,13 @@ public final class Evaluator {
             let frame = LazyFrame(parent: env)
             if let a = lambda.argument { names[a] = arg }
             for formal in formals {
-                if let t = given[formal.name] { names[formal.name] = t }
+                if let t = given[NixString(formal.name)] { names[formal.name] = t }
                 else if let d = formal.defaultValue { names[formal.name] = thunk(d, frame.environment) }
                 else { throw NixEvalError("function called without required argument '\(formal.name)'", at: loc) }
             }
             if !lambda.ellipsis {
                 let allowed = Set(formals.map(\.name))
-                if let extra = given.keys.sorted(by: Builtins.byteOrder).first(where: { !allowed.contains($0) }) {
+                if let extra = given.keys.sorted().first(where: { !allowed.contains($0.description) }) {
                     throw NixEvalError("function called with unexpected argument '\(extra)'", at: loc)
                 }
             }
@@ -369,7 +370,7 @@ public final class Evaluator {
             let a = try eval(l, env), b = try eval(r, env)
             switch (a, b) {
             case (.path(let p), _):
-                return .path(Parser.canonical(p + (try coerceToString(b, loc, more: false))))
+                return .path(Parser.canonical(p + (try coerceToString(b, loc, more: false)).description))
             case (.string(let s), _):
                 return .string(s + (try coerceToString(b, loc, more: false)))
             default:
@@ -441,7 +442,7 @@ public final class Evaluator {
         switch (a, b) {
         case (.int(let x), .int(let y)): return x < y
         case (.int, .float), (.float, .int), (.float, .float): return Builtins.double(a)! < Builtins.double(b)!
-        case (.string(let x), .string(let y)): return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
+        case (.string(let x), .string(let y)): return x < y
         case (.path(let x), .path(let y)): return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
         case (.list(let x), .list(let y)):
             for (p, q) in zip(x, y) {
@@ -457,29 +458,29 @@ public final class Evaluator {
     // MARK: - Coercion
 
     /// `"${x}"` (more: false) and `toString x` (more: true).
-    func coerceToString(_ v: Value, _ loc: SourceLocation, more: Bool) throws -> String {
+    func coerceToString(_ v: Value, _ loc: SourceLocation, more: Bool) throws -> NixString {
         try NativeStack.check(loc)
         switch v {
         case .string(let s): return s
         case .path(let p):
-            if more { return p }
+            if more { return NixString(p) }
             throw NixEvalError.unsupported("using a path in a string (Nix would copy '\(p)' to the store)", at: loc)
         case .attrs(let attrs):
             if let f = attrs["__toString"] {
                 return try coerceToString(try call(try force(f), Thunk(value: v), loc), loc, more: more)
             }
             if let out = attrs["outPath"] { return try coerceToString(try force(out), loc, more: more) }
-        case .int(let i) where more: return String(i)
-        case .float(let f) where more: return String(format: "%f", f)
+        case .int(let i) where more: return NixString(String(i))
+        case .float(let f) where more: return NixString(String(format: "%f", f))
         case .bool(let b) where more: return b ? "1" : ""
         case .null where more: return ""
         case .list(let items) where more:
-            var out: [String] = []
+            var out: [[UInt8]] = []
             for t in items {
                 let item = try force(t)
-                out.append(try coerceToString(item, loc, more: true))
+                out.append(try coerceToString(item, loc, more: true).bytes)
             }
-            return out.joined(separator: " ")
+            return NixString(Array(out.joined(separator: [UInt8(ascii: " ")])))
         default: break
         }
         throw NixEvalError("cannot coerce \(v.article) to a string", at: loc)
@@ -508,7 +509,7 @@ public final class Evaluator {
     func importFile(_ v: Value, _ loc: SourceLocation) throws -> Value {
         switch v {
         case .path(let p): return try evaluateFile(p)
-        case .string(let s) where s.hasPrefix("/"): return try evaluateFile(s)
+        case .string(let s) where s.bytes.first == UInt8(ascii: "/"): return try evaluateFile(s.description)
         default: throw NixEvalError("cannot import \(v.article)", at: loc)
         }
     }

@@ -4,10 +4,10 @@ public enum Value {
     case float(Double)
     case bool(Bool)
     case null
-    case string(String)
+    case string(NixString)
     case path(String)
     case list([Thunk])
-    case attrs([String: Thunk])
+    case attrs([NixString: Thunk])
     case lambda(Lambda, Environment)
     case primop(PrimOp, [Thunk])
 

@@ -37,12 +37,12 @@ extension Expr {
 }
 
 public enum InterpolatedPart {
-    case text(String)
+    case text([UInt8])
     case expr(Expr, SourceLocation)
 }
 
 public enum AttrKey {
-    case name(String)
+    case name(NixString)
     case dynamic(Expr, SourceLocation)
 }
 
@@ -70,8 +70,8 @@ public struct Bindings {
 
     public var recursive: Bool
     /// Static names in first-definition order.
-    public var order: [String] = []
-    public var named: [String: Binding] = [:]
+    public var order: [NixString] = []
+    public var named: [NixString: Binding] = [:]
     public var dynamic: [(key: Expr, value: Expr, location: SourceLocation)] = []
 }
 

@@ -9,14 +9,13 @@ struct Lexer {
 
     static let keywords: Set<String> = ["if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"]
 
-    init(_ source: String, file: String) {
+    init(_ source: [UInt8], file: String) {
         // Nix reads source as a C string: a NUL byte ends it.
-        let all = Array(source.utf8)
-        bytes = all.firstIndex(of: 0).map { Array(all[..<$0]) } ?? all
+        bytes = source.firstIndex(of: 0).map { Array(source[..<$0]) } ?? source
         self.file = file
     }
 
-    static func tokenize(_ source: String, file: String) throws -> [Token] {
+    static func tokenize(_ source: [UInt8], file: String) throws -> [Token] {
         var lexer = Lexer(source, file: file)
         return try lexer.tokens(untilClosingBrace: false)
     }
@@ -262,7 +261,7 @@ struct Lexer {
                 }
                 advance(2)
             } else if c == UInt8(ascii: "$") && peek(1) == UInt8(ascii: "{") {
-                if !text.isEmpty { parts.append(.text(String(decoding: text, as: UTF8.self))); text = [] }
+                if !text.isEmpty { parts.append(.text(text)); text = [] }
                 parts.append(try interpolation())
             } else if c == UInt8(ascii: "$") && peek(1) == UInt8(ascii: "$") {
                 text += [c, c]  // "$$" keeps both, and a following "{" is plain text
@@ -272,7 +271,7 @@ struct Lexer {
                 advance()
             }
         }
-        if !text.isEmpty { parts.append(.text(String(decoding: text, as: UTF8.self))) }
+        if !text.isEmpty { parts.append(.text(text)) }
         return parts
     }
 
@@ -378,7 +377,7 @@ enum IndentedPiece {
                 if i == pieces.count - 1, let nl = s2.lastIndex(of: 0x0A), s2[(nl + 1)...].allSatisfy({ $0 == 0x20 }) {
                     s2.removeSubrange((nl + 1)...)
                 }
-                out.append(.text(String(decoding: s2, as: UTF8.self)))
+                out.append(.text(s2))
             }
         }
         return out

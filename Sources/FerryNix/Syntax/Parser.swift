@@ -15,6 +15,11 @@ public struct Parser {
 
     /// Parses a whole file or expression text.
     public static func parse(_ source: String, file: String = "«string»", baseDirectory: String) throws -> Expr {
+        try parse(bytes: Array(source.utf8), file: file, baseDirectory: baseDirectory)
+    }
+
+    /// Source as bytes: string literals keep bytes that are not UTF-8, as Nix keeps them.
+    public static func parse(bytes source: [UInt8], file: String = "«string»", baseDirectory: String) throws -> Expr {
         try NativeStack.run {
             var parser = Parser(tokens: try Lexer.tokenize(source, file: file), file: file, baseDirectory: baseDirectory)
             let expr = try parser.parseExpr()
@@ -271,12 +276,12 @@ public struct Parser {
     private mutating func parseAttrKey() throws -> AttrKey {
         let loc = current.location
         switch kind {
-        case .identifier(let name): _ = advance(); return .name(name)
+        case .identifier(let name): _ = advance(); return .name(NixString(name))
         case .keyword("or"): _ = advance(); return .name("or")
         case .string:
             let parts = try interpolated(advance().parts)
             if parts.isEmpty { return .name("") }
-            if parts.count == 1, case .text(let t) = parts[0] { return .name(t) }
+            if parts.count == 1, case .text(let t) = parts[0] { return .name(NixString(t)) }
             return .dynamic(.string(parts), loc)
         case .symbol("${"):
             _ = advance()
@@ -302,7 +307,7 @@ public struct Parser {
             let home = ProcessInfo.processInfo.environment["HOME"] ?? "/"
             return .path(Parser.canonical(home + "/" + p.dropFirst(2)))
         case .searchPath(let p): _ = advance(); return .searchPath(p, loc)
-        case .uri(let u): _ = advance(); return .string([.text(u)])
+        case .uri(let u): _ = advance(); return .string([.text(Array(u.utf8))])
         case .symbol("("):
             _ = advance()
             let e = try nested(cost: 1, room: 5) { try $0.parseExpr() }
@@ -376,14 +381,14 @@ public struct Parser {
                 }
                 while !isSymbol(";") {
                     let nameLoc = current.location
-                    let name: String
+                    let name: NixString
                     switch kind {
-                    case .identifier(let n): name = n
+                    case .identifier(let n): name = NixString(n)
                     case .keyword("or"): name = "or"
                     case .string:
                         let parts = current.parts
                         guard parts.count <= 1 else { throw NixSyntaxError(location: nameLoc, message: "dynamic attributes not allowed in inherit") }
-                        if case .text(let t)? = parts.first { name = t } else if parts.isEmpty { name = "" } else {
+                        if case .text(let t)? = parts.first { name = NixString(t) } else if parts.isEmpty { name = "" } else {
                             throw NixSyntaxError(location: nameLoc, message: "dynamic attributes not allowed in inherit")
                         }
                     default: throw unexpected("an attribute name or ';'")
@@ -420,7 +425,7 @@ public struct Parser {
 }
 
 extension Bindings {
-    mutating func add(_ name: String, _ binding: Binding) throws {
+    mutating func add(_ name: NixString, _ binding: Binding) throws {
         // `a.b = 1; a = { c = 2; };` merges, as Nix does, when both are plain (non-rec) sets.
         if let existing = named[name], case .expr(.attrs(var inner, let loc)) = existing.value, !inner.recursive,
            case .expr(.attrs(let extra, _)) = binding.value, !extra.recursive {

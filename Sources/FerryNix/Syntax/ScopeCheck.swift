@@ -29,9 +29,9 @@ enum ScopeCheck {
         case .list(let items):
             for item in items { try go(item) }
         case .attrs(let b, _):
-            try bindings(b, scope, underWith, inner: b.recursive ? scope.union(b.order) : scope)
+            try bindings(b, scope, underWith, inner: b.recursive ? scope.union(b.order.map(\.description)) : scope)
         case .letIn(let b, let body, _):
-            let inner = scope.union(b.order)
+            let inner = scope.union(b.order.map(\.description))
             try bindings(b, scope, underWith, inner: inner)
             try go(body, inner)
         case .lambda(let l):
@@ -54,7 +54,7 @@ enum ScopeCheck {
             switch b.named[name]!.value {
             case .expr(let e): try check(e, inner, underWith: w)
             case .inherit(let loc):
-                if !w && !outer.contains(name) { throw NixSyntaxError(location: loc, message: "undefined variable '\(name)'") }
+                if !w && !outer.contains(name.description) { throw NixSyntaxError(location: loc, message: "undefined variable '\(name)'") }
             case .inheritFrom(let source, _): try check(source, inner, underWith: w)
             }
         }

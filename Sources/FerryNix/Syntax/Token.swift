@@ -15,7 +15,7 @@ public struct SourceLocation: Equatable, Sendable, CustomStringConvertible {
 
 /// One piece of a string literal: text, or an interpolated expression's tokens.
 enum StringPart {
-    case text(String)
+    case text([UInt8])
     case interpolation([Token], SourceLocation)
 }
 

@@ -55,7 +55,7 @@ public enum NixWriter {
         case .attrs(let pairs):
             if pairs.isEmpty { return "{ }" }
             let inner = indent + "  "
-            let body = try pairs.sorted { Builtins.byteOrder($0.0, $1.0) }.map { k, v in
+            let body = try pairs.sorted { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }.map { k, v in
                 "\(inner)\(attrName(k)) = \(try literal(v, indent: inner));\n"
             }.joined()
             return "{\n\(body)\(indent)}"
@@ -76,35 +76,43 @@ public enum NixWriter {
 
     /// A double-quoted Nix string with `"`, `\`, `${`, newlines and tabs escaped, written the way
     /// Nix prints strings (so it reads back as exactly the same bytes).
-    public static func quoted(_ s: String) -> String {
-        var out = "\""
+    public static func quoted(_ s: String) -> String { String(decoding: quoted(bytes: Array(s.utf8)), as: UTF8.self) }
+
+    /// The same, byte for byte: bytes that are not UTF-8 stay as they are, as Nix prints them.
+    /// Nix 2.8 escapes every `$` in attribute names (`allDollars`), only `${` in string values.
+    public static func quoted(bytes s: [UInt8], allDollars: Bool = false) -> [UInt8] {
+        var out: [UInt8] = [0x22]
         var previousDollar = false
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "{" where previousDollar: out.removeLast(); out += "\\${"
-            default: out.unicodeScalars.append(scalar)
+        for b in s {
+            switch b {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
+            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
+            case 0x09: out += [0x5C, UInt8(ascii: "t")]
+            case UInt8(ascii: "$") where allDollars: out += Array("\\$".utf8)
+            case UInt8(ascii: "{") where previousDollar && !allDollars: out.removeLast(); out += Array("\\${".utf8)
+            default: out.append(b)
             }
-            previousDollar = scalar == "$"
+            previousDollar = b == UInt8(ascii: "$")
         }
-        return out + "\""
+        return out + [0x22]
     }
 
     /// Reserved words; `or` is not among them where an attribute name is expected.
     private static let keywords: Set<String> = ["if", "then", "else", "assert", "with", "let", "in", "rec", "inherit"]
 
     /// An attribute name, quoted unless it is a plain identifier.
-    public static func attrName(_ name: String) -> String {
-        isIdentifier(name) && !keywords.contains(name) ? name : quoted(name)
+    public static func attrName(_ name: String) -> String { String(decoding: attrName(NixString(name)), as: UTF8.self) }
+
+    static func attrName(_ name: NixString) -> [UInt8] {
+        isIdentifier(name.bytes) && !keywords.contains(name.description) ? name.bytes : quoted(bytes: name.bytes, allDollars: true)
     }
 
-    static func isIdentifier(_ s: String) -> Bool {
-        guard let first = s.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else { return false }
-        return s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_'-".unicodeScalars.contains($0)) }
+    static func isIdentifier(_ s: [UInt8]) -> Bool {
+        func letter(_ b: UInt8) -> Bool { (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z") }
+        guard let first = s.first, first == UInt8(ascii: "_") || letter(first) else { return false }
+        return s.allSatisfy { letter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "-") }
     }
 
     // MARK: - Printed values
@@ -117,81 +125,115 @@ public enum NixWriter {
         (try? displayThrowing(value, ev)) ?? "«error»"
     }
 
+    /// As text (bytes that are not UTF-8 become U+FFFD; `displayBytes` keeps them).
     public static func displayThrowing(_ value: Value, _ ev: Evaluator) throws -> String {
+        String(decoding: try displayBytes(value, ev), as: UTF8.self)
+    }
+
+    public static func displayBytes(_ value: Value, _ ev: Evaluator) throws -> [UInt8] {
         try NativeStack.run {
             var seen = Set<UInt>()
-            return try display(value, slot: nil, ev, &seen)
+            var out: [UInt8] = []
+            try display(value, slot: nil, ev, &seen, into: &out)
+            return out
         }
     }
 
     /// A non-empty set or list printed before (a cycle, or shared) is «repeated», as in Nix 2.8.
-    private static func display(_ value: Value, slot: ObjectIdentifier?, _ ev: Evaluator, _ seen: inout Set<UInt>) throws -> String {
+    private static func display(_ value: Value, slot: ObjectIdentifier?, _ ev: Evaluator, _ seen: inout Set<UInt>, into out: inout [UInt8]) throws {
         try NativeStack.check(nil)
-        if let id = value.identity(slot: slot), !seen.insert(id).inserted { return "«repeated»" }
+        if let id = value.identity(slot: slot), !seen.insert(id).inserted { out += Array("«repeated»".utf8); return }
         switch value {
-        case .int(let i): return String(i)
-        case .float(let f): return printedFloat(f)
-        case .bool(let b): return b ? "true" : "false"
-        case .null: return "null"
-        case .string(let s): return quoted(s)
-        case .path(let p): return p
+        case .int(let i): out += Array(String(i).utf8)
+        case .float(let f): out += Array(printedFloat(f).utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .null: out += Array("null".utf8)
+        case .string(let s): out += quoted(bytes: s.bytes)
+        case .path(let p): out += Array(p.utf8)
         case .list(let items):
-            if items.isEmpty { return "[ ]" }
-            return "[ " + (try items.map { try display(try ev.force($0), slot: ObjectIdentifier($0), ev, &seen) }).joined(separator: " ") + " ]"
-        case .attrs(let attrs):
-            if attrs.isEmpty { return "{ }" }
-            var out = "{ "
-            for key in attrs.keys.sorted(by: Builtins.byteOrder) {
-                out += "\(attrName(key)) = \(try display(try ev.force(attrs[key]!), slot: ObjectIdentifier(attrs[key]!), ev, &seen)); "
+            if items.isEmpty { out += Array("[ ]".utf8); return }
+            out += Array("[ ".utf8)
+            for t in items {
+                try display(try ev.force(t), slot: ObjectIdentifier(t), ev, &seen, into: &out)
+                out.append(0x20)
             }
-            return out + "}"
-        case .lambda: return "<LAMBDA>"
-        case .primop(_, let args): return args.isEmpty ? "<PRIMOP>" : "<PRIMOP-APP>"
+            out.append(UInt8(ascii: "]"))
+        case .attrs(let attrs):
+            if attrs.isEmpty { out += Array("{ }".utf8); return }
+            out += Array("{ ".utf8)
+            for key in attrs.keys.sorted() {
+                out += attrName(key) + Array(" = ".utf8)
+                try display(try ev.force(attrs[key]!), slot: ObjectIdentifier(attrs[key]!), ev, &seen, into: &out)
+                out += Array("; ".utf8)
+            }
+            out.append(UInt8(ascii: "}"))
+        case .lambda: out += Array("<LAMBDA>".utf8)
+        case .primop(_, let args): out += Array((args.isEmpty ? "<PRIMOP>" : "<PRIMOP-APP>").utf8)
         }
     }
 
-    /// As `builtins.toJSON` and `nix-instantiate --eval --strict --json` write a value.
+    /// As `builtins.toJSON` and `nix-instantiate --eval --strict --json` write a value, as text.
     public static func json(_ value: Value, _ ev: Evaluator, _ loc: SourceLocation?) throws -> String {
-        try NativeStack.run { try jsonValue(value, ev, loc) }
+        String(decoding: try jsonBytes(value, ev, loc), as: UTF8.self)
+    }
+
+    /// The same, byte for byte (strings that are not UTF-8 are written as they are, as Nix does).
+    public static func jsonBytes(_ value: Value, _ ev: Evaluator, _ loc: SourceLocation?) throws -> [UInt8] {
+        try NativeStack.run {
+            var out: [UInt8] = []
+            try jsonValue(value, ev, loc, into: &out)
+            return out
+        }
     }
 
     /// No cycle check, as in Nix: a cycle ends in its stack overflow error (and no partial output).
-    private static func jsonValue(_ value: Value, _ ev: Evaluator, _ loc: SourceLocation?) throws -> String {
+    private static func jsonValue(_ value: Value, _ ev: Evaluator, _ loc: SourceLocation?, into out: inout [UInt8]) throws {
         try NativeStack.check(loc)
         switch value {
-        case .int(let i): return String(i)
-        case .float(let f): return printedFloat(f)
-        case .bool(let b): return b ? "true" : "false"
-        case .null: return "null"
-        case .string(let s): return jsonString(s)
+        case .int(let i): out += Array(String(i).utf8)
+        case .float(let f): out += Array(printedFloat(f).utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .null: out += Array("null".utf8)
+        case .string(let s): out += jsonString(bytes: s.bytes)
         case .path(let p): throw NixEvalError.unsupported("a path in JSON (Nix would copy '\(p)' to the store)", at: loc)
         case .list(let items):
-            return "[" + (try items.map { try jsonValue(try ev.force($0), ev, loc) }).joined(separator: ",") + "]"
+            out.append(UInt8(ascii: "["))
+            for (i, t) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                try jsonValue(try ev.force(t), ev, loc, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
         case .attrs(let attrs):
-            if let out = attrs["outPath"] { return try jsonValue(try ev.force(out), ev, loc) }
-            return "{" + (try attrs.keys.sorted(by: Builtins.byteOrder).map {
-                jsonString($0) + ":" + (try jsonValue(try ev.force(attrs[$0]!), ev, loc))
-            }).joined(separator: ",") + "}"
+            if let o = attrs["outPath"] { return try jsonValue(try ev.force(o), ev, loc, into: &out) }
+            out.append(UInt8(ascii: "{"))
+            for (i, key) in attrs.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out += jsonString(bytes: key.bytes) + [UInt8(ascii: ":")]
+                try jsonValue(try ev.force(attrs[key]!), ev, loc, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
         case .lambda, .primop:
             throw NixEvalError("cannot convert a function to JSON", at: loc)
         }
     }
 
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{8}": out += "\\b"
-            case "\u{C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+    static func jsonString(_ s: String) -> String { String(decoding: jsonString(bytes: Array(s.utf8)), as: UTF8.self) }
+
+    static func jsonString(bytes s: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [0x22]
+        for b in s {
+            switch b {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
+            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
+            case 0x09: out += [0x5C, UInt8(ascii: "t")]
+            case 0x08: out += [0x5C, UInt8(ascii: "b")]
+            case 0x0C: out += [0x5C, UInt8(ascii: "f")]
+            case 0..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
+            default: out.append(b)
             }
         }
-        return out + "\""
+        return out + [0x22]
     }
 }
