@@ -12,6 +12,9 @@ public final class SocketRelay: @unchecked Sendable {
     private var blackholed = false
     /// Bytes forwarded so far, both ways.
     public private(set) var forwarded = 0
+    /// Bytes forwarded client → server so far (what `cutAfter` counts).
+    public var upstreamBytes: Int { stateLock.lock(); defer { stateLock.unlock() }; return sentUpstream }
+    private var sentUpstream = 0
 
     public func blackhole() {
         stateLock.lock(); blackholed = true; stateLock.unlock()
@@ -46,7 +49,7 @@ public final class SocketRelay: @unchecked Sendable {
                 var n = read(fds[from].fd, &buffer, buffer.count)
                 if n <= 0 { break loop }
                 if dropping { continue }
-                stateLock.lock(); forwarded += n; stateLock.unlock()
+                stateLock.lock(); forwarded += n; if from == 0 { sentUpstream += n }; stateLock.unlock()
                 if from == 0, let cut = cutAfter {
                     n = min(n, cut - sent)
                     sent += n
