@@ -6,6 +6,7 @@ let package = Package(
     // Linux only: the code calls Glibc directly, and the targets are NixOS.
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
+        .executable(name: "ferry-fuzz", targets: ["FerryFuzz"]),
         .library(name: "FerrySSH", targets: ["FerrySSH"]),
     ],
     dependencies: [
@@ -40,6 +41,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer targets for every parser (scripts/fuzz); a replayer in ordinary builds.
+        .executableTarget(name: "FerryFuzz", dependencies: ["FerryNix", "FerrySSH", "FerrySync", "FerryTOML"]),
         // Real-sshd test hosts: used by the tests, the demo and the benchmarks.
         .target(name: "FerryTestSupport", dependencies: ["FerrySSH"]),
         .executableTarget(
@@ -62,7 +65,7 @@ let package = Package(
         .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
         .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerryXCTestSupport"]),
         .testTarget(name: "FerryTOMLTests", dependencies: ["FerryTOML", "FerryXCTestSupport"]),
-        .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox"]),
+        .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox", "FerryFuzz"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -242,6 +242,7 @@ private struct Reader {
         // On the evaluator's large stack, where the values are also freed.
         let outcome = try NativeStack.run { () -> Result<String, InventoryError> in
             let evaluator = Evaluator()
+            defer { evaluator.tearDown() }
             let value: Value
             do {
                 value = try evaluator.evaluate(file: shared)

@@ -9,6 +9,31 @@ public final class Evaluator {
     private(set) var baseEnvironment: Environment!
     /// Messages from `builtins.trace`.
     public var traceHandler: (String) -> Void = { FileHandle.standardError.write(Data("trace: \($0)\n".utf8)) }
+    /// Frames filled after the thunks that point into them exist: reference cycles, which ARC
+    /// never frees on its own. `tearDown()` breaks them.
+    private var lazyFrames: [Environment] = []
+
+    func lazyFrame(_ parent: Environment) -> LazyFrame {
+        let frame = LazyFrame(parent: parent)
+        lazyFrames.append(frame.environment)
+        return frame
+    }
+
+    /// Frees what evaluation built (recursive frames, the `builtins.builtins` loop, the import
+    /// cache). Values from this evaluator must not be used after. For long-running callers (a
+    /// fleet run, the fuzzer); a one-shot command may simply exit.
+    public func tearDown() {
+        for frame in lazyFrames { frame.frame = .names([:]) }
+        lazyFrames = []
+        imports = [:]
+        parsed = [:]
+        if case .names(let names) = baseEnvironment.frame, let builtins = names["builtins"] { builtins.state = .done(.null) }
+        baseEnvironment.frame = .names([:])
+    }
+
+    /// At most this many evaluation steps (for fuzzing: an evaluator may loop by design, and
+    /// running out is a clean outcome there); nil: no limit.
+    public var stepBudget: Int?
 
     public init() {
         baseEnvironment = Environment(.names(Builtins.globals(self)), parent: nil)
@@ -183,6 +208,10 @@ public final class Evaluator {
     func eval(_ expr: Expr, _ env: Environment) throws -> Value {
         // Literals never recurse: the check waits for an expression that can name its place.
         if NativeStack.exhausted, let location = expr.location { throw NativeStack.overflow(location) }
+        if let budget = stepBudget {
+            guard budget > 0 else { throw NixEvalError("evaluation budget exhausted", at: expr.location) }
+            stepBudget = budget - 1
+        }
         switch expr {
         case .int(let i): return .int(i)
         case .float(let f): return .float(f)
@@ -227,7 +256,7 @@ public final class Evaluator {
         case .letIn(let bindings, let body, _):
             // Bindings see each other: make the frame, then fill it with thunks pointing at it.
             var names: [String: Thunk] = [:]
-            let frameEnv = LazyFrame(parent: env)
+            let frameEnv = lazyFrame(env)
             for name in bindings.order {
                 names[name.description] = try bindingThunk(bindings.named[name]!, name: name, own: frameEnv.environment, outer: env)
             }
@@ -275,7 +304,7 @@ public final class Evaluator {
 
     private func evalAttrs(_ bindings: Bindings, _ env: Environment, _ loc: SourceLocation) throws -> Value {
         var values: [NixString: Thunk] = [:]
-        let frame = LazyFrame(parent: env)
+        let frame = lazyFrame(env)
         let own = bindings.recursive ? frame.environment : env
         for name in bindings.order {
             values[name] = try bindingThunk(bindings.named[name]!, name: name, own: own, outer: env)
@@ -305,7 +334,7 @@ public final class Evaluator {
             guard case .attrs(let given) = try force(arg) else {
                 throw NixEvalError("value is \(try force(arg).article) while a set was expected", at: loc)
             }
-            let frame = LazyFrame(parent: env)
+            let frame = lazyFrame(env)
             if let a = lambda.argument { names[a] = arg }
             for formal in formals {
                 if let t = given[NixString(formal.name)] { names[formal.name] = t }

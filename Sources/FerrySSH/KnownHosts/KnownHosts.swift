@@ -7,7 +7,7 @@ import Foundation
 /// patterns; `[host]:port` names for ports other than 22 (and only those); `@revoked` keys
 /// refused; `@cert-authority` lines ignored (ferry does not use certificates). A line ferry
 /// cannot read is skipped with a warning, never the rest of the file after it.
-struct KnownHosts {
+package struct KnownHosts {
     enum Verdict: Equatable { case match, mismatch, revoked, notFound }
 
     struct Entry {
@@ -44,6 +44,22 @@ struct KnownHosts {
     private(set) var warnings: [String] = []
     /// Whether the user file holds hashed names: new entries are then written hashed too.
     private(set) var userFileHashed = false
+
+    /// A file's text, read as the user file would be (for the fuzzer): the entries and warnings.
+    package static func parse(_ bytes: [UInt8]) -> (entries: Int, warnings: [String]) {
+        var k = KnownHosts(empty: "fuzz")
+        k.read(bytes, path: "fuzz", isUserFile: true)
+        return (k.entries.count, k.warnings)
+    }
+
+    private init(empty path: String) { userFile = path }
+
+    /// Whether `host:port` with `key` is accepted by these entries (for the fuzzer).
+    package static func verdict(_ bytes: [UInt8], host: String, port: Int, key: [UInt8]) -> String {
+        var k = KnownHosts(empty: "fuzz")
+        k.read(bytes, path: "fuzz", isUserFile: true)
+        return "\(k.check(host: host, port: port, key: key))"
+    }
 
     init(userFile: String, globalFiles: [String]) throws {
         self.userFile = userFile
@@ -137,25 +153,30 @@ struct KnownHosts {
         }
     }
 
-    /// OpenSSH's match_pattern: `*` any run, `?` one character.
-    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
-        var p = p, s = s
-        while let c = p.first {
-            if c == UInt8(ascii: "*") {
-                let rest = p.dropFirst()
-                if rest.isEmpty { return true }
-                var tail = s
-                while true {
-                    if glob(rest, tail) { return true }
-                    if tail.isEmpty { return false }
-                    tail = tail.dropFirst()
-                }
+    /// OpenSSH's match_pattern: `*` any run, `?` one character. Iterative, with one backtrack
+    /// point, so a pattern of many stars cannot take exponential time (the fuzzer found one that
+    /// took over a minute with the recursive form).
+    static func glob(_ pattern: ArraySlice<UInt8>, _ text: ArraySlice<UInt8>) -> Bool {
+        let p = Array(pattern), s = Array(text)
+        var pi = 0, si = 0, star = -1, mark = 0
+        while si < s.count {
+            if pi < p.count && (p[pi] == UInt8(ascii: "?") || (p[pi] != UInt8(ascii: "*") && p[pi] == s[si])) {
+                pi += 1
+                si += 1
+            } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
+                star = pi
+                mark = si
+                pi += 1
+            } else if star >= 0 {
+                pi = star + 1
+                mark += 1
+                si = mark
+            } else {
+                return false
             }
-            guard let d = s.first, c == UInt8(ascii: "?") || c == d else { return false }
-            p = p.dropFirst()
-            s = s.dropFirst()
         }
-        return s.isEmpty
+        while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
     }
 
     /// The key type name at the start of an SSH wire-format public key.

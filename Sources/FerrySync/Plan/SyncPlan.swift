@@ -26,6 +26,11 @@ public struct SyncPlan {
 
         public var entry: FileEntry
         public var change: Change
+
+        public init(entry: FileEntry, change: Change) {
+            self.entry = entry
+            self.change = change
+        }
     }
 
     /// Remote paths removed first (extraneous, or in the way of a different kind of entry);
