@@ -77,6 +77,16 @@ final class ExcludeRulesTests: XCTestCase {
         XCTAssertEqual(ferry, rsync)
     }
 
+    /// Many stars against a long name end quickly (rsync's abort rule), not in exponential time.
+    func testManyStarsStayFast() throws {
+        let rules = try ExcludeRules(validating: ["*a*a*a*a*a*a*a*a*a*a*b", "**a**a**a**a**a**a**b/"])
+        let name = Array(String(repeating: "a", count: 250).utf8)
+        let start = Date()
+        XCTAssertFalse(rules.excludes(name, isDirectory: false))
+        XCTAssertFalse(rules.excludes(Array(String(repeating: "a/", count: 100).utf8) + [UInt8(ascii: "c")], isDirectory: true))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1)
+    }
+
     func testUnknownCharacterClassIsRefused() {
         XCTAssertThrowsError(try ExcludeRules(validating: ["[[:bogus:]]"])) { error in
             XCTAssertTrue("\(error)".contains("unknown character class [:bogus:]"), "\(error)")

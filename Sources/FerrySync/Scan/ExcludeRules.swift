@@ -127,43 +127,55 @@ public enum ExcludeRuleError: Error, Equatable, CustomStringConvertible {
 
 /// Shell-style matching as rsync's wildmatch does it.
 enum Wildmatch {
-    static func match(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+    /// rsync's dowild outcomes: besides yes and no, "no, and no later start can match" (the text
+    /// ran out) and "no, until a `**`" (a `*` met a `/`). They stop the search at once, which keeps
+    /// a pattern of many stars from taking exponential time.
+    enum Outcome { case match, noMatch, abortAll, abortToStarStar }
+
+    static func match(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool { dowild(p, s) == .match }
+
+    static func dowild(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Outcome {
         var pi = p.startIndex
         var si = s.startIndex
         while pi < p.endIndex {
             let c = p[pi]
+            if si == s.endIndex && c != UInt8(ascii: "*") { return .abortAll }
             switch c {
             case UInt8(ascii: "*"):
                 let double = pi + 1 < p.endIndex && p[pi + 1] == UInt8(ascii: "*")
                 var next = pi + 1
                 while next < p.endIndex && p[next] == UInt8(ascii: "*") { next += 1 }
-                if next == p.endIndex { return double || !s[si...].contains(UInt8(ascii: "/")) }
+                if next == p.endIndex { return double || !s[si...].contains(UInt8(ascii: "/")) ? .match : .noMatch }
                 var k = si
                 while true {
-                    if match(p[next...], s[k...]) { return true }
-                    if k == s.endIndex || (!double && s[k] == UInt8(ascii: "/")) { return false }
+                    let r = dowild(p[next...], s[k...])
+                    if r != .noMatch {
+                        if !double || r != .abortToStarStar { return r }
+                    } else if !double && k < s.endIndex && s[k] == UInt8(ascii: "/") {
+                        return .abortToStarStar
+                    }
+                    if k == s.endIndex { return .abortAll }
                     k += 1
                 }
             case UInt8(ascii: "?"):
-                guard si < s.endIndex, s[si] != UInt8(ascii: "/") else { return false }
+                guard s[si] != UInt8(ascii: "/") else { return .noMatch }
                 pi += 1; si += 1
             case UInt8(ascii: "["):
-                guard si < s.endIndex, s[si] != UInt8(ascii: "/"),
-                      let (matched, end) = matchClass(p, pi, s[si]) else {
-                    if si < s.endIndex && s[si] == c && !hasClassEnd(p, pi) { pi += 1; si += 1; continue }
-                    return false
+                guard s[si] != UInt8(ascii: "/"), let (matched, end) = matchClass(p, pi, s[si]) else {
+                    if s[si] == c && !hasClassEnd(p, pi) { pi += 1; si += 1; continue }
+                    return .noMatch
                 }
-                guard matched else { return false }
+                guard matched else { return .noMatch }
                 pi = end; si += 1
             case UInt8(ascii: "\\") where pi + 1 < p.endIndex:
-                guard si < s.endIndex, s[si] == p[pi + 1] else { return false }
+                guard s[si] == p[pi + 1] else { return .noMatch }
                 pi += 2; si += 1
             default:
-                guard si < s.endIndex, s[si] == c else { return false }
+                guard s[si] == c else { return .noMatch }
                 pi += 1; si += 1
             }
         }
-        return si == s.endIndex
+        return si == s.endIndex ? .match : .noMatch
     }
 
     private static func hasClassEnd(_ p: ArraySlice<UInt8>, _ start: Int) -> Bool {
