@@ -75,6 +75,8 @@ public struct Syncer {
         try planOptions.excludes.add("/.ferry-stage")  // staging inside a mount-point destination
 
         let scan = ScanTask(root: local, excludes: planOptions.excludes, done: scanned)
+        // Never leave the scan thread running past a return or a throw.
+        defer { _ = try? scan.wait() }
         let collector = ListingCollector()
         var err: [UInt8] = []
         var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned)?
@@ -93,6 +95,7 @@ public struct Syncer {
             return (listing, plan, scanned)
         }
 
+        var step: String { prepared == nil ? "listing \(destination)" : "applying the changes to \(destination)" }
         let status: ExitStatus
         do {
             if options.dryRun {
@@ -109,15 +112,9 @@ public struct Syncer {
                 status = try session.exec(command("apply"), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
             }
         } catch let error as SSHError where error != .cancelled {
-            _ = try? scan.wait()
-            throw SyncError.transport(step: prepared == nil ? "listing \(destination)" : "applying the changes to \(destination)", error: error)
-        } catch {
-            _ = try? scan.wait()
-            throw error
+            throw SyncError.transport(step: step, error: error)
         }
         guard status == .exited(0), let (plan, scanned) = prepared else {
-            _ = try? scan.wait()
-            let step = prepared == nil ? "listing \(destination)" : "applying the changes to \(destination)"
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
 

@@ -14,18 +14,6 @@ final class CutPointTests: SyncTestCase {
     static let cuts = ProcessInfo.processInfo.environment["FERRY_CUTS"].flatMap { Int($0) } ?? 12
     static let seed: UInt64 = ProcessInfo.processInfo.environment["FERRY_SYNC_SEED"].flatMap { UInt64($0, radix: 16) } ?? 0xC075
 
-    func files(_ root: String) -> [String: Data] {
-        var out: [String: Data] = [:]
-        let walker = FileManager.default.enumerator(atPath: root)
-        while let rel = walker?.nextObject() as? String {
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: root + "/" + rel, isDirectory: &isDir), !isDir.boolValue {
-                out[rel] = FileManager.default.contents(atPath: root + "/" + rel)
-            }
-        }
-        return out
-    }
-
     /// Client → server bytes of one uncut sync of `src` into a fresh `name`.
     func bytesOfOneSync(_ src: String, _ name: String) throws -> Int {
         let relay = try SocketRelay(port: try host.port)
@@ -49,11 +37,11 @@ final class CutPointTests: SyncTestCase {
         try fixture.mkdir(src + "/big")
         for i in 0..<4 { try fixture.write("\(src)/big/f\(i)", size: 400_000, text: false) }
         for i in 0..<40 { try fixture.write("\(src)/s\(i)", size: 2_000 + rng.below(3_000), text: true) }
-        let oldVersion = files(src)
+        let oldVersion = snapshot(src)
         let firstBytes = try bytesOfOneSync(src, "cut-probe")
         for i in 0..<4 { try fixture.write("\(src)/big/f\(i)", size: 400_001 + i, text: false) }
         for i in 0..<40 where i % 2 == 0 { try fixture.write("\(src)/s\(i)", size: 2_500, text: true) }
-        let newVersion = files(src)
+        let newVersion = snapshot(src)
         let updateBytes = try bytesOfOneSync(src, "cut-probe")  // an update of the probe copy
 
         for k in 0..<Self.cuts {
@@ -78,7 +66,7 @@ final class CutPointTests: SyncTestCase {
             }
             let label = "\(update ? "update" : "first copy") cut at \(cut) of \(total) bytes"
             usleep(100_000)  // the remote side notices the cut
-            for (rel, data) in files(try host.varSrc + "/" + name) {
+            for (rel, data) in snapshot(try host.varSrc + "/" + name) {
                 XCTAssertTrue(data == newVersion[rel] || data == oldVersion[rel], "\(label): \(rel) is partial")
             }
             XCTAssertTrue(try lockIsFree(name), "\(label): the lock outlived the cut")

@@ -35,6 +35,19 @@ class SyncTestCase: HostTestCase {
         return r.output
     }
 
+    /// Every regular file under `root` with its contents, by relative path.
+    func snapshot(_ root: String) -> [String: Data] {
+        var out: [String: Data] = [:]
+        let walker = FileManager.default.enumerator(atPath: root)
+        while let rel = walker?.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root + "/" + rel, isDirectory: &isDir), !isDir.boolValue {
+                out[rel] = FileManager.default.contents(atPath: root + "/" + rel)
+            }
+        }
+        return out
+    }
+
     /// The rsync oracle run over ssh, inside the host's mount namespace (for mounts made there).
     func remoteOracle(_ source: String, _ path: String) throws -> String {
         let h = try host

@@ -105,8 +105,7 @@ extension SSHSession {
     }
 
     private func isConnectionError(_ rc: Int32) -> Bool {
-        inbound.peerClosed || [LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT,
-                               LIBSSH2_ERROR_SOCKET_TIMEOUT, LIBSSH2_ERROR_TIMEOUT].contains(rc)
+        inbound.peerClosed || Self.socketErrors.contains(rc) || rc == LIBSSH2_ERROR_TIMEOUT
     }
 
     private func passphraseFor(_ path: String) -> String? {

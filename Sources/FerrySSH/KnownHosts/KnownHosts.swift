@@ -77,8 +77,7 @@ package struct KnownHosts {
 
     /// The name ssh looks up: `host`, or `[host]:port` off port 22. Lower-cased, as ssh does.
     static func lookupName(host: String, port: Int) -> String {
-        let h = host.lowercased()
-        return port == 22 ? h : "[\(h)]:\(port)"
+        SSHTarget(host: host, port: port).knownHostsName
     }
 
     /// As ssh: `[host]:port` decides; off port 22 a plain `host` entry with this very key also

@@ -119,13 +119,15 @@ public final class SSHSession {
 
     func failure(_ operation: String, _ rc: Int32) -> SSHError {
         if inbound.peerClosed { return .connectionLost(target: target.description, reason: "the server closed the connection") }
-        switch rc {
-        case LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT, LIBSSH2_ERROR_SOCKET_TIMEOUT:
+        if Self.socketErrors.contains(rc) {
             return .connectionLost(target: target.description, reason: "\(operation): \(lastErrorMessage(rc))")
-        default: break
         }
         return .protocolFailure(target: target.description, operation: operation, code: rc, message: lastErrorMessage(rc))
     }
+
+    /// libssh2's codes for a socket that failed: the connection is gone, whatever the operation.
+    static let socketErrors: Set<Int32> = [LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV,
+                                           LIBSSH2_ERROR_SOCKET_DISCONNECT, LIBSSH2_ERROR_SOCKET_TIMEOUT]
 
     func lastErrorMessage(_ rc: Int32) -> String {
         var message: UnsafeMutablePointer<CChar>?

@@ -62,9 +62,11 @@ public struct SSHTarget: Hashable, Sendable, CustomStringConvertible {
         self.init(user: user, host: String(host), port: port)
     }
 
-    /// The host as OpenSSH names it in known_hosts: `host`, or `[host]:port` off port 22.
+    /// The name OpenSSH looks up in known_hosts: `host`, or `[host]:port` off port 22, in lower
+    /// case as ssh lowercases host names.
     public var knownHostsName: String {
-        port == 22 ? host : "[\(host)]:\(port)"
+        let h = host.lowercased()
+        return port == 22 ? h : "[\(h)]:\(port)"
     }
 
     public var description: String {

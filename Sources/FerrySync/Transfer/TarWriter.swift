@@ -53,6 +53,11 @@ struct TarHeader {
 
     static func padding(_ n: Int) -> Int { (512 - n % 512) % 512 }
 
+    /// A whole member: these header blocks, then `contents` padded to a block.
+    func withContents(_ contents: [UInt8]) -> [UInt8] {
+        blocks() + contents + [UInt8](repeating: 0, count: TarHeader.padding(contents.count))
+    }
+
     private static func ustar(name: [UInt8], type: UInt8, mode: UInt32, size: Int64, mtime: Int64, link: [UInt8]) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ bytes: [UInt8], _ offset: Int, _ width: Int) {
@@ -167,7 +172,7 @@ final class TarStream: ExecInput {
                     let list: [UInt8] = discard.flatMap { $0 + [0] }
                     let header = TarHeader(name: Array("discard".utf8), type: .file, mode: 0o600, size: Int64(list.count),
                                            mtime: Timestamp(seconds: 0, nanoseconds: 0))
-                    setPending(header.blocks() + list + [UInt8](repeating: 0, count: TarHeader.padding(list.count)))
+                    setPending(header.withContents(list))
                     continue
                 }
                 if !finished {
@@ -181,7 +186,7 @@ final class TarStream: ExecInput {
             case .headerOnly(let h):
                 setPending(h.blocks())
             case .bytes(let h, let contents):
-                setPending(h.blocks() + contents + [UInt8](repeating: 0, count: TarHeader.padding(contents.count)))
+                setPending(h.withContents(contents))
             case .file(let h, let source):
                 let fd = source.withCString { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
                 guard fd >= 0 else {
