@@ -32,7 +32,7 @@ let package = Package(
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",
-            dependencies: ["FerryNix", "FerrySync", "FerrySSH", "FerryTOML"]
+            dependencies: ["FerryNix", "FerrySync", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "ferry",

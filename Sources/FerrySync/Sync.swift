@@ -16,6 +16,9 @@ public struct Syncer {
         public var force: Bool
         /// Stops the sync (the remote side is ended and cleans up after itself).
         public var cancel: CancellationToken?
+        /// Seconds to wait for the destination's lock (0: refuse at once). A deploy, which holds the
+        /// host's deploy lock already, waits for a killed predecessor's sync to wind down.
+        public var lockWait = 0
 
         public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false, cancel: CancellationToken? = nil) {
             self.plan = plan
@@ -27,6 +30,8 @@ public struct Syncer {
 
     public struct Result {
         public var plan: SyncPlan
+        /// The local tree as scanned (what the target now mirrors when the sync is complete).
+        public var scannedManifest = Manifest()
         public var filesScanned: Int
         public var bytesScanned: Int64
         public var bytesSent: Int64
@@ -84,7 +89,8 @@ public struct Syncer {
         let target = session.target.description
         func command(_ mode: String) -> RemoteCommand {
             .script(RemoteTree.syncScript, arguments: [Array(destination.utf8), Array(state.utf8),
-                                                       Array((planOptions.checksum ? "1" : "0").utf8), Array(mode.utf8)])
+                                                       Array((planOptions.checksum ? "1" : "0").utf8), Array(mode.utf8),
+                                                       Array(String(options.lockWait).utf8)])
         }
         func prepare() throws -> (RemoteTree.Listing, SyncPlan, LocalScanner.Scanned) {
             let listing = try RemoteTree.parse(collector.bytes, target: target)
@@ -121,6 +127,7 @@ public struct Syncer {
         var result = Result(plan: plan, filesScanned: scanned.manifest.count,
                             bytesScanned: scanned.manifest.entries.reduce(0) { $0 + $1.size },
                             bytesSent: stream?.bytesProduced ?? 0, seconds: 0, skipped: scanned.skipped)
+        result.scannedManifest = scanned.manifest
         result.tooLong = scanned.tooLong
         result.vanished = scanned.vanished + (stream?.vanished ?? [])
         result.changedDuringSend = stream?.changedDuringSend ?? []

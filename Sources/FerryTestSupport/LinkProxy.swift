@@ -39,7 +39,7 @@ public final class LinkProxy: @unchecked Sendable {
 
     deinit { stop() }
 
-    /// From now on nothing is forwarded either way; connections stay open.
+    /// From now on nothing is forwarded either way, not even a close; connections stay open.
     public func blackhole() { lock.lock(); blackholed = true; lock.unlock() }
 
     /// Resets every connection (RST, as a crashed middlebox does).
@@ -150,6 +150,7 @@ public final class LinkProxy: @unchecked Sendable {
                 if queue.isEmpty { cond.unlock(); break }
                 let (due, bytes) = queue.removeFirst()
                 cond.unlock()
+                if proxy.isBlackholed { continue }  // queued bytes are lost in the hole too
                 let wait = due - Self.now()
                 if wait > 0 { usleep(UInt32(wait * 1e6)) }
                 if proxy.shape.bytesPerSecond > 0 {
@@ -166,6 +167,8 @@ public final class LinkProxy: @unchecked Sendable {
                 }
                 if offset < bytes.count { break }
             }
+            // A blackhole never reports a close (stop() resets everything).
+            if proxy.isBlackholed { return }
             // This direction is over: the whole link goes down, as a cut link does.
             shutdown(to, Int32(SHUT_RDWR))
             shutdown(from, Int32(SHUT_RDWR))

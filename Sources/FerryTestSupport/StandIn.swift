@@ -9,16 +9,23 @@ enum StandIn {
         # STAND-IN for nixos-rebuild, installed by ferry's test harness. This host is not NixOS:
         # nothing is built or activated. It checks that the synced LNBits tree has the files the flake
         # needs and that the given nixos-config parses (nix-instantiate --parse), logs the call, and
-        # fails on request (a file named "fail" in its state directory holds the message).
+        # fails on request (a file named "fail" in its state directory holds the message), and waits
+        # while a file named "hold" is there (at most 120 s), so tests can catch a deploy mid-rebuild.
         state=\(ShellQuote.quote(stateDir))
-        { printf nixos-rebuild; for a in "$@"; do printf ' %s' "$a"; done; echo; } >> "$state/calls.log"
+        { printf nixos-rebuild; for a in "$@"; do case $a in *" "*) printf " '%s'" "$a" ;; *) printf ' %s' "$a" ;; esac; done; echo; } >> "$state/calls.log"
+        { echo "PATH=$PATH"; echo "NIX_PATH=${NIX_PATH:-}"; echo "cwd=$(pwd)"; } > "$state/env.log"
+        i=0
+        while [ -e "$state/hold" ] && [ $i -lt 1200 ]; do
+          [ $i -gt 0 ] || echo "stand-in: holding while $state/hold exists"
+          sleep 0.1; i=$((i + 1))
+        done
         op=
         config=${NIXOS_CONFIG:-}
         while [ $# -gt 0 ]; do
           case $1 in
             switch|boot|test|dry-activate|build|dry-build) op=$1 ;;
             -I) shift; case ${1:-} in nixos-config=*) config=${1#nixos-config=} ;; esac ;;
-            --option) shift 2 || true; continue ;;
+            --option) shift 3 || { echo "nixos-rebuild (stand-in): --option needs a name and a value" >&2; exit 1; }; continue ;;
             -*) ;;
             *) echo "nixos-rebuild (stand-in): unknown argument '$1'" >&2; exit 1 ;;
           esac
@@ -32,8 +39,8 @@ enum StandIn {
           cat "$state/fail" >&2
           exit 1
         fi
-        for f in flake.nix pyproject.toml uv.lock; do
-          if [ ! -f "/var/src/lnbits-src/$f" ]; then
+        for f in flake.nix flake.lock pyproject.toml uv.lock lnbits; do
+          if [ ! -e "/var/src/lnbits-src/$f" ]; then
             echo "error: getting status of '/var/src/lnbits-src/$f': No such file or directory (stand-in check)" >&2
             exit 1
           fi
@@ -43,12 +50,42 @@ enum StandIn {
           echo "error: file '$config' was not found in the Nix search path (stand-in check)" >&2
           exit 1
         fi
-        nix-instantiate --parse "$config" > /dev/null || exit 1
+        # (This machine's nix.conf may name a build users group it does not have: not the target's concern.)
+        NIX_CONFIG='build-users-group =' nix-instantiate --parse "$config" > /dev/null || exit 1
         echo "building the system configuration... (stand-in: nothing is built)" >&2
         case $op in
           switch|boot|test) date +%s > "$state/activated"; echo "stand-in: $op of $config done" ;;
+          build) ln -sfn /nix/store/00000000000000000000000000000000-nixos-system-stand-in result; echo "stand-in: build of $config done" ;;
           *) echo "stand-in: $op of $config done" ;;
         esac
+        """
+    }
+
+    /// The `systemd-run` stand-in: these hosts have no systemd. It logs its arguments and runs the
+    /// unit's command detached (setsid) with the environment a transient unit gets: only `--setenv`.
+    static func systemdRun(stateDir: String) -> String {
+        """
+        #!/bin/sh
+        # STAND-IN for systemd-run, installed by ferry's test harness (this host has no systemd):
+        # logs its arguments, then runs the command after -- in a new session, with an environment
+        # of only the --setenv values, as a transient unit would get. stdin/stdout/stderr are
+        # passed on, as --pipe does.
+        state=\(ShellQuote.quote(stateDir))
+        { printf systemd-run; for a in "$@"; do printf ' %s' "$a"; done; echo; } >> "$state/systemd-run.log"
+        command=0 skip=0
+        for a in "$@"; do
+          shift
+          if [ $command = 1 ]; then set -- "$@" "$a"; continue; fi
+          if [ $skip = 1 ]; then skip=0; continue; fi
+          case $a in
+            --setenv=*) set -- "$@" "${a#--setenv=}" ;;
+            --unit|-u|--property|-p|--description) skip=1 ;;
+            --) command=1 ;;
+            -*) ;;
+            *) echo "systemd-run (stand-in): unexpected argument '$a' before --" >&2; exit 1 ;;
+          esac
+        done
+        exec setsid env -i "$@"
         """
     }
 }

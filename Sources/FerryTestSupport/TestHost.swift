@@ -44,6 +44,18 @@ public final class TestHost {
         return text.split(separator: "\n").map(String.init)
     }
 
+    /// `systemd-run` stand-in calls so far, one line each.
+    public func systemdRunCalls() -> [String] {
+        let text = (try? String(contentsOfFile: standInState + "/systemd-run.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    /// While held, the nixos-rebuild stand-in waits (at most 120 s) before it does its work.
+    public func holdRebuild(_ held: Bool) {
+        let path = standInState + "/hold"
+        if held { _ = FileManager.default.createFile(atPath: path, contents: nil) } else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
     /// Makes the stand-in fail with `message` (nil: succeed again).
     public func setStandInFailure(_ message: String?) throws {
         let path = standInState + "/fail"

@@ -63,10 +63,13 @@ public final class TestHostHarness {
 
     /// Starts one host and records its ed25519 key in `knownHostsFile` (unless `recordKey` is false).
     @discardableResult
-    public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = []) throws -> TestHost {
+    /// `systemd`: whether the host's private `/run/systemd/system` exists (a deploy then takes the
+    /// `systemd-run` path, through the labelled stand-in); without it, the `setsid` path.
+    public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = [],
+                          systemd: Bool = true) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
-        for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home"] {
+        for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd"] + (systemd ? ["run-systemd/system"] : []) {
             try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
         }
         chmod("\(dir)/root", 0o700)
@@ -84,6 +87,9 @@ public final class TestHostHarness {
         let standIn = "\(dir)/current-system/sw/bin/nixos-rebuild"
         try StandIn.nixosRebuild(stateDir: "\(dir)/stand-in").write(toFile: standIn, atomically: true, encoding: .utf8)
         chmod(standIn, 0o755)
+        let systemdRun = "\(dir)/current-system/sw/bin/systemd-run"
+        try StandIn.systemdRun(stateDir: "\(dir)/stand-in").write(toFile: systemdRun, atomically: true, encoding: .utf8)
+        chmod(systemdRun, 0o755)
 
         // A free port can be taken between our probe and sshd's bind: retry a few times.
         var lastLog = ""
@@ -189,7 +195,7 @@ public final class TestHostHarness {
 
     private func launch(dir: String, mountUsers: Bool, sudo: Bool) throws -> Process {
         // Mount points must exist on the machine; the mounts themselves stay in the namespace.
-        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd"] {
+        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd", "/run/systemd"] {
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         }
         if sudo {
@@ -203,6 +209,7 @@ public final class TestHostHarness {
         mount --bind "$1/var-src" /var/src
         mount --bind "$1/current-system" /run/current-system
         mount --bind "$1/root" /root
+        mount --bind "$1/run-systemd" /run/systemd
 
         """
         if mountUsers {

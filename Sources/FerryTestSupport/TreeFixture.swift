@@ -10,11 +10,12 @@ public struct TreeFixture {
 
     public init(seed: UInt64) { rng = FixtureRandom(seed: seed) }
 
-    /// ≈580 entries, ≈15 MB: flake.nix, pyproject.toml, a 0.5 MB uv.lock, a few 0.5–2 MB JS bundles,
+    /// ≈580 entries, ≈15 MB: flake.nix, flake.lock, pyproject.toml, a 0.5 MB uv.lock, a few 0.5–2 MB JS bundles,
     /// many small .py/.html/.js files under lnbits/.
     public mutating func makeLNBitsTree(at root: String) throws {
         try mkdir(root)
         try write(root + "/flake.nix", text: "{\n  description = \"LNBits (ferry fixture)\";\n  outputs = { self }: { };\n}\n")
+        try write(root + "/flake.lock", text: "{\n  \"nodes\": { \"root\": { } },\n  \"root\": \"root\",\n  \"version\": 7\n}\n")
         try write(root + "/pyproject.toml", text: "[project]\nname = \"lnbits\"\nversion = \"1.0.0\"\n")
         try write(root + "/uv.lock", size: 512 * 1024, text: true)
         try write(root + "/README.md", size: 8 * 1024, text: true)

@@ -9,18 +9,20 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("known-hosts"), help: ArgumentHelp("known_hosts file.", valueName: "FILE"))
     var knownHosts: String?
 
-    @Option(name: .customLong("host-key-policy"), help: "strict (refuse unknown keys) or accept-new (record unknown keys). Changed keys are always refused.")
-    var hostKeyPolicy: HostKeyPolicy = .strict
+    @Option(name: .customLong("host-key-policy"), help: "strict (refuse unknown keys; the default) or accept-new (record unknown keys). Changed keys are always refused.")
+    var hostKeyPolicy: HostKeyPolicy?
 
     @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Seconds allowed for TCP connect and SSH handshake.", valueName: "SECONDS"))
     var connectTimeout: Double = 10
 
-    func configuration(for target: SSHTarget) -> SSHConfiguration {
+    /// Flags win over the inventory's values (`identity`, `known_hosts`, `host_key_policy`).
+    func configuration(for target: SSHTarget, identity inventoryIdentity: [String] = [], knownHosts inventoryKnownHosts: String? = nil,
+                       hostKeyPolicy inventoryPolicy: HostKeyPolicy? = nil) -> SSHConfiguration {
         var configuration = SSHConfiguration(
             target: target,
-            identityFiles: identity,
-            knownHostsFile: knownHosts,
-            hostKeyPolicy: hostKeyPolicy,
+            identityFiles: identity.isEmpty ? inventoryIdentity : identity,
+            knownHostsFile: knownHosts ?? inventoryKnownHosts,
+            hostKeyPolicy: hostKeyPolicy ?? inventoryPolicy ?? .strict,
             connectTimeout: connectTimeout
         )
         configuration.onNotice = { printError("ferry: \(target): \($0)") }

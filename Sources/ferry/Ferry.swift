@@ -18,7 +18,7 @@ struct Ferry: ParsableCommand {
         status (128 + N when it was killed by signal N).
         """,
         version: version,
-        subcommands: [Sync.self, Render.self, Eval.self, Exec.self]
+        subcommands: [Deploy.self, Sync.self, Render.self, Eval.self, Exec.self]
     )
 
     /// Parses and runs with one error style (`ferry: …`) and the README's exit codes: usage

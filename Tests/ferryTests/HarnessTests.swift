@@ -43,6 +43,8 @@ final class HarnessTests: HostTestCase {
         let config = ["-I", "nixos-config=/var/src/nixos-config/configuration.nix"]
         let script = try String(contentsOfFile: host.currentSystem + "/sw/bin/nixos-rebuild", encoding: .utf8)
         XCTAssertTrue(script.contains("STAND-IN for nixos-rebuild"), "labelled as a stand-in")
+        let unit = try String(contentsOfFile: host.currentSystem + "/sw/bin/systemd-run", encoding: .utf8)
+        XCTAssertTrue(unit.contains("STAND-IN for systemd-run"), "labelled as a stand-in")
 
         let noTree = try run(session, ["nixos-rebuild", "switch"] + config)
         XCTAssertEqual(noTree.status, .exited(1))
@@ -50,7 +52,10 @@ final class HarnessTests: HostTestCase {
 
         let tree = host.varSrc + "/lnbits-src"
         try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
-        for f in ["flake.nix", "pyproject.toml", "uv.lock"] { _ = FileManager.default.createFile(atPath: "\(tree)/\(f)", contents: Data()) }
+        for f in ["flake.nix", "flake.lock", "pyproject.toml", "uv.lock"] { _ = FileManager.default.createFile(atPath: "\(tree)/\(f)", contents: Data()) }
+        let noPackage = try run(session, ["nixos-rebuild", "switch"] + config)
+        XCTAssertTrue(noPackage.stderr.contains("/var/src/lnbits-src/lnbits'"), "the service reads lnbits/ at run time: \(noPackage.stderr)")
+        try FileManager.default.createDirectory(atPath: tree + "/lnbits", withIntermediateDirectories: true)
         let noConfig = try run(session, ["nixos-rebuild", "switch"] + config)
         XCTAssertEqual(noConfig.status, .exited(1))
         XCTAssertTrue(noConfig.stderr.contains("configuration.nix' was not found"), noConfig.stderr)
@@ -77,7 +82,7 @@ final class HarnessTests: HostTestCase {
         XCTAssertEqual(try run(session, ["nixos-rebuild"]).status, .exited(1), "no operation")
         let calls = host.standInCalls()
         XCTAssertEqual(calls.first, "nixos-rebuild switch -I nixos-config=/var/src/nixos-config/configuration.nix")
-        XCTAssertEqual(calls.count, 10)
+        XCTAssertEqual(calls.count, 11)
         XCTAssertEqual(calls.last, "nixos-rebuild")
     }
 

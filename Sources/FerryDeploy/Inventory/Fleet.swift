@@ -7,7 +7,11 @@ public struct Fleet {
     public struct Defaults: Equatable {
         public var user = "root"
         public var port = 22
-        public var identity: String?
+        /// Private keys to offer (absolute paths), before the agent's.
+        public var identity: [String] = []
+        /// A known_hosts file other than ~/.ssh/known_hosts (absolute).
+        public var knownHosts: String?
+        public var hostKeyPolicy: HostKeyPolicy = .strict
         public var operation: Operation = .switch
     }
 
@@ -24,7 +28,16 @@ public struct Fleet {
         public var deleteExcluded: Bool
         /// The per-host rendered configuration rather than a plain directory.
         public var rendered: Bool
+        /// Paths (relative; a trailing "/" means a directory) that must exist before a deploy connects.
+        public var require: [String]
         public var destination: String { "/var/src/\(name)" }
+
+        /// What the LNBits flake needs to build and the service to run.
+        public static let lnbitsRequirements = ["flake.nix", "flake.lock", "pyproject.toml", "uv.lock", "lnbits/"]
+        /// The rendered source's excludes unless it names its own: VCS, secrets, editor litter, build links.
+        public static let renderedExcludes = [".git", ".env", ".ferry/", "*~", "*.swp", ".#*", "result"]
+        /// Names ferry uses itself under /var/src/.ferry.
+        public static let reservedNames = ["deploys", "lock", "last-deploy.json"]
     }
 
     public struct Host {
@@ -36,6 +49,10 @@ public struct Fleet {
         /// A host-specific domain; nil inherits shared.nix's.
         public var domain: String?
         public var vars: [(String, NixLiteral)]
+        public var identity: [String]
+        public var knownHosts: String?
+        public var hostKeyPolicy: HostKeyPolicy
+        public var operation: Operation
 
         public var target: SSHTarget { SSHTarget(user: user, host: address, port: port) }
 
@@ -48,6 +65,10 @@ public struct Fleet {
     public var shared: String
     /// `domain` as shared.nix sets it (evaluated by ferry).
     public var sharedDomain: String
+    /// shared's path relative to the fleet's folder (the rendered configuration.nix imports it).
+    public var sharedRelativePath: String {
+        String(URL(fileURLWithPath: shared).standardizedFileURL.path.dropFirst(URL(fileURLWithPath: directory).standardizedFileURL.path.count + 1))
+    }
     public var defaults: Defaults
     public var sources: [Source]
     public var hosts: [Host]
@@ -65,6 +86,9 @@ public struct Fleet {
     }
 
     public func domain(of host: Host) -> String { host.domain ?? sharedDomain }
+
+    /// The source that carries each host's rendered configuration.
+    public var renderedSource: Source? { sources.first { $0.rendered } }
 
     /// Hosts named by `selectors` (host names, or `@tag`); all hosts when empty.
     public func select(_ selectors: [String]) throws -> [Host] {

@@ -1,4 +1,5 @@
 import FerryNix
+import FerrySSH
 import FerrySync
 import Foundation
 import FerryTOML
@@ -22,7 +23,7 @@ public enum InventoryReader {
     }
 
     static func absolute(_ path: String, in directory: String) -> String {
-        let expanded = path.hasPrefix("~/") ? NSHomeDirectory() + path.dropFirst(1) : path
+        let expanded = path.hasPrefix("~/") ? SSHConfiguration.homeDirectory + path.dropFirst(1) : path
         return URL(fileURLWithPath: expanded, relativeTo: URL(fileURLWithPath: directory, isDirectory: true)).standardizedFileURL.path
     }
 
@@ -128,20 +129,21 @@ private struct Reader {
             throw fail("shared", "missing: name the shared Nix file, e.g. shared = \"shared.nix\"")
         }
         let shared = InventoryReader.absolute(sharedName, in: directory)
+        // The rendered tree is the fleet's folder: shared must be in it to be imported there.
+        guard shared.hasPrefix(directory == "/" ? "/" : directory + "/") else {
+            throw fail("shared", "\(shared) is outside the fleet's folder \(directory); the rendered configuration imports it from there")
+        }
         let sharedDomain = try checkShared(shared)
 
         var defaults = Fleet.Defaults()
         if let d = try subtable(table, "defaults", at: "defaults") {
-            try checkKeys(d, allowed: ["user", "port", "identity", "operation"], at: "defaults")
+            try checkKeys(d, allowed: ["user", "port"] + Self.connectionKeys, at: "defaults")
             defaults.user = try nonEmpty(d, "user", at: "defaults.user") ?? defaults.user
             defaults.port = try port(d, at: "defaults.port") ?? defaults.port
-            defaults.identity = try nonEmpty(d, "identity", at: "defaults.identity").map { InventoryReader.absolute($0, in: directory) }
-            if let op = try nonEmpty(d, "operation", at: "defaults.operation") {
-                guard let operation = Fleet.Operation(rawValue: op) else {
-                    throw fail("defaults.operation", "'\(op)' is not one of \(Fleet.Operation.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                defaults.operation = operation
-            }
+            defaults.identity = try identities(d, at: "defaults.identity") ?? []
+            defaults.knownHosts = try nonEmpty(d, "known_hosts", at: "defaults.known_hosts").map { InventoryReader.absolute($0, in: directory) }
+            defaults.hostKeyPolicy = try policy(d, at: "defaults.host_key_policy") ?? defaults.hostKeyPolicy
+            defaults.operation = try operation(d, at: "defaults.operation") ?? defaults.operation
         }
 
         var warnings: [String] = []
@@ -153,16 +155,32 @@ private struct Reader {
                 guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix(".") else {
                     throw fail(path, "a source name becomes /var/src/NAME: it must be a plain file name")
                 }
-                try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered"], at: path)
+                guard !Fleet.Source.reservedNames.contains(name) else {
+                    throw fail(path, "'\(name)' is reserved (ferry keeps \(Fleet.Source.reservedNames.joined(separator: ", ")) under /var/src/.ferry)")
+                }
+                try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered", "require"], at: path)
                 let rendered = try bool(t, "rendered", at: "\(path).rendered") ?? false
+                if rendered, let other = sources.first(where: \.rendered) {
+                    throw fail("\(path).rendered", "sources.\(other.name) is the rendered source already; exactly one source may be")
+                }
+                if rendered && t["path"] != nil {
+                    throw fail("\(path).path", "the rendered source is always the fleet's folder; remove path")
+                }
                 guard let local = try nonEmpty(t, "path", at: "\(path).path") ?? (rendered ? "." : nil) else {
                     throw fail("\(path).path", "missing: the local directory to push")
                 }
+                let require = try strings(t, "require", at: "\(path).require") ?? (name == "lnbits-src" ? Fleet.Source.lnbitsRequirements : [])
+                for (i, r) in require.enumerated() where r.isEmpty || r.hasPrefix("/") || r.split(separator: "/").contains("..") {
+                    throw fail("\(path).require[\(i)]", "'\(r)' must be a path inside the source, without ..")
+                }
                 let source = Fleet.Source(
                     name: name, path: InventoryReader.absolute(local, in: directory),
-                    exclude: try strings(t, "exclude", at: "\(path).exclude") ?? [],
+                    exclude: try strings(t, "exclude", at: "\(path).exclude") ?? (rendered ? Fleet.Source.renderedExcludes : []),
                     deleteExcluded: try bool(t, "delete_excluded", at: "\(path).delete_excluded") ?? true,
-                    rendered: rendered)
+                    rendered: rendered, require: require)
+                do { _ = try ExcludeRules(validating: source.exclude) } catch {
+                    throw fail("\(path).exclude", "\(error)")
+                }
                 if !rendered && FileManager.default.fileExists(atPath: source.path + "/.env")
                     && !ExcludeRules(source.exclude).excludes(Array(".env".utf8), isDirectory: false) {
                     warnings.append("\(file): \(path): \(source.path)/.env would be pushed; a path: flake copies the whole tree into the world-readable Nix store. Add \".env\" to exclude.")
@@ -180,7 +198,7 @@ private struct Reader {
                 guard InventoryReader.isValidHostName(name) else {
                     throw fail(path, "'\(name)' is not a valid NixOS host name (letters, digits and hyphens, at most 63, no hyphen at either end)")
                 }
-                try checkKeys(t, allowed: ["address", "port", "user", "tags", "domain", "vars"], at: path)
+                try checkKeys(t, allowed: ["address", "port", "user", "tags", "domain", "vars"] + Self.connectionKeys, at: path)
                 guard let address = try nonEmpty(t, "address", at: "\(path).address") else {
                     throw fail("\(path).address", "missing: the host's DNS name or IP address")
                 }
@@ -193,7 +211,11 @@ private struct Reader {
                     user: try nonEmpty(t, "user", at: "\(path).user") ?? defaults.user,
                     tags: try strings(t, "tags", at: "\(path).tags") ?? [],
                     domain: try nonEmpty(t, "domain", at: "\(path).domain"),
-                    vars: try vars(t, at: "\(path).vars"))
+                    vars: try vars(t, at: "\(path).vars"),
+                    identity: try identities(t, at: "\(path).identity") ?? defaults.identity,
+                    knownHosts: try nonEmpty(t, "known_hosts", at: "\(path).known_hosts").map { InventoryReader.absolute($0, in: directory) } ?? defaults.knownHosts,
+                    hostKeyPolicy: try policy(t, at: "\(path).host_key_policy") ?? defaults.hostKeyPolicy,
+                    operation: try operation(t, at: "\(path).operation") ?? defaults.operation)
                 let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port)"
                 if let other = seen[endpoint] {
                     throw fail(path, "same address and port as hosts.\(other) (\(endpoint))")
@@ -203,6 +225,37 @@ private struct Reader {
             }
         }
         return Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts, warnings: warnings)
+    }
+
+    /// Keys `[defaults]` and each host accept alike (a host's value wins).
+    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "operation"]
+
+    /// `identity`: one path or a list of paths.
+    func identities(_ table: TOMLTable, at path: String) throws -> [String]? {
+        guard let value = table["identity"] else { return nil }
+        let list: [String]
+        if case .string = value { list = [try nonEmpty(table, "identity", at: path)!] } else {
+            guard case .array = value else { throw fail(path, "expected a path or a list of paths, found \(value.typeName)") }
+            list = try strings(table, "identity", at: path)!
+        }
+        for (i, p) in list.enumerated() where p.isEmpty { throw fail("\(path)[\(i)]", "must not be empty") }
+        return list.map { InventoryReader.absolute($0, in: directory) }
+    }
+
+    func policy(_ table: TOMLTable, at path: String) throws -> HostKeyPolicy? {
+        guard let text = try nonEmpty(table, "host_key_policy", at: path) else { return nil }
+        guard let policy = HostKeyPolicy(rawValue: text) else {
+            throw fail(path, "'\(text)' is not one of \(HostKeyPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return policy
+    }
+
+    func operation(_ table: TOMLTable, at path: String) throws -> Fleet.Operation? {
+        guard let text = try nonEmpty(table, "operation", at: path) else { return nil }
+        guard let op = Fleet.Operation(rawValue: text) else {
+            throw fail(path, "'\(text)' is not one of \(Fleet.Operation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return op
     }
 
     func vars(_ table: TOMLTable, at path: String) throws -> [(String, NixLiteral)] {

@@ -1,60 +1,109 @@
 import FerryNix
+import FerrySync
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// What `/var/src/nixos-config` receives for one host: the fleet's folder less fleet.toml,
-/// plus the generated configuration.nix.
+/// What `/var/src/<rendered source>` receives for one host: the fleet's folder (less fleet.toml,
+/// `.ferry/`, the render output, other sources inside it and the source's excludes), plus the
+/// generated configuration.nix. Modes, mtimes and symlinks are the folder's own; the generated
+/// file carries fleet.toml's mtime. Deploys compare it by content, so a same-length edit is sent.
 public struct RenderedConfig {
     public static let entryPoint = "configuration.nix"
+    /// `ferry render`'s default output folder: never part of a rendered tree.
+    public static let defaultOutput = "ferry-rendered"
 
     public let host: String
-    /// Relative path → contents, sorted by path.
-    public let files: [(path: String, contents: Data)]
+    /// The fleet's folder.
+    public let root: String
+    /// The folder's entries that go (configuration.nix not among them).
+    public let scanned: Manifest
+    public let configuration: String
+    let configurationMtime: Timestamp
 
+    /// `skipping`: absolute paths left out besides the fixed ones (a render's output folder).
     public init(host: Fleet.Host, fleet: Fleet, skipping skipped: [String] = []) throws {
         self.host = host.name
-        var files: [(String, Data)] = []
-        let root = URL(fileURLWithPath: fleet.directory).standardizedFileURL.path
-        let fileName = (fleet.file as NSString).lastPathComponent
-        guard let walker = FileManager.default.enumerator(atPath: root) else {
-            throw InventoryError(file: fleet.file, key: nil, problem: "cannot read the folder \(root)")
+        root = URL(fileURLWithPath: fleet.directory).standardizedFileURL.path
+        let source = fleet.renderedSource
+        var left = [root + "/.ferry", fleet.file, root + "/" + Self.defaultOutput] + skipped
+        left += fleet.sources.filter { !$0.rendered }.map(\.path)
+        let root = self.root
+        let inside = left.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            .filter { $0.hasPrefix(root + "/") }.map { Array($0.utf8.dropFirst(root.utf8.count + 1)) }
+        // Fixed rules first (the first matching rule decides), then the source's own.
+        var rules = ExcludeRules(inside.map { "- /" + Self.escapingWildcards($0) })
+        for rule in source?.exclude ?? Fleet.Source.renderedExcludes { try? rules.add(rule) }
+        var scanner = LocalScanner(root: root, excludes: rules)
+        let all: Manifest
+        do { all = try scanner.scan() } catch {
+            throw InventoryError(file: fleet.file, key: source.map { "sources.\($0.name)" }, problem: "cannot read the fleet's folder: \(error)")
         }
-        while let relative = walker.nextObject() as? String {
-            let full = root + "/" + relative
-            if skipped.contains(where: { full == $0 || full.hasPrefix($0 + "/") }) { walker.skipDescendants(); continue }
-            if relative == fileName { continue }
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue else { continue }
-            if relative == RenderedConfig.entryPoint {
-                throw InventoryError(file: full, key: nil, problem: "ferry generates \(RenderedConfig.entryPoint) for each host; remove this file (host.nix is where the configuration goes)")
-            }
-            guard let data = FileManager.default.contents(atPath: full) else {
-                throw InventoryError(file: full, key: nil, problem: "cannot read the file")
-            }
-            files.append((relative, data))
+        // A lone "!" in the source's rules clears the fixed ones: they are enforced here again.
+        scanned = Manifest(all.entries.filter { e in
+            !inside.contains { e.path == $0 || (e.path.starts(with: $0) && e.path.count > $0.count && e.path[$0.count] == UInt8(ascii: "/")) }
+        })
+        if scanned[Array(Self.entryPoint.utf8)] != nil {
+            throw InventoryError(file: root + "/" + Self.entryPoint, key: nil, problem: "ferry generates \(Self.entryPoint) for each host; remove this file (host.nix is where the configuration goes)")
         }
-        let entry: String
-        do { entry = try ConfigurationRenderer.render(host.rendererHost) } catch {
+        do { configuration = try ConfigurationRenderer.render(host.rendererHost, shared: fleet.sharedRelativePath) } catch {
             throw InventoryError(file: fleet.file, key: "hosts.\(host.name).vars", problem: "\(error)")
         }
-        files.append((RenderedConfig.entryPoint, Data(entry.utf8)))
-        self.files = files.sorted { $0.0 < $1.0 }
+        var st = stat()
+        configurationMtime = stat(fleet.file, &st) == 0 ? Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int64(st.st_mtim.tv_nsec)) : Timestamp(seconds: 0, nanoseconds: 0)
     }
 
-    public var configuration: String {
-        String(decoding: files.first { $0.path == RenderedConfig.entryPoint }!.contents, as: UTF8.self)
+    static func escapingWildcards(_ path: [UInt8]) -> String {
+        var out: [UInt8] = []
+        for b in path {
+            if "*?[\\".utf8.contains(b) { out.append(UInt8(ascii: "\\")) }
+            out.append(b)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// Writes the tree to `directory`, replacing what was there only once the new tree is complete.
+    /// Relative path → contents of every regular file, configuration.nix included, sorted by path.
+    public var files: [(path: String, contents: Data)] {
+        var list = scanned.entries.filter { $0.kind == .file }.map { e in
+            (e.displayPath, FileManager.default.contents(atPath: root + "/" + e.displayPath) ?? Data())
+        }
+        list.append((Self.entryPoint, Data(configuration.utf8)))
+        return list.sorted { $0.0 < $1.0 }
+    }
+
+    /// Writes the tree to `directory` (modes, mtimes and symlinks kept), replacing what was
+    /// there only once the new tree is complete.
     public func write(to directory: String) throws {
         let fm = FileManager.default
         let parent = (directory as NSString).deletingLastPathComponent
         try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
         let staging = parent + "/.\((directory as NSString).lastPathComponent).ferry-tmp-\(getpid())"
         try? fm.removeItem(atPath: staging)
-        for file in files {
-            let path = staging + "/" + file.path
-            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try file.contents.write(to: URL(fileURLWithPath: path))
+        try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        func setTime(_ path: String, _ t: Timestamp) throws {
+            var times = [timespec(tv_sec: time_t(t.seconds), tv_nsec: Int(t.nanoseconds)),
+                         timespec(tv_sec: time_t(t.seconds), tv_nsec: Int(t.nanoseconds))]
+            guard utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        }
+        for e in scanned.entries where !e.path.isEmpty {
+            let path = staging + "/" + e.displayPath
+            switch e.kind {
+            case .directory: try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+            case .symlink: try fm.createSymbolicLink(atPath: path, withDestinationPath: String(decoding: e.linkTarget ?? [], as: UTF8.self))
+            case .file: try fm.copyItem(atPath: root + "/" + e.displayPath, toPath: path)
+            case .fifo: guard mkfifo(path, mode_t(e.mode)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            }
+        }
+        let entry = staging + "/" + Self.entryPoint
+        try Data(configuration.utf8).write(to: URL(fileURLWithPath: entry))
+        chmod(entry, 0o644)
+        try setTime(entry, configurationMtime)
+        // Modes and times last, deepest first, so writing into a directory cannot change its mtime.
+        for e in scanned.entries.reversed() {
+            let path = e.path.isEmpty ? staging : staging + "/" + e.displayPath
+            if e.kind != .symlink { chmod(path, mode_t(e.mode)) }
+            try setTime(path, e.mtime)
         }
         if fm.fileExists(atPath: directory) { try fm.removeItem(atPath: directory) }
         try fm.moveItem(atPath: staging, toPath: directory)

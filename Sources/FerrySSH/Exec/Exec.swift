@@ -26,7 +26,14 @@ extension SSHSession {
         let tracking = ExitStatusTracking(channel)
         do {
             try start(channel, wrapped, cancel: cancel)
-            try pump(channel, stdin: stdin, cancel: cancel, stdout: stdout, stderr: { filter.feed($0, stderr) })
+            var reported = false
+            try pump(channel, stdin: stdin, cancel: cancel, stdout: stdout, stderr: { chunk in
+                filter.feed(chunk, stderr)
+                if !reported, let group = filter.processGroup {
+                    reported = true
+                    onRemoteProcessGroup?(group)
+                }
+            })
             filter.finish(stderr)
             try retrying("close channel", cancel: cancel) { libssh2_channel_close(channel) }
             try retrying("wait for channel close", cancel: cancel) { libssh2_channel_wait_closed(channel) }
@@ -75,7 +82,8 @@ extension SSHSession {
         let deadline = Deadline(after: 5)
         if let killer = try? openChannel() {
             defer { freeChannel(killer) }
-            let command = Array("kill -TERM -- -\(pgid)".utf8)
+            // "-PGID" right after the signal: dash (Debian's sh) refuses "--" there.
+            let command = Array("kill -TERM -\(pgid)".utf8)
             if (try? start(killer, command, cancel: nil)) != nil {
                 try? pump(killer, stdin: nil, cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
             }

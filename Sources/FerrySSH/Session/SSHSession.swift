@@ -7,6 +7,9 @@ import Glibc
 /// (libssh2 sessions must not be shared between threads). Many commands may run on it in turn.
 public final class SSHSession {
     public let configuration: SSHConfiguration
+    /// Hears the process group of each command `exec` starts (a deploy hands them to its lock
+    /// holder, which ends them if ferry's heartbeat stops).
+    public var onRemoteProcessGroup: ((Int32) -> Void)?
     let raw: OpaquePointer
     let socket: Int32
     private var closed = false

@@ -32,11 +32,12 @@ package enum RemoteTree {
     /// "apply" and the tar stream (see `applyScript`). One channel, so nothing can change between
     /// the listing and the apply.
     static let syncScript = #"""
-    dest=$1 state=$2 checksum=$3 mode=$4
+    dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0}
     if [ "$mode" = apply ]; then
       mkdir -p "$state" || exit 1
       exec 9>>"$state/lock" || exit 1
-      flock -n 9 || { echo "another ferry sync to $dest is running (lock $state/lock is held)" >&2; exit 75; }
+      if [ "$wait" -gt 0 ]; then flock -w "$wait" 9; else flock -n 9; fi ||
+        { echo "another ferry sync to $dest is running (lock $state/lock is held)" >&2; exit 75; }
     fi
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then printf 'dir\0'
     elif [ -e "$dest" ] || [ -L "$dest" ]; then printf 'other\0'

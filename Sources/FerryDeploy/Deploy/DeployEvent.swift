@@ -1,0 +1,62 @@
+import FerrySSH
+import FerrySync
+
+/// The steps of a deploy, in order.
+public enum DeployPhase: String, Sendable, CaseIterable {
+    case check, connect, lock, sync, rebuild
+}
+
+/// What a deploy reports as it goes; the CLI renders these (library code never prints).
+public enum DeployEvent {
+    case phaseStarted(DeployPhase, detail: String)
+    case phaseFinished(DeployPhase, seconds: Double, detail: String)
+    /// The lock is held by another deploy; this one waits (or refuses, after this event).
+    case lockBusy(LockHolder, waiting: Int)
+    case sourceSynced(name: String, result: Syncer.Result)
+    /// One line of the rebuild's output, raw (Nix prints ANSI sequences), without its newline.
+    case output([UInt8])
+    case warning(String)
+    /// The link dropped while following the rebuild; ferry reconnects.
+    case reconnecting(reason: String)
+}
+
+/// How a deploy ended when it did not throw.
+public enum DeployResult: Equatable, Sendable {
+    case succeeded
+    case syncOnly
+    /// The rebuild exited non-zero (or was killed); `lastLines` are its output's end.
+    case rebuildFailed(status: String, lastLines: [String])
+    /// Contact was lost during the rebuild and not regained within the reconnect timeout.
+    case unknown(operation: String)
+
+    public var summary: String {
+        switch self {
+        case .succeeded: return "succeeded"
+        case .syncOnly: return "synced, no rebuild"
+        case .rebuildFailed(let status, _): return "failed: \(status)"
+        case .unknown(let op): return "unknown: lost contact during \(op); the rebuild may still be running"
+        }
+    }
+}
+
+public enum DeployError: Error, CustomStringConvertible {
+    /// Before any connection: the inventory, a source or the render (exit 2).
+    case localCheck(String)
+    case local(String)
+    case lockHeld(target: String, holder: LockHolder?, waited: Int)
+    case lockLost(target: String, detail: String)
+    case remote(target: String, step: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .localCheck(let text), .local(let text): return text
+        case .lockHeld(let target, let holder, let waited):
+            let who = holder.map { "\($0)" } ?? "another deploy"
+            return "\(target): the deploy lock is held by \(who)" + (waited > 0 ? "; gave up after \(waited) s" : "; wait for it with --lock-timeout SECONDS")
+        case .lockLost(let target, let detail):
+            return "\(target): lost the deploy lock before the rebuild started: \(detail)"
+        case .remote(let target, let step, let detail):
+            return "\(target): \(step): \(detail)"
+        }
+    }
+}

@@ -1,0 +1,250 @@
+import FerrySSH
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who holds a host's deploy lock, as the holder wrote it in `/var/src/.ferry/lock-info`.
+public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var id: String
+    /// user@machine of the operator who runs ferry.
+    public var operator_: String
+    /// ferry's pid on the operator's machine.
+    public var pid: Int32
+    public var since: String
+    /// Set from the target's answer: the holder's rebuild job is alive (kill -0).
+    public var rebuildRunning = false
+
+    enum CodingKeys: String, CodingKey { case id, operator_ = "operator", pid, since }
+
+    public init(id: String, operator_: String, pid: Int32, since: String) {
+        self.id = id
+        self.operator_ = operator_
+        self.pid = pid
+        self.since = since
+    }
+
+    public var description: String {
+        "deploy \(id) by \(operator_) (ferry pid \(pid)) since \(since)" + (rebuildRunning ? ", rebuild running" : "")
+    }
+}
+
+/// The host's deploy lock: `flock` on `/var/src/.ferry/lock`, held by a remote shell on a session
+/// of its own (a libssh2 session is single-threaded, and the sync needs one meanwhile). The shell
+/// ends itself when ferry's heartbeat stops for `heartbeatTimeout` seconds or its channel closes,
+/// which frees the lock. The rebuild job is started by that shell and inherits the locked open
+/// file, so the lock stays held until the job has written its exit status, even if ferry dies.
+final class DeployLock: @unchecked Sendable {
+    static let heartbeatInterval = 5.0
+    static let heartbeatTimeout = 30
+
+    enum State { case waiting, busy(LockHolder), locked, started(Int32) }
+
+    // Guarded by `condition`.
+    private var state = State.waiting
+    private var stdoutBuffer: [UInt8] = []
+    private var stderrText: [UInt8] = []
+    private let condition = NSCondition()
+    private var pipeFDs: [Int32] = [-1, -1]
+    private var timer: DispatchSourceTimer?
+    private let thread: Thread
+
+    /// Holder script. $1 root, $2 deploy id, $3 the lock-info line, $4 seconds to wait for the lock.
+    static let holderScript = #"""
+    root=$1 id=$2 info=$3 wait=$4
+    state=$root/.ferry
+    mkdir -p "$state/deploys" || exit 1
+    exec 9>>"$state/lock" || exit 1
+    if ! flock -n 9; then
+      held=idle
+      hid=$(cat "$state/lock-id" 2>/dev/null)
+      hpid=$(cat "$state/deploys/$hid/pid" 2>/dev/null)
+      if [ -n "$hid" ] && [ -n "$hpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$hpid" 2>/dev/null; then held=running; fi
+      printf 'busy %s %s\n' "$held" "$(head -n 1 "$state/lock-info" 2>/dev/null)"
+      [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
+    fi
+    printf '%s\n' "$info" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
+    printf '%s\n' "$id" > "$state/lock-id.tmp" && mv -f "$state/lock-id.tmp" "$state/lock-id" || exit 1
+    echo locked
+    # No heartbeat for a while, or the channel closed: the deploy is gone. Its other commands
+    # (a sync waiting on a blackholed link) end too, so nothing keeps a lock.
+    groups=
+    gone() { for g in $groups; do kill -TERM "-$g" 2>/dev/null; done; exit 0; }
+    while :; do
+      line=$(timeout \#(heartbeatTimeout) sh -c 'IFS= read -r l || exit 3; printf "%s" "$l"') || gone
+      case $line in
+        group\ *) groups="$groups ${line#group }" ;;
+        rebuild)
+          d=$state/deploys/$id
+          # The job gets the locked open file on its stdin (systemd-run --pipe passes it on).
+          if [ -d /run/systemd/system ]; then
+            setsid systemd-run --unit "ferry-deploy-$id" --collect --pipe --quiet \
+              --setenv=PATH="$PATH" ${NIX_PATH:+"--setenv=NIX_PATH=$NIX_PATH"} ${LOCALE_ARCHIVE:+"--setenv=LOCALE_ARCHIVE=$LOCALE_ARCHIVE"} \
+              -- /bin/sh "$d/job.sh" <&9 >/dev/null 2>&1 &
+          else
+            setsid /bin/sh "$d/job.sh" <&9 >/dev/null 2>&1 &
+          fi
+          i=0
+          while [ ! -s "$d/pid" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+          [ -s "$d/pid" ] || { echo "the rebuild job did not start within 30 s" >&2; exit 1; }
+          printf 'started %s\n' "$(cat "$d/pid")"
+          exit 0 ;;
+        release) exit 0 ;;
+      esac
+    done
+    """#
+
+    /// Starts the holder on `session` (used by no other thread meanwhile) and waits for the lock:
+    /// `wait` seconds at most (0: refuse at once). `onBusy` hears who holds it before the wait.
+    init(session: SSHSession, root: String, id: String, info: LockHolder, wait: Int, cancel: CancellationToken?,
+         onBusy: @escaping (LockHolder) -> Void) throws {
+        // The write end never blocks: a line for a holder that is gone is dropped.
+        guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[1], F_SETFL, O_NONBLOCK) == 0 else { throw DeployError.local("cannot create a pipe: \(String(cString: strerror(errno)))") }
+        stop = try CancellationToken()
+        let infoLine = String(decoding: try JSONEncoder().encode(info), as: UTF8.self)
+        let command = RemoteCommand.script(Self.holderScript, arguments: [root, id, infoLine, String(wait)].map { Array($0.utf8) })
+        let input = FileDescriptorInput(descriptor: pipeFDs[0])
+        target = session.target.description
+        let box = Box()
+        let stop = self.stop
+        thread = Thread {
+            let status: String
+            do {
+                let s = try session.exec(command, stdin: input, cancel: stop, stdout: { box.lock?.feed($0) }, stderr: { box.lock?.feedError($0) })
+                status = s == .exited(75) ? "refused" : "\(s)"
+            } catch {
+                status = "\(error)"
+            }
+            box.lock?.finish(status)
+        }
+        box.lock = self
+        thread.start()
+        heartbeat()
+
+        condition.lock()
+        defer { condition.unlock() }
+        var told = false
+        while true {
+            if case .locked = state { return }
+            if case .busy(let who) = state, !told {
+                told = true
+                condition.unlock(); onBusy(who); condition.lock()
+                continue
+            }
+            if done {
+                condition.unlock(); defer { condition.lock() }
+                if ended == "refused" { throw DeployError.lockHeld(target: target, holder: lastHolder, waited: wait) }
+                throw DeployError.remote(target: target, step: "taking the deploy lock", detail: failure)
+            }
+            if cancel?.isCancelled == true {
+                condition.unlock(); defer { condition.lock() }
+                release()
+                throw SSHError.cancelled
+            }
+            _ = condition.wait(until: Date().addingTimeInterval(0.2))
+        }
+    }
+
+    private let stop: CancellationToken
+    private let target: String
+    private var lastHolder: LockHolder?
+    private var done = false
+    private var ended = ""
+
+    private var failure: String {
+        let stderr = String(decoding: stderrText, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return stderr.isEmpty ? ended : "\(ended): \(stderr)"
+    }
+
+    deinit {
+        timer?.cancel()
+        close(pipeFDs[1])
+        close(pipeFDs[0])
+    }
+
+    /// The process group of a command this deploy runs on its other session.
+    func noteProcessGroup(_ group: Int32) { send("group \(group)") }
+
+    /// Tells the holder to start the rebuild job; returns the job's pid on the target, or nil when
+    /// the holder's link dropped after it was asked (the job may or may not have started: the
+    /// follower finds out). Throws when the lock was lost before the request.
+    func startRebuild() throws -> Int32? {
+        condition.lock()
+        defer { condition.unlock() }
+        if done { throw DeployError.lockLost(target: target, detail: failure) }
+        send("rebuild")
+        while true {
+            if case .started(let pid) = state { return pid }
+            if done { return nil }
+            condition.wait()
+        }
+    }
+
+    /// Ends the holder (the lock goes with it unless a rebuild job holds it) and waits until
+    /// its thread is done with the session, so the caller may close it.
+    func release() {
+        timer?.cancel()
+        send("release")
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date().addingTimeInterval(5)
+        while !done && Date() < deadline { _ = condition.wait(until: deadline) }
+        if !done {
+            stop.cancel()
+            while !done { condition.wait() }
+        }
+    }
+
+    private func send(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(pipeFDs[1], $0.baseAddress, $0.count) }
+    }
+
+    private func heartbeat() {
+        let t = DispatchSource.makeTimerSource(queue: .global())
+        t.schedule(deadline: .now() + Self.heartbeatInterval, repeating: Self.heartbeatInterval)
+        t.setEventHandler { [weak self] in self?.send("beat") }
+        t.resume()
+        timer = t
+    }
+
+    // Called on the holder thread.
+    fileprivate func feed(_ chunk: UnsafeRawBufferPointer) {
+        condition.lock()
+        defer { condition.unlock() }
+        stdoutBuffer.append(contentsOf: chunk)
+        while let newline = stdoutBuffer.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = String(decoding: stdoutBuffer[..<newline], as: UTF8.self)
+            stdoutBuffer.removeSubrange(...newline)
+            if line == "locked" {
+                state = .locked
+            } else if line.hasPrefix("busy ") {
+                let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
+                var who = (parts.count == 3 ? try? JSONDecoder().decode(LockHolder.self, from: Data(parts[2].utf8)) : nil)
+                    ?? LockHolder(id: "unknown", operator_: "unknown", pid: 0, since: "unknown")
+                who.rebuildRunning = parts.count > 1 && parts[1] == "running"
+                lastHolder = who
+                state = .busy(who)
+            } else if line.hasPrefix("started "), let pid = Int32(line.dropFirst(8)) {
+                state = .started(pid)
+            }
+            condition.broadcast()
+        }
+    }
+
+    fileprivate func feedError(_ chunk: UnsafeRawBufferPointer) {
+        condition.lock()
+        stderrText.append(contentsOf: chunk.prefix(4096))
+        condition.unlock()
+    }
+
+    fileprivate func finish(_ how: String) {
+        condition.lock()
+        ended = how
+        done = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private final class Box: @unchecked Sendable { weak var lock: DeployLock? }
+}

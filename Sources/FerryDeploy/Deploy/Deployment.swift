@@ -1,0 +1,304 @@
+import FerrySSH
+import FerrySync
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One host's deploy, krops-style: check locally, connect, take the host's deploy lock, sync
+/// every source to `/var/src/NAME`, run nixos-rebuild detached and follow it, record the outcome.
+public final class Deployment {
+    public struct Options {
+        /// The operation; nil: the host's (or `[defaults]`) `operation`.
+        public var operation: Fleet.Operation?
+        /// Passed to nixos-rebuild after ferry's arguments (`ferry deploy HOST -- --show-trace`).
+        public var extraArguments: [String] = []
+        /// Seconds to wait for another deploy's lock (0: refuse at once).
+        public var lockTimeout = 0
+        /// How long to keep reconnecting to follow a rebuild after the link drops.
+        public var reconnectTimeout: Double = 600
+        public var syncOnly = false
+        public var noSync = false
+        public var checksum = false
+        public var ferryVersion = "unknown"
+        /// The remote root (tests may point it elsewhere).
+        public var root = "/var/src"
+        public var cancel: CancellationToken?
+        /// The SSH settings for the host (the CLI merges its flags into the inventory's).
+        public var connection: (Fleet.Host) -> SSHConfiguration
+
+        public init(connection: @escaping (Fleet.Host) -> SSHConfiguration) { self.connection = connection }
+    }
+
+    public struct Outcome {
+        public var id: String
+        public var result: DeployResult
+        /// The local copy of everything this deploy printed and the rebuild's full output.
+        public var logFile: String?
+        public var record: DeployRecord
+    }
+
+    public let fleet: Fleet
+    public let host: Fleet.Host
+    public let options: Options
+    public let id: String
+    private let log: LocalLog?
+
+    public init(fleet: Fleet, host: Fleet.Host, options: Options) {
+        self.fleet = fleet
+        self.host = host
+        self.options = options
+        id = DeployRecord.newID()
+        log = LocalLog(fleet: fleet, host: host.name, id: id)
+    }
+
+    var operation: Fleet.Operation { options.operation ?? host.operation }
+
+    /// Runs the deploy. Throws `DeployError.localCheck` before any connection, `SSHError` for the
+    /// connection, other `DeployError`s and `SyncError`s for failures on the target.
+    public func run(_ emit: @escaping (DeployEvent) -> Void) throws -> Outcome {
+        let log = self.log
+        let report: (DeployEvent) -> Void = { event in log?.write(event); emit(event) }
+        let start = Date()
+        defer { log?.close() }
+
+        // 1. Local checks: nothing is contacted when one fails.
+        report(.phaseStarted(.check, detail: "sources and the rendered configuration"))
+        let work = try makeWorkFolder()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let prepared = try checkLocally(renderInto: work)
+        report(.phaseFinished(.check, seconds: Date().timeIntervalSince(start), detail: "\(fleet.sources.count) sources, \(RenderedConfig.entryPoint) rendered"))
+
+        // 2. Connect (one session for the lock holder, one for the work) and lock.
+        var phase = Date()
+        report(.phaseStarted(.connect, detail: "\(host.target)"))
+        let configuration = options.connection(host)
+        let lockSession = try SSHSession(connecting: configuration)
+        defer { lockSession.close() }
+        let session = try SSHSession(connecting: configuration)
+        defer { session.close() }
+        report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: "\(host.target)"))
+
+        phase = Date()
+        report(.phaseStarted(.lock, detail: "\(options.root)/.ferry/lock"))
+        let me = LockHolder(id: id, operator_: Self.operatorName, pid: getpid(), since: DeployRecord.timestamp())
+        let lock = try DeployLock(session: lockSession, root: options.root, id: id, info: me, wait: options.lockTimeout,
+                                  cancel: options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
+        session.onRemoteProcessGroup = { [weak lock] in lock?.noteProcessGroup($0) }
+        var released = false
+        defer { if !released { lock.release() } }
+        report(.phaseFinished(.lock, seconds: Date().timeIntervalSince(phase), detail: "deploy \(id)"))
+
+        // 3. Sources.
+        var record = DeployRecord(id: id, host: host.name, startedAt: DeployRecord.timestamp(start), operator_: me.operator_,
+                                  ferryVersion: options.ferryVersion, operation: options.syncOnly ? "sync-only" : operation.rawValue, sources: [:])
+        for source in fleet.sources {
+            let local = source.rendered ? prepared.renderedTree : source.path
+            var state = DeployRecord.SourceState(digest: "")
+            if !source.rendered, let git = DeployRecord.gitState(of: source.path) { state.commit = git.commit; state.dirty = git.dirty }
+            if options.noSync {
+                var scanner = LocalScanner(root: local, excludes: ExcludeRules(source.exclude))
+                state.digest = DeployRecord.digest(try scanner.scan())
+            } else {
+                phase = Date()
+                report(.phaseStarted(.sync, detail: source.name))
+                let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions(for: source))
+                state.digest = DeployRecord.digest(result.scannedManifest)
+                report(.sourceSynced(name: source.name, result: result))
+                guard result.complete else {
+                    throw DeployError.remote(target: "\(host.target)", step: "syncing \(source.name)",
+                                             detail: "not every file reached the target (see the errors above); nothing was rebuilt")
+                }
+                report(.phaseFinished(.sync, seconds: Date().timeIntervalSince(phase), detail: source.name))
+            }
+            record.sources[source.name] = state
+        }
+
+        if options.syncOnly {
+            try runChecked(session, .script(Rebuild.recordScript, arguments: [record.json, options.root].map { Array($0.utf8) }), step: "writing the record")
+            return Outcome(id: id, result: .syncOnly, logFile: log?.path, record: record)
+        }
+
+        // 4. Rebuild, detached; 5. the job writes the record's result.
+        phase = Date()
+        let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: prepared.renderedSource, extra: options.extraArguments)
+        report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
+        let directory = options.root + "/.ferry/deploys/" + id
+        let job = Rebuild.jobScript(directory: directory, root: options.root, command: command)
+        try runChecked(session, .script(Rebuild.prepareScript, arguments: [directory, job, record.json, options.root].map { Array($0.utf8) }),
+                       step: "preparing the rebuild")
+        _ = try lock.startRebuild()
+        lock.release()
+        released = true
+        let result = try follow(directory: directory, first: session, configuration: configuration, report: report)
+        report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
+        return Outcome(id: id, result: result, logFile: log?.path, record: record)
+    }
+
+    static var operatorName: String {
+        let user = getpwuid(geteuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "uid\(geteuid())"
+        return user + "@" + ProcessInfo.processInfo.hostName
+    }
+
+    func syncOptions(for source: Fleet.Source) -> Syncer.Options {
+        // The rendered tree is a few small files: always compared by content.
+        let plan = SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude),
+                                    deleteExcluded: source.deleteExcluded, checksum: options.checksum || source.rendered)
+        var sync = Syncer.Options(plan: plan, cancel: options.cancel)
+        sync.lockWait = 10
+        return sync
+    }
+
+    struct Prepared {
+        var renderedTree: String
+        var renderedSource: String
+    }
+
+    /// The inventory is loaded already; here: the sources and their required files, and the render.
+    func checkLocally(renderInto work: String) throws -> Prepared {
+        guard let rendered = fleet.renderedSource else {
+            throw DeployError.localCheck("\(fleet.file): no source has rendered = true; add [sources.nixos-config] with rendered = true")
+        }
+        for source in fleet.sources where !source.rendered {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw DeployError.localCheck("\(fleet.file): sources.\(source.name).path: \(source.path) is not a folder (missing?)")
+            }
+            for required in source.require {
+                let wantsDirectory = required.hasSuffix("/")
+                let path = source.path + "/" + required.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+                var isDir: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !wantsDirectory || isDir.boolValue else {
+                    throw DeployError.localCheck("\(path): missing; sources.\(source.name) requires \(required) (\(fleet.file))")
+                }
+            }
+        }
+        let tree = work + "/" + rendered.name
+        do {
+            try RenderedConfig(host: host, fleet: fleet).write(to: tree)
+        } catch let error as InventoryError {
+            throw DeployError.localCheck("\(error)")
+        } catch {
+            throw DeployError.local("cannot write the rendered configuration to \(tree): \(error)")
+        }
+        return Prepared(renderedTree: tree, renderedSource: rendered.name)
+    }
+
+    func makeWorkFolder() throws -> String {
+        var template = Array((NSTemporaryDirectory() + "ferry-deploy.XXXXXX").utf8CString)
+        guard let dir = mkdtemp(&template) else { throw DeployError.local("cannot create a temporary folder: \(String(cString: strerror(errno)))") }
+        return String(cString: dir)
+    }
+
+    func runChecked(_ session: SSHSession, _ command: RemoteCommand, step: String) throws {
+        let (status, _, stderr) = try session.run(command)
+        guard status == .exited(0) else {
+            let text = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw DeployError.remote(target: "\(host.target)", step: step, detail: text.isEmpty ? "\(status)" : "\(status): \(text)")
+        }
+    }
+
+    /// Streams the job's log until its status is written; reconnects when the link drops, for at
+    /// most `reconnectTimeout` seconds, after which the outcome is unknown.
+    func follow(directory: String, first: SSHSession, configuration: SSHConfiguration, report: (DeployEvent) -> Void) throws -> DeployResult {
+        var offset = 0
+        var session: SSHSession? = first
+        var lostSince: Date?
+        var tail: [String] = []
+        defer { if let session, session !== first { session.close() } }
+        while true {
+            var splitter = LineSplitter()
+            var errors: [UInt8] = []
+            do {
+                if session == nil { session = try SSHSession(connecting: configuration) }
+                let command = RemoteCommand.script(Rebuild.followScript, arguments: [directory, String(offset)].map { Array($0.utf8) })
+                let status = try session!.exec(command, cancel: options.cancel, stdout: { chunk in
+                    offset += chunk.count
+                    splitter.feed(chunk) { line in
+                        tail.append(String(decoding: line, as: UTF8.self))
+                        if tail.count > 20 { tail.removeFirst() }
+                        report(.output(line))
+                    }
+                }, stderr: { errors.append(contentsOf: $0) })
+                splitter.flush { report(.output($0)) }
+                let text = String(decoding: errors, as: UTF8.self)
+                guard status == .exited(0), let marker = text.range(of: "\u{1E}ferry-status ") else {
+                    throw DeployError.remote(target: "\(host.target)", step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                }
+                let value = text[marker.upperBound...].prefix { $0 != "\n" }
+                if value == "0" { return .succeeded }
+                if value == "none" { return .rebuildFailed(status: "the rebuild job ended without writing its exit status (killed, or the host rebooted)", lastLines: tail) }
+                return .rebuildFailed(status: "exit status \(value)", lastLines: tail)
+            } catch let error as SSHError where error != .cancelled && Self.isTransient(error) {
+                splitter.flush { report(.output($0)) }
+                if let s = session, s !== first { s.close() }
+                session = nil
+                let since = lostSince ?? Date()
+                lostSince = since
+                if Date().timeIntervalSince(since) >= options.reconnectTimeout { return .unknown(operation: operation.rawValue) }
+                report(.reconnecting(reason: "\(error)"))
+                if options.cancel?.isCancelled == true { throw SSHError.cancelled }
+                usleep(1_000_000)
+            }
+        }
+    }
+
+    /// Errors after which a reconnect may work (not a refused host key or failed login).
+    static func isTransient(_ error: SSHError) -> Bool {
+        switch error {
+        case .connectionLost, .peerUnresponsive, .noExitStatus, .connect, .connectTimeout, .handshakeTimeout, .handshake, .protocolFailure: return true
+        default: return false
+        }
+    }
+}
+
+/// Everything a deploy reported, kept beside fleet.toml in `.ferry/logs/HOST/` (else under
+/// `$XDG_STATE_HOME/ferry/logs/HOST/` when that folder is read-only); the newest 50 per host.
+final class LocalLog {
+    let path: String
+    private let handle: FileHandle
+
+    init?(fleet: Fleet, host: String, id: String) {
+        let state = SSHConfiguration.environment("XDG_STATE_HOME") ?? SSHConfiguration.homeDirectory + "/.local/state"
+        for base in [fleet.directory + "/.ferry/logs", state + "/ferry/logs"] {
+            let folder = base + "/" + host
+            let file = folder + "/" + id + ".log"
+            guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil,
+                  FileManager.default.createFile(atPath: file, contents: nil),
+                  let handle = FileHandle(forWritingAtPath: file) else { continue }
+            path = file
+            self.handle = handle
+            let old = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
+            for name in old.dropLast(50) { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+            return
+        }
+        return nil
+    }
+
+    func write(_ event: DeployEvent) {
+        switch event {
+        case .output(let line): handle.write(Data(line + [0x0A]))
+        default: handle.write(Data((DeployEventText.line(event) + "\n").utf8))
+        }
+    }
+
+    func close() { try? handle.close() }
+}
+
+/// Plain words for events (the local log; the CLI has its own renderings for terminals).
+public enum DeployEventText {
+    public static func line(_ event: DeployEvent) -> String {
+        switch event {
+        case .phaseStarted(let phase, let detail): return "\(phase.rawValue): \(detail)"
+        case .phaseFinished(let phase, let seconds, let detail): return "\(phase.rawValue): done in \(String(format: "%.2f", seconds)) s (\(detail))"
+        case .lockBusy(let holder, let waiting):
+            return "lock: held by \(holder)" + (waiting > 0 ? "; waiting up to \(waiting) s" : "")
+        case .sourceSynced(let name, let r):
+            let deleted = r.plan.items.filter { $0.change == .deleted }.count
+            return "sync: \(name): \(r.filesScanned) entries, \(r.plan.sends.count) files sent (\(r.plan.bytesToSend) bytes), \(deleted) deleted"
+        case .output(let line): return String(decoding: line, as: UTF8.self)
+        case .warning(let text): return "warning: \(text)"
+        case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting to keep following"
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import FerrySSH
+import Foundation
+
+/// The detached `nixos-rebuild` on the target: its command line, the job that runs it and
+/// writes its status and the record, and the follower that streams its log.
+enum Rebuild {
+    /// Absolute path (sudo's secure_path and odd PATHs), `--no-flake` (an /etc/nixos/flake.nix would
+    /// otherwise win over `-I nixos-config`), `extra-` features so the host's own stay.
+    static func commandLine(operation: Fleet.Operation, root: String, renderedSource: String, extra: [String]) -> [String] {
+        ["/run/current-system/sw/bin/nixos-rebuild", operation.rawValue, "--no-flake",
+         "-I", "nixos-config=\(root)/\(renderedSource)/\(RenderedConfig.entryPoint)", "-I", root,
+         "--option", "extra-experimental-features", "nix-command flakes"] + extra
+    }
+
+    /// The job's script. It gets the locked open file on stdin and keeps it (fd 9) until its
+    /// status is written; the record is written before the status, so a follower that sees the
+    /// status finds the record final.
+    static func jobScript(directory: String, root: String, command: [String]) -> String {
+        let q = { (s: String) in ShellQuote.quote(s) }
+        return """
+        #!/bin/sh
+        # ferry deploy job: nixos-rebuild, detached from ferry's SSH channel.
+        exec 9<&0 </dev/null
+        d=\(q(directory)) state=\(q(root + "/.ferry"))
+        cd "$d" || exit 1
+        echo $$ > pid.tmp && mv -f pid.tmp pid
+        start=$(date +%s)
+        \(command.map(q).joined(separator: " ")) >> log 2>&1
+        rc=$?
+        end=$(date +%s)
+        system=$(readlink /run/current-system 2>/dev/null | sed 's/[\\\\"]/\\\\&/g')
+        if [ "$rc" = 0 ]; then result=success; else result=failed; fi
+        base=$(cat record-base.json)
+        printf '%s,"state":"finished","result":"%s","exit_status":%s,"finished_at":"%s","duration_seconds":%s,"current_system":"%s"}\\n' \\
+          "${base%?}" "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" "$system" > "$state/last-deploy.json.tmp" &&
+          mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json"
+        echo "$rc" > status.tmp && mv -f status.tmp status
+
+        """
+    }
+
+    /// Writes the deploy's folder (job, record base, empty log) and the "started" record, and keeps
+    /// the newest 20 deploy folders. $1 folder, $2 job script, $3 record base (JSON), $4 root.
+    static let prepareScript = #"""
+    d=$1 state=$4/.ferry
+    mkdir -p "$d" && cd "$d" || exit 1
+    printf '%s' "$2" > job.sh && printf '%s' "$3" > record-base.json && : > log || exit 1
+    base=$3
+    printf '%s,"state":"started"}\n' "${base%?}" > "$state/last-deploy.json.tmp" && mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json" || exit 1
+    cd "$state/deploys" && ls -1 | sort | head -n -20 | while IFS= read -r old; do [ "$old" = "${d##*/}" ] || rm -rf -- "$old"; done
+    exit 0
+    """#
+
+    /// A record without a rebuild (`--sync-only`). $1 record base, $2 root.
+    static let recordScript = #"""
+    base=$1 state=$2/.ferry
+    mkdir -p "$state" || exit 1
+    printf '%s,"state":"finished","result":"sync-only","finished_at":"%s"}\n' "${base%?}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$state/last-deploy.json.tmp" &&
+      mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json"
+    """#
+
+    /// Streams the log from byte $2 until the job (pid in $1/pid, waited for as long as the holder
+    /// waits for it to start) is gone (inotify, not polling the file), then reports the status on stderr.
+    static let followScript = #"""
+    d=$1 off=$2
+    cd "$d" || exit 1
+    i=0
+    while [ ! -s pid ] && [ $i -lt 700 ]; do sleep 0.05; i=$((i+1)); done
+    pid=$(cat pid 2>/dev/null)
+    [ -n "$pid" ] || { echo "the rebuild job never started (no pid in $d)" >&2; exit 3; }
+    tail -c +$((off + 1)) -s 0.2 -f --pid="$pid" log
+    s=$(cat status 2>/dev/null) || s=none
+    printf '\036ferry-status %s\n' "$s" >&2
+    """#
+}
+
+/// Splits a byte stream into lines (a final partial line is kept until `flush`).
+struct LineSplitter {
+    private var pending: [UInt8] = []
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ line: ([UInt8]) -> Void) {
+        pending.append(contentsOf: chunk)
+        var start = 0
+        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            line(Array(pending[start..<newline]))
+            start = newline + 1
+        }
+        pending.removeFirst(start)
+    }
+
+    mutating func flush(_ line: ([UInt8]) -> Void) {
+        if !pending.isEmpty { line(pending) }
+        pending = []
+    }
+}

@@ -1,0 +1,435 @@
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ferry deploy HOST` end to end against a real sshd test host, from a copy of the example fleet
+/// and an LNBits-shaped checkout, with the labelled systemd-run and nixos-rebuild stand-ins.
+final class DeployCommandTests: HostTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let excludes = [".git", ".env", "data/", ".venv/", "node_modules/", "__pycache__/", "*.pyc"]
+
+    /// A folder with `deployments/` (the example fleet, fleet.toml rewritten for the test host)
+    /// and `lnbits/` (the fixture checkout).
+    struct Work {
+        let root: String
+        var fleetFile: String { root + "/deployments/fleet.toml" }
+        var lnbits: String { root + "/lnbits" }
+    }
+
+    override func setUp() {
+        super.setUp()
+        // Each test starts from a host without deploys or a held or failing rebuild.
+        guard let host = try? host else { return }
+        host.holdRebuild(false)
+        try? host.setStandInFailure(nil)
+        // Emptied, not replaced: the host's /var/src is a bind mount of this very directory.
+        for dir in [host.varSrc, host.standInState] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                try? FileManager.default.removeItem(atPath: dir + "/" + name)
+            }
+        }
+    }
+
+    func makeWork(port: Int? = nil, knownHosts: String? = nil, policy: String = "strict", identity: String? = nil, lnbitsPort: Int = 5000) throws -> Work {
+        let root = NSTemporaryDirectory() + "ferry-deploy-test-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: Self.repository + "/deployments", toPath: root + "/deployments")
+        var fixture = TreeFixture(seed: 7)
+        try fixture.makeLNBitsTree(at: root + "/lnbits")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        let work = Work(root: root)
+        try writeFleet(work, port: port, knownHosts: knownHosts, policy: policy, identity: identity, lnbitsPort: lnbitsPort)
+        return work
+    }
+
+    func writeFleet(_ work: Work, port: Int? = nil, knownHosts: String? = nil, policy: String = "strict", identity: String? = nil, lnbitsPort: Int = 5000) throws {
+        let toml = """
+        shared = "shared.nix"
+
+        [defaults]
+        identity = "\(try identity ?? harness.clientKey(.ed25519))"
+        known_hosts = "\(try knownHosts ?? harness.knownHostsFile)"
+        host_key_policy = "\(policy)"
+
+        [sources.lnbits-src]
+        path = "../lnbits"
+        exclude = [\(Self.excludes.map { "\"\($0)\"" }.joined(separator: ", "))]
+
+        [sources.nixos-config]
+        rendered = true
+
+        [hosts.alpha]
+        address = "127.0.0.1"
+        port = \(try port ?? host.port)
+
+        [hosts.alpha.vars]
+        lnbitsPort = \(lnbitsPort)
+
+        """
+        try toml.write(toFile: work.fleetFile, atomically: true, encoding: .utf8)
+    }
+
+    func deploy(_ work: Work, _ extra: [String] = []) throws -> FerryBinary.Result {
+        try FerryBinary.run(["deploy", "-f", work.fleetFile, "alpha"] + extra)
+    }
+
+    /// ferry deploy in the background, its output in files.
+    func startDeploy(_ work: Work, _ extra: [String] = [], fleetFile: String? = nil) throws -> (Process, String) {
+        let out = NSTemporaryDirectory() + "ferry-deploy-out-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        process.arguments = ["deploy", "-f", fleetFile ?? work.fleetFile, "alpha"] + extra
+        let handle = FileHandle(forWritingAtPath: out)!
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        addTeardownBlock { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        return (process, out)
+    }
+
+    func waitFor(_ what: String, seconds: Double = 30, _ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !condition() {
+            if Date() > deadline { XCTFail("timed out waiting for \(what)"); return }
+            usleep(20_000)
+        }
+    }
+
+    func record() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: try host.varSrc + "/.ferry/last-deploy.json"))
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    }
+
+    func logins() throws -> Int {
+        let log = (try? String(contentsOfFile: try host.directory + "/sshd.log", encoding: .utf8)) ?? ""
+        return log.components(separatedBy: "Accepted publickey").count - 1
+    }
+
+    func oracle(_ source: String, _ name: String, excludes: [String]) throws -> String {
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes"]
+                                + excludes.map { "--exclude=\($0)" } + [source + "/", try host.varSrc + "/\(name)/"])
+        XCTAssertEqual(r.status, 0, r.errorOutput)
+        return r.output
+    }
+
+    // MARK: - End to end
+
+    func testDeployEndToEndThenNoOpThenSameLengthChange() throws {
+        let work = try makeWork()
+        let h = try host
+        // Excluded litter in the checkout, and a file that will be gone by the second deploy.
+        try "SECRET=1\n".write(toFile: work.lnbits + "/.env", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: work.lnbits + "/lnbits/__pycache__", withIntermediateDirectories: true)
+        try "x".write(toFile: work.lnbits + "/lnbits/__pycache__/app.cpython-312.pyc", atomically: true, encoding: .utf8)
+        try "stale".write(toFile: work.lnbits + "/stale.txt", atomically: true, encoding: .utf8)
+        try "editor".write(toFile: work.root + "/deployments/host.nix~", atomically: true, encoding: .utf8)
+        try "KEY=1".write(toFile: work.root + "/deployments/.env", atomically: true, encoding: .utf8)
+
+        let first = try deploy(work, ["--stats"])
+        XCTAssertEqual(first.status, 0, first.stdout + first.stderr)
+        XCTAssertTrue(first.stdout.contains("alpha | deployed (switch, deploy "), first.stdout)
+        XCTAssertTrue(first.stdout.contains("alpha | stand-in: switch of /var/src/nixos-config/configuration.nix done"), first.stdout)
+        for phase in ["check:", "connect:", "lock:", "sync: lnbits-src", "sync: nixos-config", "rebuild: succeeded"] {
+            XCTAssertTrue(first.stdout.contains("alpha | " + phase), "phase \(phase): \(first.stdout)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.varSrc + "/lnbits-src/.env"), "excluded files are not sent")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.varSrc + "/lnbits-src/lnbits/__pycache__"))
+        for litter in ["host.nix~", ".env", "fleet.toml", ".ferry"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: h.varSrc + "/nixos-config/" + litter), "\(litter) stays out of the rendered tree")
+        }
+
+        // The stand-ins saw exactly the command lines a NixOS host must get.
+        let unitLine = try XCTUnwrap(h.systemdRunCalls().last)
+        let id = try XCTUnwrap(record()["id"] as? String)
+        XCTAssertTrue(unitLine.hasPrefix("systemd-run --unit ferry-deploy-\(id) --collect --pipe --quiet --setenv=PATH="), unitLine)
+        XCTAssertTrue(unitLine.hasSuffix(" -- /bin/sh /var/src/.ferry/deploys/\(id)/job.sh"), unitLine)
+        XCTAssertEqual(h.standInCalls().last, "nixos-rebuild switch --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes'")
+        let env = try String(contentsOfFile: h.standInState + "/env.log", encoding: .utf8)
+        XCTAssertTrue(env.contains("PATH=/run/current-system/sw/bin:"), "PATH came through --setenv: \(env)")
+        XCTAssertTrue(env.contains("cwd=/var/src/.ferry/deploys/\(id)"), env)
+
+        var r = try record()
+        XCTAssertEqual(r["state"] as? String, "finished")
+        XCTAssertEqual(r["result"] as? String, "success")
+        XCTAssertEqual(r["exit_status"] as? Int, 0)
+        XCTAssertEqual(r["operation"] as? String, "switch")
+        XCTAssertEqual(r["ferry_version"] as? String, "0.3.0")
+        XCTAssertNotNil((r["sources"] as? [String: Any])?["lnbits-src"])
+        XCTAssertTrue((r["operator"] as? String)?.hasPrefix("root@") == true)
+        XCTAssertEqual(try String(contentsOfFile: h.varSrc + "/.ferry/deploys/\(id)/status", encoding: .utf8), "0\n")
+
+        // The rendered configuration is the render, and parses.
+        let rendered = try FerryBinary.run(["render", "-f", work.fleetFile, "--out", work.root + "/out", "alpha"])
+        XCTAssertEqual(rendered.status, 0, rendered.stderr)
+        XCTAssertEqual(FileManager.default.contents(atPath: h.varSrc + "/nixos-config/configuration.nix"),
+                       FileManager.default.contents(atPath: work.root + "/out/alpha/configuration.nix"))
+        XCTAssertEqual(try Command.run(["nix-instantiate", "--parse", h.varSrc + "/nixos-config/configuration.nix"]).status, 0)
+        XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "", "rsync oracle")
+
+        // No change: no file data is sent. A stale file goes.
+        try FileManager.default.removeItem(atPath: work.lnbits + "/stale.txt")
+        let second = try deploy(work, ["--stats"])
+        XCTAssertEqual(second.status, 0, second.stdout + second.stderr)
+        XCTAssertTrue(second.stdout.contains("sync: lnbits-src: 0 files sent (0 bytes), 1 deleted"), second.stdout)
+        XCTAssertTrue(second.stdout.contains("sync: nixos-config: 0 files sent (0 bytes), 0 deleted"), second.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.varSrc + "/lnbits-src/stale.txt"))
+        let third = try deploy(work, ["--stats"])
+        XCTAssertTrue(third.stdout.contains("sync: lnbits-src: 0 files sent (0 bytes), 0 deleted"), third.stdout)
+
+        // A same-length change of a var is sent.
+        try writeFleet(work, lnbitsPort: 5001)
+        let fourth = try deploy(work)
+        XCTAssertEqual(fourth.status, 0, fourth.stderr)
+        XCTAssertTrue(fourth.stdout.contains("sync: nixos-config: 1 files sent"), fourth.stdout)
+        let config = try String(contentsOfFile: h.varSrc + "/nixos-config/configuration.nix", encoding: .utf8)
+        XCTAssertTrue(config.contains("lnbitsPort = 5001;"), config)
+        r = try record()
+        XCTAssertEqual(r["result"] as? String, "success")
+        XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
+
+        // The full output is kept beside fleet.toml.
+        let logs = try FileManager.default.contentsOfDirectory(atPath: work.root + "/deployments/.ferry/logs/alpha")
+        XCTAssertEqual(logs.count, 4, "\(logs)")
+    }
+
+    func testOperationArgumentsSyncOnlyAndTheSetsidPath() throws {
+        let h2 = try harness.startHost(name: "nosystemd", systemd: false)
+        defer { h2.stop() }
+        let work = try makeWork(port: h2.port)
+        let r = try deploy(work, ["--op", "build", "--", "--show-trace"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertEqual(h2.systemdRunCalls(), [], "without /run/systemd/system the job runs under setsid")
+        XCTAssertEqual(h2.standInCalls().last, "nixos-rebuild build --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes' --show-trace")
+        let id = try XCTUnwrap(r.stdout.range(of: "deploy ", options: .backwards).map { String(r.stdout[$0.upperBound...].prefix(while: { $0 != ")" })) })
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: h2.varSrc + "/.ferry/deploys/\(id)/result"),
+                       "/nix/store/00000000000000000000000000000000-nixos-system-stand-in", "build leaves ./result in the deploy's folder")
+
+        let syncOnly = try deploy(work, ["--sync-only"])
+        XCTAssertEqual(syncOnly.status, 0, syncOnly.stderr)
+        XCTAssertEqual(h2.standInCalls().count, 1, "--sync-only does not rebuild")
+        let data = try Data(contentsOf: URL(fileURLWithPath: h2.varSrc + "/.ferry/last-deploy.json"))
+        let record = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        XCTAssertEqual(record?["result"] as? String, "sync-only")
+    }
+
+    // MARK: - Refusals before and at connection
+
+    func testMissingRequiredFileIsRefusedBeforeAnyLogin() throws {
+        let work = try makeWork()
+        try FileManager.default.removeItem(atPath: work.lnbits + "/uv.lock")
+        let before = try logins()
+        let r = try deploy(work)
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(work.lnbits)/uv.lock: missing; sources.lnbits-src requires uv.lock"), r.stderr)
+        usleep(200_000)
+        XCTAssertEqual(try logins(), before, "no connection was opened")
+        // Positive control: with the file back, the same fleet logs in.
+        try "lock".write(toFile: work.lnbits + "/uv.lock", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try deploy(work, ["--sync-only"]).status, 0)
+        usleep(200_000)
+        XCTAssertGreaterThan(try logins(), before)
+    }
+
+    func testUnreachableHostAndFailedLogin() throws {
+        let closed = try Loopback.freePort()
+        let work = try makeWork(port: closed)
+        let unreachable = try deploy(work, ["--connect-timeout", "3"])
+        XCTAssertEqual(unreachable.status, 255, unreachable.stderr)
+        XCTAssertTrue(unreachable.stderr.contains("ferry: alpha: cannot connect to 127.0.0.1 port \(closed)"), unreachable.stderr)
+
+        try writeFleet(work, identity: try harness.clientKey(.unauthorized))
+        let denied = try deploy(work)
+        XCTAssertEqual(denied.status, 255, denied.stderr)
+        XCTAssertTrue(denied.stderr.contains("authentication failed"), denied.stderr)
+    }
+
+    // MARK: - The lock
+
+    func testHeldLockRefusesThenWaitsWithLockTimeout() throws {
+        let work = try makeWork()
+        let h = try host
+        h.holdRebuild(true)
+        let (first, firstOut) = try startDeploy(work)
+        waitFor("the first deploy's rebuild") { h.standInCalls().count == 1 }
+
+        let refused = try deploy(work)
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("the deploy lock is held by deploy "), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("by root@"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("(ferry pid \(first.processIdentifier))"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains(", rebuild running"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("--lock-timeout"), refused.stderr)
+
+        let (waiter, waiterOut) = try startDeploy(work, ["--lock-timeout", "60"])
+        waitFor("the waiting deploy to report the holder") {
+            ((try? String(contentsOfFile: waiterOut, encoding: .utf8)) ?? "").contains("lock: held by deploy ")
+        }
+        h.holdRebuild(false)
+        first.waitUntilExit()
+        waiter.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 0, (try? String(contentsOfFile: firstOut, encoding: .utf8)) ?? "")
+        XCTAssertEqual(waiter.terminationStatus, 0, (try? String(contentsOfFile: waiterOut, encoding: .utf8)) ?? "")
+        XCTAssertEqual(h.standInCalls().count, 2)
+    }
+
+    func testKillNineBeforeTheRebuildFreesTheLockAtOnce() throws {
+        // A slow link keeps the first deploy inside its sync, holding the lock.
+        let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))
+        defer { proxy.stop() }
+        let work = try makeWork()
+        let slowFleet = work.root + "/deployments/slow.toml"
+        let knownHosts = temporaryFile()
+        try String(contentsOfFile: work.fleetFile, encoding: .utf8)
+            .replacingOccurrences(of: "port = \(try host.port)", with: "port = \(proxy.port)")
+            .replacingOccurrences(of: "host_key_policy = \"strict\"", with: "host_key_policy = \"accept-new\"")
+            .replacingOccurrences(of: try harness.knownHostsFile, with: knownHosts)
+            .write(toFile: slowFleet, atomically: true, encoding: .utf8)
+        let (slow, _) = try startDeploy(work, fleetFile: slowFleet)
+        let h = try host
+        waitFor("the slow deploy to stage files") {
+            ((try? FileManager.default.contentsOfDirectory(atPath: h.varSrc + "/.ferry/lnbits-src/stage/data")) ?? []).count > 0
+        }
+        kill(slow.processIdentifier, SIGKILL)
+        slow.waitUntilExit()
+        let start = Date()
+        let next = try deploy(work, ["--lock-timeout", "2"])
+        XCTAssertEqual(next.status, 0, next.stdout + next.stderr)
+        XCTAssertFalse(next.stdout.contains("lock: held by"), "the lock was free at once: \(next.stdout)")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
+    }
+
+    /// A blackholed link never closes: the holder ends itself (and the deploy's sync) once the
+    /// heartbeat has been silent for 30 s.
+    func testBlackholedLinkFreesTheLockWhenTheHeartbeatStops() throws {
+        let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))
+        defer { proxy.stop() }
+        let work = try makeWork()
+        let slowFleet = work.root + "/deployments/slow.toml"
+        try String(contentsOfFile: work.fleetFile, encoding: .utf8)
+            .replacingOccurrences(of: "port = \(try host.port)", with: "port = \(proxy.port)")
+            .replacingOccurrences(of: "host_key_policy = \"strict\"", with: "host_key_policy = \"accept-new\"")
+            .replacingOccurrences(of: try harness.knownHostsFile, with: temporaryFile())
+            .write(toFile: slowFleet, atomically: true, encoding: .utf8)
+        let (slow, _) = try startDeploy(work, fleetFile: slowFleet)
+        let h = try host
+        waitFor("the slow deploy to stage files") {
+            ((try? FileManager.default.contentsOfDirectory(atPath: h.varSrc + "/.ferry/lnbits-src/stage/data")) ?? []).count > 0
+        }
+        proxy.blackhole()
+        kill(slow.processIdentifier, SIGKILL)
+        slow.waitUntilExit()
+        let start = Date()
+        let next = try deploy(work, ["--lock-timeout", "60"])
+        let waited = Date().timeIntervalSince(start)
+        XCTAssertEqual(next.status, 0, next.stdout + next.stderr)
+        XCTAssertTrue(next.stdout.contains("lock: held by deploy "), next.stdout)
+        XCTAssertGreaterThan(waited, 15, "the holder outlives a short silence")
+        XCTAssertLessThan(waited, 45, "30 s after the last heartbeat, plus the 5 s between heartbeats")
+        XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
+    }
+
+    func testKillNineDuringTheRebuildKeepsTheLockUntilTheStatusIsWritten() throws {
+        let work = try makeWork()
+        let h = try host
+        h.holdRebuild(true)
+        let (first, _) = try startDeploy(work)
+        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        usleep(300_000)
+        let refused = try deploy(work)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains(", rebuild running"), refused.stderr)
+        h.holdRebuild(false)
+        let next = try deploy(work, ["--lock-timeout", "60"])
+        XCTAssertEqual(next.status, 0, next.stdout + next.stderr)
+        XCTAssertEqual(h.standInCalls().count, 2)
+    }
+
+    // MARK: - The rebuild's outcome
+
+    func testFailedRebuildShowsStatusAndLastLinesKeepsTheLogAndRecordsFailure() throws {
+        let work = try makeWork()
+        let h = try host
+        try h.setStandInFailure("error: attribute 'lnbits' missing\n       at /var/src/nixos-config/config/lnbits.nix:3:5")
+        let r = try deploy(work)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("ferry: alpha: nixos-rebuild switch failed: exit status 1 (log: \(work.root)/deployments/.ferry/logs/alpha/"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("alpha | error: attribute 'lnbits' missing"), r.stderr)
+        let logPath = try XCTUnwrap(r.stderr.range(of: "(log: ").map { String(r.stderr[$0.upperBound...].prefix(while: { $0 != ")" })) })
+        let log = try String(contentsOfFile: logPath, encoding: .utf8)
+        XCTAssertTrue(log.contains("error: attribute 'lnbits' missing"), log)
+        XCTAssertTrue(log.contains("sync: lnbits-src"), log)
+        let rec = try record()
+        XCTAssertEqual(rec["result"] as? String, "failed")
+        XCTAssertEqual(rec["exit_status"] as? Int, 1)
+    }
+
+    func testLinkCutDuringTheRebuildReconnectsAndReportsTheRealResult() throws {
+        let proxy = try LinkProxy(to: try host.port)
+        defer { proxy.stop() }
+        let work = try makeWork(port: proxy.port, knownHosts: temporaryFile(), policy: "accept-new")
+        let h = try host
+        h.holdRebuild(true)
+        let (process, out) = try startDeploy(work)
+        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        usleep(300_000)
+        proxy.reset()
+        waitFor("ferry to notice") { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("reconnecting") }
+        h.holdRebuild(false)
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("alpha | stand-in: switch of /var/src/nixos-config/configuration.nix done"), text)
+        XCTAssertTrue(text.contains("rebuild: succeeded"), text)
+        XCTAssertEqual(text.components(separatedBy: "stand-in: holding while").count, 2, "the log is followed on from where it stopped, not repeated: \(text)")
+    }
+
+    func testOutcomeIsUnknownWhenContactIsNotRegained() throws {
+        let proxy = try LinkProxy(to: try host.port)
+        let work = try makeWork(port: proxy.port, knownHosts: temporaryFile(), policy: "accept-new")
+        let h = try host
+        h.holdRebuild(true)
+        defer { h.holdRebuild(false) }
+        let (process, out) = try startDeploy(work, ["--reconnect-timeout", "2", "--connect-timeout", "1"])
+        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        proxy.stop()
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        XCTAssertEqual(process.terminationStatus, 3, text)
+        XCTAssertTrue(text.contains("ferry: alpha: unknown: lost contact during switch; the rebuild may still be running"), text)
+    }
+
+    // MARK: - Target faults
+
+    func testDiskFullDuringTheSyncLeavesNoPartialFileAndTheNextDeployConverges() throws {
+        let work = try makeWork()
+        let session = try connect()
+        defer { session.close() }
+        // A small tmpfs on /var/src inside the host's mount namespace.
+        XCTAssertEqual(try run(session, ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", "/var/src"]).status, .exited(0))
+        let full = try deploy(work)
+        XCTAssertEqual(full.status, 1, full.stdout + full.stderr)
+        XCTAssertTrue(full.stderr.contains("ferry: alpha: root@127.0.0.1:\(try host.port)"), full.stderr)
+        XCTAssertTrue(full.stderr.contains("/var/src/lnbits-src"), full.stderr)
+        XCTAssertTrue(full.stderr.contains("No space left on device"), full.stderr)
+        // Every file under a final name is whole (the source's copy).
+        let listing = try run(session, ["sh", "-c", "cd /var/src/lnbits-src 2>/dev/null && find . -type f -exec sha256sum {} + || true"])
+        for line in listing.stdout.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            let path = String(parts[1].dropFirst(3))
+            let local = try Command.run(["sha256sum", work.lnbits + "/" + path])
+            XCTAssertEqual(local.output.split(separator: " ").first, parts.first, "partial file under its final name: \(path)")
+        }
+        XCTAssertEqual(try run(session, ["umount", "/var/src"]).status, .exited(0))
+        let roomy = try deploy(work)
+        XCTAssertEqual(roomy.status, 0, roomy.stdout + roomy.stderr)
+        XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
+    }
+}
