@@ -127,4 +127,66 @@ final class InventoryTests: XCTestCase {
         try fixture.write("fleet.toml", head + "[sources.lnbits-src]\npath = \"src\"\nexclude = [\".env\"]\n")
         XCTAssertEqual(try fixture.load().warnings, [])
     }
+
+    /// Issue 9: identity (a path or a list), known_hosts, host_key_policy and operation in
+    /// [defaults] and per host (the host's value wins); relative paths from fleet.toml's folder.
+    func testConnectionKeysDefaultsAndHostValues() throws {
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", goodShared)
+        try fixture.write("fleet.toml", head + """
+            [defaults]
+            identity = "keys/deploy"
+            known_hosts = "known_hosts"
+            host_key_policy = "accept-new"
+            operation = "boot"
+            [hosts.a]
+            address = "a.example"
+            [hosts.b]
+            address = "b.example"
+            identity = ["/k/one", "~/k/two"]
+            known_hosts = "/etc/ferry/known_hosts"
+            host_key_policy = "strict"
+            operation = "dry-activate"
+
+            """)
+        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+        let fleet = try fixture.load()
+        let a = fleet.hosts[0], b = fleet.hosts[1]
+        let dir = URL(fileURLWithPath: fixture.directory).standardizedFileURL.path
+        XCTAssertEqual(a.identity, [dir + "/keys/deploy"])
+        XCTAssertEqual(a.knownHosts, dir + "/known_hosts")
+        XCTAssertEqual(a.hostKeyPolicy, .acceptNew)
+        XCTAssertEqual(a.operation, .boot)
+        XCTAssertEqual(b.identity, ["/k/one", home + "/k/two"])
+        XCTAssertEqual(b.knownHosts, "/etc/ferry/known_hosts")
+        XCTAssertEqual(b.hostKeyPolicy, .strict)
+        XCTAssertEqual(b.operation, .dryActivate)
+
+        let host = head + "[hosts.a]\naddress = \"a.example\"\n"
+        try expectError(host + "identity = 3\n", key: "hosts.a.identity", "expected a path or a list of paths")
+        try expectError(host + "identity = [\"\"]\n", key: "hosts.a.identity[0]", "must not be empty")
+        try expectError(host + "host_key_policy = \"yes\"\n", key: "hosts.a.host_key_policy", "not one of strict, accept-new")
+        try expectError(host + "operation = \"rollback\"\n", key: "hosts.a.operation", "not one of switch, boot")
+        try expectError(host + "knownhosts = \"x\"\n", key: "hosts.a.knownhosts", "unknown key")
+    }
+
+    /// Issue 9: exactly one rendered source, always the fleet's folder; reserved names; require.
+    func testSourceRules() throws {
+        try expectError(head + "[sources.a]\nrendered = true\n[sources.b]\nrendered = true\n", key: "sources.b.rendered", "sources.a is the rendered source already")
+        try expectError(head + "[sources.a]\nrendered = true\npath = \"x\"\n", key: "sources.a.path", "always the fleet's folder")
+        for name in ["deploys", "lock", "last-deploy.json"] {
+            try expectError(head + "[sources.\"\(name)\"]\npath = \"x\"\n", key: "sources.\(name)", "is reserved")
+        }
+        try expectError(head + "[sources.s]\npath = \"x\"\nrequire = [\"../etc\"]\n", key: "sources.s.require[0]", "inside the source")
+        try expectError(head + "[sources.s]\npath = \"x\"\nexclude = [\"[[:nope:]]\"]\n", key: "sources.s.exclude", "nope")
+        try expectError("shared = \"../shared.nix\"\n", key: "shared", "outside the fleet's folder")
+
+        let fixture = try FleetFixture()
+        defer { fixture.remove() }
+        let fleet = try fixture.load()
+        XCTAssertEqual(fleet.sources[0].require, ["flake.nix", "flake.lock", "pyproject.toml", "uv.lock", "lnbits/"], "lnbits-src's default")
+        XCTAssertEqual(fleet.sources[1].require, [])
+        XCTAssertEqual(fleet.sources[1].exclude, [".git", ".env", ".ferry/", "*~", "*.swp", ".#*", "result"])
+    }
 }

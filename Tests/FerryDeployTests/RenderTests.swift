@@ -1,5 +1,5 @@
 import FerryDeploy
-import FerryNix
+@testable import FerryNix
 import FerryXCTestSupport
 import Foundation
 import XCTest
@@ -140,6 +140,38 @@ final class RenderTests: XCTestCase {
             }
         }
         return out + "\""
+    }
+
+    /// Issue 9: the rendered tree leaves out editor litter, secrets, .git, .ferry/, the render
+    /// output and other sources inside the folder; shared is imported by its own path.
+    func testRenderedTreeLeavesLitterOutAndImportsSharedByItsPath() throws {
+        let fixture = try FleetFixture()
+        defer { fixture.remove() }
+        for litter in ["host.nix~", ".host.nix.swp", ".#host.nix", ".env", ".git/config", ".ferry/logs/x.log", "ferry-rendered/alpha/x.nix",
+                       "result", "vendor/lnbits/flake.nix", "out/alpha/configuration.nix"] {
+            try fixture.write(litter, "litter")
+        }
+        try fixture.write("fleet/common.nix", try String(contentsOfFile: fixture.directory + "/shared.nix", encoding: .utf8)
+            .replacingOccurrences(of: "./ports.nix", with: "../ports.nix"))
+        let toml = try String(contentsOfFile: fixture.fleetFile, encoding: .utf8)
+            .replacingOccurrences(of: "shared = \"shared.nix\"", with: "shared = \"fleet/common.nix\"")
+            .replacingOccurrences(of: "path = \"../lnbits\"", with: "path = \"vendor/lnbits\"")
+        try fixture.write("fleet.toml", toml)
+        let fleet = try fixture.load()
+        let rendered = try RenderedConfig(host: fleet.hosts[0], fleet: fleet, skipping: [fixture.directory + "/out"])
+        XCTAssertEqual(rendered.files.map(\.path), [
+            "config/lnbits.nix", "configuration.nix", "fleet/common.nix", "host.nix", "modules/example-service.nix",
+            "modules/lnbits-service.nix", "ports.nix", "shared.nix",
+        ])
+        XCTAssertTrue(rendered.configuration.contains("shared = import ./fleet/common.nix;"), rendered.configuration)
+        let out = fixture.directory + "-out"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try rendered.write(to: out)
+        let r = try Command.run(["nix-instantiate", "--eval", "--strict", "-E", "(import \(out)/fleet/common.nix).domain"])
+        XCTAssertEqual(r.output, "\"lnbits.example.org\"\n", r.errorOutput)
+        // A path Nix's lexer cannot read as a literal is still imported exactly.
+        XCTAssertEqual(ConfigurationRenderer.relativePath("my shared.nix"), "(./. + \"/my shared.nix\")")
+        XCTAssertEqual(ConfigurationRenderer.relativePath("a/${b}.nix"), "(./. + \"/a/\\${b}.nix\")")
     }
 }
 
