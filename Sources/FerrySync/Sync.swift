@@ -69,7 +69,7 @@ public struct Syncer {
     }
 
     /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); none: scan now.
-    public static func sync(from local: String, to destination: String, over session: SSHSession, options: Options,
+    public static func sync(from local: String, to destination: String, over session: any RemoteShell, options: Options,
                             scanned: LocalScanner.Scanned? = nil) throws -> Result {
         let start = Date()
         guard !local.isEmpty else { throw SyncError.localRead(path: "''", reason: "the local directory's path is empty") }
@@ -86,7 +86,7 @@ public struct Syncer {
         var err: [UInt8] = []
         var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned)?
         var stream: TarStream?
-        let target = session.target.description
+        let target = session.name
         func command(_ mode: String) -> RemoteCommand {
             .script(RemoteTree.syncScript, arguments: [Array(destination.utf8), Array(state.utf8),
                                                        Array((planOptions.checksum ? "1" : "0").utf8), Array(mode.utf8),
@@ -105,7 +105,7 @@ public struct Syncer {
         let status: ExitStatus
         do {
             if options.dryRun {
-                status = try session.exec(command("list"), cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+                status = try session.exec(command("list"), stdin: nil, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
                 if status == .exited(0) { _ = try prepare() }
             } else {
                 let input = DeferredInput(ready: { collector.complete }) {
@@ -142,8 +142,8 @@ public struct Syncer {
     /// into metadata-only updates (hashing both ends), for real runs and dry runs alike, so a
     /// dry run predicts exactly what the real run does.
     static func makePlan(_ source: inout Manifest, root: String, listing: RemoteTree.Listing, destination: String,
-                         session: SSHSession, options: Options, planOptions: SyncPlan.Options) throws -> SyncPlan {
-        let target = session.target.description
+                         session: any RemoteShell, options: Options, planOptions: SyncPlan.Options) throws -> SyncPlan {
+        let target = session.name
         if listing.exists && !listing.isDirectory {
             throw SyncError.badDestination("\(target): \(destination) exists and is not a directory")
         }

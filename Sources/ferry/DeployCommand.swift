@@ -46,6 +46,9 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Compare file contents (SHA-256 on both ends), not size and mtime.")
     var checksum = false
 
+    @Flag(help: "Take over a /var/src/NAME that ferry never synced (one krops or a hand copy left).")
+    var force = false
+
     @Flag(help: "Print per-source counts: entries scanned, files sent, bytes, deletions.")
     var stats = false
 
@@ -74,7 +77,7 @@ struct Deploy: ParsableCommand {
         SignalRelay.onInterrupt(cancel)
         let connection = self.connection
         var options = Deployment.Options { h in
-            connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy)
+            try SSHSession(connecting: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy))
         }
         options.operation = operation
         options.extraArguments = extra
@@ -83,27 +86,28 @@ struct Deploy: ParsableCommand {
         options.syncOnly = syncOnly
         options.noSync = noSync
         options.checksum = checksum
+        options.force = force
         options.ferryVersion = Ferry.version
         options.cancel = cancel
         let deployment = Deployment(fleet: fleet, host: host, options: options)
         let view = DeployView(host: host.name, stats: stats)
         let outcome: Deployment.Outcome
+        let log = deployment.logFile.map { " (log: \($0))" } ?? ""
         do {
             outcome = try deployment.run(view.show)
         } catch let error as DeployError {
             if case .localCheck(let text) = error { throw Failure(code: 2, message: "\(host.name): \(text)") }
-            throw Failure(code: 1, message: "\(host.name): \(error)")
+            throw Failure(code: 1, message: "\(host.name): \(error)\(log)")
         } catch SSHError.cancelled {
             view.note("interrupted; a rebuild that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(deployment.id)/log)")
             throw Failure.interrupted()
         } catch let error as SSHError {
-            throw Failure(code: 255, message: "\(host.name): \(error)")
+            throw Failure(code: 255, message: "\(host.name): \(error)\(log)")
         } catch SyncError.transport(let step, let error) {
-            throw Failure(code: 255, message: "\(host.name): \(step): \(error)")
+            throw Failure(code: 255, message: "\(host.name): \(step): \(error)\(log)")
         } catch let error as SyncError {
-            throw Failure(code: 1, message: "\(host.name): \(error)")
+            throw Failure(code: 1, message: "\(host.name): \(error)\(log)")
         }
-        let log = outcome.logFile.map { " (log: \($0))" } ?? ""
         switch outcome.result {
         case .succeeded:
             view.note("deployed (\(outcome.record.operation), deploy \(outcome.id))")

@@ -6,14 +6,15 @@ import Glibc
 
 @main
 struct Ferry: ParsableCommand {
-    static let version = "0.3.0"
+    static let version = "0.4.0"
 
     static let configuration = CommandConfiguration(
         commandName: "ferry",
         abstract: "Push deployer for NixOS machines: sync sources, render configs, run nixos-rebuild over SSH.",
         discussion: """
         Exit status: 0 success; 1 a failure on the target or the source; 2 a usage error or a failed \
-        local check (nothing was contacted); 130 interrupted (SIGINT), 143 terminated (SIGTERM); \
+        local check (nothing was contacted); 3 (deploy) contact lost during the rebuild, outcome \
+        unknown; 130 interrupted (SIGINT), 143 terminated (SIGTERM); \
         255 the connection or authentication failed. `ferry exec` exits with the remote command's \
         status (128 + N when it was killed by signal N).
         """,

@@ -158,7 +158,7 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(r["result"] as? String, "success")
         XCTAssertEqual(r["exit_status"] as? Int, 0)
         XCTAssertEqual(r["operation"] as? String, "switch")
-        XCTAssertEqual(r["ferry_version"] as? String, "0.3.0")
+        XCTAssertEqual(r["ferry_version"] as? String, "0.4.0")
         XCTAssertNotNil((r["sources"] as? [String: Any])?["lnbits-src"])
         XCTAssertTrue((r["operator"] as? String)?.hasPrefix("root@") == true)
         XCTAssertEqual(try String(contentsOfFile: h.varSrc + "/.ferry/deploys/\(id)/status", encoding: .utf8), "0\n")
@@ -350,6 +350,36 @@ final class DeployCommandTests: HostTestCase {
         let next = try deploy(work, ["--lock-timeout", "60"])
         XCTAssertEqual(next.status, 0, next.stdout + next.stderr)
         XCTAssertEqual(h.standInCalls().count, 2)
+    }
+
+    /// Ctrl-C during the rebuild stops ferry, never the activation: the job finishes and records.
+    func testInterruptDuringTheRebuildLeavesItRunning() throws {
+        let work = try makeWork()
+        let h = try host
+        h.holdRebuild(true)
+        let (process, out) = try startDeploy(work)
+        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        XCTAssertEqual(process.terminationStatus, 130, text)
+        XCTAssertTrue(text.contains("interrupted; a rebuild that had started keeps running on the target"), text)
+        XCTAssertEqual(try record()["state"] as? String, "started")
+        let busy = try deploy(work)
+        XCTAssertTrue(busy.stderr.contains(", rebuild running"), busy.stderr)
+        h.holdRebuild(false)
+        waitFor("the record") { (try? self.record()["result"] as? String) == "success" }
+        // --no-sync rebuilds what the target has; the newest 20 deploy folders are kept.
+        for i in 0..<25 {
+            try FileManager.default.createDirectory(atPath: h.varSrc + "/.ferry/deploys/20200101T0000\(String(format: "%02d", i))Z-0000", withIntermediateDirectories: true)
+        }
+        let again = try deploy(work, ["--no-sync"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertFalse(again.stdout.contains("sync:"), again.stdout)
+        XCTAssertEqual(h.standInCalls().count, 2)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: h.varSrc + "/.ferry/deploys").sorted()
+        XCTAssertEqual(kept.count, 20)
+        XCTAssertTrue(kept.last?.hasPrefix("2026") == true, "the newest stay: \(kept)")
     }
 
     // MARK: - The rebuild's outcome

@@ -96,7 +96,7 @@ final class DeployLock: @unchecked Sendable {
 
     /// Starts the holder on `session` (used by no other thread meanwhile) and waits for the lock:
     /// `wait` seconds at most (0: refuse at once). `onBusy` hears who holds it before the wait.
-    init(session: SSHSession, root: String, id: String, info: LockHolder, wait: Int, cancel: CancellationToken?,
+    init(session: any RemoteShell, root: String, id: String, info: LockHolder, wait: Int, cancel: CancellationToken?,
          onBusy: @escaping (LockHolder) -> Void) throws {
         // The write end never blocks: a line for a holder that is gone is dropped.
         guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[1], F_SETFL, O_NONBLOCK) == 0 else { throw DeployError.local("cannot create a pipe: \(String(cString: strerror(errno)))") }
@@ -104,7 +104,7 @@ final class DeployLock: @unchecked Sendable {
         let infoLine = String(decoding: try JSONEncoder().encode(info), as: UTF8.self)
         let command = RemoteCommand.script(Self.holderScript, arguments: [root, id, infoLine, String(wait)].map { Array($0.utf8) })
         let input = FileDescriptorInput(descriptor: pipeFDs[0])
-        target = session.target.description
+        target = session.name
         let box = Box()
         let stop = self.stop
         thread = Thread {

@@ -20,14 +20,18 @@ public final class Deployment {
         public var syncOnly = false
         public var noSync = false
         public var checksum = false
+        /// Take over a `/var/src/NAME` that ferry never synced (a krops host, say).
+        public var force = false
         public var ferryVersion = "unknown"
         /// The remote root (tests may point it elsewhere).
         public var root = "/var/src"
         public var cancel: CancellationToken?
-        /// The SSH settings for the host (the CLI merges its flags into the inventory's).
-        public var connection: (Fleet.Host) -> SSHConfiguration
+        /// Opens a shell on the host: an SSH session (the CLI merges its flags into the
+        /// inventory's settings), or in tests a local one. Called for the lock, the work and each
+        /// reconnect while following the rebuild.
+        public var open: (Fleet.Host) throws -> any RemoteShell
 
-        public init(connection: @escaping (Fleet.Host) -> SSHConfiguration) { self.connection = connection }
+        public init(open: @escaping (Fleet.Host) throws -> any RemoteShell) { self.open = open }
     }
 
     public struct Outcome {
@@ -43,6 +47,8 @@ public final class Deployment {
     public let options: Options
     public let id: String
     private let log: LocalLog?
+    /// This deploy's local log (nil when neither log folder is writable).
+    public var logFile: String? { log?.path }
 
     public init(fleet: Fleet, host: Fleet.Host, options: Options) {
         self.fleet = fleet
@@ -72,12 +78,11 @@ public final class Deployment {
         // 2. Connect (one session for the lock holder, one for the work) and lock.
         var phase = Date()
         report(.phaseStarted(.connect, detail: "\(host.target)"))
-        let configuration = options.connection(host)
-        let lockSession = try SSHSession(connecting: configuration)
+        let lockSession = try options.open(host)
         defer { lockSession.close() }
-        let session = try SSHSession(connecting: configuration)
+        let session = try options.open(host)
         defer { session.close() }
-        report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: "\(host.target)"))
+        report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
 
         phase = Date()
         report(.phaseStarted(.lock, detail: "\(options.root)/.ferry/lock"))
@@ -92,25 +97,21 @@ public final class Deployment {
         // 3. Sources.
         var record = DeployRecord(id: id, host: host.name, startedAt: DeployRecord.timestamp(start), operator_: me.operator_,
                                   ferryVersion: options.ferryVersion, operation: options.syncOnly ? "sync-only" : operation.rawValue, sources: [:])
-        for source in fleet.sources {
+        // With --no-sync the record names no sources: what the target has was not checked.
+        for source in fleet.sources where !options.noSync {
             let local = source.rendered ? prepared.renderedTree : source.path
             var state = DeployRecord.SourceState(digest: "")
             if !source.rendered, let git = DeployRecord.gitState(of: source.path) { state.commit = git.commit; state.dirty = git.dirty }
-            if options.noSync {
-                var scanner = LocalScanner(root: local, excludes: ExcludeRules(source.exclude))
-                state.digest = DeployRecord.digest(try scanner.scan())
-            } else {
-                phase = Date()
-                report(.phaseStarted(.sync, detail: source.name))
-                let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions(for: source))
-                state.digest = DeployRecord.digest(result.scannedManifest)
-                report(.sourceSynced(name: source.name, result: result))
-                guard result.complete else {
-                    throw DeployError.remote(target: "\(host.target)", step: "syncing \(source.name)",
-                                             detail: "not every file reached the target (see the errors above); nothing was rebuilt")
-                }
-                report(.phaseFinished(.sync, seconds: Date().timeIntervalSince(phase), detail: source.name))
+            phase = Date()
+            report(.phaseStarted(.sync, detail: source.name))
+            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions(for: source))
+            state.digest = DeployRecord.digest(result.scannedManifest)
+            report(.sourceSynced(name: source.name, result: result))
+            guard result.complete else {
+                throw DeployError.remote(target: session.name, step: "syncing \(source.name)",
+                                         detail: "not every file reached the target (see the errors above); nothing was rebuilt")
             }
+            report(.phaseFinished(.sync, seconds: Date().timeIntervalSince(phase), detail: source.name))
             record.sources[source.name] = state
         }
 
@@ -130,7 +131,7 @@ public final class Deployment {
         _ = try lock.startRebuild()
         lock.release()
         released = true
-        let result = try follow(directory: directory, first: session, configuration: configuration, report: report)
+        let result = try follow(directory: directory, first: session, report: report)
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
         return Outcome(id: id, result: result, logFile: log?.path, record: record)
     }
@@ -144,7 +145,7 @@ public final class Deployment {
         // The rendered tree is a few small files: always compared by content.
         let plan = SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude),
                                     deleteExcluded: source.deleteExcluded, checksum: options.checksum || source.rendered)
-        var sync = Syncer.Options(plan: plan, cancel: options.cancel)
+        var sync = Syncer.Options(plan: plan, force: options.force, cancel: options.cancel)
         sync.lockWait = 10
         return sync
     }
@@ -190,19 +191,19 @@ public final class Deployment {
         return String(cString: dir)
     }
 
-    func runChecked(_ session: SSHSession, _ command: RemoteCommand, step: String) throws {
+    func runChecked(_ session: any RemoteShell, _ command: RemoteCommand, step: String) throws {
         let (status, _, stderr) = try session.run(command)
         guard status == .exited(0) else {
             let text = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw DeployError.remote(target: "\(host.target)", step: step, detail: text.isEmpty ? "\(status)" : "\(status): \(text)")
+            throw DeployError.remote(target: session.name, step: step, detail: text.isEmpty ? "\(status)" : "\(status): \(text)")
         }
     }
 
     /// Streams the job's log until its status is written; reconnects when the link drops, for at
     /// most `reconnectTimeout` seconds, after which the outcome is unknown.
-    func follow(directory: String, first: SSHSession, configuration: SSHConfiguration, report: (DeployEvent) -> Void) throws -> DeployResult {
+    func follow(directory: String, first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
         var offset = 0
-        var session: SSHSession? = first
+        var session: (any RemoteShell)? = first
         var lostSince: Date?
         var tail: [String] = []
         defer { if let session, session !== first { session.close() } }
@@ -210,7 +211,7 @@ public final class Deployment {
             var splitter = LineSplitter()
             var errors: [UInt8] = []
             do {
-                if session == nil { session = try SSHSession(connecting: configuration) }
+                if session == nil { session = try options.open(host) }
                 let command = RemoteCommand.script(Rebuild.followScript, arguments: [directory, String(offset)].map { Array($0.utf8) })
                 let status = try session!.exec(command, cancel: options.cancel, stdout: { chunk in
                     offset += chunk.count
@@ -223,7 +224,7 @@ public final class Deployment {
                 splitter.flush { report(.output($0)) }
                 let text = String(decoding: errors, as: UTF8.self)
                 guard status == .exited(0), let marker = text.range(of: "\u{1E}ferry-status ") else {
-                    throw DeployError.remote(target: "\(host.target)", step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                    throw DeployError.remote(target: first.name, step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
                 }
                 let value = text[marker.upperBound...].prefix { $0 != "\n" }
                 if value == "0" { return .succeeded }

@@ -44,15 +44,6 @@ extension SSHSession {
         return try exitStatus(channel, tracking)
     }
 
-    /// Runs `command` and collects its output in memory (for small outputs).
-    public func run(_ command: RemoteCommand, stdin: [UInt8]? = nil) throws -> (status: ExitStatus, stdout: [UInt8], stderr: [UInt8]) {
-        var out: [UInt8] = []
-        var err: [UInt8] = []
-        let status = try exec(command, stdin: stdin.map { BytesInput($0) },
-                              stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) })
-        return (status, out, err)
-    }
-
     static let windowSize: UInt32 = 4 * 1024 * 1024
     private static let bufferSize = 256 * 1024
 

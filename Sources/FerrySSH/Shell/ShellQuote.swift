@@ -62,14 +62,17 @@ public enum ShellQuoteError: Error, Equatable, CustomStringConvertible {
 /// A command line for the remote shell. Build it from arguments; `script` is for fixed
 /// shell text written by ferry itself, never for pasting in values.
 public struct RemoteCommand: Sendable, CustomStringConvertible {
-    public let bytes: [UInt8]
+    /// The argument list, kept until the command is sent, so a wrapper (sudo) composes in one place.
+    public let arguments: [[UInt8]]
+    /// The command line the remote shell receives: each argument quoted on its own.
+    public var bytes: [UInt8] { ShellQuote.join(arguments) }
 
     public init(_ arguments: [String]) {
-        bytes = ShellQuote.join(arguments.map { Array($0.utf8) })
+        self.arguments = arguments.map { Array($0.utf8) }
     }
 
     public init(arguments: [[UInt8]]) {
-        bytes = ShellQuote.join(arguments)
+        self.arguments = arguments
     }
 
     /// Arguments as raw bytes (names need not be UTF-8); a NUL cannot reach a remote command.
@@ -83,6 +86,11 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
     /// `sh -c SCRIPT ferry ARG…`: the script reads its values as "$1"…, never pasted in.
     public static func script(_ script: String, arguments: [[UInt8]] = []) -> RemoteCommand {
         RemoteCommand(arguments: [Array("sh".utf8), Array("-c".utf8), Array(script.utf8), Array("ferry".utf8)] + arguments)
+    }
+
+    /// This command run by another: `prefix` then this command's arguments (e.g. `sudo -n --`).
+    public func wrapped(in prefix: [String]) -> RemoteCommand {
+        RemoteCommand(arguments: prefix.map { Array($0.utf8) } + arguments)
     }
 
     public var description: String { String(decoding: bytes, as: UTF8.self) }

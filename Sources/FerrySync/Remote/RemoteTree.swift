@@ -120,16 +120,16 @@ package enum RemoteTree {
     }
 
     /// SHA-256 of the named files (relative to `destination`), for files whose size matches.
-    static func hashes(_ session: SSHSession, destination: String, paths: [[UInt8]], cancel: CancellationToken? = nil) throws -> [[UInt8]: [UInt8]] {
+    static func hashes(_ session: any RemoteShell, destination: String, paths: [[UInt8]], cancel: CancellationToken? = nil) throws -> [[UInt8]: [UInt8]] {
         let command = RemoteCommand.script(#"cd "$1" && xargs -0 -r sha256sum -z --"#, arguments: [Array(destination.utf8)])
         var out: [UInt8] = []
         var err: [UInt8] = []
         let status = try session.exec(command, stdin: BytesInput(paths.flatMap { $0 + [0] }), cancel: cancel,
                                       stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) })
         guard status == .exited(0) else {
-            throw SyncError.remote(target: session.target.description, step: "hashing files in \(destination)", status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
+            throw SyncError.remote(target: session.name, step: "hashing files in \(destination)", status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
-        return try parseHashes(out, target: session.target.description)
+        return try parseHashes(out, target: session.name)
     }
 
     /// `sha256sum -z` output: "HASH  path" records, NUL-terminated.

@@ -1,0 +1,135 @@
+@testable import FerryDeploy
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The deploy pipeline through the `RemoteShell` seam with a local shell and a temporary remote
+/// root: its logic without sshd (the sshd tests in ferryTests cover the rest, rebuild included).
+final class LocalPipelineTests: XCTestCase {
+    var fixture: FleetFixture!
+    var root: String!
+    var lnbits: String { fixture.directory + "/lnbits" }
+
+    override func setUpWithError() throws {
+        try requireNix()
+        for tool in ["flock", "rsync", "timeout", "setsid"] {
+            do { _ = try Command.which(tool) } catch {
+                if ProcessInfo.processInfo.environment["CI"] == "true" { throw error }
+                throw XCTSkip("\(error)")
+            }
+        }
+        fixture = try FleetFixture()
+        root = fixture.directory + "-root"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var tree = TreeFixture(seed: 3)
+        try tree.makeLNBitsTree(at: lnbits)
+        let toml = try String(contentsOfFile: fixture.fleetFile, encoding: .utf8).replacingOccurrences(of: "path = \"../lnbits\"", with: "path = \"lnbits\"")
+        try fixture.write("fleet.toml", toml)
+    }
+
+    override func tearDown() {
+        fixture?.remove()
+        if let root { try? FileManager.default.removeItem(atPath: root) }
+    }
+
+    func deployment(_ fleet: Fleet, opened: UnsafeMutablePointer<Int>? = nil, adjust: (inout Deployment.Options) -> Void = { _ in }) -> Deployment {
+        var options = Deployment.Options { _ in
+            opened?.pointee += 1
+            return LocalShell(name: "local")
+        }
+        options.root = root
+        adjust(&options)
+        return Deployment(fleet: fleet, host: fleet.hosts[0], options: options)
+    }
+
+    func testSyncOnlyDeployMirrorsEverySourceAndRecordsIt() throws {
+        let fleet = try fixture.load()
+        var events: [DeployEvent] = []
+        let outcome = try deployment(fleet) { $0.syncOnly = true }.run { events.append($0) }
+        XCTAssertEqual(outcome.result, .syncOnly)
+        let phases = events.compactMap { e -> String? in if case .phaseFinished(let p, _, _) = e { return p.rawValue } else { return nil } }
+        XCTAssertEqual(phases, ["check", "connect", "lock", "sync", "sync"])
+        // lnbits-src: as rsync would leave it (the source's excludes).
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes"]
+                                + fleet.sources[0].exclude.map { "--exclude=\($0)" } + [lnbits + "/", root + "/lnbits-src/"])
+        XCTAssertEqual(r.output, "", r.errorOutput)
+        // nixos-config: the render, without the checkout that lies inside the fleet's folder.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/nixos-config/lnbits"))
+        XCTAssertEqual(try Command.run(["nix-instantiate", "--parse", root + "/nixos-config/configuration.nix"]).status, 0)
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/.ferry/last-deploy.json"))) as? [String: Any]
+        XCTAssertEqual(record?["result"] as? String, "sync-only")
+        XCTAssertEqual(record?["id"] as? String, outcome.id)
+        let digest = (record?["sources"] as? [String: [String: Any]])?["lnbits-src"]?["digest"] as? String
+        XCTAssertEqual(digest, outcome.record.sources["lnbits-src"]?.digest)
+        XCTAssertTrue(digest?.hasPrefix("sha256:") == true)
+        // The lock is free again.
+        XCTAssertEqual(try Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status, 0)
+    }
+
+    func testLocalChecksOpenNoShell() throws {
+        var opened = 0
+        try FileManager.default.removeItem(atPath: lnbits + "/lnbits")
+        let fleet = try fixture.load()
+        XCTAssertThrowsError(try deployment(fleet, opened: &opened).run { _ in }) { error in
+            guard case DeployError.localCheck(let text) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(text.contains("\(lnbits)/lnbits: missing; sources.lnbits-src requires lnbits/"), text)
+        }
+        try fixture.write("fleet.toml", try String(contentsOfFile: fixture.fleetFile, encoding: .utf8)
+            .replacingOccurrences(of: "rendered = true", with: "rendered = false\npath = \"config\""))
+        try FileManager.default.createDirectory(atPath: lnbits + "/lnbits", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try deployment(try fixture.load(), opened: &opened).run { _ in }) { error in
+            XCTAssertTrue("\(error)".contains("no source has rendered = true"), "\(error)")
+        }
+        XCTAssertEqual(opened, 0, "nothing was contacted")
+    }
+
+    func testAHeldLockIsRefusedNamingItsHolder() throws {
+        try FileManager.default.createDirectory(atPath: root + "/.ferry/deploys/20261127T000000Z-abcd", withIntermediateDirectories: true)
+        let holder = LockHolder(id: "20261127T000000Z-abcd", operator_: "alice@laptop", pid: 4242, since: "2026-11-27T00:00:00Z")
+        try JSONEncoder().encode(holder).write(to: URL(fileURLWithPath: root + "/.ferry/lock-info"))
+        try "20261127T000000Z-abcd\n".write(toFile: root + "/.ferry/lock-id", atomically: true, encoding: .utf8)
+        // A "rebuild" that is alive: its pid is this shell's.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let hold = root + "/hold"
+        FileManager.default.createFile(atPath: hold, contents: nil)
+        process.arguments = ["-c", "echo $$ > \"$1/.ferry/deploys/20261127T000000Z-abcd/pid\"; exec flock \"$1/.ferry/lock\" sh -c 'i=0; while [ -e \"$1\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done' sh \"$1/hold\"", "sh", root]
+        try process.run()
+        defer { try? FileManager.default.removeItem(atPath: hold); process.waitUntilExit() }
+        let deadline = Date().addingTimeInterval(5)
+        while (try? Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status) == 0, Date() < deadline { usleep(20_000) }
+
+        var busy: [LockHolder] = []
+        XCTAssertThrowsError(try deployment(try fixture.load()).run { if case .lockBusy(let who, _) = $0 { busy.append(who) } }) { error in
+            guard case DeployError.lockHeld(_, let who, let waited) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(waited, 0)
+            XCTAssertEqual(who?.operator_, "alice@laptop")
+            XCTAssertEqual(who?.rebuildRunning, true)
+            XCTAssertTrue("\(error)".contains("held by deploy 20261127T000000Z-abcd by alice@laptop (ferry pid 4242) since 2026-11-27T00:00:00Z, rebuild running"), "\(error)")
+        }
+        XCTAssertEqual(busy.map(\.id), ["20261127T000000Z-abcd"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/lnbits-src"), "nothing was synced without the lock")
+    }
+
+    /// The record names the checkout's commit and whether it has changes, when it is a git checkout.
+    func testRecordCarriesTheCheckoutsCommitAndDirtyFlag() throws {
+        let git = try Command.which("git")
+        for argv in [["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fixture"]] {
+            let r = try Command.run([git, "-C", lnbits] + argv)
+            XCTAssertEqual(r.status, 0, r.errorOutput)
+        }
+        let head = try Command.run([git, "-C", lnbits, "rev-parse", "HEAD"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fleet = try fixture.load()
+        var outcome = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+        XCTAssertEqual(outcome.record.sources["lnbits-src"]?.commit, head)
+        XCTAssertEqual(outcome.record.sources["lnbits-src"]?.dirty, false)
+        XCTAssertNil(outcome.record.sources["nixos-config"]?.commit, "the rendered tree is no checkout")
+        try "edit".write(toFile: lnbits + "/README.md", atomically: true, encoding: .utf8)
+        outcome = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+        XCTAssertEqual(outcome.record.sources["lnbits-src"]?.dirty, true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/lnbits-src/.git"), ".git is excluded")
+    }
+}
