@@ -68,6 +68,13 @@ public struct Syncer {
         }
     }
 
+    /// Scans `local` as `sync` would (for a scan shared by many targets: pass it as `scanned`).
+    public static func scan(_ local: String, options: Options) throws -> LocalScanner.Scanned {
+        var rules = options.plan.excludes
+        try rules.add("/.ferry-stage")
+        return try LocalScanner(root: local, excludes: rules).scanAll()
+    }
+
     /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); none: scan now.
     public static func sync(from local: String, to destination: String, over session: any RemoteShell, options: Options,
                             scanned: LocalScanner.Scanned? = nil) throws -> Result {

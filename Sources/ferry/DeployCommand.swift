@@ -11,25 +11,36 @@ extension Fleet.Operation: ExpressibleByArgument {}
 
 struct Deploy: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Deploy one host: sync its sources to /var/src, push its rendered configuration, run nixos-rebuild there.",
+        abstract: "Deploy hosts: sync their sources to /var/src, push their rendered configuration, run nixos-rebuild there.",
         discussion: """
-        Local checks come first (sources, required files, the render): a failure exits 2 and \
-        contacts nothing. The host's deploy lock is held until the rebuild's exit status is \
-        written on the target, even if ferry dies; the rebuild runs detached (systemd-run, else \
+        TARGETS are host names, globs over names (web-*) or @tags; none means every host. Every \
+        selected host is checked locally first (sources, required files, its render): a failure \
+        exits 2 and contacts nothing. Each host's deploy lock is held until its rebuild's exit \
+        status is written on it, even if ferry dies; rebuilds run detached (systemd-run, else \
         setsid), so Ctrl-C or a dropped link never stops an activation half-way. Exit status: 0 \
-        deployed; 1 a failure on the target (a failed rebuild, a held lock); 2 usage or a local \
-        check; 3 contact was lost during the rebuild and its outcome is unknown; 130/143 \
-        interrupted; 255 the connection or authentication failed.
+        every host deployed; 1 a host failed (or was not started after a failure); 2 usage or a \
+        local check; 3 contact was lost during a rebuild and its outcome is unknown; 130/143 \
+        interrupted; 255 (one host) the connection or authentication failed.
         """
     )
 
     @OptionGroup var inventory: InventoryOption
 
-    @Argument(help: ArgumentHelp("The host's name in fleet.toml.", valueName: "HOST"))
-    var host: String
+    // Everything after "--" lands here too (ArgumentParser allows one positional array): see `split`.
+    @Argument(help: ArgumentHelp("Host names, globs or @tags (default: every host); after --, arguments for nixos-rebuild.", valueName: "TARGETS"))
+    var words: [String] = []
+
+    @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these hosts (name, glob or @tag; repeatable).", valueName: "TARGET"))
+    var skip: [String] = []
 
     @Option(name: .customLong("op"), help: "switch, boot, test, dry-activate or build (default: the host's operation, else [defaults], else switch).")
     var operation: Fleet.Operation?
+
+    @Option(help: ArgumentHelp("Hosts deployed at a time.", valueName: "N"))
+    var jobs = 8
+
+    @Flag(help: "Start every selected host even after one failed (by default no new host starts).")
+    var keepGoing = false
 
     @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("Seconds to wait for another deploy's lock (0: refuse at once).", valueName: "S"))
     var lockTimeout = 0
@@ -52,12 +63,22 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Print per-source counts: entries scanned, files sent, bytes, deletions.")
     var stats = false
 
+    @Flag(help: "JSON Lines on stdout (events, one result per host, a summary); schema: docs/events.schema.json.")
+    var json = false
+
     @OptionGroup var connection: ConnectionOptions
 
-    @Argument(parsing: .postTerminator, help: ArgumentHelp("Arguments for nixos-rebuild, after --.", valueName: "ARGS"))
-    var extra: [String] = []
+    /// Targets, and the nixos-rebuild arguments after the command line's first "--" (which
+    /// ArgumentParser appends to the one positional array).
+    var split: (targets: [String], extra: [String]) {
+        let raw = Array(CommandLine.arguments.dropFirst())
+        guard let dash = raw.firstIndex(of: "--") else { return (words, []) }
+        let extra = Array(raw[(dash + 1)...])
+        return (Array(words.dropLast(min(extra.count, words.count))), extra)
+    }
 
     func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must be 0 or more") }
         guard reconnectTimeout >= 0 else { throw ValidationError("--reconnect-timeout must be 0 or more") }
         if syncOnly && noSync { throw ValidationError("--sync-only and --no-sync together would do nothing") }
@@ -65,14 +86,14 @@ struct Deploy: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let host: Fleet.Host
+        let hosts: [Fleet.Host]
         do {
-            guard let h = try fleet.select([self.host]).first else { throw ExitCode(2) }
-            host = h
+            hosts = try fleet.select(split.targets, skip: skip)
         } catch let error as InventoryError {
             printError("ferry: \(error)")
             throw ExitCode(2)
         }
+        guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: "deploy") }
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
         let connection = self.connection
@@ -80,7 +101,7 @@ struct Deploy: ParsableCommand {
             try SSHSession(connecting: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy))
         }
         options.operation = operation
-        options.extraArguments = extra
+        options.extraArguments = split.extra
         options.lockTimeout = lockTimeout
         options.reconnectTimeout = reconnectTimeout
         options.syncOnly = syncOnly
@@ -89,82 +110,51 @@ struct Deploy: ParsableCommand {
         options.force = force
         options.ferryVersion = Ferry.version
         options.cancel = cancel
-        let deployment = Deployment(fleet: fleet, host: host, options: options)
-        let view = DeployView(host: host.name, stats: stats)
-        let outcome: Deployment.Outcome
-        let log = deployment.logFile.map { " (log: \($0))" } ?? ""
+        var fleetOptions = FleetDeployment.Options(deploy: options)
+        fleetOptions.jobs = jobs
+        fleetOptions.keepGoing = keepGoing
+        let deployment = FleetDeployment(fleet: fleet, hosts: hosts, options: fleetOptions)
         do {
-            outcome = try deployment.run(view.show)
-        } catch let error as DeployError {
-            if case .localCheck(let text) = error { throw Failure(code: 2, message: "\(host.name): \(text)") }
-            throw Failure(code: 1, message: "\(host.name): \(error)\(log)")
-        } catch SSHError.cancelled {
-            view.note("interrupted; a rebuild that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(deployment.id)/log)")
-            throw Failure.interrupted()
-        } catch let error as SSHError {
-            throw Failure(code: 255, message: "\(host.name): \(error)\(log)")
-        } catch SyncError.transport(let step, let error) {
-            throw Failure(code: 255, message: "\(host.name): \(step): \(error)\(log)")
-        } catch let error as SyncError {
-            throw Failure(code: 1, message: "\(host.name): \(error)\(log)")
+            try deployment.prepare()
+        } catch DeployError.localCheck(let text) {
+            throw Failure(code: 2, message: text)
         }
-        switch outcome.result {
-        case .succeeded:
-            view.note("deployed (\(outcome.record.operation), deploy \(outcome.id))")
-        case .syncOnly:
-            view.note("synced (deploy \(outcome.id), no rebuild)")
-        case .rebuildFailed(let status, let lines):
-            for line in lines.suffix(10) { printError("ferry: \(host.name) | \(line)") }
-            throw Failure(code: 1, message: "\(host.name): nixos-rebuild \(outcome.record.operation) failed: \(status)\(log)")
-        case .unknown(let op):
-            throw Failure(code: 3, message: "\(host.name): unknown: lost contact during \(op); the rebuild may still be running (its log on the target: /var/src/.ferry/deploys/\(outcome.id)/log)\(log)")
-        }
-    }
-}
 
-/// Renders a deploy's events: `HOST | ` before every line when stdout is not a terminal;
-/// control sequences from the target are escaped either way (the local log keeps them raw).
-final class DeployView {
-    let host: String
-    let stats: Bool
-    let prefix: String
-
-    init(host: String, stats: Bool) {
-        self.host = host
-        self.stats = stats
-        prefix = isatty(1) == 1 ? "" : "\(host) | "
-    }
-
-    func show(_ event: DeployEvent) {
-        switch event {
-        case .phaseStarted(let phase, let detail):
-            if phase == .rebuild { say("rebuild: \(detail)") }
-        case .phaseFinished(let phase, let seconds, let detail):
-            say("\(phase.rawValue): \(detail) (\(String(format: "%.2f", seconds)) s)")
-        case .lockBusy(let holder, let waiting):
-            say("lock: held by \(holder)" + (waiting > 0 ? "; waiting up to \(waiting) s" : ""))
-        case .sourceSynced(let name, let result):
-            let deleted = result.plan.items.filter { $0.change == .deleted }.count
-            say("sync: \(name): \(result.plan.sends.count) files sent (\(result.plan.bytesToSend) bytes), \(deleted) deleted")
-            if stats {
-                say("  \(name): \(result.filesScanned) entries scanned (\(result.bytesScanned) bytes), \(result.bytesSent) bytes streamed, \(String(format: "%.3f", result.seconds)) s")
+        let view = FleetView(json: json, stats: stats)
+        let outcomes = deployment.run { host, event in view.show(host, event) }
+        let interrupted = cancel.isCancelled
+        for outcome in outcomes where outcome.state != .notStarted { view.finished(outcome) }
+        let code = exitStatus(outcomes, interrupted: interrupted)
+        view.summary(outcomes, exitStatus: code)
+        // One line per problem on stderr, as every ferry command reports them.
+        for o in outcomes {
+            let log = o.logFile.map { " (log: \($0))" } ?? ""
+            switch o.state {
+            case .failed:
+                for line in o.lastLines.suffix(10) { printError("ferry: \(o.host) | \(line)") }
+                printError("ferry: \(o.host): \(o.cause ?? "failed")\(log)")
+            case .unknown where o.error == nil:
+                printError("ferry: \(o.host): \(o.cause ?? "unknown")\(log)")
+            case .unknown:
+                printError("ferry: \(o.host): interrupted; a rebuild that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(o.deployID ?? "ID")/log)")
+            default: break
             }
-            for warning in result.plan.keptDirectories { say("warning: kept \(name)/\(String(decoding: warning, as: UTF8.self)): it holds excluded entries") }
-        case .output(let line):
-            say(String(decoding: line, as: UTF8.self))
-        case .warning(let text):
-            say("warning: \(text)")
-        case .reconnecting(let reason):
-            say("rebuild: lost the link (\(reason)); reconnecting")
         }
+        if code != 0 { throw Failure(code: code, message: "") }
     }
 
-    func note(_ text: String) { say(text) }
-
-    private func say(_ text: String) {
-        let line = prefix + Terminal.escapingControls(text) + "\n"
-        line.utf8CString.withUnsafeBufferPointer { buf in
-            writeAll(1, UnsafeRawBufferPointer(start: buf.baseAddress, count: buf.count - 1))
+    /// The README's table: interrupted 130/143; a failure 1 (255 when the only host could not be
+    /// reached or logged in to); an unknown rebuild outcome 3.
+    func exitStatus(_ outcomes: [FleetDeployment.HostOutcome], interrupted: Bool) -> Int32 {
+        if interrupted { return SignalRelay.exitCode }
+        if outcomes.contains(where: { $0.state == .failed || $0.state == .notStarted || $0.state == .interrupted }) {
+            if outcomes.count == 1, let error = outcomes[0].error {
+                if error is SSHError { return 255 }
+                if case SyncError.transport = error { return 255 }
+            }
+            return 1
         }
+        if outcomes.contains(where: { $0.state == .unknown }) { return 3 }
+        return 0
     }
 }

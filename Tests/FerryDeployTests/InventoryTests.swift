@@ -113,8 +113,15 @@ final class InventoryTests: XCTestCase {
         XCTAssertEqual(fleet.sources[0].exclude, [".git", ".env", "data/", ".venv/", "node_modules/", "__pycache__/", "*.pyc"])
         XCTAssertTrue(fleet.sources[1].rendered)
         XCTAssertEqual(try fleet.select(["@eu"]).map(\.name), ["alpha", "gamma"])
-        XCTAssertEqual(try fleet.select(["beta", "@web"]).map(\.name), ["beta", "alpha"])
-        XCTAssertThrowsError(try fleet.select(["delta"])) { XCTAssertTrue("\($0)".contains("no host named 'delta'")) }
+        XCTAssertEqual(try fleet.select(["beta", "@web"]).map(\.name), ["alpha", "beta"], "inventory order")
+        XCTAssertEqual(try fleet.select(["*a"]).map(\.name), ["alpha", "beta", "gamma"])
+        XCTAssertEqual(try fleet.select(["[ab]*"], skip: ["@eu"]).map(\.name), ["beta"])
+        XCTAssertEqual(try fleet.select([], skip: ["beta"]).map(\.name), ["alpha", "gamma"])
+        XCTAssertThrowsError(try fleet.select(["delta"])) {
+            XCTAssertTrue("\($0)".contains("no host matches 'delta' (hosts: alpha, beta, gamma; tags: @eu, @web)"), "\($0)")
+        }
+        XCTAssertThrowsError(try fleet.select(["@prod"])) { XCTAssertTrue("\($0)".contains("no host has the tag 'prod'"), "\($0)") }
+        XCTAssertThrowsError(try fleet.select(["alpha"], skip: ["d*"])) { XCTAssertTrue("\($0)".contains("no host matches 'd*'"), "\($0)") }
     }
 
     func testUnexcludedEnvFileIsWarnedAbout() throws {

@@ -71,6 +71,17 @@ final class DeployCommandTests: HostTestCase {
         try toml.write(toFile: work.fleetFile, atomically: true, encoding: .utf8)
     }
 
+    /// A copy of the work's fleet.toml that reaches the host through `proxy` (its own known_hosts).
+    func fleet(_ work: Work, through proxy: LinkProxy) throws -> String {
+        let file = work.root + "/deployments/through-proxy.toml"
+        try String(contentsOfFile: work.fleetFile, encoding: .utf8)
+            .replacingOccurrences(of: "port = \(try host.port)", with: "port = \(proxy.port)")
+            .replacingOccurrences(of: "host_key_policy = \"strict\"", with: "host_key_policy = \"accept-new\"")
+            .replacingOccurrences(of: try harness.knownHostsFile, with: temporaryFile())
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
     func deploy(_ work: Work, _ extra: [String] = []) throws -> FerryBinary.Result {
         try FerryBinary.run(["deploy", "-f", work.fleetFile, "alpha"] + extra)
     }
@@ -282,13 +293,7 @@ final class DeployCommandTests: HostTestCase {
         let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))
         defer { proxy.stop() }
         let work = try makeWork()
-        let slowFleet = work.root + "/deployments/slow.toml"
-        let knownHosts = temporaryFile()
-        try String(contentsOfFile: work.fleetFile, encoding: .utf8)
-            .replacingOccurrences(of: "port = \(try host.port)", with: "port = \(proxy.port)")
-            .replacingOccurrences(of: "host_key_policy = \"strict\"", with: "host_key_policy = \"accept-new\"")
-            .replacingOccurrences(of: try harness.knownHostsFile, with: knownHosts)
-            .write(toFile: slowFleet, atomically: true, encoding: .utf8)
+        let slowFleet = try fleet(work, through: proxy)
         let (slow, _) = try startDeploy(work, fleetFile: slowFleet)
         let h = try host
         waitFor("the slow deploy to stage files") {
@@ -310,12 +315,7 @@ final class DeployCommandTests: HostTestCase {
         let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))
         defer { proxy.stop() }
         let work = try makeWork()
-        let slowFleet = work.root + "/deployments/slow.toml"
-        try String(contentsOfFile: work.fleetFile, encoding: .utf8)
-            .replacingOccurrences(of: "port = \(try host.port)", with: "port = \(proxy.port)")
-            .replacingOccurrences(of: "host_key_policy = \"strict\"", with: "host_key_policy = \"accept-new\"")
-            .replacingOccurrences(of: try harness.knownHostsFile, with: temporaryFile())
-            .write(toFile: slowFleet, atomically: true, encoding: .utf8)
+        let slowFleet = try fleet(work, through: proxy)
         let (slow, _) = try startDeploy(work, fleetFile: slowFleet)
         let h = try host
         waitFor("the slow deploy to stage files") {

@@ -22,6 +22,8 @@ public final class Deployment {
         public var checksum = false
         /// Take over a `/var/src/NAME` that ferry never synced (a krops host, say).
         public var force = false
+        /// Scans of the sources made once for a whole fleet (by source name); missing: scan here.
+        public var scans: [String: LocalScanner.Scanned] = [:]
         public var ferryVersion = "unknown"
         /// The remote root (tests may point it elsewhere).
         public var root = "/var/src"
@@ -60,6 +62,25 @@ public final class Deployment {
 
     var operation: Fleet.Operation { options.operation ?? host.operation }
 
+    private var prepared: Prepared?
+    private var workFolder: String?
+
+    deinit { if let workFolder { try? FileManager.default.removeItem(atPath: workFolder) } }
+
+    /// The local checks alone (step 1; `run` does them too): a fleet checks every host before it
+    /// connects to any. Throws `DeployError.localCheck`.
+    @discardableResult
+    func check() throws -> Prepared {
+        if let prepared { return prepared }
+        let work = try makeWorkFolder()
+        workFolder = work
+        let checked = try checkSourcesAndRender(into: work)
+        prepared = checked
+        return checked
+    }
+
+    public func checkLocally() throws { try check() }
+
     /// Runs the deploy. Throws `DeployError.localCheck` before any connection, `SSHError` for the
     /// connection, other `DeployError`s and `SyncError`s for failures on the target.
     public func run(_ emit: @escaping (DeployEvent) -> Void) throws -> Outcome {
@@ -70,9 +91,7 @@ public final class Deployment {
 
         // 1. Local checks: nothing is contacted when one fails.
         report(.phaseStarted(.check, detail: "sources and the rendered configuration"))
-        let work = try makeWorkFolder()
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let prepared = try checkLocally(renderInto: work)
+        let prepared = try check()
         report(.phaseFinished(.check, seconds: Date().timeIntervalSince(start), detail: "\(fleet.sources.count) sources, \(RenderedConfig.entryPoint) rendered"))
 
         // 2. Connect (one session for the lock holder, one for the work) and lock.
@@ -104,7 +123,8 @@ public final class Deployment {
             if !source.rendered, let git = DeployRecord.gitState(of: source.path) { state.commit = git.commit; state.dirty = git.dirty }
             phase = Date()
             report(.phaseStarted(.sync, detail: source.name))
-            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions(for: source))
+            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: Self.syncOptions(for: source, options),
+                                         scanned: source.rendered ? nil : options.scans[source.name])
             state.digest = DeployRecord.digest(result.scannedManifest)
             report(.sourceSynced(name: source.name, result: result))
             guard result.complete else {
@@ -141,7 +161,7 @@ public final class Deployment {
         return user + "@" + ProcessInfo.processInfo.hostName
     }
 
-    func syncOptions(for source: Fleet.Source) -> Syncer.Options {
+    static func syncOptions(for source: Fleet.Source, _ options: Options) -> Syncer.Options {
         // The rendered tree is a few small files: always compared by content.
         let plan = SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude),
                                     deleteExcluded: source.deleteExcluded, checksum: options.checksum || source.rendered)
@@ -156,7 +176,7 @@ public final class Deployment {
     }
 
     /// The inventory is loaded already; here: the sources and their required files, and the render.
-    func checkLocally(renderInto work: String) throws -> Prepared {
+    private func checkSourcesAndRender(into work: String) throws -> Prepared {
         guard let rendered = fleet.renderedSource else {
             throw DeployError.localCheck("\(fleet.file): no source has rendered = true; add [sources.nixos-config] with rendered = true")
         }
@@ -257,33 +277,37 @@ public final class Deployment {
 /// `$XDG_STATE_HOME/ferry/logs/HOST/` when that folder is read-only); the newest 50 per host.
 final class LocalLog {
     let path: String
-    private let handle: FileHandle
+    private var handle: FileHandle?
 
+    /// Finds a writable folder now; the file is made at the first write (a host of a fleet that
+    /// never starts leaves none).
     init?(fleet: Fleet, host: String, id: String) {
         let state = SSHConfiguration.environment("XDG_STATE_HOME") ?? SSHConfiguration.homeDirectory + "/.local/state"
         for base in [fleet.directory + "/.ferry/logs", state + "/ferry/logs"] {
             let folder = base + "/" + host
-            let file = folder + "/" + id + ".log"
             guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil,
-                  FileManager.default.createFile(atPath: file, contents: nil),
-                  let handle = FileHandle(forWritingAtPath: file) else { continue }
-            path = file
-            self.handle = handle
-            let old = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
-            for name in old.dropLast(50) { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+                  access(folder, W_OK) == 0 else { continue }
+            path = folder + "/" + id + ".log"
             return
         }
         return nil
     }
 
     func write(_ event: DeployEvent) {
+        if handle == nil {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { return }
+            handle = FileHandle(forWritingAtPath: path)
+            let folder = (path as NSString).deletingLastPathComponent
+            let old = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
+            for name in old.dropLast(50) { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+        }
         switch event {
-        case .output(let line): handle.write(Data(line + [0x0A]))
-        default: handle.write(Data((DeployEventText.line(event) + "\n").utf8))
+        case .output(let line): handle?.write(Data(line + [0x0A]))
+        default: handle?.write(Data((DeployEventText.line(event) + "\n").utf8))
         }
     }
 
-    func close() { try? handle.close() }
+    func close() { try? handle?.close() }
 }
 
 /// Plain words for events (the local log; the CLI has its own renderings for terminals).

@@ -1,6 +1,9 @@
 import FerryNix
 import FerrySSH
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The inventory: `fleet.toml` and the files beside it.
 public struct Fleet {
@@ -90,25 +93,31 @@ public struct Fleet {
     /// The source that carries each host's rendered configuration.
     public var renderedSource: Source? { sources.first { $0.rendered } }
 
-    /// Hosts named by `selectors` (host names, or `@tag`); all hosts when empty.
-    public func select(_ selectors: [String]) throws -> [Host] {
-        guard !selectors.isEmpty else { return hosts }
-        var chosen: [Host] = []
-        for selector in selectors {
-            let matches: [Host]
-            if selector.hasPrefix("@") {
-                matches = hosts.filter { $0.tags.contains(String(selector.dropFirst())) }
+    /// The hosts a selection names, in inventory order: each target is a host name, a glob over
+    /// names (`web-*`, `db-[12]`) or `@tag`; none selects every host. `skip` removes hosts, in the
+    /// same grammar. A target or skip that matches nothing is an error listing hosts and tags.
+    public func select(_ targets: [String], skip: [String] = []) throws -> [Host] {
+        func matching(_ target: String) throws -> Set<String> {
+            let found: [Host]
+            if target.hasPrefix("@") {
+                found = hosts.filter { $0.tags.contains(String(target.dropFirst())) }
+            } else if target.contains(where: { "*?[".contains($0) }) {
+                found = hosts.filter { fnmatch(target, $0.name, 0) == 0 }
             } else {
-                matches = hosts.filter { $0.name == selector }
+                found = hosts.filter { $0.name == target }
             }
-            guard !matches.isEmpty else {
-                throw InventoryError(file: file, key: nil, problem: selector.hasPrefix("@")
-                    ? "no host has the tag '\(selector.dropFirst())'"
-                    : "no host named '\(selector)' (hosts: \(hosts.map(\.name).joined(separator: ", ")))")
+            guard !found.isEmpty else {
+                let tags = Set(hosts.flatMap(\.tags)).sorted().map { "@" + $0 }
+                let what = target.hasPrefix("@") ? "no host has the tag '\(target.dropFirst())'" : "no host matches '\(target)'"
+                throw InventoryError(file: file, key: nil, problem: "\(what) (hosts: \(hosts.map(\.name).joined(separator: ", "))"
+                    + (tags.isEmpty ? ")" : "; tags: \(tags.joined(separator: ", ")))"))
             }
-            for host in matches where !chosen.contains(where: { $0.name == host.name }) { chosen.append(host) }
+            return Set(found.map(\.name))
         }
-        return chosen
+        var chosen = targets.isEmpty ? Set(hosts.map(\.name)) : Set<String>()
+        for target in targets { chosen.formUnion(try matching(target)) }
+        for target in skip { chosen.subtract(try matching(target)) }
+        return hosts.filter { chosen.contains($0.name) }
     }
 }
 

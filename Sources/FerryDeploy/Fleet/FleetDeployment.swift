@@ -1,0 +1,163 @@
+import FerrySSH
+import FerrySync
+import Foundation
+
+/// Deploys many hosts, `jobs` at a time, each by its own `Deployment` on its own thread (a libssh2
+/// session blocks in poll; cooperative tasks would starve on 2 cores). Every host is checked
+/// locally before the first connection; each shared source is scanned once for all hosts.
+public final class FleetDeployment {
+    public struct Options {
+        public var jobs = 8
+        /// Start every host whatever fails; by default no new host starts after a failure.
+        public var keepGoing = false
+        /// The per-host options (`scans` is filled in here).
+        public var deploy: Deployment.Options
+
+        public init(deploy: Deployment.Options) { self.deploy = deploy }
+    }
+
+    /// How one host ended.
+    public struct HostOutcome {
+        public enum State: Equatable {
+            case succeeded, syncOnly
+            /// The rebuild failed, or another step did (`phase` says which).
+            case failed
+            /// Contact lost during the rebuild, or ferry stopped following it: it may still run.
+            case unknown
+            case interrupted
+            /// Never started: an earlier host failed (or ferry was interrupted) first.
+            case notStarted
+        }
+
+        public var host: String
+        public var state: State
+        /// The phase it was in when it ended (for a failure: where).
+        public var phase: DeployPhase?
+        /// One line: why it failed, or the rebuild's result.
+        public var cause: String?
+        public var filesSent = 0
+        public var bytesSent: Int64 = 0
+        public var seconds: Double = 0
+        public var logFile: String?
+        public var deployID: String?
+        public var operation: String?
+        /// The end of a failed rebuild's output.
+        public var lastLines: [String] = []
+        /// The error, for callers that map it to an exit status.
+        public var error: Error?
+    }
+
+    public let fleet: Fleet
+    public let hosts: [Fleet.Host]
+    public let options: Options
+    private var deployments: [Deployment] = []
+
+    public init(fleet: Fleet, hosts: [Fleet.Host], options: Options) {
+        self.fleet = fleet
+        self.hosts = hosts
+        self.options = options
+    }
+
+    /// Checks every host locally (sources, required files, each render) and scans each shared
+    /// source once. Throws `DeployError.localCheck` naming the host; nothing is contacted.
+    public func prepare() throws {
+        var deploy = options.deploy
+        if !deploy.noSync {
+            for source in fleet.sources where !source.rendered {
+                // Only a folder that passed the checks is scanned; the checks below name what is wrong.
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+                do {
+                    deploy.scans[source.name] = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
+                } catch {
+                    throw DeployError.localCheck("\(source.path): cannot scan sources.\(source.name): \(error)")
+                }
+            }
+        }
+        deployments = try hosts.map { host in
+            let deployment = Deployment(fleet: fleet, host: host, options: deploy)
+            do { try deployment.checkLocally() } catch DeployError.localCheck(let text) {
+                throw DeployError.localCheck("\(host.name): \(text)")
+            }
+            return deployment
+        }
+    }
+
+    /// Runs the deploys (after `prepare`). `emit` hears every host's events, from the hosts'
+    /// threads (one at a time per host). Returns one outcome per host, in inventory order.
+    public func run(_ emit: @escaping (String, DeployEvent) -> Void) -> [HostOutcome] {
+        precondition(deployments.count == hosts.count, "prepare() first")
+        let lock = NSCondition()
+        var next = 0
+        var stopStarting = false
+        var outcomes = hosts.map { HostOutcome(host: $0.name, state: .notStarted) }
+        let cancel = options.deploy.cancel
+
+        func work() {
+            while true {
+                lock.lock()
+                if stopStarting || next >= deployments.count || cancel?.isCancelled == true { lock.unlock(); return }
+                let index = next
+                next += 1
+                lock.unlock()
+                let outcome = deploy(deployments[index], emit: emit)
+                lock.lock()
+                outcomes[index] = outcome
+                if outcome.state != .succeeded && outcome.state != .syncOnly && !options.keepGoing { stopStarting = true }
+                lock.unlock()
+            }
+        }
+
+        let group = DispatchGroup()
+        for _ in 0..<max(1, min(options.jobs, hosts.count)) {
+            group.enter()
+            Thread { work(); group.leave() }.start()
+        }
+        group.wait()
+        return outcomes
+    }
+
+    private func deploy(_ deployment: Deployment, emit: @escaping (String, DeployEvent) -> Void) -> HostOutcome {
+        let name = deployment.host.name
+        var outcome = HostOutcome(host: name, state: .failed)
+        outcome.logFile = deployment.logFile
+        outcome.deployID = deployment.id
+        outcome.operation = deployment.options.syncOnly ? "sync-only" : deployment.operation.rawValue
+        let start = Date()
+        var phase: DeployPhase = .check
+        do {
+            let result = try deployment.run { event in
+                switch event {
+                case .phaseStarted(let p, _): phase = p
+                case .sourceSynced(_, let r):
+                    outcome.filesSent += r.plan.sends.count
+                    outcome.bytesSent += r.plan.bytesToSend
+                default: break
+                }
+                emit(name, event)
+            }
+            switch result.result {
+            case .succeeded: outcome.state = .succeeded
+            case .syncOnly: outcome.state = .syncOnly
+            case .rebuildFailed(let status, let lines):
+                outcome.state = .failed
+                outcome.cause = "nixos-rebuild \(deployment.operation.rawValue) failed: \(status)"
+                outcome.lastLines = lines
+            case .unknown:
+                outcome.state = .unknown
+                outcome.cause = result.result.summary
+            }
+        } catch SSHError.cancelled {
+            outcome.state = phase == .rebuild ? .unknown : .interrupted
+            outcome.cause = phase == .rebuild ? "rebuild continues (ferry status \(name))" : "interrupted"
+            outcome.error = SSHError.cancelled
+        } catch {
+            outcome.state = .failed
+            outcome.cause = "\(error)"
+            outcome.error = error
+        }
+        outcome.phase = phase
+        outcome.seconds = Date().timeIntervalSince(start)
+        return outcome
+    }
+}

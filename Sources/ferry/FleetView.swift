@@ -1,0 +1,240 @@
+import FerryDeploy
+import FerrySSH
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Renders the events of one or many hosts' deploys, from the hosts' threads:
+/// - plain (not a terminal): every line `HOST | …`, each written whole under one lock, so no
+///   line ever mixes two hosts;
+/// - terminal: the same scrolling lines, plus a live status line per running host redrawn in place
+///   below them (colour unless NO_COLOR is set);
+/// - JSON Lines: one object per event and a summary, and nothing else on stdout.
+/// Control characters from targets are escaped in text modes (the per-host logs keep them raw).
+final class FleetView: @unchecked Sendable {
+    enum Mode { case plain, terminal, json }
+
+    let mode: Mode
+    let stats: Bool
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var running: [(host: String, status: String, since: Date)] = []
+    private var drawn = 0
+    private let colour: Bool
+
+    init(json: Bool, stats: Bool) {
+        mode = json ? .json : (isatty(1) == 1 ? .terminal : .plain)
+        self.stats = stats
+        colour = mode == .terminal && SSHConfiguration.environment("NO_COLOR") == nil
+    }
+
+    func show(_ host: String, _ event: DeployEvent) {
+        if mode == .json { return emitJSON(EventJSON.event(host: host, event)) }
+        var lines: [String] = []
+        var status: String?
+        switch event {
+        case .phaseStarted(let phase, let detail):
+            status = "\(phase.rawValue) \(detail)"
+            if phase == .rebuild { lines.append("rebuild: \(detail)") }
+        case .phaseFinished(let phase, let seconds, let detail):
+            lines.append("\(phase.rawValue): \(detail) (\(String(format: "%.2f", seconds)) s)")
+        case .lockBusy(let holder, let waiting):
+            lines.append("lock: held by \(holder)" + (waiting > 0 ? "; waiting up to \(waiting) s" : ""))
+            status = "waiting for the lock"
+        case .sourceSynced(let name, let result):
+            let deleted = result.plan.items.filter { $0.change == .deleted }.count
+            lines.append("sync: \(name): \(result.plan.sends.count) files sent (\(result.plan.bytesToSend) bytes), \(deleted) deleted")
+            if stats {
+                lines.append("  \(name): \(result.filesScanned) entries scanned (\(result.bytesScanned) bytes), \(result.bytesSent) bytes streamed, \(String(format: "%.3f", result.seconds)) s")
+            }
+            for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
+        case .output(let line):
+            lines.append(String(decoding: line, as: UTF8.self))
+        case .warning(let text):
+            lines.append("warning: \(text)")
+        case .reconnecting(let reason):
+            lines.append("rebuild: lost the link (\(reason)); reconnecting")
+            status = "reconnecting"
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let status {
+            if let i = running.firstIndex(where: { $0.host == host }) { running[i].status = status } else { running.append((host, status, Date())) }
+        }
+        write(lines.map { prefix(host) + Terminal.escapingControls($0) })
+    }
+
+    /// A host is done: its status line goes, its result line stays.
+    func finished(_ outcome: FleetDeployment.HostOutcome) {
+        if mode == .json { return emitJSON(EventJSON.result(outcome)) }
+        lock.lock()
+        defer { lock.unlock() }
+        running.removeAll { $0.host == outcome.host }
+        guard outcome.state != .notStarted else { return write([]) }
+        write([prefix(outcome.host) + Terminal.escapingControls(Self.resultText(outcome))])
+    }
+
+    func note(_ host: String, _ text: String) {
+        guard mode != .json else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        write([prefix(host) + Terminal.escapingControls(text)])
+    }
+
+    /// The table at the end, always (JSON: the summary object).
+    func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) {
+        if mode == .json { return emitJSON(EventJSON.summary(outcomes, exitStatus: exitStatus)) }
+        lock.lock()
+        defer { lock.unlock() }
+        erase()
+        let width = max(4, outcomes.map(\.host.count).max() ?? 4)
+        var text = "\n" + "HOST".padding(toLength: width, withPad: " ", startingAt: 0) + "  RESULT        FILES  BYTES        TIME     DETAIL\n"
+        for o in outcomes {
+            let result = Self.stateWord(o.state)
+            var detail = o.cause ?? ""
+            if let phase = o.phase, o.state == .failed { detail = "\(phase.rawValue): " + detail }
+            if o.state == .failed || o.state == .unknown, let log = o.logFile { detail += " (log: \(log))" }
+            let line = o.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                + result.padding(toLength: 12, withPad: " ", startingAt: 0) + "  "
+                + String(o.filesSent).leftPadded(5) + "  " + String(o.bytesSent).padding(toLength: 11, withPad: " ", startingAt: 0) + "  "
+                + String(format: "%6.2f s", o.seconds) + "  " + Terminal.escapingControls(detail.split(separator: "\n").first.map(String.init) ?? "")
+            text += line.trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        rawWrite(text)
+    }
+
+    static func stateWord(_ state: FleetDeployment.HostOutcome.State) -> String {
+        switch state {
+        case .succeeded: return "deployed"
+        case .syncOnly: return "synced"
+        case .failed: return "FAILED"
+        case .unknown: return "unknown"
+        case .interrupted: return "interrupted"
+        case .notStarted: return "not started"
+        }
+    }
+
+    static func resultText(_ o: FleetDeployment.HostOutcome) -> String {
+        switch o.state {
+        case .succeeded: return "deployed (\(o.operation ?? "?"), deploy \(o.deployID ?? "?")) in \(String(format: "%.2f", o.seconds)) s"
+        case .syncOnly: return "synced (deploy \(o.deployID ?? "?"), no rebuild) in \(String(format: "%.2f", o.seconds)) s"
+        case .failed: return "FAILED in \(o.phase?.rawValue ?? "?"): \(o.cause ?? "")"
+        case .unknown: return "unknown: \(o.cause ?? "")"
+        case .interrupted: return "interrupted"
+        case .notStarted: return "not started"
+        }
+    }
+
+    // MARK: - Drawing (under `lock`)
+
+    private func prefix(_ host: String) -> String {
+        colour ? "\u{1B}[1m\(host)\u{1B}[0m | " : "\(host) | "
+    }
+
+    private func write(_ lines: [String]) {
+        guard mode == .terminal else { return rawWrite(lines.map { $0 + "\n" }.joined()) }
+        var text = eraseSequence()
+        text += lines.map { $0 + "\n" }.joined()
+        // The live block: one line per running host, cut to the terminal's width so that the
+        // cursor arithmetic holds.
+        let columns = Self.columns()
+        let now = Date()
+        for r in running {
+            var line = "\(r.host): \(r.status) (\(Int(now.timeIntervalSince(r.since))) s)"
+            line = Terminal.escapingControls(line)
+            if line.count >= columns { line = String(line.prefix(max(1, columns - 1))) }
+            text += (colour ? "\u{1B}[2m" + line + "\u{1B}[0m" : line) + "\n"
+        }
+        drawn = running.count
+        rawWrite(text)
+    }
+
+    private func erase() {
+        guard mode == .terminal else { return }
+        rawWrite(eraseSequence())
+        drawn = 0
+    }
+
+    private func eraseSequence() -> String {
+        drawn > 0 ? "\u{1B}[\(drawn)A\r\u{1B}[J" : ""
+    }
+
+    private func emitJSON(_ object: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        rawWrite(String(decoding: data, as: UTF8.self) + "\n")
+    }
+
+    private func rawWrite(_ text: String) {
+        text.utf8CString.withUnsafeBufferPointer { buf in
+            writeAll(1, UnsafeRawBufferPointer(start: buf.baseAddress, count: buf.count - 1))
+        }
+    }
+
+    static func columns() -> Int {
+        var size = winsize()
+        return ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+/// The JSON Lines envelope shared by `deploy` (and later `exec` and `diff`): every object has a
+/// `type`; the schema is docs/events.schema.json.
+enum EventJSON {
+    static func event(host: String, _ event: DeployEvent) -> [String: Any] {
+        var o: [String: Any] = ["type": "event", "host": host]
+        switch event {
+        case .phaseStarted(let phase, let detail):
+            o["phase"] = phase.rawValue; o["state"] = "started"; o["detail"] = detail
+        case .phaseFinished(let phase, let seconds, let detail):
+            o["phase"] = phase.rawValue; o["state"] = "finished"; o["detail"] = detail; o["seconds"] = seconds
+        case .lockBusy(let holder, let waiting):
+            o["phase"] = "lock"; o["state"] = "busy"; o["detail"] = "\(holder)"; o["waiting_seconds"] = waiting
+        case .sourceSynced(let name, let r):
+            o["phase"] = "sync"; o["state"] = "synced"; o["source"] = name
+            o["files_sent"] = r.plan.sends.count; o["bytes_sent"] = r.plan.bytesToSend
+            o["deleted"] = r.plan.items.filter { $0.change == .deleted }.count; o["seconds"] = r.seconds
+        case .output(let line):
+            o["phase"] = "rebuild"; o["state"] = "output"; o["line"] = String(decoding: line, as: UTF8.self)
+        case .warning(let text):
+            o["state"] = "warning"; o["detail"] = text
+        case .reconnecting(let reason):
+            o["phase"] = "rebuild"; o["state"] = "reconnecting"; o["detail"] = reason
+        }
+        return o
+    }
+
+    static func result(_ outcome: FleetDeployment.HostOutcome) -> [String: Any] {
+        var o: [String: Any] = ["type": "result", "host": outcome.host, "result": resultName(outcome.state),
+                                "files_sent": outcome.filesSent, "bytes_sent": outcome.bytesSent, "seconds": outcome.seconds]
+        if let phase = outcome.phase { o["phase"] = phase.rawValue }
+        if let cause = outcome.cause { o["error"] = cause }
+        if let log = outcome.logFile { o["log"] = log }
+        if let id = outcome.deployID { o["deploy_id"] = id }
+        return o
+    }
+
+    static func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) -> [String: Any] {
+        var counts: [String: Int] = [:]
+        for name in ["deployed", "synced", "failed", "unknown", "interrupted", "not-started"] { counts[name] = 0 }
+        for o in outcomes { counts[resultName(o.state), default: 0] += 1 }
+        return ["type": "summary", "hosts": outcomes.count, "results": counts, "exit_status": Int(exitStatus),
+                "failed_hosts": outcomes.filter { $0.state == .failed }.map(\.host)]
+    }
+
+    static func resultName(_ state: FleetDeployment.HostOutcome.State) -> String {
+        switch state {
+        case .succeeded: return "deployed"
+        case .syncOnly: return "synced"
+        case .failed: return "failed"
+        case .unknown: return "unknown"
+        case .interrupted: return "interrupted"
+        case .notStarted: return "not-started"
+        }
+    }
+}
