@@ -53,6 +53,8 @@ enum StandIn {
         # (This machine's nix.conf may name a build users group it does not have: not the target's concern.)
         NIX_CONFIG='build-users-group =' nix-instantiate --parse "$config" > /dev/null || exit 1
         echo "building the system configuration... (stand-in: nothing is built)" >&2
+        # Output as long as a file named "spew" says, in one line (Nix's progress can be that long).
+        if [ -f "$state/spew" ]; then head -c "$(cat "$state/spew")" /dev/zero | tr '\\0' x; echo; fi
         case $op in
           switch|boot|test) date +%s > "$state/activated"; echo "stand-in: $op of $config done" ;;
           build) ln -sfn /nix/store/00000000000000000000000000000000-nixos-system-stand-in result; echo "stand-in: build of $config done" ;;

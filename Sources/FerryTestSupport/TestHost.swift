@@ -56,6 +56,12 @@ public final class TestHost {
         if held { _ = FileManager.default.createFile(atPath: path, contents: nil) } else { try? FileManager.default.removeItem(atPath: path) }
     }
 
+    /// Makes the stand-in print one line of `bytes` bytes (nil: none).
+    public func setStandInSpew(_ bytes: Int?) throws {
+        let path = standInState + "/spew"
+        if let bytes { try String(bytes).write(toFile: path, atomically: true, encoding: .utf8) } else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
     /// Makes the stand-in fail with `message` (nil: succeed again).
     public func setStandInFailure(_ message: String?) throws {
         let path = standInState + "/fail"

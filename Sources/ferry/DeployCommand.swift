@@ -86,13 +86,7 @@ struct Deploy: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let hosts: [Fleet.Host]
-        do {
-            hosts = try fleet.select(split.targets, skip: skip)
-        } catch let error as InventoryError {
-            printError("ferry: \(error)")
-            throw ExitCode(2)
-        }
+        let hosts = try inventory.select(fleet, split.targets, skip: skip)
         guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: "deploy") }
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)

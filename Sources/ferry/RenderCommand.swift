@@ -18,12 +18,22 @@ struct InventoryOption: ParsableArguments {
             throw ExitCode(2)  // an inventory failure: nothing was contacted
         }
     }
+
+    /// The hosts `targets` and `skip` name; an unknown one exits 2 listing hosts and tags.
+    func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
+        do {
+            return try fleet.select(targets, skip: skip)
+        } catch let error as InventoryError {
+            printError("ferry: \(error)")
+            throw ExitCode(2)
+        }
+    }
 }
 
 struct Render: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write each host's /var/src/nixos-config tree (the generated configuration.nix and the fleet's Nix files).",
-        discussion: "TARGETS are host names or @tag; none means every host. Nothing is sent anywhere."
+        discussion: "TARGETS are host names, globs over names (web-*) or @tags; none means every host. Nothing is sent anywhere."
     )
 
     @OptionGroup var inventory: InventoryOption
@@ -31,8 +41,11 @@ struct Render: ParsableCommand {
     @Option(help: ArgumentHelp("Folder to write HOST/ trees into.", valueName: "DIR"))
     var out = "ferry-rendered"
 
-    @Argument(help: ArgumentHelp("Host names or @tag.", valueName: "TARGETS"))
+    @Argument(help: ArgumentHelp("Host names, globs or @tags.", valueName: "TARGETS"))
     var targets: [String] = []
+
+    @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these hosts (repeatable).", valueName: "TARGET"))
+    var skip: [String] = []
 
     func run() throws {
         let fleet = try inventory.load()
@@ -59,7 +72,7 @@ struct Render: ParsableCommand {
             }
         }
         do {
-            for host in try fleet.select(targets) {
+            for host in try inventory.select(fleet, targets, skip: skip) {
                 let rendered = try RenderedConfig(host: host, fleet: fleet, skipping: [out])
                 do {
                     try rendered.write(to: out + "/" + host.name)

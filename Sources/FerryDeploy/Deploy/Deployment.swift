@@ -227,21 +227,23 @@ public final class Deployment {
         var lostSince: Date?
         var tail: [String] = []
         defer { if let session, session !== first { session.close() } }
+        // One splitter across reconnects: a line cut by a lost link goes on where it stopped.
+        var splitter = LineSplitter()
+        func emit(_ line: [UInt8]) {
+            tail.append(String(decoding: line, as: UTF8.self))
+            if tail.count > 20 { tail.removeFirst() }
+            report(.output(line))
+        }
         while true {
-            var splitter = LineSplitter()
             var errors: [UInt8] = []
             do {
                 if session == nil { session = try options.open(host) }
                 let command = RemoteCommand.script(Rebuild.followScript, arguments: [directory, String(offset)].map { Array($0.utf8) })
                 let status = try session!.exec(command, cancel: options.cancel, stdout: { chunk in
                     offset += chunk.count
-                    splitter.feed(chunk) { line in
-                        tail.append(String(decoding: line, as: UTF8.self))
-                        if tail.count > 20 { tail.removeFirst() }
-                        report(.output(line))
-                    }
+                    splitter.feed(chunk, emit)
                 }, stderr: { errors.append(contentsOf: $0) })
-                splitter.flush { report(.output($0)) }
+                splitter.flush(emit)
                 let text = String(decoding: errors, as: UTF8.self)
                 guard status == .exited(0), let marker = text.range(of: "\u{1E}ferry-status ") else {
                     throw DeployError.remote(target: first.name, step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -251,12 +253,14 @@ public final class Deployment {
                 if value == "none" { return .rebuildFailed(status: "the rebuild job ended without writing its exit status (killed, or the host rebooted)", lastLines: tail) }
                 return .rebuildFailed(status: "exit status \(value)", lastLines: tail)
             } catch let error as SSHError where error != .cancelled && Self.isTransient(error) {
-                splitter.flush { report(.output($0)) }
                 if let s = session, s !== first { s.close() }
                 session = nil
                 let since = lostSince ?? Date()
                 lostSince = since
-                if Date().timeIntervalSince(since) >= options.reconnectTimeout { return .unknown(operation: operation.rawValue) }
+                if Date().timeIntervalSince(since) >= options.reconnectTimeout {
+                    splitter.flush(emit)
+                    return .unknown(operation: operation.rawValue)
+                }
                 report(.reconnecting(reason: "\(error)"))
                 if options.cancel?.isCancelled == true { throw SSHError.cancelled }
                 usleep(1_000_000)

@@ -1,0 +1,44 @@
+import ArgumentParser
+import FerryDeploy
+import Foundation
+
+struct Hosts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the hosts a selection names (as deploy and render resolve it).",
+        discussion: "TARGETS are host names, globs over names (web-*) or @tags; none means every host. Nothing is contacted."
+    )
+
+    @OptionGroup var inventory: InventoryOption
+
+    @Argument(help: ArgumentHelp("Host names, globs or @tags.", valueName: "TARGETS"))
+    var targets: [String] = []
+
+    @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these hosts (repeatable).", valueName: "TARGET"))
+    var skip: [String] = []
+
+    @Flag(help: "One JSON object per host (type \"host\"; schema: docs/events.schema.json).")
+    var json = false
+
+    func run() throws {
+        let fleet = try inventory.load()
+        let hosts = try inventory.select(fleet, targets, skip: skip)
+        if json {
+            for h in hosts {
+                let object: [String: Any] = ["type": "host", "name": h.name, "address": h.address, "port": h.port, "user": h.user,
+                                             "tags": h.tags, "domain": fleet.domain(of: h)]
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            }
+            return
+        }
+        let rows = [["HOST", "ADDRESS", "USER", "TAGS", "DOMAIN"]] + hosts.map { h in
+            [h.name, h.port == 22 ? h.address : (h.address.contains(":") ? "[\(h.address)]:\(h.port)" : "\(h.address):\(h.port)"),
+             h.user, h.tags.map { "@" + $0 }.joined(separator: ","), fleet.domain(of: h)]
+        }
+        let widths = (0..<5).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            print(row.enumerated().map { c, cell in c == 4 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+                .joined(separator: "  "))
+        }
+    }
+}

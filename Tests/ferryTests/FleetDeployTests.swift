@@ -1,0 +1,243 @@
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ferry deploy` over a fleet of real sshd test hosts: selection, `--jobs`, the failure policy,
+/// the summary, JSON Lines against the schema, whole lines under load, the terminal mode, Ctrl-C.
+final class FleetDeployTests: XCTestCase {
+    nonisolated(unsafe) static var harness: TestHostHarness?
+    nonisolated(unsafe) static var hosts: [TestHost] = []
+
+    /// Inventory order: web-1 fine, web-2 unreachable (a closed port), web-3's rebuild fails, then three fine.
+    static let names = ["web-1", "web-2", "web-3", "db-1", "db-2", "db-3"]
+
+    var work: String!
+    var fleetFile: String { work + "/deployments/fleet.toml" }
+
+    override class func tearDown() {
+        harness?.shutdown()
+        harness = nil
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        if Self.harness == nil {
+            let harness = try HostTestCase.makeHarness()
+            Self.harness = harness
+            Self.hosts = try ["web-1", "web-3", "db-1", "db-2", "db-3"].map { try harness.startHost(name: $0) }
+        }
+        for host in Self.hosts {
+            for dir in [host.varSrc, host.standInState] {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { try? FileManager.default.removeItem(atPath: dir + "/" + name) }
+            }
+            try host.setStandInFailure(host.name == "web-3" ? "error: attribute 'lnbits' missing (requested by the test)" : nil)
+        }
+        work = NSTemporaryDirectory() + "ferry-fleet-test-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: DeployCommandTests.repository + "/deployments", toPath: work + "/deployments")
+        var fixture = TreeFixture(seed: 11)
+        try fixture.makeLNBitsTree(at: work + "/lnbits")
+        let closed = try Loopback.freePort()
+        var toml = """
+        shared = "shared.nix"
+        [defaults]
+        identity = "\(Self.harness!.clientKey(.ed25519))"
+        known_hosts = "\(Self.harness!.knownHostsFile)"
+        [sources.lnbits-src]
+        path = "../lnbits"
+        exclude = [".git", ".env", "__pycache__/"]
+        [sources.nixos-config]
+        rendered = true
+
+        """
+        for name in Self.names {
+            let port = Self.hosts.first { $0.name == name }?.port ?? closed
+            let tags = name.hasPrefix("web") ? "[\"web\", \"prod\"]" : "[\"db\"]"
+            toml += "[hosts.\(name)]\naddress = \"127.0.0.1\"\nport = \(port)\ntags = \(tags)\n[hosts.\(name).vars]\nlnbitsPort = 5000\n"
+        }
+        try toml.write(toFile: fleetFile, atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() {
+        if let work { try? FileManager.default.removeItem(atPath: work) }
+    }
+
+    func host(_ name: String) -> TestHost { Self.hosts.first { $0.name == name }! }
+
+    func ferry(_ arguments: [String]) throws -> FerryBinary.Result {
+        try FerryBinary.run(["deploy", "-f", fleetFile, "--connect-timeout", "3"] + arguments)
+    }
+
+    func assertMirrored(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes",
+                                 "--exclude=.git", "--exclude=.env", "--exclude=__pycache__/", work + "/lnbits/", host(name).varSrc + "/lnbits-src/"])
+        XCTAssertEqual(r.status, 0, r.errorOutput, file: file, line: line)
+        XCTAssertEqual(r.output, "", "rsync oracle on \(name)", file: file, line: line)
+    }
+
+    /// The summary table's row for a host.
+    func row(_ output: String, _ name: String) -> String {
+        output.split(separator: "\n").map(String.init).last { $0.hasPrefix(name + " ") } ?? ""
+    }
+
+    func testFailurePolicyStopsStartingHostsUnlessKeepGoing() throws {
+        let stop = try ferry(["--jobs", "2"])
+        XCTAssertEqual(stop.status, 1, stop.stdout + stop.stderr)
+        XCTAssertTrue(row(stop.stdout, "web-1").contains("deployed"), stop.stdout)
+        XCTAssertTrue(row(stop.stdout, "web-2").contains("FAILED"), stop.stdout)
+        XCTAssertTrue(row(stop.stdout, "web-2").contains("connect: cannot connect to 127.0.0.1 port"), stop.stdout)
+        for name in ["web-3", "db-1", "db-2", "db-3"] {
+            XCTAssertTrue(row(stop.stdout, name).contains("not started"), "\(name): \(stop.stdout)")
+            XCTAssertEqual(host(name).standInCalls(), [], name)
+        }
+        XCTAssertTrue(stop.stderr.contains("ferry: web-2: cannot connect to 127.0.0.1 port"), stop.stderr)
+
+        let all = try ferry(["--jobs", "2", "--keep-going"])
+        XCTAssertEqual(all.status, 1, all.stdout + all.stderr)
+        XCTAssertTrue(row(all.stdout, "web-2").contains("FAILED"), all.stdout)
+        let web3 = row(all.stdout, "web-3")
+        XCTAssertTrue(web3.contains("FAILED") && web3.contains("rebuild: nixos-rebuild switch failed: exit status 1") && web3.contains("(log: "), all.stdout)
+        XCTAssertTrue(all.stderr.contains("ferry: web-3 | error: attribute 'lnbits' missing (requested by the test)"), all.stderr)
+        for name in ["web-1", "db-1", "db-2", "db-3"] {
+            XCTAssertTrue(row(all.stdout, name).contains("deployed"), "\(name): \(all.stdout)")
+            try assertMirrored(name)
+        }
+        // Every line is one host's, and says which.
+        for line in all.stdout.split(separator: "\n") where line.contains(" | ") {
+            XCTAssertTrue(Self.names.contains { line.hasPrefix($0 + " | ") }, String(line))
+        }
+    }
+
+    func testSelectionSkipAndHosts() throws {
+        let hosts = try FerryBinary.run(["hosts", "-f", fleetFile, "@web", "db-[12]", "--skip", "web-2"])
+        XCTAssertEqual(hosts.status, 0, hosts.stderr)
+        XCTAssertEqual(hosts.stdout.split(separator: "\n").dropFirst().map { String($0.split(separator: " ")[0]) }, ["web-1", "web-3", "db-1", "db-2"])
+        let unknown = try ferry(["nope*"])
+        XCTAssertEqual(unknown.status, 2)
+        XCTAssertTrue(unknown.stderr.contains("no host matches 'nope*' (hosts: web-1, web-2, web-3, db-1, db-2, db-3; tags: @db, @prod, @web)"), unknown.stderr)
+        // Only the selection is deployed: db-* less db-3.
+        let r = try ferry(["db-*", "--skip", "db-3", "--sync-only"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        try assertMirrored("db-1")
+        try assertMirrored("db-2")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: host("db-3").varSrc + "/lnbits-src"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: host("web-1").varSrc + "/lnbits-src"))
+    }
+
+    func testLocalCheckOfAnySelectedHostStopsTheFleetBeforeAnyConnection() throws {
+        // A source folder that is missing fails every host's check; nothing is contacted.
+        try (try String(contentsOfFile: fleetFile, encoding: .utf8) + "[sources.extra]\npath = \"../missing\"\n")
+            .write(toFile: fleetFile, atomically: true, encoding: .utf8)
+        let r = try ferry(["--keep-going"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("sources.extra.path"), r.stderr)
+        for h in Self.hosts { XCTAssertFalse(FileManager.default.fileExists(atPath: h.varSrc + "/.ferry"), "\(h.name) was contacted") }
+    }
+
+    /// Every line validates against docs/events.schema.json; a mutated event does not.
+    func testJSONLinesValidateAgainstTheSchema() throws {
+        let r = try ferry(["--keep-going", "--json", "--jobs", "3"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertGreaterThan(lines.count, 20)
+        let validate = """
+        import json, sys, jsonschema
+        schema = json.load(open(sys.argv[1]))
+        validator = jsonschema.Draft7Validator(schema)
+        bad = 0
+        for n, line in enumerate(sys.stdin, 1):
+            errors = list(validator.iter_errors(json.loads(line)))
+            if errors:
+                bad += 1
+                print(f"line {n}: {errors[0].message}")
+        sys.exit(1 if bad else 0)
+        """
+        let schema = DeployCommandTests.repository + "/docs/events.schema.json"
+        let good = try FerryBinary.run(executable: try Command.which("python3"), ["-c", validate, schema], input: r.stdout)
+        XCTAssertEqual(good.status, 0, good.stdout + good.stderr)
+        let types = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }.compactMap { $0["type"] as? String }
+        XCTAssertEqual(types.count, lines.count, "every line is JSON")
+        XCTAssertEqual(types.last, "summary")
+        XCTAssertEqual(types.filter { $0 == "result" }.count, 6)
+        let summary = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as? [String: Any]
+        XCTAssertEqual(summary?["failed_hosts"] as? [String], ["web-2", "web-3"])
+        XCTAssertEqual(summary?["exit_status"] as? Int, 1)
+
+        // Negative controls: an unknown field, a state the schema does not know, a missing field.
+        let event = try XCTUnwrap(lines.first { $0.contains("\"type\":\"event\"") })
+        for mutated in [event.replacingOccurrences(of: "{", with: "{\"extra\":1,"),
+                        event.replacingOccurrences(of: "\"state\":\"", with: "\"state\":\"bogus-"),
+                        lines.last!.replacingOccurrences(of: "\"exit_status\":1,", with: "")] {
+            let bad = try FerryBinary.run(executable: try Command.which("python3"), ["-c", validate, schema], input: mutated + "\n")
+            XCTAssertEqual(bad.status, 1, "rejected: \(mutated)\n\(bad.stdout)")
+        }
+        let hosts = try FerryBinary.run(["hosts", "-f", fleetFile, "--json"])
+        XCTAssertEqual(try FerryBinary.run(executable: try Command.which("python3"), ["-c", validate, schema], input: hosts.stdout).status, 0)
+    }
+
+    /// Eight hosts' rebuilds printing 200,000-byte lines at once: no line mixes two hosts.
+    func testLongLinesFromManyHostsNeverInterleave() throws {
+        for h in Self.hosts { try h.setStandInSpew(200_000); try h.setStandInFailure(nil) }
+        let r = try ferry(["--jobs", "8", "--skip", "web-2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var long = 0
+        for line in r.stdout.split(separator: "\n", omittingEmptySubsequences: false) where line.contains(" | ") {
+            guard let name = Self.names.first(where: { line.hasPrefix($0 + " | ") }) else { XCTFail("no host prefix: \(line.prefix(80))"); continue }
+            let body = line.dropFirst(name.count + 3)
+            if body.hasPrefix("xxxx") {
+                long += 1
+                XCTAssertEqual(body.count, 200_000, "\(name): a line of 200,000 x, whole")
+                XCTAssertTrue(body.allSatisfy { $0 == "x" }, "\(name): nothing else inside")
+            }
+        }
+        XCTAssertEqual(long, 5)
+    }
+
+    /// The terminal mode, through a pseudo-terminal: live status lines redrawn in place, then the summary.
+    func testTerminalModeDrawsLiveLinesAndEndsWithTheSummary() throws {
+        let script = try Command.which("script")
+        let command = ([FerryBinary.path(), "deploy", "-f", fleetFile, "--skip", "web-2", "--skip", "web-3", "--jobs", "4"])
+            .map { "'" + $0 + "'" }.joined(separator: " ")
+        let r = try FerryBinary.run(executable: script, ["-qfec", command, "/dev/null"], environment: ["TERM": "xterm", "NO_COLOR": ""])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("\u{1B}[J"), "the live block is erased and redrawn")
+        XCTAssertTrue(r.stdout.contains(": sync lnbits-src ("), "a status line per running host")
+        let tail = r.stdout.components(separatedBy: "HOST ").last ?? ""
+        for name in ["web-1", "db-1", "db-2", "db-3"] { XCTAssertTrue(tail.contains(name), "summary names \(name): \(tail)") }
+        XCTAssertFalse(tail.contains("\u{1B}["), "the summary comes after the live block is gone")
+    }
+
+    /// Ctrl-C mid-fleet: no new host starts, running rebuilds continue on their hosts (and keep
+    /// their locks until they end), the summary is printed; afterwards nothing is stale.
+    func testInterruptMidFleet() throws {
+        for h in Self.hosts { h.holdRebuild(true); try h.setStandInFailure(nil) }
+        let out = NSTemporaryDirectory() + "ferry-fleet-out-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        process.arguments = ["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"]
+        let handle = FileHandle(forWritingAtPath: out)!
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(30)
+        while Self.hosts.filter({ !$0.standInCalls().isEmpty }).count < 2 && Date() < deadline { usleep(20_000) }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        XCTAssertEqual(process.terminationStatus, 130, text)
+        XCTAssertTrue(text.contains("rebuild continues (ferry status "), text)
+        XCTAssertTrue(text.contains("not started"), text)
+        let started = Self.hosts.filter { !$0.standInCalls().isEmpty }
+        XCTAssertEqual(started.count, 2)
+        for h in Self.hosts { h.holdRebuild(false) }
+        // The interrupted rebuilds finish and record; a new run deploys everything (no stale lock).
+        let again = try ferry(["--skip", "web-2", "--lock-timeout", "60"])
+        XCTAssertEqual(again.status, 0, again.stdout + again.stderr)
+        for h in Self.hosts { try assertMirrored(h.name) }
+    }
+}
