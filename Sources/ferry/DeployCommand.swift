@@ -89,7 +89,8 @@ struct Deploy: ParsableCommand {
         let hosts = try inventory.select(fleet, split.targets, skip: skip)
         guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: "deploy") }
         let cancel = try CancellationToken()
-        SignalRelay.onInterrupt(cancel)
+        let stop = try CancellationToken()
+        SignalRelay.onInterrupt(cancel, stop: stop)
         let connection = self.connection
         var options = Deployment.Options { h in
             try SSHSession(connecting: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy))
@@ -104,6 +105,7 @@ struct Deploy: ParsableCommand {
         options.force = force
         options.ferryVersion = Ferry.version
         options.cancel = cancel
+        options.stop = stop
         var fleetOptions = FleetDeployment.Options(deploy: options)
         fleetOptions.jobs = jobs
         fleetOptions.keepGoing = keepGoing
@@ -116,7 +118,7 @@ struct Deploy: ParsableCommand {
 
         let view = FleetView(json: json, stats: stats)
         let outcomes = deployment.run { host, event in view.show(host, event) }
-        let interrupted = cancel.isCancelled
+        let interrupted = stop.isCancelled
         for outcome in outcomes where outcome.state != .notStarted { view.finished(outcome) }
         let code = exitStatus(outcomes, interrupted: interrupted)
         view.summary(outcomes, exitStatus: code)

@@ -240,4 +240,43 @@ final class FleetDeployTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stdout + again.stderr)
         for h in Self.hosts { try assertMirrored(h.name) }
     }
+
+    /// SIGTERM at seeded moments of a fleet deploy aborts at once (143): every file under a final
+    /// name on any host is whole, no lock is left, and the next run converges.
+    func testTerminateAtSeededMomentsLeavesNothingHalfWritten() throws {
+        for h in Self.hosts { try h.setStandInFailure(nil) }
+        var rng = SplitMix64(seed: 2026)
+        var statuses: [Int32] = []
+        for round in 0..<3 {
+            for h in Self.hosts {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: h.varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: h.varSrc + "/" + name) }
+            }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+            process.arguments = ["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(UInt32(50_000 + rng.next() % 700_000))
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            XCTAssertTrue([143, 0].contains(process.terminationStatus), "round \(round): \(process.terminationStatus)")
+            statuses.append(process.terminationStatus)
+            for h in Self.hosts {
+                let root = h.varSrc + "/lnbits-src"
+                let walker = FileManager.default.enumerator(atPath: root)
+                while let rel = walker?.nextObject() as? String {
+                    var isDir: ObjCBool = false
+                    guard FileManager.default.fileExists(atPath: root + "/" + rel, isDirectory: &isDir), !isDir.boolValue,
+                          (try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/" + rel)) == nil else { continue }
+                    XCTAssertEqual(FileManager.default.contents(atPath: root + "/" + rel), FileManager.default.contents(atPath: work + "/lnbits/" + rel),
+                                   "round \(round): \(h.name): \(rel) is partial")
+                }
+            }
+            let again = try ferry(["--skip", "web-2", "--lock-timeout", "30", "--sync-only"])
+            XCTAssertEqual(again.status, 0, "round \(round): " + again.stdout + again.stderr)
+            for h in Self.hosts { try assertMirrored(h.name) }
+        }
+        XCTAssertTrue(statuses.contains(143), "at least one round was cut mid-deploy: \(statuses)")
+    }
 }

@@ -28,6 +28,10 @@ public final class Deployment {
         /// The remote root (tests may point it elsewhere).
         public var root = "/var/src"
         public var cancel: CancellationToken?
+        /// Stops gently: no new step starts (a sync in progress finishes) and a rebuild is no
+        /// longer followed (it goes on on the host). `cancel` stops at once; whoever trips
+        /// `cancel` trips this too.
+        public var stop: CancellationToken?
         /// Opens a shell on the host: an SSH session (the CLI merges its flags into the
         /// inventory's settings), or in tests a local one. Called for the lock, the work and each
         /// reconnect while following the rebuild.
@@ -107,7 +111,7 @@ public final class Deployment {
         report(.phaseStarted(.lock, detail: "\(options.root)/.ferry/lock"))
         let me = LockHolder(id: id, operator_: Self.operatorName, pid: getpid(), since: DeployRecord.timestamp())
         let lock = try DeployLock(session: lockSession, root: options.root, id: id, info: me, wait: options.lockTimeout,
-                                  cancel: options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
+                                  cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
         session.onRemoteProcessGroup = { [weak lock] in lock?.noteProcessGroup($0) }
         var released = false
         defer { if !released { lock.release() } }
@@ -118,6 +122,7 @@ public final class Deployment {
                                   ferryVersion: options.ferryVersion, operation: options.syncOnly ? "sync-only" : operation.rawValue, sources: [:])
         // With --no-sync the record names no sources: what the target has was not checked.
         for source in fleet.sources where !options.noSync {
+            if options.stop?.isCancelled == true { throw SSHError.cancelled }
             let local = source.rendered ? prepared.renderedTree : source.path
             var state = DeployRecord.SourceState(digest: "")
             if !source.rendered, let git = DeployRecord.gitState(of: source.path) { state.commit = git.commit; state.dirty = git.dirty }
@@ -141,6 +146,7 @@ public final class Deployment {
         }
 
         // 4. Rebuild, detached; 5. the job writes the record's result.
+        if options.stop?.isCancelled == true { throw SSHError.cancelled }
         phase = Date()
         let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: prepared.renderedSource, extra: options.extraArguments)
         report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
@@ -239,7 +245,7 @@ public final class Deployment {
             do {
                 if session == nil { session = try options.open(host) }
                 let command = RemoteCommand.script(Rebuild.followScript, arguments: [directory, String(offset)].map { Array($0.utf8) })
-                let status = try session!.exec(command, cancel: options.cancel, stdout: { chunk in
+                let status = try session!.exec(command, cancel: options.stop ?? options.cancel, stdout: { chunk in
                     offset += chunk.count
                     splitter.feed(chunk, emit)
                 }, stderr: { errors.append(contentsOf: $0) })
@@ -262,7 +268,7 @@ public final class Deployment {
                     return .unknown(operation: operation.rawValue)
                 }
                 report(.reconnecting(reason: "\(error)"))
-                if options.cancel?.isCancelled == true { throw SSHError.cancelled }
+                if options.cancel?.isCancelled == true || options.stop?.isCancelled == true { throw SSHError.cancelled }
                 usleep(1_000_000)
             }
         }

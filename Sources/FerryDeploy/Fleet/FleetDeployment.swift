@@ -91,12 +91,12 @@ public final class FleetDeployment {
         var next = 0
         var stopStarting = false
         var outcomes = hosts.map { HostOutcome(host: $0.name, state: .notStarted) }
-        let cancel = options.deploy.cancel
+        let stop = options.deploy.stop ?? options.deploy.cancel
 
         func work() {
             while true {
                 lock.lock()
-                if stopStarting || next >= deployments.count || cancel?.isCancelled == true { lock.unlock(); return }
+                if stopStarting || next >= deployments.count || stop?.isCancelled == true { lock.unlock(); return }
                 let index = next
                 next += 1
                 lock.unlock()
