@@ -1,69 +1,211 @@
 import ArgumentParser
+import FerryDeploy
 import FerrySSH
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run one command on a target and exit with its status (for debugging targets).",
+        abstract: "Run one command on targets (for debugging them).",
         discussion: """
-        Arguments are quoted for the remote shell one by one: `ferry exec host -- ls "a b"` lists the \
-        file "a b". For shell syntax, run a shell: `ferry exec host -- sh -c 'echo $HOME'`. \
+        A TARGET is [user@]host[:port], [user@][v6addr]:port or ssh://[user@]host[:port]; when a \
+        fleet file is in effect (-f, or fleet.toml / deployments/fleet.toml here) it may also be a \
+        host name, a glob over names or an @tag, and no TARGET means every host. With one raw \
+        target ferry streams the command's output as it is and exits with its status (128 + N when \
+        it was killed by signal N); otherwise it runs on --jobs hosts at a time, prefixes every \
+        line with `HOST | `, prints a summary and exits 0 only if the command exited 0 everywhere, \
+        else 1. Arguments are quoted for the remote shell one by one: `ferry exec host -- ls "a b"` \
+        lists the file "a b". For shell syntax, run a shell: `ferry exec host -- sh -c 'echo $HOME'`. \
         Arguments are passed as the exact bytes given (they need not be UTF-8). On Ctrl-C the remote \
         command's process group is sent SIGTERM.
         """
     )
 
-    @Argument(help: ArgumentHelp("[user@]host[:port], [user@][v6addr]:port or ssh://[user@]host[:port].", valueName: "TARGET"))
-    var target: String
+    @Option(name: .customShort("f"), help: ArgumentHelp("The inventory, for host names, globs and @tags (default: fleet.toml, else deployments/fleet.toml, when present).", valueName: "fleet.toml"))
+    var file: String?
+
+    // Targets, then (after "--") the command: ArgumentParser appends both to the one positional array.
+    @Argument(help: ArgumentHelp("Targets, then -- and the command and its arguments.", valueName: "TARGET"))
+    var words: [String] = []
+
+    @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these inventory hosts (repeatable).", valueName: "TARGET"))
+    var skip: [String] = []
+
+    @Option(help: ArgumentHelp("Hosts at a time.", valueName: "N"))
+    var jobs = 8
+
+    @Flag(help: "JSON Lines on stdout: one event per output line, a result per host, a summary.")
+    var json = false
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "CMD"))
-    var command: [String] = []
-
-    func validate() throws {
-        guard !command.isEmpty else { throw ValidationError("give the command after --, e.g. ferry exec host -- uname -a") }
-    }
-
     /// The words after `--` as the bytes the shell passed: Swift's CommandLine.arguments and
     /// ArgumentParser have already replaced bytes that are not UTF-8.
-    static func rawCommandWords() -> [[UInt8]] {
+    static func rawCommandWords() -> [[UInt8]]? {
         let argv = (0..<Int(CommandLine.argc)).map { i -> [UInt8] in
             guard let p = CommandLine.unsafeArgv[i] else { return [] }
             return Array(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
         }
-        guard let dashes = argv.firstIndex(of: Array("--".utf8)) else { return [] }
+        guard let dashes = argv.firstIndex(of: Array("--".utf8)) else { return nil }
         return Array(argv[(dashes + 1)...])
     }
 
-    func run() throws {
-        let target: SSHTarget
-        do { target = try SSHTarget(parsing: self.target, allowPath: false) } catch {
-            throw Failure.usage("\(error)", command: "exec")
+    func validate() throws {
+        guard let command = Self.rawCommandWords(), !command.isEmpty else {
+            throw ValidationError("give the command after --, e.g. ferry exec host -- uname -a")
         }
-        var words = Self.rawCommandWords()
-        if words.count != command.count { words = command.map { Array($0.utf8) } }
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+    }
+
+    struct Resolved {
+        var name: String
+        var target: SSHTarget
+        var configuration: SSHConfiguration
+    }
+
+    func run() throws {
+        let command = Self.rawCommandWords() ?? []
+        let targets = Array(words.dropLast(min(command.count, words.count)))
         let remote: RemoteCommand
-        do { remote = try RemoteCommand(validating: words) } catch { throw Failure.usage("\(error)", command: "exec") }
+        do { remote = try RemoteCommand(validating: command) } catch { throw Failure.usage("\(error)", command: "exec") }
+        let resolved = try resolve(targets)
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
+        if resolved.count == 1 && !json && targets.count == 1 && Self.looksRaw(targets[0]) {
+            try runOne(resolved[0], remote, cancel: cancel)
+        }
+        try runMany(resolved, remote, cancel: cancel)
+    }
+
+    /// A target that is an address, not an inventory selection: it has a user, a port, a dot or
+    /// a scheme (host names have none of these; a leading "@" is a tag).
+    static func looksRaw(_ target: String) -> Bool {
+        !target.hasPrefix("@") && (target.contains("@") || target.contains(":") || target.contains("."))
+    }
+
+    func resolve(_ targets: [String]) throws -> [Resolved] {
+        let path = file ?? ["fleet.toml", "deployments/fleet.toml"].first { FileManager.default.fileExists(atPath: $0) }
+        var fleet: Fleet?
+        if path != nil && (targets.isEmpty || targets.contains { !Self.looksRaw($0) } || !skip.isEmpty) {
+            fleet = try InventoryOption.load(path!)
+        }
+        guard !targets.isEmpty || fleet != nil else {
+            throw Failure.usage("name a target (no fleet file is in effect to select hosts from)", command: "exec")
+        }
+        var out: [Resolved] = []
+        let inventoryTargets = targets.filter { !Self.looksRaw($0) }
+        if let fleet, !(inventoryTargets.isEmpty && !targets.isEmpty) {
+            for h in try InventoryOption.select(fleet, inventoryTargets, skip: skip) {
+                out.append(Resolved(name: h.name, target: h.target,
+                                    configuration: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy)))
+            }
+        } else if !inventoryTargets.isEmpty {
+            throw Failure.usage("'\(inventoryTargets[0])' is no address, and no fleet file is in effect to find it in", command: "exec")
+        }
+        for raw in targets where Self.looksRaw(raw) {
+            let target: SSHTarget
+            do { target = try SSHTarget(parsing: raw, allowPath: false) } catch { throw Failure.usage("\(error)", command: "exec") }
+            out.append(Resolved(name: target.description, target: target, configuration: connection.configuration(for: target)))
+        }
+        return out
+    }
+
+    /// One raw target: the output as it comes, the remote status as ferry's.
+    func runOne(_ r: Resolved, _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
         do {
-            let session = try SSHSession(connecting: connection.configuration(for: target))
+            let session = try SSHSession(connecting: r.configuration)
             defer { session.close() }
             // Forward our stdin unless it is a terminal (no TTY is allocated remotely).
             let input: ExecInput? = isatty(0) == 0 ? FileDescriptorInput(descriptor: 0) : nil
-            let status = try session.exec(
-                remote, stdin: input, cancel: cancel,
-                stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
-            if case .signaled = status { printError("ferry: \(target): remote command \(status)") }
+            let status = try session.exec(remote, stdin: input, cancel: cancel, stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
+            if case .signaled = status { printError("ferry: \(r.target): remote command \(status)") }
             throw ExitCode(status.shellCode)
         } catch SSHError.cancelled {
-            printError("ferry: \(target): interrupted; the remote command was sent SIGTERM")
+            printError("ferry: \(r.target): interrupted; the remote command was sent SIGTERM")
             throw Failure.interrupted()
         } catch let error as SSHError {
             throw Failure.connection(error)
         }
+    }
+
+    /// Many hosts: `jobs` at a time, every line prefixed, a summary; 0 only if all exited 0.
+    func runMany(_ hosts: [Resolved], _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
+        let view = FleetView(json: json, stats: false)
+        var outcomes = hosts.map { FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) }
+        var statuses = [Int32?](repeating: nil, count: hosts.count)
+        let lock = NSLock()
+        var next = 0
+        let group = DispatchGroup()
+        for _ in 0..<min(jobs, hosts.count) {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                while true {
+                    lock.lock()
+                    guard next < hosts.count, !cancel.isCancelled else { lock.unlock(); return }
+                    let i = next
+                    next += 1
+                    lock.unlock()
+                    let (outcome, status) = Self.execute(hosts[i], remote, cancel: cancel, view: view)
+                    lock.lock()
+                    outcomes[i] = outcome
+                    statuses[i] = status
+                    lock.unlock()
+                }
+            }.start()
+        }
+        group.wait()
+        let code: Int32 = cancel.isCancelled ? SignalRelay.exitCode : (statuses.allSatisfy { $0 == 0 } ? 0 : 1)
+        view.execSummary(outcomes, statuses: statuses, exitStatus: code)
+        Glibc.exit(code)
+    }
+
+    static func execute(_ r: Resolved, _ remote: RemoteCommand, cancel: CancellationToken, view: FleetView) -> (FleetDeployment.HostOutcome, Int32?) {
+        var outcome = FleetDeployment.HostOutcome(host: r.name, state: .failed)
+        let start = Date()
+        view.execLine(r.name, "\(r.target)", stream: nil)
+        var out = LineBuffer(), err = LineBuffer()
+        var status: Int32?
+        do {
+            let session = try SSHSession(connecting: r.configuration)
+            defer { session.close() }
+            let s = try session.exec(remote, cancel: cancel,
+                                     stdout: { out.feed($0) { view.execLine(r.name, $0, stream: "stdout") } },
+                                     stderr: { err.feed($0) { view.execLine(r.name, $0, stream: "stderr") } })
+            out.flush { view.execLine(r.name, $0, stream: "stdout") }
+            err.flush { view.execLine(r.name, $0, stream: "stderr") }
+            status = s.shellCode
+            outcome.state = s == .exited(0) ? .succeeded : .failed
+            outcome.cause = "\(s)"
+        } catch SSHError.cancelled {
+            outcome.state = .interrupted
+            outcome.cause = "interrupted; the remote command was sent SIGTERM"
+        } catch {
+            outcome.phase = .connect
+            outcome.cause = "\(error)"
+        }
+        outcome.seconds = Date().timeIntervalSince(start)
+        view.execFinished(outcome, status: status)
+        return (outcome, status)
+    }
+}
+
+/// Bytes into lines (the last one kept until a newline or `flush`).
+struct LineBuffer {
+    private var pending: [UInt8] = []
+
+    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ line: (String) -> Void) {
+        pending.append(contentsOf: chunk)
+        while let newline = pending.firstIndex(of: 0x0A) {
+            line(String(decoding: pending[..<newline], as: UTF8.self))
+            pending.removeSubrange(...newline)
+        }
+    }
+
+    mutating func flush(_ line: (String) -> Void) {
+        if !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
+        pending = []
     }
 }

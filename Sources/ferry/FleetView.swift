@@ -17,7 +17,8 @@ final class FleetView: @unchecked Sendable {
 
     let mode: Mode
     let stats: Bool
-    private let lock = NSLock()
+    /// The terminal's lock: a passphrase prompt and the drawing never overlap.
+    private let lock = TerminalPrompt.lock
     // Guarded by `lock`.
     private var running: [(host: String, status: String, since: Date)] = []
     private var drawn = 0
@@ -99,6 +100,57 @@ final class FleetView: @unchecked Sendable {
                 + result.padding(toLength: 12, withPad: " ", startingAt: 0) + "  "
                 + String(o.filesSent).leftPadded(5) + "  " + String(o.bytesSent).padding(toLength: 11, withPad: " ", startingAt: 0) + "  "
                 + String(format: "%6.2f s", o.seconds) + "  " + Terminal.escapingControls(detail.split(separator: "\n").first.map(String.init) ?? "")
+            text += line.trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        rawWrite(text)
+    }
+
+    // MARK: - exec
+
+    /// One line of a host's command (`stream` nil: the resolved target, printed before it runs).
+    func execLine(_ host: String, _ text: String, stream: String?) {
+        if mode == .json {
+            var o: [String: Any] = ["type": "event", "host": host, "phase": "exec"]
+            if let stream { o["state"] = "output"; o["stream"] = stream; o["line"] = text } else { o["state"] = "started"; o["detail"] = text }
+            return emitJSON(o)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        let line = prefix(host) + Terminal.escapingControls(text) + "\n"
+        if stream == "stderr" {
+            line.utf8CString.withUnsafeBufferPointer { writeAll(2, UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count - 1)) }
+        } else {
+            write([String(line.dropLast())])
+        }
+    }
+
+    func execFinished(_ outcome: FleetDeployment.HostOutcome, status: Int32?) {
+        guard mode == .json else { return }
+        var o: [String: Any] = ["type": "result", "host": outcome.host, "files_sent": 0, "bytes_sent": 0, "seconds": outcome.seconds,
+                                "result": status == 0 ? "ok" : (outcome.state == .interrupted ? "interrupted" : "failed")]
+        if let status { o["exit_status"] = Int(status) }
+        if status != 0 { o["phase"] = outcome.phase?.rawValue ?? "exec"; o["error"] = outcome.cause ?? "failed" }
+        emitJSON(o)
+    }
+
+    func execSummary(_ outcomes: [FleetDeployment.HostOutcome], statuses: [Int32?], exitStatus: Int32) {
+        if mode == .json {
+            var counts = ["deployed": 0, "synced": 0, "failed": 0, "unknown": 0, "interrupted": 0, "not-started": 0, "ok": 0]
+            for (o, s) in zip(outcomes, statuses) {
+                counts[s == 0 ? "ok" : (o.state == .notStarted ? "not-started" : (o.state == .interrupted ? "interrupted" : "failed")), default: 0] += 1
+            }
+            return emitJSON(["type": "summary", "hosts": outcomes.count, "results": counts, "exit_status": Int(exitStatus),
+                             "failed_hosts": zip(outcomes, statuses).filter { $0.1 != 0 && $0.0.state == .failed }.map(\.0.host)])
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        erase()
+        let width = max(4, outcomes.map(\.host.count).max() ?? 4)
+        var text = "\n" + "HOST".padding(toLength: width, withPad: " ", startingAt: 0) + "  RESULT        TIME     DETAIL\n"
+        for (o, s) in zip(outcomes, statuses) {
+            let result = s == 0 ? "ok" : (o.state == .notStarted ? "not started" : (o.state == .interrupted ? "interrupted" : "FAILED"))
+            let line = o.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + result.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + "  " + String(format: "%6.2f s", o.seconds) + "  " + Terminal.escapingControls(o.cause ?? "")
             text += line.trimmingCharacters(in: .whitespaces) + "\n"
         }
         rawWrite(text)

@@ -8,7 +8,10 @@ struct InventoryOption: ParsableArguments {
     var file: String?
 
     func load() throws -> Fleet {
-        let path = file ?? (FileManager.default.fileExists(atPath: "fleet.toml") ? "fleet.toml" : "deployments/fleet.toml")
+        try Self.load(file ?? (FileManager.default.fileExists(atPath: "fleet.toml") ? "fleet.toml" : "deployments/fleet.toml"))
+    }
+
+    static func load(_ path: String) throws -> Fleet {
         do {
             let fleet = try InventoryReader.load(path)
             for warning in fleet.warnings { printError("ferry: warning: \(warning)") }
@@ -21,6 +24,10 @@ struct InventoryOption: ParsableArguments {
 
     /// The hosts `targets` and `skip` name; an unknown one exits 2 listing hosts and tags.
     func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
+        try Self.select(fleet, targets, skip: skip)
+    }
+
+    static func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
         do {
             return try fleet.select(targets, skip: skip)
         } catch let error as InventoryError {

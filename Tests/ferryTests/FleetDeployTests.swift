@@ -279,4 +279,30 @@ final class FleetDeployTests: XCTestCase {
         }
         XCTAssertTrue(statuses.contains(143), "at least one round was cut mid-deploy: \(statuses)")
     }
+
+    /// `ferry exec` over a selection: each resolved target printed first, every line prefixed,
+    /// a summary; exit 0 only if the command exited 0 on every host.
+    func testExecOverASelection() throws {
+        let ok = try FerryBinary.run(["exec", "-f", fleetFile, "@db", "--", "sh", "-c", "echo hi; echo err >&2"])
+        XCTAssertEqual(ok.status, 0, ok.stdout + ok.stderr)
+        for name in ["db-1", "db-2", "db-3"] {
+            XCTAssertTrue(ok.stdout.contains("\(name) | root@127.0.0.1:\(host(name).port)\n"), ok.stdout)
+            XCTAssertTrue(ok.stdout.contains("\(name) | hi\n"), ok.stdout)
+            XCTAssertTrue(ok.stderr.contains("\(name) | err\n"), ok.stderr)
+            XCTAssertTrue(row(ok.stdout, name).contains("ok"), ok.stdout)
+        }
+        XCTAssertFalse(ok.stdout.contains("web-"), "only the selection ran")
+
+        let mixed = try FerryBinary.run(["exec", "-f", fleetFile, "--connect-timeout", "3", "--", "sh", "-c", "test \"$(hostname)\" && exit 0"])
+        XCTAssertEqual(mixed.status, 1, "web-2 is unreachable: \(mixed.stdout)")
+        XCTAssertTrue(row(mixed.stdout, "web-2").contains("FAILED"), mixed.stdout)
+
+        let failing = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "db-2", "--json", "--", "sh", "-c", "exit 3"])
+        XCTAssertEqual(failing.status, 1)
+        let schema = DeployCommandTests.repository + "/docs/events.schema.json"
+        let check = "import json,sys,jsonschema\nv=jsonschema.Draft7Validator(json.load(open(sys.argv[1])))\nsys.exit(max([1 if list(v.iter_errors(json.loads(l))) else 0 for l in sys.stdin] or [1]))"
+        let valid = try FerryBinary.run(executable: try Command.which("python3"), ["-c", check, schema], input: failing.stdout)
+        XCTAssertEqual(valid.status, 0, failing.stdout)
+        XCTAssertTrue(failing.stdout.contains("\"exit_status\":3"), failing.stdout)
+    }
 }

@@ -45,6 +45,11 @@ public final class FleetDeployment {
         public var lastLines: [String] = []
         /// The error, for callers that map it to an exit status.
         public var error: Error?
+
+        public init(host: String, state: State) {
+            self.host = host
+            self.state = state
+        }
     }
 
     public let fleet: Fleet

@@ -114,7 +114,7 @@ extension SSHSession {
         case .none: return nil
         case .environmentOrPrompt:
             if let p = SSHConfiguration.environment("FERRY_SSH_PASSPHRASE") { return p }
-            return Passphrase.prompt("Enter passphrase for \(path): ")
+            return Passphrase.forKey(path)
         }
     }
 }

@@ -1,8 +1,29 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Questions ferry asks on the terminal, one at a time.
+public enum TerminalPrompt {
+    /// Held while a question is on the terminal. Whatever else draws on the terminal (a fleet's
+    /// live display) takes it too, so a prompt is never drawn over.
+    public static let lock = NSLock()
+}
+
 enum Passphrase {
+    // Guarded by TerminalPrompt.lock.
+    nonisolated(unsafe) private static var answers: [String: String] = [:]
+
+    /// One prompt per key for the whole process: a fleet's hosts share the answer.
+    static func forKey(_ path: String) -> String? {
+        TerminalPrompt.lock.lock()
+        defer { TerminalPrompt.lock.unlock() }
+        if let known = answers[path] { return known }
+        let answer = prompt("Enter passphrase for \(path): ")
+        if let answer { answers[path] = answer }
+        return answer
+    }
+
     /// Reads a line from /dev/tty with echo off; nil when there is no terminal.
     static func prompt(_ message: String) -> String? {
         let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
