@@ -117,9 +117,8 @@ struct Deploy: ParsableCommand {
         }
 
         let view = FleetView(json: json, stats: stats)
-        let outcomes = deployment.run { host, event in view.show(host, event) }
+        let outcomes = deployment.run({ host, event in view.show(host, event) }, finished: view.finished)
         let interrupted = stop.isCancelled
-        for outcome in outcomes where outcome.state != .notStarted { view.finished(outcome) }
         let code = exitStatus(outcomes, interrupted: interrupted)
         view.summary(outcomes, exitStatus: code)
         // One line per problem on stderr, as every ferry command reports them.

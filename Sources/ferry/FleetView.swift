@@ -20,7 +20,8 @@ final class FleetView: @unchecked Sendable {
     /// The terminal's lock: a passphrase prompt and the drawing never overlap.
     private let lock = TerminalPrompt.lock
     // Guarded by `lock`.
-    private var running: [(host: String, status: String, since: Date)] = []
+    private var running: [(host: String, status: String, since: Date, files: Int, bytes: Int64)] = []
+    private var ticker: DispatchSourceTimer?
     private var drawn = 0
     private let colour: Bool
 
@@ -28,7 +29,22 @@ final class FleetView: @unchecked Sendable {
         mode = json ? .json : (isatty(1) == 1 ? .terminal : .plain)
         self.stats = stats
         colour = mode == .terminal && SSHConfiguration.environment("NO_COLOR") == nil
+        if mode == .terminal {
+            // Elapsed times move even while a host prints nothing (a long build).
+            let t = DispatchSource.makeTimerSource(queue: .global())
+            t.schedule(deadline: .now() + 1, repeating: 1)
+            t.setEventHandler { [weak self] in
+                guard let self else { return }
+                self.lock.lock()
+                defer { self.lock.unlock() }
+                if !self.running.isEmpty { self.write([]) }
+            }
+            t.resume()
+            ticker = t
+        }
     }
+
+    deinit { ticker?.cancel() }
 
     func show(_ host: String, _ event: DeployEvent) {
         if mode == .json { return emitJSON(EventJSON.event(host: host, event)) }
@@ -60,8 +76,12 @@ final class FleetView: @unchecked Sendable {
         }
         lock.lock()
         defer { lock.unlock() }
-        if let status {
-            if let i = running.firstIndex(where: { $0.host == host }) { running[i].status = status } else { running.append((host, status, Date())) }
+        if running.firstIndex(where: { $0.host == host }) == nil { running.append((host, "starting", Date(), 0, 0)) }
+        let i = running.firstIndex { $0.host == host }!
+        if let status { running[i].status = status }
+        if case .sourceSynced(_, let r) = event {
+            running[i].files += r.plan.sends.count
+            running[i].bytes += r.plan.bytesToSend
         }
         write(lines.map { prefix(host) + Terminal.escapingControls($0) })
     }
@@ -86,8 +106,10 @@ final class FleetView: @unchecked Sendable {
     /// The table at the end, always (JSON: the summary object).
     func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) {
         if mode == .json { return emitJSON(EventJSON.summary(outcomes, exitStatus: exitStatus)) }
+        ticker?.cancel()
         lock.lock()
         defer { lock.unlock() }
+        running.removeAll()
         erase()
         let width = max(4, outcomes.map(\.host.count).max() ?? 4)
         var text = "\n" + "HOST".padding(toLength: width, withPad: " ", startingAt: 0) + "  RESULT        FILES  BYTES        TIME     DETAIL\n"
@@ -142,8 +164,10 @@ final class FleetView: @unchecked Sendable {
             return emitJSON(["type": "summary", "hosts": outcomes.count, "results": counts, "exit_status": Int(exitStatus),
                              "failed_hosts": zip(outcomes, statuses).filter { $0.1 != 0 && $0.0.state == .failed }.map(\.0.host)])
         }
+        ticker?.cancel()
         lock.lock()
         defer { lock.unlock() }
+        running.removeAll()
         erase()
         let width = max(4, outcomes.map(\.host.count).max() ?? 4)
         var text = "\n" + "HOST".padding(toLength: width, withPad: " ", startingAt: 0) + "  RESULT        TIME     DETAIL\n"
@@ -193,7 +217,7 @@ final class FleetView: @unchecked Sendable {
         let columns = Self.columns()
         let now = Date()
         for r in running {
-            var line = "\(r.host): \(r.status) (\(Int(now.timeIntervalSince(r.since))) s)"
+            var line = "\(r.host): \(r.status) · \(r.files) files, \(Self.size(r.bytes)) sent · \(Int(now.timeIntervalSince(r.since))) s"
             line = Terminal.escapingControls(line)
             if line.count >= columns { line = String(line.prefix(max(1, columns - 1))) }
             text += (colour ? "\u{1B}[2m" + line + "\u{1B}[0m" : line) + "\n"
@@ -223,6 +247,10 @@ final class FleetView: @unchecked Sendable {
         text.utf8CString.withUnsafeBufferPointer { buf in
             writeAll(1, UnsafeRawBufferPointer(start: buf.baseAddress, count: buf.count - 1))
         }
+    }
+
+    static func size(_ bytes: Int64) -> String {
+        bytes < 1_000_000 ? "\(bytes / 1000) kB" : String(format: "%.1f MB", Double(bytes) / 1e6)
     }
 
     static func columns() -> Int {

@@ -203,7 +203,7 @@ final class FleetDeployTests: XCTestCase {
         let r = try FerryBinary.run(executable: script, ["-qfec", command, "/dev/null"], environment: ["TERM": "xterm", "NO_COLOR": ""])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("\u{1B}[J"), "the live block is erased and redrawn")
-        XCTAssertTrue(r.stdout.contains(": sync lnbits-src ("), "a status line per running host")
+        XCTAssertTrue(r.stdout.contains(": sync lnbits-src · "), "a status line per running host")
         let tail = r.stdout.components(separatedBy: "HOST ").last ?? ""
         for name in ["web-1", "db-1", "db-2", "db-3"] { XCTAssertTrue(tail.contains(name), "summary names \(name): \(tail)") }
         XCTAssertFalse(tail.contains("\u{1B}["), "the summary comes after the live block is gone")

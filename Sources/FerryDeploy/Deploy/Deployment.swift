@@ -101,9 +101,9 @@ public final class Deployment {
         // 2. Connect (one session for the lock holder, one for the work) and lock.
         var phase = Date()
         report(.phaseStarted(.connect, detail: "\(host.target)"))
-        let lockSession = try options.open(host)
+        // Both at once: on a slow link the second handshake costs no extra round trips.
+        let (lockSession, session) = try openTwo()
         defer { lockSession.close() }
-        let session = try options.open(host)
         defer { session.close() }
         report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
 
@@ -160,6 +160,27 @@ public final class Deployment {
         let result = try follow(directory: directory, first: session, report: report)
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
         return Outcome(id: id, result: result, logFile: log?.path, record: record)
+    }
+
+    /// Two shells on the host, opened in parallel; either failing closes the other.
+    func openTwo() throws -> (any RemoteShell, any RemoteShell) {
+        final class Slot: @unchecked Sendable { var result: Result<any RemoteShell, Error>? }
+        let slot = Slot()
+        let done = DispatchSemaphore(value: 0)
+        let open = options.open
+        let host = self.host
+        DispatchQueue.global().async {
+            slot.result = Result { try open(host) }
+            done.signal()
+        }
+        let second = Result { try open(host) }
+        done.wait()
+        switch (slot.result!, second) {
+        case (.success(let a), .success(let b)): return (a, b)
+        case (.success(let a), .failure(let e)): a.close(); throw e
+        case (.failure(let e), .success(let b)): b.close(); throw e
+        case (.failure(let e), .failure): throw e
+        }
     }
 
     static var operatorName: String {

@@ -89,8 +89,10 @@ public final class FleetDeployment {
     }
 
     /// Runs the deploys (after `prepare`). `emit` hears every host's events, from the hosts'
-    /// threads (one at a time per host). Returns one outcome per host, in inventory order.
-    public func run(_ emit: @escaping (String, DeployEvent) -> Void) -> [HostOutcome] {
+    /// threads (one at a time per host). Returns one outcome per host, in inventory order
+    /// (`notStarted` for hosts the failure policy or an interrupt kept from starting).
+    /// `finished` hears each host's outcome as it ends (from that host's thread).
+    public func run(_ emit: @escaping (String, DeployEvent) -> Void, finished: @escaping (HostOutcome) -> Void = { _ in }) -> [HostOutcome] {
         precondition(deployments.count == hosts.count, "prepare() first")
         let lock = NSCondition()
         var next = 0
@@ -106,6 +108,7 @@ public final class FleetDeployment {
                 next += 1
                 lock.unlock()
                 let outcome = deploy(deployments[index], emit: emit)
+                finished(outcome)
                 lock.lock()
                 outcomes[index] = outcome
                 if outcome.state != .succeeded && outcome.state != .syncOnly && !options.keepGoing { stopStarting = true }
