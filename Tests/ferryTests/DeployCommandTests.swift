@@ -462,4 +462,76 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(roomy.status, 0, roomy.stdout + roomy.stderr)
         XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
     }
+
+    // MARK: - status and unlock
+
+    func status(_ work: Work) throws -> FerryBinary.Result {
+        try FerryBinary.run(["status", "-f", work.fleetFile, "alpha"])
+    }
+
+    func testStatusNamesDriftAndAChangedSystem() throws {
+        let work = try makeWork()
+        let h = try host
+        XCTAssertTrue(try status(work).stdout.contains("alpha | never deployed by ferry"))
+        XCTAssertEqual(try deploy(work).status, 0)
+        var s = try status(work)
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.contains("alpha | last deploy "), s.stdout)
+        XCTAssertTrue(s.stdout.contains(", switch: success, "), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha | lock: free"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha | lnbits-src: unchanged since the deploy"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha | nixos-config: unchanged since the deploy"), s.stdout)
+
+        // On the host: one file edited (same size), one added, one removed.
+        let tree = h.varSrc + "/lnbits-src"
+        var readme = try Data(contentsOf: URL(fileURLWithPath: tree + "/README.md"))
+        readme[0] = readme[0] == UInt8(ascii: "x") ? UInt8(ascii: "y") : UInt8(ascii: "x")
+        try readme.write(to: URL(fileURLWithPath: tree + "/README.md"))
+        try "new".write(toFile: tree + "/lnbits/added.py", atomically: true, encoding: .utf8)
+        try FileManager.default.removeItem(atPath: tree + "/pyproject.toml")
+        s = try status(work)
+        XCTAssertTrue(s.stdout.contains("alpha | lnbits-src: 1 added, 1 changed, 1 removed since the deploy"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha |   + lnbits-src/lnbits/added.py"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha |   ~ lnbits-src/README.md"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha |   - lnbits-src/pyproject.toml"), s.stdout)
+
+        // A --sync-only deploy puts things right and records it: nothing to report.
+        XCTAssertEqual(try deploy(work, ["--sync-only"]).status, 0)
+        s = try status(work)
+        XCTAssertTrue(s.stdout.contains("alpha | lnbits-src: unchanged since the deploy"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("sync-only"), s.stdout)
+
+        // A system other than the recorded one (the test host's /run/current-system is no symlink).
+        let recordPath = h.varSrc + "/.ferry/last-deploy.json"
+        let record = try String(contentsOfFile: recordPath, encoding: .utf8)
+        try record.replacingOccurrences(of: "\"result\":\"sync-only\"", with: "\"result\":\"success\",\"current_system\":\"/nix/store/aaaa-nixos-system-old\"")
+            .write(toFile: recordPath, atomically: true, encoding: .utf8)
+        s = try status(work)
+        XCTAssertTrue(s.stdout.contains("CHANGED since the deploy, which left /nix/store/aaaa-nixos-system-old"), s.stdout)
+    }
+
+    func testUnlockFreesADeadHoldersLockAndRefusesARunningRebuild() throws {
+        let work = try makeWork()
+        let h = try host
+        let free = try FerryBinary.run(["unlock", "-f", work.fleetFile, "alpha"])
+        XCTAssertEqual(free.status, 0, free.stderr)
+        XCTAssertTrue(free.stdout.contains("alpha | the lock is free"), free.stdout)
+
+        h.holdRebuild(true)
+        let (first, _) = try startDeploy(work)
+        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        let refused = try FerryBinary.run(["unlock", "-f", work.fleetFile, "alpha"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("a rebuild holds the lock (deploy "), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("rebuild running); refusing. --force"), refused.stderr)
+        XCTAssertTrue(try status(work).stdout.contains("alpha | lock: rebuild running (deploy "))
+
+        let forced = try FerryBinary.run(["unlock", "-f", work.fleetFile, "alpha", "--force"])
+        XCTAssertEqual(forced.status, 0, forced.stderr)
+        XCTAssertTrue(forced.stderr.contains("warning: stopped a running rebuild"), forced.stderr)
+        first.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 1, "the stopped rebuild is a failure, never success")
+        h.holdRebuild(false)
+        XCTAssertEqual(try deploy(work).status, 0)
+    }
 }

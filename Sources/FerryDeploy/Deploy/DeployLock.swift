@@ -65,6 +65,9 @@ final class DeployLock: @unchecked Sendable {
     fi
     printf '%s\n' "$info" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
     printf '%s\n' "$id" > "$state/lock-id.tmp" && mv -f "$state/lock-id.tmp" "$state/lock-id" || exit 1
+    # Who holds it now, for `ferry status` and `ferry unlock` (read without touching the lock).
+    printf '%s\n' "$$" > "$state/lock-pid"
+    trap 'rm -f "$state/lock-pid"' EXIT
     echo locked
     # No heartbeat for a while, or the channel closed: the deploy is gone. Its other commands
     # (a sync waiting on a blackholed link) end too, so nothing keeps a lock.

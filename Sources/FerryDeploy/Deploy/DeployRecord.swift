@@ -1,4 +1,3 @@
-import Crypto
 import FerrySync
 import Foundation
 
@@ -7,7 +6,8 @@ import Foundation
 /// `current_system`.
 public struct DeployRecord: Codable, Equatable, Sendable {
     public struct SourceState: Codable, Equatable, Sendable {
-        /// sha256 over the synced tree's paths, types, modes, sizes, mtimes and link targets.
+        /// "sha256:…" of the tree's manifest (`/var/src/.ferry/NAME/manifest`: every path, type,
+        /// mode, size, mtime, link target and file SHA-256).
         public var digest: String
         public var commit: String?
         public var dirty: Bool?
@@ -31,24 +31,6 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
-    }
-
-    static func digest(_ manifest: Manifest) -> String {
-        var hasher = SHA256()
-        for e in manifest.entries {
-            let kind: String
-            switch e.kind {
-            case .file: kind = "f"
-            case .directory: kind = "d"
-            case .symlink: kind = "l"
-            case .fifo: kind = "p"
-            }
-            var line = e.path + [0]
-            line += Array("\(kind) \(String(e.mode, radix: 8)) \(e.size) \(e.mtime)".utf8) + [0]
-            line += (e.linkTarget ?? []) + [0x0A]
-            hasher.update(data: line)
-        }
-        return "sha256:" + hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     /// The checkout's commit and whether it has changes, when it is a git checkout and git is here.

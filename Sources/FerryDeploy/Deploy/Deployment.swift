@@ -24,6 +24,8 @@ public final class Deployment {
         public var force = false
         /// Scans of the sources made once for a whole fleet (by source name); missing: scan here.
         public var scans: [String: LocalScanner.Scanned] = [:]
+        /// Encoded manifests (with file hashes) of those scans, made once for a whole fleet.
+        public var manifests: [String: [UInt8]] = [:]
         public var ferryVersion = "unknown"
         /// The remote root (tests may point it elsewhere).
         public var root = "/var/src"
@@ -121,6 +123,7 @@ public final class Deployment {
         var record = DeployRecord(id: id, host: host.name, startedAt: DeployRecord.timestamp(start), operator_: me.operator_,
                                   ferryVersion: options.ferryVersion, operation: options.syncOnly ? "sync-only" : operation.rawValue, sources: [:])
         // With --no-sync the record names no sources: what the target has was not checked.
+        var manifests: [(path: String, contents: [UInt8])] = []
         for source in fleet.sources where !options.noSync {
             if options.stop?.isCancelled == true { throw SSHError.cancelled }
             let local = source.rendered ? prepared.renderedTree : source.path
@@ -130,7 +133,9 @@ public final class Deployment {
             report(.phaseStarted(.sync, detail: source.name))
             let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: Self.syncOptions(for: source, options),
                                          scanned: source.rendered ? nil : options.scans[source.name])
-            state.digest = DeployRecord.digest(result.scannedManifest)
+            let manifest = try options.manifests[source.name] ?? ManifestFile.encode(ManifestFile.withChecksums(result.scannedManifest, root: local))
+            manifests.append((source.name + "/manifest.new", manifest))
+            state.digest = ManifestFile.digest(manifest)
             report(.sourceSynced(name: source.name, result: result))
             guard result.complete else {
                 throw DeployError.remote(target: session.name, step: "syncing \(source.name)",
@@ -138,6 +143,15 @@ public final class Deployment {
             }
             report(.phaseFinished(.sync, seconds: Date().timeIntervalSince(phase), detail: source.name))
             record.sources[source.name] = state
+        }
+
+        // What each tree is now, for `ferry status` to compare the host with later.
+        if !manifests.isEmpty {
+            let (status, _, stderr) = try session.run(.script(Self.manifestScript, arguments: [Array((options.root + "/.ferry").utf8)]),
+                                                      stdin: ManifestFile.archive(manifests))
+            guard status == .exited(0) else {
+                throw DeployError.remote(target: session.name, step: "writing the manifests", detail: "\(status): \(String(decoding: stderr, as: UTF8.self))")
+            }
         }
 
         if options.syncOnly {
@@ -161,6 +175,13 @@ public final class Deployment {
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
         return Outcome(id: id, result: result, logFile: log?.path, record: record)
     }
+
+    /// Unpacks NAME/manifest.new files and renames each over NAME/manifest.
+    static let manifestScript = #"""
+    cd "$1" && tar -x -f - --no-same-owner || exit 1
+    for f in */manifest.new; do [ -f "$f" ] && { mv -f "$f" "${f%.new}" || exit 1; }; done
+    exit 0
+    """#
 
     /// Two shells on the host, opened in parallel; either failing closes the other.
     func openTwo() throws -> (any RemoteShell, any RemoteShell) {

@@ -73,7 +73,9 @@ public final class FleetDeployment {
                 var isDirectory: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
                 do {
-                    deploy.scans[source.name] = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
+                    let scanned = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
+                    deploy.scans[source.name] = scanned
+                    deploy.manifests[source.name] = ManifestFile.encode(try ManifestFile.withChecksums(scanned.manifest, root: source.path))
                 } catch {
                     throw DeployError.localCheck("\(source.path): cannot scan sources.\(source.name): \(error)")
                 }

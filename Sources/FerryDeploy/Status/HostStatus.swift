@@ -1,0 +1,131 @@
+import FerrySSH
+import FerrySync
+import Foundation
+
+/// What a host says about its deploys, read without taking its lock: the last record, who holds
+/// the lock, whether a rebuild runs, the running system, and what changed in each synced tree
+/// since (against the manifest the deploy left in `/var/src/.ferry/NAME/manifest`).
+public struct HostStatus {
+    public enum Lock: Equatable {
+        case free
+        /// A deploy holds it (its holder process is alive).
+        case held(LockHolder?)
+        /// A detached rebuild holds it.
+        case rebuildRunning(LockHolder?)
+    }
+
+    public struct Drift: Equatable {
+        public var source: String
+        /// False: no manifest on the host (never synced by this ferry, or synced before manifests).
+        public var recorded: Bool
+        public var added: [[UInt8]] = []
+        public var changed: [[UInt8]] = []
+        public var removed: [[UInt8]] = []
+        public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
+    }
+
+    /// `/var/src/.ferry/last-deploy.json`, as the host has it (nil: never deployed).
+    public var record: [String: Any]?
+    public var lock: Lock
+    /// `readlink /run/current-system` now.
+    public var currentSystem: String
+    public var drift: [Drift]
+
+    /// The running system differs from the one the finished deploy recorded (a manual rebuild or
+    /// a rollback since).
+    public var systemChanged: Bool {
+        guard let recorded = record?["current_system"] as? String, !recorded.isEmpty else { return false }
+        return recorded != currentSystem
+    }
+
+    /// $1 root. NUL-separated: current system, lock state, lock info, record.
+    static let script = #"""
+    state=$1/.ferry
+    printf '%s\0' "$(readlink /run/current-system 2>/dev/null)"
+    hid=$(cat "$state/lock-id" 2>/dev/null)
+    hpid=$(cat "$state/lock-pid" 2>/dev/null)
+    jpid=$(cat "$state/deploys/$hid/pid" 2>/dev/null)
+    held=free
+    if [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then held=held; fi
+    if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then held=running; fi
+    printf '%s\0' "$held"
+    head -n 1 "$state/lock-info" 2>/dev/null | tr -d '\n\0'; printf '\0'
+    tr -d '\0' < "$state/last-deploy.json" 2>/dev/null; printf '\0'
+    """#
+
+    public static func read(fleet: Fleet, host: Fleet.Host, shell: any RemoteShell, root: String = "/var/src") throws -> HostStatus {
+        let (status, out, err) = try shell.run(.script(script, arguments: [Array(root.utf8)]))
+        guard status == .exited(0) else {
+            throw DeployError.remote(target: shell.name, step: "reading the status", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
+        }
+        let fields = out.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        guard fields.count >= 4 else { throw DeployError.remote(target: shell.name, step: "reading the status", detail: "a short answer") }
+        let holder = try? JSONDecoder().decode(LockHolder.self, from: Data(fields[2].utf8))
+        let lock: Lock = fields[1] == "running" ? .rebuildRunning(holder) : fields[1] == "held" ? .held(holder) : .free
+        let record = (try? JSONSerialization.jsonObject(with: Data(fields[3].utf8))) as? [String: Any]
+
+        var drift: [Drift] = []
+        for source in fleet.sources {
+            let destination = root + "/" + source.name
+            let manifestPath = root + "/.ferry/" + source.name + "/manifest"
+            let (s, bytes, _) = try shell.run(RemoteCommand(["cat", manifestPath]))
+            guard s == .exited(0) else { drift.append(Drift(source: source.name, recorded: false)); continue }
+            let recorded = try ManifestFile.decode(bytes, target: shell.name)
+            let current = try Syncer.listing(of: destination, over: shell) ?? Manifest()
+            let changes = ManifestFile.drift(recorded: recorded, current: current, excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude))
+            drift.append(Drift(source: source.name, recorded: true, added: changes.added, changed: changes.changed, removed: changes.removed))
+        }
+        return HostStatus(record: record, lock: lock, currentSystem: fields[0], drift: drift)
+    }
+
+    /// $1 root, $2 "1" to force. Frees a lock whose holder is gone (clearing its notes); refuses
+    /// (exit 75, the holder's info on stdout) while a deploy or rebuild holds it, unless forced:
+    /// then the holder's process group is sent SIGTERM.
+    static let unlockScript = #"""
+    state=$1/.ferry force=$2
+    [ -e "$state/lock" ] || { echo free; exit 0; }
+    exec 9>>"$state/lock" || exit 1
+    if flock -n 9; then rm -f "$state/lock-pid"; echo free; exit 0; fi
+    hid=$(cat "$state/lock-id" 2>/dev/null)
+    hpid=$(cat "$state/lock-pid" 2>/dev/null)
+    jpid=$(cat "$state/deploys/$hid/pid" 2>/dev/null)
+    what=held
+    if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then what=running; fi
+    printf '%s %s\n' "$what" "$(head -n 1 "$state/lock-info" 2>/dev/null)"
+    [ "$force" = 1 ] || exit 75
+    if [ "$what" = running ]; then kill -TERM "-$jpid" 2>/dev/null || kill -TERM "$jpid"; fi
+    [ -z "$hpid" ] || kill -TERM "-$hpid" 2>/dev/null || kill -TERM "$hpid" 2>/dev/null
+    flock -w 10 9 || { echo "the lock is still held 10 s after SIGTERM to its holder" >&2; exit 1; }
+    rm -f "$state/lock-pid"
+    echo forced
+    """#
+
+    public enum UnlockResult: Equatable {
+        case wasFree
+        /// Forced: the holder (a deploy, or a running rebuild when `rebuild`) was sent SIGTERM.
+        case forced(holder: LockHolder?, rebuild: Bool)
+    }
+
+    /// Frees the host's deploy lock. Throws `DeployError.lockHeld` naming the holder while a deploy
+    /// or a rebuild holds it, unless `force`.
+    public static func unlock(shell: any RemoteShell, root: String = "/var/src", force: Bool) throws -> UnlockResult {
+        let (status, out, err) = try shell.run(.script(unlockScript, arguments: [root, force ? "1" : "0"].map { Array($0.utf8) }))
+        let text = String(decoding: out, as: UTF8.self)
+        let first = text.split(separator: "\n").first.map(String.init) ?? ""
+        let parts = first.split(separator: " ", maxSplits: 1).map(String.init)
+        var holder = parts.count == 2 ? try? JSONDecoder().decode(LockHolder.self, from: Data(parts[1].utf8)) : nil
+        let rebuild = parts.first == "running"
+        holder?.rebuildRunning = rebuild
+        switch status {
+        case .exited(0) where text.hasPrefix("free"): return .wasFree
+        case .exited(0): return .forced(holder: holder, rebuild: rebuild)
+        case .exited(75):
+            let who = holder.map { "\($0)" } ?? "a deploy"
+            throw DeployError.remote(target: shell.name, step: "unlocking", detail: rebuild
+                ? "a rebuild holds the lock (\(who)); refusing. --force stops it, which may cut an activation half-way"
+                : "the lock is held by \(who), which is alive; refusing. --force sends it SIGTERM")
+        default:
+            throw DeployError.remote(target: shell.name, step: "unlocking", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import FerryDeploy
+import FerrySSH
+import FerrySync
+import Foundation
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show each host's last deploy, its lock, its running system and what changed in its trees since.",
+        discussion: """
+        Read-only: takes no lock and changes nothing. Changes are found against the manifest the \
+        deploy left on the host (every path's type, mode, size, mtime and SHA-256): files added, \
+        changed (content, type, mode or link target) or removed since. A running system other than \
+        the one the deploy recorded means a manual rebuild or a rollback since.
+        """
+    )
+
+    @OptionGroup var inventory: InventoryOption
+
+    @Argument(help: ArgumentHelp("Host names, globs or @tags (default: every host).", valueName: "TARGETS"))
+    var targets: [String] = []
+
+    @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these hosts (repeatable).", valueName: "TARGET"))
+    var skip: [String] = []
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let fleet = try inventory.load()
+        var failed = false
+        for host in try inventory.select(fleet, targets, skip: skip) {
+            do {
+                let session = try SSHSession(connecting: connection.configuration(for: host.target, identity: host.identity,
+                                                                                   knownHosts: host.knownHosts, hostKeyPolicy: host.hostKeyPolicy))
+                defer { session.close() }
+                for line in Self.describe(try HostStatus.read(fleet: fleet, host: host, shell: session)) {
+                    print("\(host.name) | " + Terminal.escapingControls(line))
+                }
+            } catch {
+                printError("ferry: \(host.name): \(error)")
+                failed = true
+            }
+        }
+        if failed { throw Failure(code: 1, message: "") }
+    }
+
+    static func describe(_ s: HostStatus) -> [String] {
+        var lines: [String] = []
+        if let r = s.record {
+            func f(_ k: String) -> String { (r[k] as? String) ?? (r[k].map { "\($0)" } ?? "?") }
+            var line = "last deploy \(f("id")) by \(f("operator")), \(f("operation")): "
+            line += r["state"] as? String == "started" ? "started \(f("started_at")), no result recorded" : "\(f("result")), \(f("started_at")) → \(f("finished_at"))"
+            lines.append(line)
+            if let sources = r["sources"] as? [String: [String: Any]] {
+                for (name, state) in sources.sorted(by: { $0.key < $1.key }) {
+                    if let commit = state["commit"] as? String {
+                        lines.append("\(name): commit \(commit)" + ((state["dirty"] as? Bool) == true ? " (with uncommitted changes)" : ""))
+                    }
+                }
+            }
+        } else {
+            lines.append("never deployed by ferry")
+        }
+        switch s.lock {
+        case .free: lines.append("lock: free")
+        case .held(let h): lines.append("lock: held by " + (h.map { "\($0)" } ?? "a deploy"))
+        case .rebuildRunning(let h): lines.append("lock: rebuild running (" + (h.map { "\($0)" } ?? "a deploy") + ")")
+        }
+        let system = s.currentSystem.isEmpty ? "(not a symlink)" : s.currentSystem
+        if s.systemChanged {
+            lines.append("system: \(system), CHANGED since the deploy, which left \((s.record?["current_system"] as? String) ?? "?") (a manual rebuild or a rollback)")
+        } else {
+            lines.append("system: \(system)")
+        }
+        for d in s.drift {
+            guard d.recorded else { lines.append("\(d.source): no manifest on the host to compare with"); continue }
+            if d.isEmpty { lines.append("\(d.source): unchanged since the deploy"); continue }
+            lines.append("\(d.source): \(d.added.count) added, \(d.changed.count) changed, \(d.removed.count) removed since the deploy")
+            for (mark, paths) in [("+", d.added), ("~", d.changed), ("-", d.removed)] {
+                for p in paths { lines.append("  \(mark) \(d.source)/\(Itemize.escape(p))") }
+            }
+        }
+        return lines
+    }
+}
+
+struct Unlock: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Free a host's deploy lock whose holder is gone.",
+        discussion: "Refuses, naming the holder, while a deploy or its rebuild holds the lock; --force sends the holder SIGTERM (a rebuild stopped that way may leave an activation half-done)."
+    )
+
+    @OptionGroup var inventory: InventoryOption
+
+    @Argument(help: ArgumentHelp("The host's name.", valueName: "HOST"))
+    var host: String
+
+    @Flag(help: "Stop the holder, even a running rebuild.")
+    var force = false
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let fleet = try inventory.load()
+        guard let host = try inventory.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
+        do {
+            let session = try SSHSession(connecting: connection.configuration(for: host.target, identity: host.identity,
+                                                                               knownHosts: host.knownHosts, hostKeyPolicy: host.hostKeyPolicy))
+            defer { session.close() }
+            switch try HostStatus.unlock(shell: session, force: force) {
+            case .wasFree:
+                print("\(host.name) | the lock is free")
+            case .forced(let holder, let rebuild):
+                printError("ferry: \(host.name): warning: stopped " + (rebuild ? "a running rebuild" : "a deploy") + (holder.map { " (\($0))" } ?? "") + " to free the lock")
+                print("\(host.name) | the lock is free")
+            }
+        } catch let error as SSHError {
+            throw Failure(code: 255, message: "\(host.name): \(error)")
+        } catch {
+            throw Failure(code: 1, message: "\(host.name): \(error)")
+        }
+    }
+}
