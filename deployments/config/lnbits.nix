@@ -3,8 +3,8 @@
 {
   imports = [ ../modules/lnbits-service.nix ];
 
-  # getFlake needs these; the setting helps later evaluations, so ferry also passes
-  # --option experimental-features 'nix-command flakes' to the first nixos-rebuild.
+  # getFlake needs these; the setting helps later evaluations, and ferry passes
+  # --option extra-experimental-features 'nix-command flakes' to every nixos-rebuild.
   nix.settings.experimental-features = [ "nix-command" "flakes" ];
 
   services.ferry-lnbits = {

@@ -29,6 +29,18 @@ in
       description = "Data folder (database, extensions).";
     };
 
+    environmentFile = lib.mkOption {
+      # A string, not a path: a path would be copied into the world-readable Nix store.
+      type = lib.types.nullOr lib.types.str;
+      default = "/var/lib/lnbits/.env";
+      description = ''
+        LNBits' secrets (admin keys, funding-source credentials) as KEY=value lines, read by
+        systemd (EnvironmentFile) when the service starts; a missing file is skipped. Keep it
+        mode 0600, owned by the service user, and never in /var/src: a path: flake copies that
+        whole tree into the world-readable Nix store.
+      '';
+    };
+
     host = lib.mkOption {
       type = lib.types.str;
       default = "127.0.0.1";
@@ -88,6 +100,7 @@ in
         Group = cfg.group;
         WorkingDirectory = cfg.sourceDir;
         ExecStart = "${lib.getExe cfg.package} --port ${toString cfg.port} --host ${cfg.host}";
+        EnvironmentFile = lib.mkIf (cfg.environmentFile != null) "-${cfg.environmentFile}";
         Restart = "always";
         RestartSec = 5;
       };
