@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// The library targets build in Swift 6 language mode (full data-race checking); tools and tests
+/// stay in 5 (XCTest's and ArgumentParser's patterns).
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
 let package = Package(
     name: "ferry",
     // Linux only: the code calls Glibc directly, and the targets are NixOS.
@@ -20,19 +24,20 @@ let package = Package(
             pkgConfig: "libssh2",
             providers: [.apt(["libssh2-1-dev"])]
         ),
-        .target(name: "FerrySSH", dependencies: ["CLibSSH2", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "FerrySSH", dependencies: ["CLibSSH2", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
         // rsync-equivalent tree sync over FerrySSH: scan, plan, transfer.
-        .target(name: "FerrySync", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "FerrySync", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.
-        .target(name: "FerryNix", dependencies: ["CNativeStack"]),
+        .target(name: "FerryNix", dependencies: ["CNativeStack"], swiftSettings: swift6),
         // The calling thread's stack bounds (pthread_getattr_np, a GNU extension Swift cannot see).
         .target(name: "CNativeStack"),
         // A TOML 1.0 reader that refuses bad input instead of crashing.
-        .target(name: "FerryTOML"),
+        .target(name: "FerryTOML", swiftSettings: swift6),
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",
-            dependencies: ["FerryNix", "FerrySync", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FerryNix", "FerrySync", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swift6
         ),
         .executableTarget(
             name: "ferry",

@@ -1,6 +1,7 @@
 import Crypto
 import FerrySSH
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +29,7 @@ public struct Syncer {
         }
     }
 
-    public struct Result {
+    public struct Result: Sendable {
         public var plan: SyncPlan
         /// The local tree as scanned (what the target now mirrors when the sync is complete).
         public var scannedManifest = Manifest()
@@ -182,22 +183,19 @@ public struct Syncer {
 
     /// Hex SHA-256 of local files, on all cores.
     static func sha256(_ paths: [[UInt8]], root: String) throws -> [[UInt8]?] {
-        var hashes = [[UInt8]?](repeating: nil, count: paths.count)
-        let lock = NSLock()
-        var failure: Error?
+        let hashes = Mutex([[UInt8]?](repeating: nil, count: paths.count))
+        let failure = Mutex<(any Error)?>(nil)
         let rootBytes = Array(root.utf8)
-        hashes.withUnsafeMutableBufferPointer { out in
-            let buffer = out
-            DispatchQueue.concurrentPerform(iterations: paths.count) { i in
-                do {
-                    buffer[i] = try sha256Hex(rootBytes + [UInt8(ascii: "/")] + paths[i])
-                } catch {
-                    lock.lock(); failure = error; lock.unlock()
-                }
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            do {
+                let hash = try sha256Hex(rootBytes + [UInt8(ascii: "/")] + paths[i])
+                hashes.withLock { $0[i] = hash }
+            } catch {
+                failure.withLock { $0 = error }
             }
         }
-        if let failure { throw failure }
-        return hashes
+        if let error = failure.withLock({ $0 }) { throw error }
+        return hashes.withLock { $0 }
     }
 
     /// nil when the file cannot be read whole: it is then sent, and the send reports why.
@@ -257,24 +255,23 @@ public struct Syncer {
 }
 
 /// The local scan, run while the target lists its side.
-final class ScanTask: @unchecked Sendable {
-    // Written once on the scan thread before `group.leave()`, read only after `group.wait()`.
-    private var result: Swift.Result<LocalScanner.Scanned, Error>?
+final class ScanTask: Sendable {
+    private let result = Mutex<Swift.Result<LocalScanner.Scanned, Error>?>(nil)
     private let group = DispatchGroup()
 
     init(root: String, excludes: ExcludeRules, done: LocalScanner.Scanned? = nil) {
-        if let done { result = .success(done); return }
+        if let done { result.withLock { $0 = .success(done) }; return }
         group.enter()
         DispatchQueue.global().async {
-            var scanner = LocalScanner(root: root, excludes: excludes)
-            self.result = Swift.Result { try scanner.scanAll() }
+            let scanned = Swift.Result { try LocalScanner(root: root, excludes: excludes).scanAll() }
+            self.result.withLock { $0 = scanned }
             self.group.leave()
         }
     }
 
     func wait() throws -> LocalScanner.Scanned {
         group.wait()
-        return try result!.get()
+        return try result.withLock { $0! }.get()
     }
 }
 

@@ -117,7 +117,7 @@ struct Deploy: ParsableCommand {
         }
 
         let view = FleetView(json: json, stats: stats)
-        let outcomes = deployment.run({ host, event in view.show(host, event) }, finished: view.finished)
+        let outcomes = deployment.run({ host, event in view.show(host, event) }, finished: { view.finished($0) })
         let interrupted = stop.isCancelled
         let code = exitStatus(outcomes, interrupted: interrupted)
         view.summary(outcomes, exitStatus: code)

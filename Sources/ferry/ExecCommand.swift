@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryDeploy
 import FerrySSH
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -133,30 +134,35 @@ struct Exec: ParsableCommand {
     /// Many hosts: `jobs` at a time, every line prefixed, a summary; 0 only if all exited 0.
     func runMany(_ hosts: [Resolved], _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
         let view = FleetView(json: json, stats: false)
-        var outcomes = hosts.map { FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) }
-        var statuses = [Int32?](repeating: nil, count: hosts.count)
-        let lock = NSLock()
-        var next = 0
+        struct Shared: Sendable {
+            var next = 0
+            var outcomes: [FleetDeployment.HostOutcome]
+            var statuses: [Int32?]
+        }
+        let shared = Mutex(Shared(outcomes: hosts.map { FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) },
+                                  statuses: [Int32?](repeating: nil, count: hosts.count)))
         let group = DispatchGroup()
         for _ in 0..<min(jobs, hosts.count) {
             group.enter()
             Thread {
                 defer { group.leave() }
                 while true {
-                    lock.lock()
-                    guard next < hosts.count, !cancel.isCancelled else { lock.unlock(); return }
-                    let i = next
-                    next += 1
-                    lock.unlock()
+                    let next: Int? = shared.withLock { s in
+                        guard s.next < hosts.count, !cancel.isCancelled else { return nil }
+                        s.next += 1
+                        return s.next - 1
+                    }
+                    guard let i = next else { return }
                     let (outcome, status) = Self.execute(hosts[i], remote, cancel: cancel, view: view)
-                    lock.lock()
-                    outcomes[i] = outcome
-                    statuses[i] = status
-                    lock.unlock()
+                    shared.withLock { s in
+                        s.outcomes[i] = outcome
+                        s.statuses[i] = status
+                    }
                 }
             }.start()
         }
         group.wait()
+        let (outcomes, statuses) = shared.withLock { ($0.outcomes, $0.statuses) }
         let code: Int32 = cancel.isCancelled ? SignalRelay.exitCode : (statuses.allSatisfy { $0 == 0 } ? 0 : 1)
         view.execSummary(outcomes, statuses: statuses, exitStatus: code)
         Glibc.exit(code)

@@ -7,7 +7,7 @@ public enum DeployPhase: String, Sendable, CaseIterable {
 }
 
 /// What a deploy reports as it goes; the CLI renders these (library code never prints).
-public enum DeployEvent {
+public enum DeployEvent: Sendable {
     case phaseStarted(DeployPhase, detail: String)
     case phaseFinished(DeployPhase, seconds: Double, detail: String)
     /// The lock is held by another deploy; this one waits (or refuses, after this event).
@@ -39,7 +39,7 @@ public enum DeployResult: Equatable, Sendable {
     }
 }
 
-public enum DeployError: Error, CustomStringConvertible {
+public enum DeployError: Error, Sendable, CustomStringConvertible {
     /// Before any connection: the inventory, a source or the render (exit 2).
     case localCheck(String)
     case local(String)

@@ -34,6 +34,7 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
 /// ends itself when ferry's heartbeat stops for `heartbeatTimeout` seconds or its channel closes,
 /// which frees the lock. The rebuild job is started by that shell and inherits the locked open
 /// file, so the lock stays held until the job has written its exit status, even if ferry dies.
+/// Unchecked Sendable: its state is read and written only under `condition`.
 final class DeployLock: @unchecked Sendable {
     static let heartbeatInterval = 5.0
     static let heartbeatTimeout = 30
@@ -108,12 +109,13 @@ final class DeployLock: @unchecked Sendable {
         let command = RemoteCommand.script(Self.holderScript, arguments: [root, id, infoLine, String(wait)].map { Array($0.utf8) })
         let input = FileDescriptorInput(descriptor: pipeFDs[0])
         target = session.name
+        let handover = Handover(session)
         let box = Box()
         let stop = self.stop
         thread = Thread {
             let status: String
             do {
-                let s = try session.exec(command, stdin: input, cancel: stop, stdout: { box.lock?.feed($0) }, stderr: { box.lock?.feedError($0) })
+                let s = try handover.shell.exec(command, stdin: input, cancel: stop, stdout: { box.lock?.feed($0) }, stderr: { box.lock?.feedError($0) })
                 status = s == .exited(75) ? "refused" : "\(s)"
             } catch {
                 status = "\(error)"
@@ -249,5 +251,14 @@ final class DeployLock: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Lets the holder thread reach the lock without keeping it alive. Unchecked: `lock` is set
+    /// before the thread starts and never written after.
     private final class Box: @unchecked Sendable { weak var lock: DeployLock? }
+
+    /// The holder's shell, handed to the holder thread. Unchecked: from here until `release()` has
+    /// seen the thread finish, only that thread uses the shell; the deploy uses its other one.
+    private final class Handover: @unchecked Sendable {
+        let shell: any RemoteShell
+        init(_ shell: any RemoteShell) { self.shell = shell }
+    }
 }

@@ -7,8 +7,10 @@ import Glibc
 
 /// One host's deploy, krops-style: check locally, connect, take the host's deploy lock, sync
 /// every source to `/var/src/NAME`, run nixos-rebuild detached and follow it, record the outcome.
-public final class Deployment {
-    public struct Options {
+/// Unchecked Sendable: a Deployment is run by one thread at a time (a fleet hands each to one
+/// runner); its mutable state (the prepared render, the log) is never shared between threads.
+public final class Deployment: @unchecked Sendable {
+    public struct Options: Sendable {
         /// The operation; nil: the host's (or `[defaults]`) `operation`.
         public var operation: Fleet.Operation?
         /// Passed to nixos-rebuild after ferry's arguments (`ferry deploy HOST -- --show-trace`).
@@ -37,9 +39,9 @@ public final class Deployment {
         /// Opens a shell on the host: an SSH session (the CLI merges its flags into the
         /// inventory's settings), or in tests a local one. Called for the lock, the work and each
         /// reconnect while following the rebuild.
-        public var open: (Fleet.Host) throws -> any RemoteShell
+        public var open: @Sendable (Fleet.Host) throws -> any RemoteShell
 
-        public init(open: @escaping (Fleet.Host) throws -> any RemoteShell) { self.open = open }
+        public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) { self.open = open }
     }
 
     public struct Outcome {
@@ -185,6 +187,7 @@ public final class Deployment {
 
     /// Two shells on the host, opened in parallel; either failing closes the other.
     func openTwo() throws -> (any RemoteShell, any RemoteShell) {
+        // Unchecked: the opening thread writes `result` before the semaphore, this one reads it after.
         final class Slot: @unchecked Sendable { var result: Result<any RemoteShell, Error>? }
         let slot = Slot()
         let done = DispatchSemaphore(value: 0)

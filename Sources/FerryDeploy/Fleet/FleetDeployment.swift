@@ -1,12 +1,13 @@
 import FerrySSH
 import FerrySync
 import Foundation
+import Synchronization
 
 /// Deploys many hosts, `jobs` at a time, each by its own `Deployment` on its own thread (a libssh2
 /// session blocks in poll; cooperative tasks would starve on 2 cores). Every host is checked
 /// locally before the first connection; each shared source is scanned once for all hosts.
 public final class FleetDeployment {
-    public struct Options {
+    public struct Options: Sendable {
         public var jobs = 8
         /// Start every host whatever fails; by default no new host starts after a failure.
         public var keepGoing = false
@@ -17,8 +18,8 @@ public final class FleetDeployment {
     }
 
     /// How one host ended.
-    public struct HostOutcome {
-        public enum State: Equatable {
+    public struct HostOutcome: Sendable {
+        public enum State: Equatable, Sendable {
             case succeeded, syncOnly
             /// The rebuild failed, or another step did (`phase` says which).
             case failed
@@ -94,27 +95,33 @@ public final class FleetDeployment {
     /// threads (one at a time per host). Returns one outcome per host, in inventory order
     /// (`notStarted` for hosts the failure policy or an interrupt kept from starting).
     /// `finished` hears each host's outcome as it ends (from that host's thread).
-    public func run(_ emit: @escaping (String, DeployEvent) -> Void, finished: @escaping (HostOutcome) -> Void = { _ in }) -> [HostOutcome] {
+    public func run(_ emit: @escaping @Sendable (String, DeployEvent) -> Void,
+                    finished: @escaping @Sendable (HostOutcome) -> Void = { _ in }) -> [HostOutcome] {
         precondition(deployments.count == hosts.count, "prepare() first")
-        let lock = NSCondition()
-        var next = 0
-        var stopStarting = false
-        var outcomes = hosts.map { HostOutcome(host: $0.name, state: .notStarted) }
+        struct Shared: Sendable {
+            var next = 0
+            var stopStarting = false
+            var outcomes: [HostOutcome]
+        }
+        let shared = Mutex(Shared(outcomes: hosts.map { HostOutcome(host: $0.name, state: .notStarted) }))
         let stop = options.deploy.stop ?? options.deploy.cancel
+        let deployments = self.deployments
+        let keepGoing = options.keepGoing
 
-        func work() {
+        @Sendable func work() {
             while true {
-                lock.lock()
-                if stopStarting || next >= deployments.count || stop?.isCancelled == true { lock.unlock(); return }
-                let index = next
-                next += 1
-                lock.unlock()
-                let outcome = deploy(deployments[index], emit: emit)
+                let index: Int? = shared.withLock { s in
+                    guard !s.stopStarting, s.next < deployments.count, stop?.isCancelled != true else { return nil }
+                    s.next += 1
+                    return s.next - 1
+                }
+                guard let index else { return }
+                let outcome = Self.deploy(deployments[index], emit: emit)
                 finished(outcome)
-                lock.lock()
-                outcomes[index] = outcome
-                if outcome.state != .succeeded && outcome.state != .syncOnly && !options.keepGoing { stopStarting = true }
-                lock.unlock()
+                shared.withLock { s in
+                    s.outcomes[index] = outcome
+                    if outcome.state != .succeeded && outcome.state != .syncOnly && !keepGoing { s.stopStarting = true }
+                }
             }
         }
 
@@ -124,10 +131,10 @@ public final class FleetDeployment {
             Thread { work(); group.leave() }.start()
         }
         group.wait()
-        return outcomes
+        return shared.withLock { $0.outcomes }
     }
 
-    private func deploy(_ deployment: Deployment, emit: @escaping (String, DeployEvent) -> Void) -> HostOutcome {
+    private static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (String, DeployEvent) -> Void) -> HostOutcome {
         let name = deployment.host.name
         var outcome = HostOutcome(host: name, state: .failed)
         outcome.logFile = deployment.logFile

@@ -6,8 +6,8 @@ import Glibc
 #endif
 
 /// The inventory: `fleet.toml` and the files beside it.
-public struct Fleet {
-    public struct Defaults: Equatable {
+public struct Fleet: Sendable {
+    public struct Defaults: Equatable, Sendable {
         public var user = "root"
         public var port = 22
         /// Private keys to offer (absolute paths), before the agent's.
@@ -23,7 +23,7 @@ public struct Fleet {
     }
 
     /// A tree pushed to `/var/src/NAME` on each target.
-    public struct Source: Equatable {
+    public struct Source: Equatable, Sendable {
         public var name: String
         /// Absolute local path (for the rendered config: the fleet's own folder).
         public var path: String
@@ -43,7 +43,7 @@ public struct Fleet {
         public static let reservedNames = ["deploys", "lock", "last-deploy.json"]
     }
 
-    public struct Host {
+    public struct Host: Sendable {
         public var name: String
         public var address: String
         public var port: Int

@@ -28,10 +28,11 @@ public enum NativeStack {
     public static func run<T>(_ body: @escaping () throws -> T) throws -> T {
         if pthread_getspecific(bigStackKey) != nil { return try body() }
         let box = ResultBox<T>()
+        box.body = body
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
             pthread_setspecific(bigStackKey, UnsafeRawPointer(bitPattern: 1))
-            box.result = Result { try body() }
+            box.result = Result { try box.body!() }
             done.signal()
         }
         thread.stackSize = size
@@ -72,6 +73,10 @@ public enum NativeStack {
 
 /// Carries a result from the evaluation thread back; written before the semaphore is
 /// signalled and read after it is waited on.
+/// Carries the body to the big-stack thread and its result back. Unchecked: the caller writes
+/// `body` before starting the thread and reads `result` only after the semaphore, so the two
+/// threads never touch it at once.
 private final class ResultBox<T>: @unchecked Sendable {
+    var body: (() throws -> T)?
     var result: Result<T, Error>?
 }

@@ -46,7 +46,7 @@ public enum AttrKey {
     case dynamic(Expr, SourceLocation)
 }
 
-public enum BinaryOperator: String {
+public enum BinaryOperator: String, Sendable {
     case implication = "->", or = "||", and = "&&", equal = "==", notEqual = "!="
     case less = "<", greater = ">", lessOrEqual = "<=", greaterOrEqual = ">="
     case update = "//", add = "+", subtract = "-", multiply = "*", divide = "/", concat = "++"

@@ -183,7 +183,7 @@ public struct Parser {
 
     // MARK: Operators (Nix precedences, loosest first)
 
-    private enum Assoc { case left, right, none }
+    private enum Assoc: Sendable { case left, right, none }
 
     private static let binary: [String: (Int, Assoc, BinaryOperator)] = [
         "->": (1, .right, .implication), "||": (2, .left, .or), "&&": (3, .left, .and),

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,16 +12,16 @@ public enum TerminalPrompt {
 }
 
 enum Passphrase {
-    // Guarded by TerminalPrompt.lock.
-    nonisolated(unsafe) private static var answers: [String: String] = [:]
+    private static let answers = Mutex<[String: String]>([:])
 
-    /// One prompt per key for the whole process: a fleet's hosts share the answer.
+    /// One prompt per key for the whole process: a fleet's hosts share the answer (prompts are
+    /// one at a time under the terminal's lock, so a second host waits for the first answer).
     static func forKey(_ path: String) -> String? {
         TerminalPrompt.lock.lock()
         defer { TerminalPrompt.lock.unlock() }
-        if let known = answers[path] { return known }
+        if let known = answers.withLock({ $0[path] }) { return known }
         let answer = prompt("Enter passphrase for \(path): ")
-        if let answer { answers[path] = answer }
+        if let answer { answers.withLock { $0[path] = answer } }
         return answer
     }
 

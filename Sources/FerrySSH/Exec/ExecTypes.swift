@@ -81,7 +81,7 @@ public final class BytesInput: ExecInput {
 
 /// A file descriptor (a pipe, file or socket), read only when poll says it is ready,
 /// so a slow producer never stalls the channel's output.
-public final class FileDescriptorInput: ExecInput {
+public final class FileDescriptorInput: ExecInput, Sendable {
     public let descriptor: Int32
 
     public init(descriptor: Int32) { self.descriptor = descriptor }
@@ -99,16 +99,17 @@ public final class FileDescriptorInput: ExecInput {
 }
 
 /// Lets another thread or a signal handler stop a running command: `cancel()` wakes the poll loop.
-public final class CancellationToken: @unchecked Sendable {
-    // Safe to share: the descriptors are set once in init and only read after.
-    private var fds: [Int32] = [-1, -1]
+public final class CancellationToken: Sendable {
+    private let fds: [Int32]
 
     public init() throws {
+        var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0,
               fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0,
               fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0 else {
             throw SSHError.protocolFailure(target: "local", operation: "create the cancel pipe", code: 0, message: errnoText())
         }
+        self.fds = fds
     }
 
     deinit {

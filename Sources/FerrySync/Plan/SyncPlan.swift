@@ -1,6 +1,6 @@
 /// What it takes to make the destination equal the source, decided locally from two manifests,
 /// with rsync -rlptD --delete's rules.
-public struct SyncPlan {
+public struct SyncPlan: Sendable {
     public struct Options: Sendable {
         public var excludes: ExcludeRules
         /// Also delete excluded paths on the target.
@@ -16,8 +16,8 @@ public struct SyncPlan {
     }
 
     /// One line of `--itemize`, in rsync's terms.
-    public struct Item: Equatable {
-        public enum Change: Equatable {
+    public struct Item: Equatable, Sendable {
+        public enum Change: Equatable, Sendable {
             case created
             /// Flags from rsync's "cstp" columns (checksum, size, time, permissions).
             case updated(content: Bool, size: Bool, time: Bool, permissions: Bool, sent: Bool)

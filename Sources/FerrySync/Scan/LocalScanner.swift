@@ -1,5 +1,6 @@
 import FerrySSH
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +32,7 @@ public enum SyncError: Error, Equatable, CustomStringConvertible {
 /// symlink to a directory, as rsync follows `src/`), skipping excluded paths and the insides
 /// of excluded directories. Top-level directories are scanned in parallel. A file that
 /// vanishes while the tree is scanned is left out with a warning, as rsync does.
-public struct LocalScanner {
+public struct LocalScanner: Sendable {
     public let root: String
     public let excludes: ExcludeRules
 
@@ -65,27 +66,36 @@ public struct LocalScanner {
         var topDirectories: [[UInt8]] = []
         try walk(rootBytes, relative: [], into: &entries, subdirectories: &topDirectories, notes: &top, descend: false)
 
-        let lock = NSLock()
-        var failure: Error?
+        struct Collected: Sendable {
+            var entries: [FileEntry]
+            var top: Scanned
+            var failure: (any Error)?
+        }
+        let shared = Mutex(Collected(entries: entries, top: top, failure: nil))
         let roots = topDirectories
         DispatchQueue.concurrentPerform(iterations: roots.count) { i in
             var local: [FileEntry] = []
             var notes = Scanned(manifest: Manifest())
             var unused: [[UInt8]] = []
+            var failed: (any Error)?
             do {
                 try walk(rootBytes + [UInt8(ascii: "/")] + roots[i], relative: roots[i], into: &local,
                          subdirectories: &unused, notes: &notes, descend: true)
             } catch {
-                lock.lock(); failure = error; lock.unlock()
+                failed = error
             }
-            lock.lock()
-            entries += local
-            top.skipped += notes.skipped
-            top.vanished += notes.vanished
-            top.tooLong += notes.tooLong
-            lock.unlock()
+            shared.withLock { c in
+                if let failed { c.failure = failed }
+                c.entries += local
+                c.top.skipped += notes.skipped
+                c.top.vanished += notes.vanished
+                c.top.tooLong += notes.tooLong
+            }
         }
-        if let failure { throw failure }
+        let collected = shared.withLock { $0 }
+        if let failure = collected.failure { throw failure }
+        entries = collected.entries
+        top = collected.top
         top.manifest = Manifest(entries)
         top.skipped.sort()
         top.vanished.sort()
