@@ -106,25 +106,12 @@ final class FleetView: @unchecked Sendable {
     /// The table at the end, always (JSON: the summary object).
     func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) {
         if mode == .json { return emitJSON(EventJSON.summary(outcomes, exitStatus: exitStatus)) }
-        ticker?.cancel()
-        lock.lock()
-        defer { lock.unlock() }
-        running.removeAll()
-        erase()
-        let width = max(4, outcomes.map(\.host.count).max() ?? 4)
-        var text = "\n" + "HOST".padding(toLength: width, withPad: " ", startingAt: 0) + "  RESULT        FILES  BYTES        TIME     DETAIL\n"
-        for o in outcomes {
-            let result = Self.stateWord(o.state)
+        table(header: ["RESULT", "FILES", "BYTES", "TIME", "DETAIL"], outcomes.map { o in
             var detail = o.cause ?? ""
             if let phase = o.phase, o.state == .failed { detail = "\(phase.rawValue): " + detail }
             if o.state == .failed || o.state == .unknown, let log = o.logFile { detail += " (log: \(log))" }
-            let line = o.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
-                + result.padding(toLength: 12, withPad: " ", startingAt: 0) + "  "
-                + String(o.filesSent).leftPadded(5) + "  " + String(o.bytesSent).padding(toLength: 11, withPad: " ", startingAt: 0) + "  "
-                + String(format: "%6.2f s", o.seconds) + "  " + Terminal.escapingControls(detail.split(separator: "\n").first.map(String.init) ?? "")
-            text += line.trimmingCharacters(in: .whitespaces) + "\n"
-        }
-        rawWrite(text)
+            return (o.host, [Self.stateWord(o.state), String(o.filesSent), String(o.bytesSent), String(format: "%.2f s", o.seconds), detail])
+        })
     }
 
     // MARK: - exec
@@ -164,18 +151,37 @@ final class FleetView: @unchecked Sendable {
             return emitJSON(["type": "summary", "hosts": outcomes.count, "results": counts, "exit_status": Int(exitStatus),
                              "failed_hosts": zip(outcomes, statuses).filter { $0.1 != 0 && $0.0.state == .failed }.map(\.0.host)])
         }
+        table(header: ["RESULT", "TIME", "DETAIL"], zip(outcomes, statuses).map { o, s in
+            let result = s == 0 ? "ok" : (o.state == .notStarted ? "not started" : (o.state == .interrupted ? "interrupted" : "FAILED"))
+            return (o.host, [result, String(format: "%.2f s", o.seconds), o.cause ?? ""])
+        })
+    }
+
+    /// The summary table after the live block is gone: columns padded, the last one (the
+    /// detail) as it is, its first line only, escaped.
+    private func table(header: [String], _ rows: [(host: String, cells: [String])]) {
         ticker?.cancel()
         lock.lock()
         defer { lock.unlock() }
         running.removeAll()
         erase()
-        let width = max(4, outcomes.map(\.host.count).max() ?? 4)
-        var text = "\n" + "HOST".padding(toLength: width, withPad: " ", startingAt: 0) + "  RESULT        TIME     DETAIL\n"
-        for (o, s) in zip(outcomes, statuses) {
-            let result = s == 0 ? "ok" : (o.state == .notStarted ? "not started" : (o.state == .interrupted ? "interrupted" : "FAILED"))
-            let line = o.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + result.padding(toLength: 12, withPad: " ", startingAt: 0)
-                + "  " + String(format: "%6.2f s", o.seconds) + "  " + Terminal.escapingControls(o.cause ?? "")
-            text += line.trimmingCharacters(in: .whitespaces) + "\n"
+        let all: [(String, [String])] = [("HOST", header)] + rows.map { row in
+            var cells = row.cells
+            if let detail = cells.popLast() { cells.append(Terminal.escapingControls(detail.split(separator: "\n").first.map(String.init) ?? "")) }
+            return (row.host, cells)
+        }
+        var widths = [Int](repeating: 0, count: header.count + 1)
+        for (host, cells) in all {
+            widths[0] = max(widths[0], host.count)
+            for (i, cell) in cells.enumerated() { widths[i + 1] = max(widths[i + 1], cell.count) }
+        }
+        var text = "\n"
+        for (host, cells) in all {
+            var line = host.padding(toLength: widths[0], withPad: " ", startingAt: 0)
+            for (i, cell) in cells.enumerated() {
+                line += "  " + (i == cells.count - 1 ? cell : cell.padding(toLength: widths[i + 1], withPad: " ", startingAt: 0))
+            }
+            text += line.trimmingCharacters(in: CharacterSet.whitespaces) + "\n"
         }
         rawWrite(text)
     }
@@ -257,10 +263,6 @@ final class FleetView: @unchecked Sendable {
         var size = winsize()
         return ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
     }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
 
 /// The JSON Lines envelope shared by `deploy` (and later `exec` and `diff`): every object has a

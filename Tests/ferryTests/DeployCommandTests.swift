@@ -288,17 +288,22 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(h.standInCalls().count, 2)
     }
 
-    func testKillNineBeforeTheRebuildFreesTheLockAtOnce() throws {
-        // A slow link keeps the first deploy inside its sync, holding the lock.
+    /// A deploy through a 200 kB/s link, caught while it stages files (holding its lock).
+    func startDeployInsideItsSync(_ work: Work) throws -> (Process, LinkProxy) {
         let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))
-        defer { proxy.stop() }
-        let work = try makeWork()
-        let slowFleet = try fleet(work, through: proxy)
-        let (slow, _) = try startDeploy(work, fleetFile: slowFleet)
+        let (slow, _) = try startDeploy(work, fleetFile: try fleet(work, through: proxy))
         let h = try host
         waitFor("the slow deploy to stage files") {
             ((try? FileManager.default.contentsOfDirectory(atPath: h.varSrc + "/.ferry/lnbits-src/stage/data")) ?? []).count > 0
         }
+        return (slow, proxy)
+    }
+
+    func testKillNineBeforeTheRebuildFreesTheLockAtOnce() throws {
+        // A slow link keeps the first deploy inside its sync, holding the lock.
+        let work = try makeWork()
+        let (slow, proxy) = try startDeployInsideItsSync(work)
+        defer { proxy.stop() }
         kill(slow.processIdentifier, SIGKILL)
         slow.waitUntilExit()
         let start = Date()
@@ -312,15 +317,9 @@ final class DeployCommandTests: HostTestCase {
     /// A blackholed link never closes: the holder ends itself (and the deploy's sync) once the
     /// heartbeat has been silent for 30 s.
     func testBlackholedLinkFreesTheLockWhenTheHeartbeatStops() throws {
-        let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))
-        defer { proxy.stop() }
         let work = try makeWork()
-        let slowFleet = try fleet(work, through: proxy)
-        let (slow, _) = try startDeploy(work, fleetFile: slowFleet)
-        let h = try host
-        waitFor("the slow deploy to stage files") {
-            ((try? FileManager.default.contentsOfDirectory(atPath: h.varSrc + "/.ferry/lnbits-src/stage/data")) ?? []).count > 0
-        }
+        let (slow, proxy) = try startDeployInsideItsSync(work)
+        defer { proxy.stop() }
         proxy.blackhole()
         kill(slow.processIdentifier, SIGKILL)
         slow.waitUntilExit()
