@@ -533,4 +533,62 @@ final class DeployCommandTests: HostTestCase {
         h.holdRebuild(false)
         XCTAssertEqual(try deploy(work).status, 0)
     }
+
+    // MARK: - diff
+
+    /// The paths `rsync -rlptDn --delete --modify-window=-1` would touch, as diff names them.
+    func rsyncWouldTouch(_ work: Work) throws -> Set<String> {
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "--modify-window=-1", "--itemize-changes"]
+                                + Self.excludes.map { "--exclude=\($0)" } + [work.lnbits + "/", try host.varSrc + "/lnbits-src/"])
+        return Set(r.output.split(separator: "\n").map { line -> String in
+            var path = String(line.dropFirst(12))
+            if let arrow = path.range(of: " -> ") { path = String(path[..<arrow.lowerBound]) }
+            if path.hasSuffix("/") { path.removeLast() }
+            return path.isEmpty ? "." : path
+        })
+    }
+
+    func testDiffShowsWhatADeployWouldChangeAndChangesNothing() throws {
+        let work = try makeWork()
+        let h = try host
+        let fresh = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--exit-code"])
+        XCTAssertEqual(fresh.status, 1, fresh.stderr)
+        XCTAssertTrue(fresh.stdout.contains("+++ b/configuration.nix"), "a host never deployed shows every file as added")
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: h.varSrc)) ?? [], [], "diff wrote nothing")
+
+        XCTAssertEqual(try deploy(work).status, 0)
+        let clean = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--exit-code"])
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        XCTAssertTrue(clean.stdout.contains("lnbits-src: no changes") && clean.stdout.contains("total: 0 changes"), clean.stdout)
+
+        // One of each kind, and a same-length var change.
+        try "x".write(toFile: work.lnbits + "/new.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.removeItem(atPath: work.lnbits + "/tests/test_1.py")
+        let readme = work.lnbits + "/README.md"
+        var data = try Data(contentsOf: URL(fileURLWithPath: readme))
+        data[0] = data[0] == UInt8(ascii: "a") ? UInt8(ascii: "b") : UInt8(ascii: "a")
+        try data.write(to: URL(fileURLWithPath: readme))
+        try Command.check(["touch", "-d", "2001-02-03 04:05:06", work.lnbits + "/uv.lock"])
+        chmod(work.lnbits + "/flake.nix", 0o755)
+        try FileManager.default.removeItem(atPath: work.lnbits + "/lnbits/static/bundle.js")
+        try FileManager.default.createSymbolicLink(atPath: work.lnbits + "/lnbits/static/bundle.js", withDestinationPath: "vendor/bundle_1.min.js")
+        try writeFleet(work, lnbitsPort: 5001)
+        let before = try Command.run(["sh", "-c", "cd '\(h.varSrc)' && find . -printf '%p %s %T@ %m\\n' | sort"]).output
+
+        let r = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--exit-code"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        for line in ["  + new.txt", "  - tests/test_1.py", "  ~ README.md", "  m uv.lock", "  p flake.nix", "  t lnbits/static/bundle.js",
+                     "-      lnbitsPort = 5000;", "+      lnbitsPort = 5001;", "--- a/configuration.nix", "+++ b/configuration.nix"] {
+            XCTAssertTrue(r.stdout.contains(line + "\n"), "\(line): \(r.stdout)")
+        }
+        let names = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--name-only", "--source", "lnbits-src"])
+        XCTAssertEqual(Set(names.stdout.split(separator: "\n").map(String.init)), try rsyncWouldTouch(work), "diff and rsync -n agree")
+        let all = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--name-only"])
+        XCTAssertTrue(all.stdout.contains("lnbits-src/new.txt\n") && all.stdout.contains("nixos-config/configuration.nix\n"), all.stdout)
+        XCTAssertEqual(try Command.run(["sh", "-c", "cd '\(h.varSrc)' && find . -printf '%p %s %T@ %m\\n' | sort"]).output, before, "diff changed nothing")
+
+        // The deploy does what the diff said; afterwards there is nothing left to show.
+        XCTAssertEqual(try deploy(work).status, 0)
+        XCTAssertEqual(try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--exit-code"]).status, 0)
+    }
 }

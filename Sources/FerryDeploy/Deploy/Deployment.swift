@@ -221,7 +221,7 @@ public final class Deployment: @unchecked Sendable {
         return sync
     }
 
-    struct Prepared {
+    struct Prepared: Sendable {
         var renderedTree: String
         var renderedSource: String
     }
