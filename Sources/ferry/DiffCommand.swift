@@ -11,7 +11,9 @@ struct Diff: ParsableCommand {
         Uses the deploy's own read-only steps (scan, list, plan, verify by hash), so diff and deploy \
         agree: per source, + added, ~ changed, - deleted, m mtime only (same size and contents), \
         t type or symlink target, p mode; then the rendered configuration as diff -u prints it. \
-        Takes no lock. --exit-code: 0 nothing would change, 1 something would, 2 an error.
+        Takes no lock and writes nothing on the host (unlike --op dry-activate, which syncs and \
+        builds there); a deploy in progress is noted. Exit status: 2 when a host could not be \
+        diffed (the others are still shown); with --exit-code, 0 nothing would change, 1 something would.
         """
     )
 
@@ -63,6 +65,11 @@ struct Diff: ParsableCommand {
             do {
                 let session = try options.open(d.host)
                 defer { session.close() }
+                switch try HostStatus.lock(shell: session) {
+                case .free: break
+                case .held(let who), .rebuildRunning(let who):
+                    printError("ferry: \(host): note: a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now")
+                }
                 let diff = try HostDiff.compute(d, over: session, only: source)
                 changed = changed || !diff.isEmpty
                 if nameOnly {
@@ -89,7 +96,7 @@ struct Diff: ParsableCommand {
                 failed = true
             }
         }
-        if failed { throw Failure(code: exitCode ? 2 : 1, message: "") }
+        if failed { throw Failure(code: 2, message: "") }
         if exitCode && changed { throw Failure(code: 1, message: "") }
     }
 

@@ -305,4 +305,14 @@ final class FleetDeployTests: XCTestCase {
         XCTAssertEqual(valid.status, 0, failing.stdout)
         XCTAssertTrue(failing.stdout.contains("\"exit_status\":3"), failing.stdout)
     }
+
+    /// Three hosts, one unreachable: the other two are shown, the failure named, exit 2.
+    func testDiffOverThreeHostsWithOneUnreachable() throws {
+        let r = try FerryBinary.run(["diff", "-f", fleetFile, "web-1", "web-2", "db-1", "--connect-timeout", "3"])
+        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("web-1 | total: "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("db-1 | total: "), r.stdout)
+        XCTAssertTrue(r.stderr.contains("ferry: web-2: cannot connect to 127.0.0.1 port"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: host("web-1").varSrc + "/.ferry"), "diff wrote nothing")
+    }
 }

@@ -53,7 +53,8 @@ public struct HostStatus {
     tr -d '\0' < "$state/last-deploy.json" 2>/dev/null; printf '\0'
     """#
 
-    public static func read(fleet: Fleet, host: Fleet.Host, shell: any RemoteShell, root: String = "/var/src") throws -> HostStatus {
+    /// The record, the lock and the running system, in one command (no manifests, no drift).
+    static func basics(shell: any RemoteShell, root: String) throws -> (record: [String: Any]?, lock: Lock, currentSystem: String) {
         let (status, out, err) = try shell.run(.script(script, arguments: [Array(root.utf8)]))
         guard status == .exited(0) else {
             throw DeployError.remote(target: shell.name, step: "reading the status", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
@@ -63,6 +64,16 @@ public struct HostStatus {
         let holder = try? JSONDecoder().decode(LockHolder.self, from: Data(fields[2].utf8))
         let lock: Lock = fields[1] == "running" ? .rebuildRunning(holder) : fields[1] == "held" ? .held(holder) : .free
         let record = (try? JSONSerialization.jsonObject(with: Data(fields[3].utf8))) as? [String: Any]
+        return (record, lock, fields[0])
+    }
+
+    /// Who holds the host's deploy lock, read without touching it.
+    public static func lock(shell: any RemoteShell, root: String = "/var/src") throws -> Lock {
+        try basics(shell: shell, root: root).lock
+    }
+
+    public static func read(fleet: Fleet, host: Fleet.Host, shell: any RemoteShell, root: String = "/var/src") throws -> HostStatus {
+        let (record, lock, currentSystem) = try basics(shell: shell, root: root)
 
         var drift: [Drift] = []
         for source in fleet.sources {
@@ -75,7 +86,7 @@ public struct HostStatus {
             let changes = ManifestFile.drift(recorded: recorded, current: current, excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude))
             drift.append(Drift(source: source.name, recorded: true, added: changes.added, changed: changes.changed, removed: changes.removed))
         }
-        return HostStatus(record: record, lock: lock, currentSystem: fields[0], drift: drift)
+        return HostStatus(record: record, lock: lock, currentSystem: currentSystem, drift: drift)
     }
 
     /// $1 root, $2 "1" to force. Frees a lock whose holder is gone (clearing its notes); refuses
