@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryDeploy
 import FerrySSH
 
 /// The SSH options every subcommand that talks to a target shares.
@@ -27,6 +28,11 @@ struct ConnectionOptions: ParsableArguments {
         )
         configuration.onNotice = { printError("ferry: \(target): \($0)") }
         return configuration
+    }
+
+    /// An inventory host's settings, these flags winning.
+    func configuration(for host: Fleet.Host) -> SSHConfiguration {
+        configuration(for: host.target, identity: host.identity, knownHosts: host.knownHosts, hostKeyPolicy: host.hostKeyPolicy)
     }
 
     func validate() throws {

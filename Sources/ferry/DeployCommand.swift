@@ -93,7 +93,7 @@ struct Deploy: ParsableCommand {
         SignalRelay.onInterrupt(cancel, stop: stop)
         let connection = self.connection
         var options = Deployment.Options { h in
-            try SSHSession(connecting: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy))
+            try SSHSession(connecting: connection.configuration(for: h))
         }
         options.operation = operation
         options.extraArguments = split.extra

@@ -49,7 +49,7 @@ struct Diff: ParsableCommand {
         let hosts = try inventory.select(fleet, targets, skip: skip)
         let connection = self.connection
         var options = Deployment.Options { h in
-            try SSHSession(connecting: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy))
+            try SSHSession(connecting: connection.configuration(for: h))
         }
         options.checksum = checksum
         let deployments = hosts.map { Deployment(fleet: fleet, host: $0, options: options) }

@@ -100,7 +100,7 @@ struct Exec: ParsableCommand {
         if let fleet, !(inventoryTargets.isEmpty && !targets.isEmpty) {
             for h in try InventoryOption.select(fleet, inventoryTargets, skip: skip) {
                 out.append(Resolved(name: h.name, target: h.target,
-                                    configuration: connection.configuration(for: h.target, identity: h.identity, knownHosts: h.knownHosts, hostKeyPolicy: h.hostKeyPolicy)))
+                                    configuration: connection.configuration(for: h)))
             }
         } else if !inventoryTargets.isEmpty {
             throw Failure.usage("'\(inventoryTargets[0])' is no address, and no fleet file is in effect to find it in", command: "exec")

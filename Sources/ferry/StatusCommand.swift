@@ -30,8 +30,7 @@ struct Status: ParsableCommand {
         var failed = false
         for host in try inventory.select(fleet, targets, skip: skip) {
             do {
-                let session = try SSHSession(connecting: connection.configuration(for: host.target, identity: host.identity,
-                                                                                   knownHosts: host.knownHosts, hostKeyPolicy: host.hostKeyPolicy))
+                let session = try SSHSession(connecting: connection.configuration(for: host))
                 defer { session.close() }
                 for line in Self.describe(try HostStatus.read(fleet: fleet, host: host, shell: session)) {
                     print("\(host.name) | " + Terminal.escapingControls(line))
@@ -104,8 +103,7 @@ struct Unlock: ParsableCommand {
         let fleet = try inventory.load()
         guard let host = try inventory.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
         do {
-            let session = try SSHSession(connecting: connection.configuration(for: host.target, identity: host.identity,
-                                                                               knownHosts: host.knownHosts, hostKeyPolicy: host.hostKeyPolicy))
+            let session = try SSHSession(connecting: connection.configuration(for: host))
             defer { session.close() }
             switch try HostStatus.unlock(shell: session, force: force) {
             case .wasFree:
