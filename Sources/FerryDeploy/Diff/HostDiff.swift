@@ -34,6 +34,7 @@ public struct HostDiff: Sendable {
         let deleted = Set(plan.items.filter { $0.change == .deleted }.map(\.entry.path))
         let created = Set(plan.items.filter { $0.change == .created }.map(\.entry.path))
         let sameContents = Set(plan.metadataOnly.map(\.path))
+        let sent = Set(plan.sends.map(\.path))
         var entries: [Entry] = []
         for item in plan.items {
             let path = item.entry.path
@@ -48,7 +49,7 @@ public struct HostDiff: Sendable {
                 let kind: Kind
                 if item.entry.kind == .symlink {
                     kind = .type
-                } else if item.entry.kind == .file && !sameContents.contains(path) && (content || size || plan.sends.contains { $0.path == path }) {
+                } else if item.entry.kind == .file && !sameContents.contains(path) && (content || size || sent.contains(path)) {
                     kind = .changed
                 } else {
                     kind = permissions ? .mode : .mtimeOnly
