@@ -71,9 +71,7 @@ struct Deploy: ParsableCommand {
     /// Targets, and the nixos-rebuild arguments after the command line's first "--" (which
     /// ArgumentParser appends to the one positional array).
     var split: (targets: [String], extra: [String]) {
-        let raw = Array(CommandLine.arguments.dropFirst())
-        guard let dash = raw.firstIndex(of: "--") else { return (words, []) }
-        let extra = Array(raw[(dash + 1)...])
+        let extra = (wordsAfterDashes() ?? []).map { String(decoding: $0, as: UTF8.self) }
         return (Array(words.dropLast(min(extra.count, words.count))), extra)
     }
 
@@ -86,7 +84,7 @@ struct Deploy: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let hosts = try inventory.select(fleet, split.targets, skip: skip)
+        let hosts = try InventoryOption.select(fleet, split.targets, skip: skip)
         guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: "deploy") }
         let cancel = try CancellationToken()
         let stop = try CancellationToken()

@@ -46,7 +46,7 @@ struct Diff: ParsableCommand {
                 throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: "diff")
             }
         }
-        let hosts = try inventory.select(fleet, targets, skip: skip)
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
         let connection = self.connection
         var options = Deployment.Options { h in
             try SSHSession(connecting: connection.configuration(for: h))

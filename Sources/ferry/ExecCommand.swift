@@ -42,19 +42,8 @@ struct Exec: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    /// The words after `--` as the bytes the shell passed: Swift's CommandLine.arguments and
-    /// ArgumentParser have already replaced bytes that are not UTF-8.
-    static func rawCommandWords() -> [[UInt8]]? {
-        let argv = (0..<Int(CommandLine.argc)).map { i -> [UInt8] in
-            guard let p = CommandLine.unsafeArgv[i] else { return [] }
-            return Array(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
-        }
-        guard let dashes = argv.firstIndex(of: Array("--".utf8)) else { return nil }
-        return Array(argv[(dashes + 1)...])
-    }
-
     func validate() throws {
-        guard let command = Self.rawCommandWords(), !command.isEmpty else {
+        guard let command = wordsAfterDashes(), !command.isEmpty else {
             throw ValidationError("give the command after --, e.g. ferry exec host -- uname -a")
         }
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
@@ -67,7 +56,7 @@ struct Exec: ParsableCommand {
     }
 
     func run() throws {
-        let command = Self.rawCommandWords() ?? []
+        let command = wordsAfterDashes() ?? []
         let targets = Array(words.dropLast(min(command.count, words.count)))
         let remote: RemoteCommand
         do { remote = try RemoteCommand(validating: command) } catch { throw Failure.usage("\(error)", command: "exec") }
@@ -172,16 +161,17 @@ struct Exec: ParsableCommand {
         var outcome = FleetDeployment.HostOutcome(host: r.name, state: .failed)
         let start = Date()
         view.execLine(r.name, "\(r.target)", stream: nil)
-        var out = LineBuffer(), err = LineBuffer()
+        var out = LineSplitter(), err = LineSplitter()
+        func text(_ line: [UInt8]) -> String { String(decoding: line, as: UTF8.self) }
         var status: Int32?
         do {
             let session = try SSHSession(connecting: r.configuration)
             defer { session.close() }
             let s = try session.exec(remote, cancel: cancel,
-                                     stdout: { out.feed($0) { view.execLine(r.name, $0, stream: "stdout") } },
-                                     stderr: { err.feed($0) { view.execLine(r.name, $0, stream: "stderr") } })
-            out.flush { view.execLine(r.name, $0, stream: "stdout") }
-            err.flush { view.execLine(r.name, $0, stream: "stderr") }
+                                     stdout: { out.feed($0) { view.execLine(r.name, text($0), stream: "stdout") } },
+                                     stderr: { err.feed($0) { view.execLine(r.name, text($0), stream: "stderr") } })
+            out.flush { view.execLine(r.name, text($0), stream: "stdout") }
+            err.flush { view.execLine(r.name, text($0), stream: "stderr") }
             status = s.shellCode
             outcome.state = s == .exited(0) ? .succeeded : .failed
             outcome.cause = "\(s)"
@@ -195,23 +185,5 @@ struct Exec: ParsableCommand {
         outcome.seconds = Date().timeIntervalSince(start)
         view.execFinished(outcome, status: status)
         return (outcome, status)
-    }
-}
-
-/// Bytes into lines (the last one kept until a newline or `flush`).
-struct LineBuffer {
-    private var pending: [UInt8] = []
-
-    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ line: (String) -> Void) {
-        pending.append(contentsOf: chunk)
-        while let newline = pending.firstIndex(of: 0x0A) {
-            line(String(decoding: pending[..<newline], as: UTF8.self))
-            pending.removeSubrange(...newline)
-        }
-    }
-
-    mutating func flush(_ line: (String) -> Void) {
-        if !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
-        pending = []
     }
 }

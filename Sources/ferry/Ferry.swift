@@ -63,3 +63,15 @@ struct Failure: Error {
         Failure(code: SignalRelay.exitCode, message: "")
     }
 }
+
+/// The words after the command line's first `--`, as the bytes the shell passed (Swift's
+/// CommandLine.arguments and ArgumentParser have already replaced bytes that are not UTF-8);
+/// nil without a `--`. ArgumentParser puts them at the end of a command's positional array too.
+func wordsAfterDashes() -> [[UInt8]]? {
+    let argv = (0..<Int(CommandLine.argc)).map { i -> [UInt8] in
+        guard let p = CommandLine.unsafeArgv[i] else { return [] }
+        return Array(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
+    }
+    guard let dashes = argv.firstIndex(of: Array("--".utf8)) else { return nil }
+    return Array(argv[(dashes + 1)...])
+}

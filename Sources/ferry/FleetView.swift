@@ -48,31 +48,22 @@ final class FleetView: @unchecked Sendable {
 
     func show(_ host: String, _ event: DeployEvent) {
         if mode == .json { return emitJSON(EventJSON.event(host: host, event)) }
-        var lines: [String] = []
+        // The log's words. A phase's start is a line for the rebuild only (the live line shows the rest).
+        let text = DeployEventText.line(event)
+        var lines = [text]
         var status: String?
         switch event {
         case .phaseStarted(let phase, let detail):
             status = "\(phase.rawValue) \(detail)"
-            if phase == .rebuild { lines.append("rebuild: \(detail)") }
-        case .phaseFinished(let phase, let seconds, let detail):
-            lines.append("\(phase.rawValue): \(detail) (\(String(format: "%.2f", seconds)) s)")
-        case .lockBusy(let holder, let waiting):
-            lines.append("lock: held by \(holder)" + (waiting > 0 ? "; waiting up to \(waiting) s" : ""))
-            status = "waiting for the lock"
+            if phase != .rebuild { lines = [] }
+        case .lockBusy: status = "waiting for the lock"
+        case .reconnecting: status = "reconnecting"
         case .sourceSynced(let name, let result):
-            let deleted = result.plan.items.filter { $0.change == .deleted }.count
-            lines.append("sync: \(name): \(result.plan.sends.count) files sent (\(result.plan.bytesToSend) bytes), \(deleted) deleted")
             if stats {
                 lines.append("  \(name): \(result.filesScanned) entries scanned (\(result.bytesScanned) bytes), \(result.bytesSent) bytes streamed, \(String(format: "%.3f", result.seconds)) s")
             }
             for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
-        case .output(let line):
-            lines.append(String(decoding: line, as: UTF8.self))
-        case .warning(let text):
-            lines.append("warning: \(text)")
-        case .reconnecting(let reason):
-            lines.append("rebuild: lost the link (\(reason)); reconnecting")
-            status = "reconnecting"
+        case .phaseFinished, .output, .warning: break
         }
         lock.lock()
         defer { lock.unlock() }
@@ -94,13 +85,6 @@ final class FleetView: @unchecked Sendable {
         running.removeAll { $0.host == outcome.host }
         guard outcome.state != .notStarted else { return write([]) }
         write([prefix(outcome.host) + Terminal.escapingControls(Self.resultText(outcome))])
-    }
-
-    func note(_ host: String, _ text: String) {
-        guard mode != .json else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        write([prefix(host) + Terminal.escapingControls(text)])
     }
 
     /// The table at the end, always (JSON: the summary object).

@@ -21,7 +21,7 @@ struct Hosts: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let hosts = try inventory.select(fleet, targets, skip: skip)
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
         if json {
             for h in hosts {
                 let object: [String: Any] = ["type": "host", "name": h.name, "address": h.address, "port": h.port, "user": h.user,

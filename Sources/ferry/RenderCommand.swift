@@ -23,10 +23,6 @@ struct InventoryOption: ParsableArguments {
     }
 
     /// The hosts `targets` and `skip` name; an unknown one exits 2 listing hosts and tags.
-    func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
-        try Self.select(fleet, targets, skip: skip)
-    }
-
     static func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
         do {
             return try fleet.select(targets, skip: skip)
@@ -79,7 +75,7 @@ struct Render: ParsableCommand {
             }
         }
         do {
-            for host in try inventory.select(fleet, targets, skip: skip) {
+            for host in try InventoryOption.select(fleet, targets, skip: skip) {
                 let rendered = try RenderedConfig(host: host, fleet: fleet, skipping: [out])
                 do {
                     try rendered.write(to: out + "/" + host.name)

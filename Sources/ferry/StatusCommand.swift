@@ -28,7 +28,7 @@ struct Status: ParsableCommand {
     func run() throws {
         let fleet = try inventory.load()
         var failed = false
-        for host in try inventory.select(fleet, targets, skip: skip) {
+        for host in try InventoryOption.select(fleet, targets, skip: skip) {
             do {
                 let session = try SSHSession(connecting: connection.configuration(for: host))
                 defer { session.close() }
@@ -101,7 +101,7 @@ struct Unlock: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        guard let host = try inventory.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
+        guard let host = try InventoryOption.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
         do {
             let session = try SSHSession(connecting: connection.configuration(for: host))
             defer { session.close() }

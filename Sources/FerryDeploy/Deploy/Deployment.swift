@@ -47,8 +47,6 @@ public final class Deployment: @unchecked Sendable {
     public struct Outcome {
         public var id: String
         public var result: DeployResult
-        /// The local copy of everything this deploy printed and the rebuild's full output.
-        public var logFile: String?
         public var record: DeployRecord
     }
 
@@ -57,7 +55,8 @@ public final class Deployment: @unchecked Sendable {
     public let options: Options
     public let id: String
     private let log: LocalLog?
-    /// This deploy's local log (nil when neither log folder is writable).
+    /// This deploy's local copy of everything it reported and the rebuild's full output (nil when
+    /// neither log folder is writable).
     public var logFile: String? { log?.path }
 
     public init(fleet: Fleet, host: Fleet.Host, options: Options) {
@@ -158,7 +157,7 @@ public final class Deployment: @unchecked Sendable {
 
         if options.syncOnly {
             try runChecked(session, .script(Rebuild.recordScript, arguments: [record.json, options.root].map { Array($0.utf8) }), step: "writing the record")
-            return Outcome(id: id, result: .syncOnly, logFile: log?.path, record: record)
+            return Outcome(id: id, result: .syncOnly, record: record)
         }
 
         // 4. Rebuild, detached; 5. the job writes the record's result.
@@ -175,7 +174,7 @@ public final class Deployment: @unchecked Sendable {
         released = true
         let result = try follow(directory: directory, first: session, report: report)
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
-        return Outcome(id: id, result: result, logFile: log?.path, record: record)
+        return Outcome(id: id, result: result, record: record)
     }
 
     /// Unpacks NAME/manifest.new files and renames each over NAME/manifest.
@@ -365,20 +364,21 @@ final class LocalLog {
     func close() { try? handle?.close() }
 }
 
-/// Plain words for events (the local log; the CLI has its own renderings for terminals).
+/// Plain words for events: the local log's lines, and the CLI's (which adds a host prefix and
+/// escapes control characters).
 public enum DeployEventText {
     public static func line(_ event: DeployEvent) -> String {
         switch event {
         case .phaseStarted(let phase, let detail): return "\(phase.rawValue): \(detail)"
-        case .phaseFinished(let phase, let seconds, let detail): return "\(phase.rawValue): done in \(String(format: "%.2f", seconds)) s (\(detail))"
+        case .phaseFinished(let phase, let seconds, let detail): return "\(phase.rawValue): \(detail) (\(String(format: "%.2f", seconds)) s)"
         case .lockBusy(let holder, let waiting):
             return "lock: held by \(holder)" + (waiting > 0 ? "; waiting up to \(waiting) s" : "")
         case .sourceSynced(let name, let r):
             let deleted = r.plan.items.filter { $0.change == .deleted }.count
-            return "sync: \(name): \(r.filesScanned) entries, \(r.plan.sends.count) files sent (\(r.plan.bytesToSend) bytes), \(deleted) deleted"
+            return "sync: \(name): \(r.plan.sends.count) files sent (\(r.plan.bytesToSend) bytes), \(deleted) deleted"
         case .output(let line): return String(decoding: line, as: UTF8.self)
         case .warning(let text): return "warning: \(text)"
-        case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting to keep following"
+        case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting"
         }
     }
 }

@@ -75,10 +75,12 @@ enum Rebuild {
 }
 
 /// Splits a byte stream into lines (a final partial line is kept until `flush`).
-struct LineSplitter {
+public struct LineSplitter {
     private var pending: [UInt8] = []
 
-    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ line: ([UInt8]) -> Void) {
+    public init() {}
+
+    public mutating func feed(_ chunk: UnsafeRawBufferPointer, _ line: ([UInt8]) -> Void) {
         pending.append(contentsOf: chunk)
         var start = 0
         while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
@@ -88,7 +90,7 @@ struct LineSplitter {
         pending.removeFirst(start)
     }
 
-    mutating func flush(_ line: ([UInt8]) -> Void) {
+    public mutating func flush(_ line: ([UInt8]) -> Void) {
         if !pending.isEmpty { line(pending) }
         pending = []
     }

@@ -3,21 +3,14 @@ import FerrySSH
 import Foundation
 
 /// What a sync left on the target, kept as `/var/src/.ferry/NAME/manifest`: one record per entry —
-/// type, mode, size, mtime, path, link target and a file's SHA-256 — NUL-separated like the
+/// type (find's `%y` letter, as in the target's listings), mode, size, mtime, path, link target and a file's SHA-256 — NUL-separated like the
 /// target's own listings (paths are bytes and may hold newlines). `ferry status` compares a host's
 /// tree with it to name what changed there since.
 public enum ManifestFile {
     public static func encode(_ manifest: Manifest) -> [UInt8] {
         var out: [UInt8] = []
         for e in manifest.entries {
-            let type: String
-            switch e.kind {
-            case .file: type = "f"
-            case .directory: type = "d"
-            case .symlink: type = "l"
-            case .fifo: type = "p"
-            }
-            for field in [Array(type.utf8), Array(String(e.mode, radix: 8).utf8), Array(String(e.size).utf8), Array(e.mtime.description.utf8),
+            for field in [[e.kind.findType], Array(String(e.mode, radix: 8).utf8), Array(String(e.size).utf8), Array(e.mtime.description.utf8),
                           e.path, e.linkTarget ?? [], e.checksum ?? []] {
                 out += field + [0]
             }
@@ -38,13 +31,7 @@ public enum ManifestFile {
                   f[4].isEmpty ? entries.isEmpty : RemoteTree.isSafeRelativePath(f[4]) else {
                 throw SyncError.badRemoteListing(target: target, reason: "a malformed manifest record")
             }
-            let kind: FileEntry.Kind
-            switch f[0].first {
-            case UInt8(ascii: "d"): kind = .directory
-            case UInt8(ascii: "l"): kind = .symlink
-            case UInt8(ascii: "p"): kind = .fifo
-            default: kind = .file
-            }
+            let kind = FileEntry.Kind(findType: f[0].first)
             entries.append(FileEntry(path: Array(f[4]), kind: kind, mode: mode, size: size, mtime: mtime,
                                      linkTarget: kind == .symlink ? Array(f[5]) : nil, checksum: f[6].isEmpty ? nil : Array(f[6])))
         }

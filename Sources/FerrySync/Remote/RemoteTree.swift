@@ -98,13 +98,7 @@ package enum RemoteTree {
             guard entries.isEmpty ? pathField.isEmpty : isSafeRelativePath(pathField), type.count == 1 else {
                 throw SyncError.badRemoteListing(target: target, reason: "an entry outside the destination or of no known type: '\(text(pathField))'")
             }
-            let k: FileEntry.Kind
-            switch type.first {
-            case UInt8(ascii: "d"): k = .directory
-            case UInt8(ascii: "l"): k = .symlink
-            case UInt8(ascii: "p"): k = .fifo
-            default: k = .file  // sockets and devices: replaced or deleted like files
-            }
+            let k = FileEntry.Kind(findType: type.first)
             entries.append(FileEntry(path: Array(pathField), kind: k, mode: mode, size: k == .file ? size : 0,
                                      mtime: mtime, linkTarget: k == .symlink ? Array(linkField) : nil))
         }

@@ -2,6 +2,27 @@
 public struct FileEntry: Equatable, Sendable {
     public enum Kind: Equatable, Sendable {
         case file, directory, symlink, fifo
+
+        /// From `find -printf %y`'s letter: sockets and devices count as files (replaced or
+        /// deleted like them).
+        init(findType letter: UInt8?) {
+            switch letter {
+            case UInt8(ascii: "d"): self = .directory
+            case UInt8(ascii: "l"): self = .symlink
+            case UInt8(ascii: "p"): self = .fifo
+            default: self = .file
+            }
+        }
+
+        /// `find -printf %y`'s letter for this kind.
+        var findType: UInt8 {
+            switch self {
+            case .file: return UInt8(ascii: "f")
+            case .directory: return UInt8(ascii: "d")
+            case .symlink: return UInt8(ascii: "l")
+            case .fifo: return UInt8(ascii: "p")
+            }
+        }
     }
 
     /// Relative to the tree's root, without a leading "./"; "" is the root itself.
