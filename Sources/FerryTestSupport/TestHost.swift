@@ -127,12 +127,16 @@ public final class TestHost {
 public struct TestUser: Sendable {
     public let name: String
     public let uid: Int
-    /// Passwordless sudo for everything.
+    /// Sudo for everything: passwordless, or (with `password`) after that password.
     public let sudo: Bool
+    /// The login's real password (a SHA-512 crypt hash in the host's private /etc/shadow); sudo
+    /// then asks for it (through PAM, which works although sshd runs with `UsePAM no`).
+    public let password: String?
 
-    public init(name: String, uid: Int = 4242, sudo: Bool) {
+    public init(name: String, uid: Int = 4242, sudo: Bool, password: String? = nil) {
         self.name = name
         self.uid = uid
         self.sudo = sudo
+        self.password = password
     }
 }

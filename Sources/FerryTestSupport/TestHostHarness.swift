@@ -177,11 +177,13 @@ public final class TestHostHarness {
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
             chown(home, uid_t(user.uid), gid_t(user.uid))
             passwd += "\(user.name):x:\(user.uid):\(user.uid):ferry test user:\(home):/bin/sh\n"
-            shadow += "\(user.name):*:19000:0:99999:7:::\n"  // "*": no password, not locked
+            // "*": no password, not locked.
+            let hash = try user.password.map { try Command.check(["openssl", "passwd", "-6", "-stdin"], input: Data($0.utf8)).output.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "*"
+            shadow += "\(user.name):\(hash):19000:0:99999:7:::\n"
             group += "\(user.name):x:\(user.uid):\n"
             if user.sudo {
                 let file = "\(dir)/etc/sudoers.d/\(user.name)"
-                try "\(user.name) ALL=(ALL:ALL) NOPASSWD: ALL\n".write(toFile: file, atomically: true, encoding: .utf8)
+                try "\(user.name) ALL=(ALL:ALL) \(user.password == nil ? "NOPASSWD: " : "")ALL\n".write(toFile: file, atomically: true, encoding: .utf8)
                 chmod(file, 0o440)
             }
         }

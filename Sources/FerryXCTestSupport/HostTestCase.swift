@@ -8,6 +8,9 @@ import XCTest
 open class HostTestCase: XCTestCase {
     private nonisolated(unsafe) static var shared: [String: (TestHostHarness, TestHost)] = [:]
 
+    /// Login users besides root on the class's host.
+    open class var hostUsers: [TestUser] { [] }
+
     public var harness: TestHostHarness { get throws { try sharedPair().0 } }
     public var host: TestHost { get throws { try sharedPair().1 } }
 
@@ -15,7 +18,7 @@ open class HostTestCase: XCTestCase {
         let key = String(describing: type(of: self))
         if let pair = Self.shared[key] { return pair }
         let harness = try Self.makeHarness()
-        let pair = (harness, try harness.startHost())
+        let pair = (harness, try harness.startHost(users: Self.hostUsers))
         Self.shared[key] = pair
         return pair
     }

@@ -3,6 +3,7 @@ import FerryDeploy
 import FerrySSH
 import FerrySync
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,6 +69,8 @@ struct Deploy: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @OptionGroup var sudo: SudoOptions
+
     /// Targets, and the nixos-rebuild arguments after the command line's first "--" (which
     /// ArgumentParser appends to the one positional array).
     var split: (targets: [String], extra: [String]) {
@@ -90,8 +93,10 @@ struct Deploy: ParsableCommand {
         let stop = try CancellationToken()
         SignalRelay.onInterrupt(cancel, stop: stop)
         let connection = self.connection
+        // Filled after the local checks: the password is asked for only when they pass.
+        let access = Mutex<SudoAccess?>(nil)
         var options = Deployment.Options { h in
-            try SSHSession(connecting: connection.configuration(for: h))
+            try connection.shell(for: h, sudo: access.withLock { $0! })
         }
         options.operation = operation
         options.extraArguments = split.extra
@@ -113,6 +118,8 @@ struct Deploy: ParsableCommand {
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }
+        let sudoAccess = try sudo.access(for: hosts)
+        access.withLock { $0 = sudoAccess }
 
         let view = FleetView(json: json, stats: stats)
         let outcomes = deployment.run({ host, event in view.show(host, event) }, finished: { view.finished($0) })

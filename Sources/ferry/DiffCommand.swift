@@ -3,6 +3,7 @@ import FerryDeploy
 import FerrySSH
 import FerrySync
 import Foundation
+import Synchronization
 
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,6 +40,8 @@ struct Diff: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @OptionGroup var sudo: SudoOptions
+
     func run() throws {
         let fleet = try inventory.load()
         if let source {
@@ -48,14 +51,17 @@ struct Diff: ParsableCommand {
         }
         let hosts = try InventoryOption.select(fleet, targets, skip: skip)
         let connection = self.connection
+        let access = Mutex<SudoAccess?>(nil)
         var options = Deployment.Options { h in
-            try SSHSession(connecting: connection.configuration(for: h))
+            try connection.shell(for: h, sudo: access.withLock { $0! })
         }
         options.checksum = checksum
         let deployments = hosts.map { Deployment(fleet: fleet, host: $0, options: options) }
         for d in deployments {
             do { try d.checkLocally() } catch DeployError.localCheck(let text) { throw Failure(code: 2, message: "\(d.host.name): \(text)") }
         }
+        let sudoAccess = try sudo.access(for: hosts)
+        access.withLock { $0 = sudoAccess }
         var changed = false
         var failed = false
         let prefix = hosts.count > 1

@@ -25,12 +25,16 @@ struct Status: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @OptionGroup var sudo: SudoOptions
+
     func run() throws {
         let fleet = try inventory.load()
         var failed = false
-        for host in try InventoryOption.select(fleet, targets, skip: skip) {
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
+        let access = try sudo.access(for: hosts)
+        for host in hosts {
             do {
-                let session = try SSHSession(connecting: connection.configuration(for: host))
+                let session = try connection.shell(for: host, sudo: access)
                 defer { session.close() }
                 for line in Self.describe(try HostStatus.read(fleet: fleet, host: host, shell: session)) {
                     print("\(host.name) | " + Terminal.escapingControls(line))
@@ -99,11 +103,14 @@ struct Unlock: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
+    @OptionGroup var sudo: SudoOptions
+
     func run() throws {
         let fleet = try inventory.load()
         guard let host = try InventoryOption.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
+        let access = try sudo.access(for: [host])
         do {
-            let session = try SSHSession(connecting: connection.configuration(for: host))
+            let session = try connection.shell(for: host, sudo: access)
             defer { session.close() }
             switch try HostStatus.unlock(shell: session, force: force) {
             case .wasFree:

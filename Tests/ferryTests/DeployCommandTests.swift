@@ -10,6 +10,13 @@ import Glibc
 final class DeployCommandTests: HostTestCase {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static let excludes = [".git", ".env", "data/", ".venv/", "node_modules/", "__pycache__/", "*.pyc"]
+    static let sudoPassword = "ferry sudo pw 7Qx!"
+
+    /// Logins for the sudo tests: passwordless sudo, sudo after a password, no sudo.
+    override class var hostUsers: [TestUser] {
+        [TestUser(name: "deploy", uid: 4242, sudo: true), TestUser(name: "secret", uid: 4244, sudo: true, password: sudoPassword),
+         TestUser(name: "plain", uid: 4243, sudo: false)]
+    }
 
     /// A folder with `deployments/` (the example fleet, fleet.toml rewritten for the test host)
     /// and `lnbits/` (the fixture checkout).

@@ -9,6 +9,13 @@ public enum TerminalPrompt {
     /// Held while a question is on the terminal. Whatever else draws on the terminal (a fleet's
     /// live display) takes it too, so a prompt is never drawn over.
     public static let lock = NSLock()
+
+    /// Asks on /dev/tty with echo off, under the terminal's lock; nil when there is no terminal.
+    public static func secret(_ message: String) -> [UInt8]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return Passphrase.readLine(message)
+    }
 }
 
 enum Passphrase {
@@ -20,13 +27,13 @@ enum Passphrase {
         TerminalPrompt.lock.lock()
         defer { TerminalPrompt.lock.unlock() }
         if let known = answers.withLock({ $0[path] }) { return known }
-        let answer = prompt("Enter passphrase for \(path): ")
+        let answer = readLine("Enter passphrase for \(path): ").map { String(decoding: $0, as: UTF8.self) }
         if let answer { answers.withLock { $0[path] = answer } }
         return answer
     }
 
     /// Reads a line from /dev/tty with echo off; nil when there is no terminal.
-    static func prompt(_ message: String) -> String? {
+    static func readLine(_ message: String) -> [UInt8]? {
         let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -43,6 +50,6 @@ enum Passphrase {
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while read(fd, &byte, 1) == 1, byte != 0x0A, byte != 0x0D { line.append(byte) }
-        return String(decoding: line, as: UTF8.self)
+        return line
     }
 }

@@ -18,7 +18,9 @@ extension SSHSession {
     ) throws -> ExitStatus {
         // sshd starts each command as a session leader, so the shell's pid is the process group
         // of everything the command starts; `exec` keeps that pid for the command itself.
-        let wrapped = Array("printf '\\036ferry-pgid %s\\n' \"$$\" >&2; exec ".utf8) + command.bytes
+        // sudo (without a pty) keeps that process group, so the pid still names every process.
+        let wrapped = Array("printf '\\036ferry-pgid %s\\n' \"$$\" >&2; exec ".utf8) + (sudo?.commandLine(command) ?? command.bytes)
+        let stdin = sudo.map { $0.input(stdin) } ?? stdin
         var filter = ProcessGroupLine()
         let channel = try openChannel()
         var abandoned = false
@@ -73,10 +75,12 @@ extension SSHSession {
         let deadline = Deadline(after: 5)
         if let killer = try? openChannel() {
             defer { freeChannel(killer) }
-            // "-PGID" right after the signal: dash (Debian's sh) refuses "--" there.
-            let command = Array("kill -TERM -\(pgid)".utf8)
+            // "-PGID" right after the signal: dash (Debian's sh) refuses "--" there. Through sudo
+            // when the command ran through it: the login user may not signal root's processes.
+            let kill = RemoteCommand(["sh", "-c", "kill -TERM -\(pgid)"])
+            let command = sudo?.commandLine(kill) ?? kill.bytes
             if (try? start(killer, command, cancel: nil)) != nil {
-                try? pump(killer, stdin: nil, cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
+                try? pump(killer, stdin: sudo?.input(nil), cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
             }
         }
         // The command is gone: read what is left until sshd closes its channel.

@@ -10,6 +10,8 @@ public final class SSHSession {
     /// Hears the process group of each command `exec` starts (a deploy hands them to its lock
     /// holder, which ends them if ferry's heartbeat stops).
     public var onRemoteProcessGroup: ((Int32) -> Void)?
+    /// Runs every command (and the stop of a cancelled one) through sudo; see `Sudo.probe`.
+    public var sudo: Sudo?
     let raw: OpaquePointer
     let socket: Int32
     private var closed = false

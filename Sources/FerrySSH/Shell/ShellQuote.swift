@@ -62,7 +62,7 @@ public enum ShellQuoteError: Error, Equatable, CustomStringConvertible {
 /// A command line for the remote shell. Build it from arguments; `script` is for fixed
 /// shell text written by ferry itself, never for pasting in values.
 public struct RemoteCommand: Sendable, CustomStringConvertible {
-    /// The argument list, kept until the command is sent, so a wrapper (sudo) composes in one place.
+    /// The argument list, kept until the command is sent (a local test shell runs it without a shell).
     public let arguments: [[UInt8]]
     /// The command line the remote shell receives: each argument quoted on its own.
     public var bytes: [UInt8] { ShellQuote.join(arguments) }
@@ -86,11 +86,6 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
     /// `sh -c SCRIPT ferry ARG…`: the script reads its values as "$1"…, never pasted in.
     public static func script(_ script: String, arguments: [[UInt8]] = []) -> RemoteCommand {
         RemoteCommand(arguments: [Array("sh".utf8), Array("-c".utf8), Array(script.utf8), Array("ferry".utf8)] + arguments)
-    }
-
-    /// This command run by another: `prefix` then this command's arguments (e.g. `sudo -n --`).
-    public func wrapped(in prefix: [String]) -> RemoteCommand {
-        RemoteCommand(arguments: prefix.map { Array($0.utf8) } + arguments)
     }
 
     public var description: String { String(decoding: bytes, as: UTF8.self) }
