@@ -134,7 +134,7 @@ struct Deploy: ParsableCommand {
                 for line in o.lastLines.suffix(10) { printError("ferry: \(o.host) | \(line)") }
                 printError("ferry: \(o.host): \(o.cause ?? "failed")\(log)")
             case .unknown where o.error == nil:
-                printError("ferry: \(o.host): \(o.cause ?? "unknown")\(log)")
+                printError("ferry: \(o.host): \(o.cause ?? "unknown")\(log); see how it ends with: ferry status \(o.host) --follow")
             case .unknown:
                 printError("ferry: \(o.host): interrupted; a rebuild that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(o.deployID ?? "ID")/log)")
             default: break

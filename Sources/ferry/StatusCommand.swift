@@ -23,6 +23,12 @@ struct Status: ParsableCommand {
     @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these hosts (repeatable).", valueName: "TARGET"))
     var skip: [String] = []
 
+    @Flag(help: "Print the last deploy's rebuild output from its start and follow it until the rebuild ends (one host; after an \"unknown\" outcome, say). Exit status: 0 succeeded, 1 failed, 3 contact lost again.")
+    var follow = false
+
+    @Option(name: .customLong("reconnect-timeout"), help: ArgumentHelp("With --follow: keep reconnecting this long when the link drops.", valueName: "SECONDS"))
+    var reconnectTimeout: Double = 600
+
     @OptionGroup var connection: ConnectionOptions
 
     @OptionGroup var sudo: SudoOptions
@@ -32,6 +38,11 @@ struct Status: ParsableCommand {
         var failed = false
         let hosts = try InventoryOption.select(fleet, targets, skip: skip)
         let access = try sudo.access(for: hosts)
+        if follow {
+            guard hosts.count == 1 else { throw Failure.usage("--follow follows one host; the selection has \(hosts.count)", command: "status") }
+            try followRebuild(hosts[0], access: access)
+            return
+        }
         for host in hosts {
             do {
                 let session = try connection.shell(for: host, sudo: access)
@@ -45,6 +56,39 @@ struct Status: ParsableCommand {
             }
         }
         if failed { throw Failure(code: 1, message: "") }
+    }
+
+    func followRebuild(_ host: Fleet.Host, access: SudoAccess) throws {
+        let cancel = try CancellationToken()
+        SignalRelay.onInterrupt(cancel)
+        let connection = self.connection
+        let outcome: (id: String, result: DeployResult)?
+        do {
+            let session = try connection.shell(for: host, sudo: access)
+            defer { session.close() }
+            outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
+                                            reopen: { try connection.shell(for: host, sudo: access) }) { event in
+                print("\(host.name) | " + Terminal.escapingControls(DeployEventText.line(event)))
+                fflush(stdout)  // live, also into a file or a pipe
+            }
+        } catch SSHError.cancelled {
+            printError("ferry: \(host.name): stopped following; the rebuild goes on on the host")
+            throw Failure.interrupted()
+        } catch let error as SSHError {
+            throw Failure(code: 255, message: "\(host.name): \(error)")
+        } catch {
+            throw Failure(code: 1, message: "\(host.name): \(error)")
+        }
+        guard let (id, result) = outcome else {
+            print("\(host.name) | never deployed by ferry: nothing to follow")
+            return
+        }
+        print("\(host.name) | rebuild of deploy \(id): \(result.summary)")
+        switch result {
+        case .succeeded, .syncOnly: return
+        case .rebuildFailed: throw Failure(code: 1, message: "")
+        case .unknown: throw Failure(code: 3, message: "")
+        }
     }
 
     static func describe(_ s: HostStatus) -> [String] {

@@ -358,6 +358,51 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(h.standInCalls().count, 2)
     }
 
+    /// After ferry died (or lost contact) during the rebuild, `status --follow` re-attaches to
+    /// its log from the start and reports how it ended.
+    func testStatusFollowReattachesToARunningRebuild() throws {
+        let work = try makeWork()
+        let h = try host
+        let never = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha", "--follow"])
+        XCTAssertEqual(never.status, 0, never.stderr)
+        XCTAssertTrue(never.stdout.contains("alpha | never deployed by ferry: nothing to follow"), never.stdout)
+
+        h.holdRebuild(true)
+        let (first, _) = try startDeploy(work)
+        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let id = try XCTUnwrap(record()["id"] as? String)
+
+        let out = temporaryFile()
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        follower.arguments = ["status", "-f", work.fleetFile, "alpha", "--follow"]
+        let handle = FileHandle(forWritingAtPath: out)
+        follower.standardOutput = handle
+        follower.standardError = handle
+        try follower.run()
+        addTeardownBlock { if follower.isRunning { kill(follower.processIdentifier, SIGKILL); follower.waitUntilExit() } }
+        waitFor("the log so far") { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("stand-in: holding while") }
+        XCTAssertTrue(follower.isRunning, "still following the held rebuild: " + ((try? String(contentsOfFile: out, encoding: .utf8)) ?? ""))
+        h.holdRebuild(false)
+        follower.waitUntilExit()
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        XCTAssertEqual(follower.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("alpha | stand-in: switch of /var/src/nixos-config/configuration.nix done"), text)
+        XCTAssertTrue(text.hasSuffix("alpha | rebuild of deploy \(id): succeeded\n"), text)
+
+        // Once it has ended: the whole log and the result, at once; a failure exits 1.
+        let again = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha", "--follow"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("building the system configuration"), again.stdout)
+        try h.setStandInFailure("boom")
+        XCTAssertEqual(try deploy(work).status, 1)
+        let failed = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha", "--follow"])
+        XCTAssertEqual(failed.status, 1, failed.stdout + failed.stderr)
+        XCTAssertTrue(failed.stdout.contains(": failed: exit status "), failed.stdout)
+    }
+
     /// Ctrl-C during the rebuild stops ferry, never the activation: the job finishes and records.
     func testInterruptDuringTheRebuildLeavesItRunning() throws {
         let work = try makeWork()
@@ -440,6 +485,13 @@ final class DeployCommandTests: HostTestCase {
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         XCTAssertEqual(process.terminationStatus, 3, text)
         XCTAssertTrue(text.contains("ferry: alpha: unknown: lost contact during switch; the rebuild may still be running"), text)
+        XCTAssertTrue(text.contains("see how it ends with: ferry status alpha --follow"), text)
+        // Contact regained (the host reached directly): status --follow tells the real outcome.
+        try writeFleet(work)
+        h.holdRebuild(false)
+        let followed = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha", "--follow"])
+        XCTAssertEqual(followed.status, 0, followed.stdout + followed.stderr)
+        XCTAssertTrue(followed.stdout.contains(": succeeded"), followed.stdout)
     }
 
     // MARK: - Target faults

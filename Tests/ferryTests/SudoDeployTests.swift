@@ -70,9 +70,9 @@ extension DeployCommandTests {
         XCTAssertEqual(leaks.withLock { $0 }, [])
         // Not in any file on either side: the host's sshd log, /var/src (deploy folder, record,
         // manifests), the stand-ins' logs; the local log beside fleet.toml.
-        let control = work.root + "/control"
-        try Self.sudoPassword.write(toFile: control, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try filesContaining(needle, under: [h.directory, work.root]), [control], "only the control file")
+        let controlFile = work.root + "/control"
+        try Self.sudoPassword.write(toFile: controlFile, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try filesContaining(needle, under: [h.directory, work.root]), [controlFile], "only the control file")
         XCTAssertFalse((result.stdout + result.stderr).contains(Self.sudoPassword))
     }
 

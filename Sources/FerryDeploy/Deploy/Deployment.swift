@@ -269,61 +269,13 @@ public final class Deployment: @unchecked Sendable {
         }
     }
 
-    /// Streams the job's log until its status is written; reconnects when the link drops, for at
-    /// most `reconnectTimeout` seconds, after which the outcome is unknown.
+    /// Streams the job's log until its status is written (see `RebuildFollower`).
     func follow(directory: String, first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
-        var offset = 0
-        var session: (any RemoteShell)? = first
-        var lostSince: Date?
-        var tail: [String] = []
-        defer { if let session, session !== first { session.close() } }
-        // One splitter across reconnects: a line cut by a lost link goes on where it stopped.
-        var splitter = LineSplitter()
-        func emit(_ line: [UInt8]) {
-            tail.append(String(decoding: line, as: UTF8.self))
-            if tail.count > 20 { tail.removeFirst() }
-            report(.output(line))
-        }
-        while true {
-            var errors: [UInt8] = []
-            do {
-                if session == nil { session = try options.open(host) }
-                let command = RemoteCommand.script(Rebuild.followScript, arguments: [directory, String(offset)].map { Array($0.utf8) })
-                let status = try session!.exec(command, cancel: options.stop ?? options.cancel, stdout: { chunk in
-                    offset += chunk.count
-                    splitter.feed(chunk, emit)
-                }, stderr: { errors.append(contentsOf: $0) })
-                splitter.flush(emit)
-                let text = String(decoding: errors, as: UTF8.self)
-                guard status == .exited(0), let marker = text.range(of: "\u{1E}ferry-status ") else {
-                    throw DeployError.remote(target: first.name, step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
-                }
-                let value = text[marker.upperBound...].prefix { $0 != "\n" }
-                if value == "0" { return .succeeded }
-                if value == "none" { return .rebuildFailed(status: "the rebuild job ended without writing its exit status (killed, or the host rebooted)", lastLines: tail) }
-                return .rebuildFailed(status: "exit status \(value)", lastLines: tail)
-            } catch let error as SSHError where error != .cancelled && Self.isTransient(error) {
-                if let s = session, s !== first { s.close() }
-                session = nil
-                let since = lostSince ?? Date()
-                lostSince = since
-                if Date().timeIntervalSince(since) >= options.reconnectTimeout {
-                    splitter.flush(emit)
-                    return .unknown(operation: operation.rawValue)
-                }
-                report(.reconnecting(reason: "\(error)"))
-                if options.cancel?.isCancelled == true || options.stop?.isCancelled == true { throw SSHError.cancelled }
-                usleep(1_000_000)
-            }
-        }
-    }
-
-    /// Errors after which a reconnect may work (not a refused host key or failed login).
-    static func isTransient(_ error: SSHError) -> Bool {
-        switch error {
-        case .connectionLost, .peerUnresponsive, .noExitStatus, .connect, .connectTimeout, .handshakeTimeout, .handshake, .protocolFailure: return true
-        default: return false
-        }
+        let open = options.open
+        let host = self.host
+        let follower = RebuildFollower(directory: directory, operation: operation.rawValue, reconnectTimeout: options.reconnectTimeout,
+                                       waitForStart: true, stop: options.stop ?? options.cancel, cancel: options.cancel) { try open(host) }
+        return try follower.follow(first: first, report: report)
     }
 }
 

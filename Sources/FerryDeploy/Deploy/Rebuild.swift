@@ -59,13 +59,13 @@ enum Rebuild {
       mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json"
     """#
 
-    /// Streams the log from byte $2 until the job (pid in $1/pid, waited for as long as the holder
-    /// waits for it to start) is gone (inotify, not polling the file), then reports the status on stderr.
+    /// Streams the log from byte $2 until the job (pid in $1/pid, waited for $3 × 50 ms: as long as
+    /// the holder waits for it to start) is gone, then reports the status on stderr.
     static let followScript = #"""
-    d=$1 off=$2
+    d=$1 off=$2 waits=$3
     cd "$d" || exit 1
     i=0
-    while [ ! -s pid ] && [ $i -lt 700 ]; do sleep 0.05; i=$((i+1)); done
+    while [ ! -s pid ] && [ $i -lt "$waits" ]; do sleep 0.05; i=$((i+1)); done
     pid=$(cat pid 2>/dev/null)
     [ -n "$pid" ] || { echo "the rebuild job never started (no pid in $d)" >&2; exit 3; }
     tail -c +$((off + 1)) -s 0.2 -f --pid="$pid" log

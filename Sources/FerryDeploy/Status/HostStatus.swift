@@ -89,6 +89,21 @@ public struct HostStatus {
         return HostStatus(record: record, lock: lock, currentSystem: currentSystem, drift: drift)
     }
 
+    /// The last deploy's rebuild output from its start, followed until the job ends (re-attaching
+    /// after a deploy whose outcome was unknown); reconnects like a deploy. Nil: never deployed.
+    public static func follow(shell: any RemoteShell, root: String = "/var/src", reconnectTimeout: Double, cancel: CancellationToken?,
+                              reopen: @escaping () throws -> any RemoteShell, report: (DeployEvent) -> Void) throws -> (id: String, result: DeployResult)? {
+        let (record, lock, _) = try basics(shell: shell, root: root)
+        guard let record, let id = record["id"] as? String, !id.isEmpty, !id.contains("/") else { return nil }
+        let operation = record["operation"] as? String ?? "switch"
+        if operation == "sync-only" { return (id, .syncOnly) }
+        // A deploy holding the lock may be about to start its job; with the lock free, a job
+        // without a pid never started.
+        let follower = RebuildFollower(directory: root + "/.ferry/deploys/" + id, operation: operation, reconnectTimeout: reconnectTimeout,
+                                       waitForStart: lock != .free, stop: cancel, cancel: cancel, reopen: reopen)
+        return (id, try follower.follow(first: shell, report: report))
+    }
+
     /// $1 root, $2 "1" to force. Frees a lock whose holder is gone (clearing its notes); refuses
     /// (exit 75, the holder's info on stdout) while a deploy or rebuild holds it, unless forced:
     /// then the holder's process group is sent SIGTERM.

@@ -1,0 +1,78 @@
+import FerrySSH
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Follows a detached rebuild's log on the host until the job writes its exit status: a deploy
+/// right after starting it, `ferry status --follow` later. Reconnects when the link drops, for at
+/// most `reconnectTimeout` seconds, after which the outcome is unknown.
+struct RebuildFollower {
+    /// `/var/src/.ferry/deploys/ID`.
+    var directory: String
+    var operation: String
+    var reconnectTimeout: Double
+    /// Wait for the job to write its pid (a deploy that has just started it); false: a job
+    /// without a pid never started.
+    var waitForStart: Bool
+    /// Stops following (the rebuild goes on); `cancel` too, and it also ends the reconnect wait.
+    var stop: CancellationToken?
+    var cancel: CancellationToken?
+    var reopen: () throws -> any RemoteShell
+
+    func follow(first: any RemoteShell, from start: Int = 0, report: (DeployEvent) -> Void) throws -> DeployResult {
+        var offset = start
+        var session: (any RemoteShell)? = first
+        var lostSince: Date?
+        var tail: [String] = []
+        defer { if let session, session !== first { session.close() } }
+        // One splitter across reconnects: a line cut by a lost link goes on where it stopped.
+        var splitter = LineSplitter()
+        func emit(_ line: [UInt8]) {
+            tail.append(String(decoding: line, as: UTF8.self))
+            if tail.count > 20 { tail.removeFirst() }
+            report(.output(line))
+        }
+        while true {
+            var errors: [UInt8] = []
+            do {
+                if session == nil { session = try reopen() }
+                let arguments = [directory, String(offset), waitForStart ? "700" : "0"]
+                let command = RemoteCommand.script(Rebuild.followScript, arguments: arguments.map { Array($0.utf8) })
+                let status = try session!.exec(command, cancel: stop ?? cancel, stdout: { chunk in
+                    offset += chunk.count
+                    splitter.feed(chunk, emit)
+                }, stderr: { errors.append(contentsOf: $0) })
+                splitter.flush(emit)
+                let text = String(decoding: errors, as: UTF8.self)
+                guard status == .exited(0), let marker = text.range(of: "\u{1E}ferry-status ") else {
+                    throw DeployError.remote(target: first.name, step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                }
+                let value = text[marker.upperBound...].prefix { $0 != "\n" }
+                if value == "0" { return .succeeded }
+                if value == "none" { return .rebuildFailed(status: "the rebuild job ended without writing its exit status (killed, or the host rebooted)", lastLines: tail) }
+                return .rebuildFailed(status: "exit status \(value)", lastLines: tail)
+            } catch let error as SSHError where error != .cancelled && Self.isTransient(error) {
+                if let s = session, s !== first { s.close() }
+                session = nil
+                let since = lostSince ?? Date()
+                lostSince = since
+                if Date().timeIntervalSince(since) >= reconnectTimeout {
+                    splitter.flush(emit)
+                    return .unknown(operation: operation)
+                }
+                report(.reconnecting(reason: "\(error)"))
+                if cancel?.isCancelled == true || stop?.isCancelled == true { throw SSHError.cancelled }
+                usleep(1_000_000)
+            }
+        }
+    }
+
+    /// Errors after which a reconnect may work (not a refused host key or failed login).
+    static func isTransient(_ error: SSHError) -> Bool {
+        switch error {
+        case .connectionLost, .peerUnresponsive, .noExitStatus, .connect, .connectTimeout, .handshakeTimeout, .handshake, .protocolFailure: return true
+        default: return false
+        }
+    }
+}
