@@ -13,6 +13,7 @@ final class FleetDeployTests: XCTestCase {
 
     /// Inventory order: web-1 fine, web-2 unreachable (a closed port), web-3's rebuild fails, then three fine.
     static let names = ["web-1", "web-2", "web-3", "db-1", "db-2", "db-3"]
+    static let sudoPassword = "fleet sudo pw"
 
     var work: String!
     var fleetFile: String { work + "/deployments/fleet.toml" }
@@ -27,7 +28,10 @@ final class FleetDeployTests: XCTestCase {
         if Self.harness == nil {
             let harness = try HostTestCase.makeHarness()
             Self.harness = harness
-            Self.hosts = try ["web-1", "web-3", "db-1", "db-2", "db-3"].map { try harness.startHost(name: $0) }
+            // db-3's sudo password differs from the others', for the one-password-per-fleet test.
+            Self.hosts = try ["web-1", "web-3", "db-1", "db-2", "db-3"].map {
+                try harness.startHost(name: $0, users: $0.hasPrefix("db") ? [TestUser(name: "ops", uid: 4260, sudo: true, password: $0 == "db-3" ? "other" : Self.sudoPassword)] : [])
+            }
         }
         for host in Self.hosts {
             for dir in [host.varSrc, host.standInState] {
@@ -65,6 +69,19 @@ final class FleetDeployTests: XCTestCase {
     }
 
     func host(_ name: String) -> TestHost { Self.hosts.first { $0.name == name }! }
+
+    /// One sudo password for the fleet: hosts that accept it deploy; one whose sudo rejects it
+    /// fails before anything is sent there, and is not asked again.
+    func testOneSudoPasswordForTheFleet() throws {
+        let toml = try String(contentsOfFile: fleetFile, encoding: .utf8)
+        try toml.replacingOccurrences(of: "tags = [\"db\"]\n", with: "tags = [\"db\"]\nuser = \"ops\"\n").write(toFile: fleetFile, atomically: true, encoding: .utf8)
+        let r = try FerryBinary.run(["deploy", "-f", fleetFile, "@db", "--keep-going", "--sudo-password-fd", "0"], input: Self.sudoPassword + "\n")
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        try assertMirrored("db-1")
+        try assertMirrored("db-2")
+        XCTAssertTrue(r.stderr.contains("ferry: db-3: sudo on ops@127.0.0.1:\(host("db-3").port) rejected the password"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: host("db-3").varSrc), [], "nothing sent to db-3")
+    }
 
     func ferry(_ arguments: [String]) throws -> FerryBinary.Result {
         try FerryBinary.run(["deploy", "-f", fleetFile, "--connect-timeout", "3"] + arguments)
