@@ -33,6 +33,8 @@ public struct Syncer {
         public var plan: SyncPlan
         /// The local tree as scanned (what the target now mirrors when the sync is complete).
         public var scannedManifest = Manifest()
+        /// The destination as listed before the sync (what a dry run compared with).
+        public var destinationManifest = Manifest()
         public var filesScanned: Int
         public var bytesScanned: Int64
         public var bytesSent: Int64
@@ -92,7 +94,7 @@ public struct Syncer {
         defer { _ = try? scan.wait() }
         let collector = ListingCollector()
         var err: [UInt8] = []
-        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned)?
+        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, destination: Manifest)?
         var stream: TarStream?
         let target = session.name
         func command(_ mode: String) -> RemoteCommand {
@@ -105,7 +107,7 @@ public struct Syncer {
             var scanned = try scan.wait()
             let plan = try makePlan(&scanned.manifest, root: local, listing: listing, destination: destination,
                                     session: session, options: options, planOptions: planOptions)
-            prepared = (plan, scanned)
+            prepared = (plan, scanned, listing.manifest)
             return (listing, plan, scanned)
         }
 
@@ -128,7 +130,7 @@ public struct Syncer {
         } catch let error as SSHError where error != .cancelled {
             throw SyncError.transport(step: step, error: error)
         }
-        guard status == .exited(0), let (plan, scanned) = prepared else {
+        guard status == .exited(0), let (plan, scanned, destinationManifest) = prepared else {
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
 
@@ -136,6 +138,7 @@ public struct Syncer {
                             bytesScanned: scanned.manifest.entries.reduce(0) { $0 + $1.size },
                             bytesSent: stream?.bytesProduced ?? 0, seconds: 0, skipped: scanned.skipped)
         result.scannedManifest = scanned.manifest
+        result.destinationManifest = destinationManifest
         result.tooLong = scanned.tooLong
         result.vanished = scanned.vanished + (stream?.vanished ?? [])
         result.changedDuringSend = stream?.changedDuringSend ?? []
@@ -329,28 +332,5 @@ final class DeferredInput: ExecInput {
             inner = try prepare()
         }
         return try inner!.read(into: buffer)
-    }
-}
-
-/// A few bytes, then another input.
-final class PrefixedInput: ExecInput {
-    private let prefix: BytesInput
-    private var prefixDone = false
-    private let rest: ExecInput
-
-    init(_ prefix: [UInt8], then rest: ExecInput) {
-        self.prefix = BytesInput(prefix)
-        self.rest = rest
-    }
-
-    var pollDescriptor: Int32? { prefixDone ? rest.pollDescriptor : nil }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
-        if !prefixDone {
-            let chunk = try prefix.read(into: buffer)
-            if chunk != .end { return chunk }
-            prefixDone = true
-        }
-        return try rest.read(into: buffer)
     }
 }

@@ -58,6 +58,9 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Compare file contents (SHA-256 on both ends), not size and mtime.")
     var checksum = false
 
+    @Flag(help: "Touch nothing: show what the deploy would change on each host (as ferry diff does) and the exact nixos-rebuild command it would run. Unlike --op dry-activate, which syncs and builds on the host.")
+    var dryRun = false
+
     @Flag(help: "Take over a /var/src/NAME that ferry never synced (one krops or a hand copy left).")
     var force = false
 
@@ -83,12 +86,14 @@ struct Deploy: ParsableCommand {
         guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must be 0 or more") }
         guard reconnectTimeout >= 0 else { throw ValidationError("--reconnect-timeout must be 0 or more") }
         if syncOnly && noSync { throw ValidationError("--sync-only and --no-sync together would do nothing") }
+        if dryRun && noSync { throw ValidationError("--dry-run shows what the sync would change: drop --no-sync") }
     }
 
     func run() throws {
         let fleet = try inventory.load()
         let hosts = try InventoryOption.select(fleet, split.targets, skip: skip)
         guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: "deploy") }
+        if dryRun { return try showDryRun(fleet: fleet, hosts: hosts) }
         let cancel = try CancellationToken()
         let stop = try CancellationToken()
         SignalRelay.onInterrupt(cancel, stop: stop)
@@ -141,6 +146,18 @@ struct Deploy: ParsableCommand {
             }
         }
         if code != 0 { throw Failure(code: code, message: "") }
+    }
+
+    /// `--dry-run`: the diff, with this command's --op and rebuild arguments in the command line.
+    func showDryRun(fleet: Fleet, hosts: [Fleet.Host]) throws {
+        let format = try DiffFormat.parse(["--jobs", String(jobs)] + (json ? ["--json"] : []) + (checksum ? ["--checksum"] : []))
+        var options = Deployment.Options { _ in throw DeployError.local("unused") }
+        options.operation = operation
+        options.extraArguments = split.extra
+        let syncOnly = self.syncOnly
+        _ = try format.run(fleet: fleet, hosts: hosts, connection: connection, sudo: sudo, options: options, command: "deploy") { diff in
+            [syncOnly ? "would run: no rebuild (--sync-only)" : "would run: " + diff.rebuildCommand]
+        }
     }
 
     /// The README's table: interrupted 130/143; a failure 1 (255 when the only host could not be

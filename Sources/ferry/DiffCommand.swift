@@ -4,6 +4,9 @@ import FerrySSH
 import FerrySync
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,14 +29,7 @@ struct Diff: ParsableCommand {
     @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these hosts (repeatable).", valueName: "TARGET"))
     var skip: [String] = []
 
-    @Option(name: .customLong("source"), help: ArgumentHelp("Only this source; --name-only paths are then relative to its root.", valueName: "NAME"))
-    var source: String?
-
-    @Flag(help: "One SOURCE/PATH per line.")
-    var nameOnly = false
-
-    @Flag(help: "Compare file contents (SHA-256 on both ends), not size and mtime.")
-    var checksum = false
+    @OptionGroup var format: DiffFormat
 
     @Flag(help: "Exit 1 when something would change, 0 when nothing would.")
     var exitCode = false
@@ -44,70 +40,195 @@ struct Diff: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
+        let changed = try format.run(fleet: fleet, hosts: hosts, connection: connection, sudo: sudo, command: "diff") { _ in [] }
+        if exitCode && changed { throw Failure(code: 1, message: "") }
+    }
+}
+
+/// The diff's formats and the options shared by `ferry diff` and `ferry deploy --dry-run`.
+struct DiffFormat: ParsableArguments {
+    @Option(name: .customLong("source"), help: ArgumentHelp("Only this source; --name-only paths are then relative to its root.", valueName: "NAME"))
+    var source: String?
+
+    @Flag(help: "One SOURCE/PATH per line.")
+    var nameOnly = false
+
+    @Flag(help: "Counts and bytes to send per top-level directory of each source, and in total.")
+    var stat = false
+
+    @Flag(help: "Also the unified diffs of changed files (the host's copies fetched; binary files named).")
+    var patch = false
+
+    @Option(name: .customLong("max-patch-bytes"), help: ArgumentHelp("Cap on --patch output per host (files beyond it are named).", valueName: "BYTES"))
+    var maxPatchBytes = 1 << 20
+
+    @Flag(name: .customShort("z"), help: "With the list or --name-only: raw path bytes, each entry ended by NUL (several hosts: HOST and a tab first).")
+    var nulTerminated = false
+
+    @Flag(help: "JSON Lines: one \"diff\" object per host, then a summary (schema: docs/events.schema.json).")
+    var json = false
+
+    @Flag(help: "Compare file contents (SHA-256 on both ends), not size and mtime.")
+    var checksum = false
+
+    @Option(name: .customLong("jobs"), help: ArgumentHelp("Hosts diffed at a time.", valueName: "N"))
+    var jobs = 8
+
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard maxPatchBytes >= 0 else { throw ValidationError("--max-patch-bytes must be 0 or more") }
+        if json && (nameOnly || stat || patch || nulTerminated) { throw ValidationError("--json is a format of its own: drop --name-only, --stat, --patch and -z") }
+        if nameOnly && (stat || patch) { throw ValidationError("--name-only lists paths only: drop --stat and --patch") }
+        if nulTerminated && (stat || patch) { throw ValidationError("-z goes with the list or --name-only") }
+    }
+
+    /// One host's outcome, printed in inventory order.
+    struct HostResult {
+        var diff: HostDiff?
+        var note: String?
+        var error: String?
+    }
+
+    /// Diffs `hosts`, `jobs` at a time, and prints them in inventory order; `extra` adds lines
+    /// after each host's diff (deploy --dry-run's command line). Returns whether anything would
+    /// change; throws exit 2 when a host could not be diffed.
+    func run(fleet: Fleet, hosts: [Fleet.Host], connection: ConnectionOptions, sudo sudoOptions: SudoOptions,
+             options base: Deployment.Options? = nil, command: String, extra: (HostDiff) -> [String]) throws -> Bool {
         if let source {
             guard fleet.sources.contains(where: { $0.name == source }) else {
-                throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: "diff")
+                throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: command)
             }
         }
-        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
-        let connection = self.connection
         let access = Mutex<SudoAccess?>(nil)
-        var options = Deployment.Options { h in
-            try connection.shell(for: h, sudo: access.withLock { $0! })
-        }
+        var options = base ?? Deployment.Options { _ in throw DeployError.local("unused") }
+        options.open = { h in try connection.shell(for: h, sudo: access.withLock { $0! }) }
         options.checksum = checksum
-        let deployments = hosts.map { Deployment(fleet: fleet, host: $0, options: options) }
-        for d in deployments {
-            do { try d.checkLocally() } catch DeployError.localCheck(let text) { throw Failure(code: 2, message: "\(d.host.name): \(text)") }
+        // The shared trees are scanned once for every host, as a fleet deploy does.
+        let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))
+        do {
+            try prepared.prepare(manifests: false)
+        } catch DeployError.localCheck(let text) {
+            throw Failure(code: 2, message: text)
         }
-        let sudoAccess = try sudo.access(for: hosts)
+        let sudoAccess = try sudoOptions.access(for: hosts)
         access.withLock { $0 = sudoAccess }
-        var changed = false
-        var failed = false
-        let prefix = hosts.count > 1
-        for d in deployments {
-            let host = d.host.name
-            func say(_ line: String) { print((prefix ? "\(host) | " : "") + Terminal.escapingControls(line)) }
-            do {
-                let session = try options.open(d.host)
-                defer { session.close() }
-                switch try HostStatus.lock(shell: session) {
-                case .free: break
-                case .held(let who), .rebuildRunning(let who):
-                    printError("ferry: \(host): note: a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now")
-                }
-                let diff = try HostDiff.compute(d, over: session, only: source)
-                changed = changed || !diff.isEmpty
-                if nameOnly {
-                    for e in diff.entries { say(source != nil ? Self.name(e.path) : "\(e.source)/\(Self.name(e.path))") }
-                    continue
-                }
-                for name in fleet.sources.map(\.name) where source == nil || name == source {
-                    let entries = diff.entries.filter { $0.source == name }
-                    guard !entries.isEmpty else { say("\(name): no changes"); continue }
-                    let counts = [HostDiff.Kind.added, .changed, .deleted, .mtimeOnly, .type, .mode].compactMap { k -> String? in
-                        let n = entries.filter { $0.kind == k }.count
-                        return n == 0 ? nil : "\(n) \(Self.word(k))"
+        let deployments = prepared.deployments
+
+        let results = Mutex<[HostResult?]>(Array(repeating: nil, count: deployments.count))
+        let slots = DispatchSemaphore(value: jobs)
+        let group = DispatchGroup()
+        let (source, patch, maxPatchBytes) = (self.source, self.patch, self.maxPatchBytes)
+        for (i, d) in deployments.enumerated() {
+            slots.wait()
+            group.enter()
+            DispatchQueue.global().async {
+                defer { slots.signal(); group.leave() }
+                var result = HostResult()
+                do {
+                    let session = try d.options.open(d.host)
+                    defer { session.close() }
+                    switch try HostStatus.lock(shell: session) {
+                    case .free: break
+                    case .held(let who), .rebuildRunning(let who):
+                        result.note = "a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now"
                     }
-                    say("\(name): \(counts.joined(separator: ", "))")
-                    for e in entries { say("  \(e.kind.rawValue) \(Self.name(e.path))") }
+                    result.diff = try HostDiff.compute(d, over: session, only: source, patch: patch, maxPatchBytes: maxPatchBytes)
+                } catch {
+                    result.error = "\(error)"
                 }
-                for line in diff.configDiff.split(separator: "\n", omittingEmptySubsequences: false).dropLast() { say(String(line)) }
-                say("total: \(diff.entries.count) \(diff.entries.count == 1 ? "change" : "changes")")
-            } catch let error as SSHError {
-                printError("ferry: \(host): \(error)")
-                failed = true
-            } catch {
-                printError("ferry: \(host): \(error)")
-                failed = true
+                results.withLock { $0[i] = result }
             }
         }
-        if failed { throw Failure(code: 2, message: "") }
-        if exitCode && changed { throw Failure(code: 1, message: "") }
+        group.wait()
+        let all = results.withLock { $0.map { $0! } }
+
+        let several = hosts.count > 1
+        var out = DiffOutput(format: self, sources: fleet.sources.map(\.name), several: several)
+        for (d, r) in zip(deployments, all) {
+            if let note = r.note { printError("ferry: \(d.host.name): note: \(note)") }
+            if let error = r.error {
+                printError("ferry: \(d.host.name): \(error)")
+                if json { out.json(["type": "diff", "host": d.host.name, "error": error]) }
+                continue
+            }
+            out.show(r.diff!, extra: extra(r.diff!))
+        }
+        let failed = zip(deployments, all).filter { $0.1.error != nil }.map(\.0.host.name)
+        let changed = all.contains { $0.diff.map { !$0.isEmpty } ?? false }
+        if json {
+            let counts = ["changed": all.filter { $0.diff.map { !$0.isEmpty } ?? false }.count,
+                          "unchanged": all.filter { $0.diff?.isEmpty ?? false }.count, "failed": failed.count]
+            out.json(["type": "summary", "hosts": hosts.count, "results": counts, "exit_status": failed.isEmpty ? 0 : 2, "failed_hosts": failed])
+        }
+        if !failed.isEmpty { throw Failure(code: 2, message: "") }
+        return changed
+    }
+}
+
+/// Prints diffs in the chosen format.
+struct DiffOutput {
+    let format: DiffFormat
+    let sources: [String]
+    let several: Bool
+
+    func json(_ object: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    func show(_ diff: HostDiff, extra: [String]) {
+        let host = diff.host
+        func say(_ line: String) { print((several ? "\(host) | " : "") + Terminal.escapingControls(line)) }
+        let shown = sources.filter { format.source == nil || $0 == format.source }
+        if format.json {
+            json(Self.object(diff, extra: extra))
+            return
+        }
+        if format.nulTerminated {
+            var bytes: [UInt8] = []
+            for e in diff.entries {
+                if several { bytes += Array(host.utf8) + [0x09] }
+                if !format.nameOnly { bytes += Array(e.kind.rawValue.utf8) + [0x20] }
+                bytes += (format.source != nil ? e.path : Array(e.source.utf8) + (e.path.isEmpty ? [] : [0x2F] + e.path)) + [0]
+            }
+            bytes.withUnsafeBytes { writeAll(1, $0) }
+            return
+        }
+        if format.nameOnly {
+            for e in diff.entries { say(format.source != nil ? Self.name(e.path) : "\(e.source)/\(Self.name(e.path))") }
+            return
+        }
+        if format.stat {
+            for line in Self.stat(diff.entries, sources: shown) { say(line) }
+        } else {
+            for name in shown {
+                let entries = diff.entries.filter { $0.source == name }
+                guard !entries.isEmpty else { say("\(name): no changes"); continue }
+                say("\(name): \(Self.counts(entries))")
+                for e in entries { say("  \(e.kind.rawValue) \(Self.name(e.path))") }
+            }
+        }
+        for line in Self.lines(diff.configDiff) { say(line) }
+        if format.patch {
+            for line in Self.lines(diff.patch) { say(line) }
+            if !diff.patchOmitted.isEmpty {
+                say("(--max-patch-bytes \(format.maxPatchBytes): no patch for \(diff.patchOmitted.count) more: " +
+                    diff.patchOmitted.prefix(5).map { "\($0.source)/\(Self.name($0.path))" }.joined(separator: ", ") + (diff.patchOmitted.count > 5 ? ", …)" : ")"))
+            }
+        }
+        for line in extra { say(line) }
+        if !format.stat { say("total: \(diff.entries.count) \(diff.entries.count == 1 ? "change" : "changes")") }
+    }
+
+    static func lines(_ text: String) -> [String] {
+        text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
     }
 
     /// A path as rsync's --itemize shows it (`\#ooo` escapes); the tree's root is ".".
     static func name(_ path: [UInt8]) -> String { path.isEmpty ? "." : Itemize.escape(path) }
+
+    static let kinds: [HostDiff.Kind] = [.added, .changed, .deleted, .mtimeOnly, .type, .mode]
 
     static func word(_ kind: HostDiff.Kind) -> String {
         switch kind {
@@ -117,6 +238,85 @@ struct Diff: ParsableCommand {
         case .mtimeOnly: return "mtime only"
         case .type: return "type or target changed"
         case .mode: return "mode changed"
+        }
+    }
+
+    static func counts(_ entries: [HostDiff.Entry]) -> String {
+        kinds.compactMap { k -> String? in
+            let n = entries.filter { $0.kind == k }.count
+            return n == 0 ? nil : "\(n) \(word(k))"
+        }.joined(separator: ", ")
+    }
+
+    /// Bytes a deploy would send for an entry: an added, changed or replaced file's new size.
+    static func bytes(_ e: HostDiff.Entry) -> Int64 {
+        guard [.added, .changed, .type].contains(e.kind), let new = e.new, new.kind == .file else { return 0 }
+        return new.size
+    }
+
+    /// `git diff --stat`-like: per SOURCE/top-level entry, the count by kind and the bytes to send.
+    static func stat(_ entries: [HostDiff.Entry], sources: [String]) -> [String] {
+        var groups: [(key: String, entries: [HostDiff.Entry])] = []
+        for source in sources {
+            var order: [[UInt8]] = []
+            var byTop: [[UInt8]: [HostDiff.Entry]] = [:]
+            for e in entries where e.source == source {
+                let top = Array(e.path.split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: false).first ?? [])
+                if byTop[top] == nil { order.append(top) }
+                byTop[top, default: []].append(e)
+            }
+            for top in order { groups.append((source + (top.isEmpty ? "" : "/" + name(top)), byTop[top]!)) }
+        }
+        let width = groups.map(\.key.count).max() ?? 0
+        var lines = groups.map { g in
+            "\(g.key.padding(toLength: width, withPad: " ", startingAt: 0)) | \(g.entries.count) (\(counts(g.entries))), \(human(g.entries.reduce(0) { $0 + bytes($1) }))"
+        }
+        let total = entries.filter { e in sources.contains(e.source) }
+        lines.append("\(total.count) \(total.count == 1 ? "change" : "changes")" + (total.isEmpty ? "" : " (\(counts(total)))") +
+                     ", \(human(total.reduce(0) { $0 + bytes($1) })) to send")
+        return lines
+    }
+
+    static func human(_ bytes: Int64) -> String {
+        if bytes < 1024 { return "\(bytes) B" }
+        let units = ["KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes) / 1024
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+        return String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func object(_ diff: HostDiff, extra: [String]) -> [String: Any] {
+        func meta(_ e: FileEntry?) -> Any? {
+            guard let e else { return nil }
+            var o: [String: Any] = ["type": "\(e.kind)", "size": e.size, "mode": String(format: "0%o", e.mode),
+                                    "mtime": e.mtime.seconds, "mtime_nsec": e.mtime.nanoseconds]
+            if let target = e.linkTarget {
+                if let text = String(bytes: target, encoding: .utf8) { o["target"] = text } else { o["target_b64"] = Data(target).base64EncodedString() }
+            }
+            return o
+        }
+        let entries: [[String: Any]] = diff.entries.map { e in
+            var o: [String: Any] = ["source": e.source, "kind": jsonKind(e.kind)]
+            if let text = String(bytes: e.path, encoding: .utf8) { o["path"] = text } else { o["path_b64"] = Data(e.path).base64EncodedString() }
+            if let old = meta(e.old) { o["old"] = old }
+            if let new = meta(e.new) { o["new"] = new }
+            return o
+        }
+        var o: [String: Any] = ["type": "diff", "host": diff.host, "changes": diff.entries.count, "entries": entries,
+                                "config_diff": diff.configDiff, "rebuild_command": diff.rebuildCommand]
+        if !extra.isEmpty { o["notes"] = extra }
+        return o
+    }
+
+    static func jsonKind(_ kind: HostDiff.Kind) -> String {
+        switch kind {
+        case .added: return "added"
+        case .changed: return "changed"
+        case .deleted: return "deleted"
+        case .mtimeOnly: return "mtime"
+        case .type: return "type"
+        case .mode: return "mode"
         }
     }
 }

@@ -88,6 +88,12 @@ public final class Deployment: @unchecked Sendable {
 
     public func checkLocally() throws { try check() }
 
+    /// The nixos-rebuild command line a deploy runs on the host, as its shell receives it.
+    public func rebuildCommandLine() throws -> String {
+        let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: try check().renderedSource, extra: options.extraArguments)
+        return String(decoding: RemoteCommand(command).bytes, as: UTF8.self)
+    }
+
     /// Runs the deploy. Throws `DeployError.localCheck` before any connection, `SSHError` for the
     /// connection, other `DeployError`s and `SyncError`s for failures on the target.
     public func run(_ emit: @escaping (DeployEvent) -> Void) throws -> Outcome {

@@ -19,18 +19,28 @@ public struct HostDiff: Sendable {
         public var source: String
         public var path: [UInt8]
         public var kind: Kind
+        /// The host's entry (nil: added) and the new one (nil: deleted).
+        public var old: FileEntry?
+        public var new: FileEntry?
     }
 
     public var host: String
     public var entries: [Entry]
     /// `diff -u` of the rendered configuration's text files (host's → new), empty when equal.
     public var configDiff: String
+    /// With `patch`: `diff -u` of the tree sources' added, changed and deleted files, the host's
+    /// copies fetched (binary files named as such), at most `maxPatchBytes` of it.
+    public var patch = ""
+    /// Files whose patch was left out by the cap.
+    public var patchOmitted: [Entry] = []
+    /// What a deploy would run on the host.
+    public var rebuildCommand: String
 
     public var isEmpty: Bool { entries.isEmpty && configDiff.isEmpty }
 
-    /// Classifies a dry run's plan: created over deleted is a type change, a file whose contents
-    /// matched (hashed on both ends) is mtime- or mode-only.
-    public static func classify(_ plan: SyncPlan, source: String) -> [Entry] {
+    /// Classifies a dry run's plan: created where the host has the path is a type change, a file
+    /// whose contents matched (hashed on both ends) is mtime- or mode-only.
+    public static func classify(_ plan: SyncPlan, destination: Manifest = Manifest(), source: String) -> [Entry] {
         let deleted = Set(plan.items.filter { $0.change == .deleted }.map(\.entry.path))
         let created = Set(plan.items.filter { $0.change == .created }.map(\.entry.path))
         let sameContents = Set(plan.metadataOnly.map(\.path))
@@ -40,11 +50,13 @@ public struct HostDiff: Sendable {
             let path = item.entry.path
             switch item.change {
             case .created:
-                entries.append(Entry(source: source, path: path, kind: deleted.contains(path) ? .type : .added))
+                // rsync itemizes a replaced entry as created (its deletion is not always listed).
+                let replaced = deleted.contains(path) || destination[path] != nil
+                entries.append(Entry(source: source, path: path, kind: replaced ? .type : .added, old: replaced ? destination[path] : nil, new: item.entry))
             case .deleted where created.contains(path):
                 continue
             case .deleted:
-                entries.append(Entry(source: source, path: path, kind: .deleted))
+                entries.append(Entry(source: source, path: path, kind: .deleted, old: destination[path] ?? item.entry, new: nil))
             case .updated(let content, let size, _, let permissions, _):
                 let kind: Kind
                 if item.entry.kind == .symlink {
@@ -54,17 +66,19 @@ public struct HostDiff: Sendable {
                 } else {
                     kind = permissions ? .mode : .mtimeOnly
                 }
-                entries.append(Entry(source: source, path: path, kind: kind))
+                entries.append(Entry(source: source, path: path, kind: kind, old: destination[path], new: item.entry))
             }
         }
         return entries.sorted { Manifest.treeOrder($0.path, $1.path) }
     }
 
-    /// The diff for `deployment`'s host over `shell` (`only`: one source): nothing on the host changes.
-    public static func compute(_ deployment: Deployment, over shell: any RemoteShell, only: String? = nil) throws -> HostDiff {
+    /// The diff for `deployment`'s host over `shell` (`only`: one source; `patch`: also the tree
+    /// files' unified diffs, up to `maxPatchBytes`): nothing on the host changes.
+    public static func compute(_ deployment: Deployment, over shell: any RemoteShell, only: String? = nil,
+                               patch: Bool = false, maxPatchBytes: Int = 1 << 20) throws -> HostDiff {
         let prepared = try deployment.check()
-        var entries: [Entry] = []
-        var configDiff = ""
+        var diff = HostDiff(host: deployment.host.name, entries: [], configDiff: "", rebuildCommand: try deployment.rebuildCommandLine())
+        var budget = maxPatchBytes
         for source in deployment.fleet.sources where only == nil || source.name == only {
             let local = source.rendered ? prepared.renderedTree : source.path
             var options = Deployment.syncOptions(for: source, deployment.options)
@@ -72,41 +86,54 @@ public struct HostDiff: Sendable {
             let destination = deployment.options.root + "/" + source.name
             let result = try Syncer.sync(from: local, to: destination, over: shell, options: options,
                                          scanned: source.rendered ? nil : deployment.options.scans[source.name])
-            let found = classify(result.plan, source: source.name)
-            entries += found
+            let found = classify(result.plan, destination: result.destinationManifest, source: source.name)
+            diff.entries += found
+            let texts = found.filter { [.added, .changed, .deleted, .type].contains($0.kind) && ($0.old?.kind == .file || $0.new?.kind == .file) }
             if source.rendered {
-                configDiff = try unifiedDiff(found.filter { $0.kind == .added || $0.kind == .changed || $0.kind == .deleted || $0.kind == .type },
-                                             local: local, remote: destination, shell: shell)
+                diff.configDiff = try unifiedDiff(texts, local: local, remote: destination, shell: shell).text
+            } else if patch {
+                let (text, omitted) = try unifiedDiff(texts, local: local, remote: destination, shell: shell, budget: &budget)
+                diff.patch += text
+                diff.patchOmitted += omitted
             }
         }
-        return HostDiff(host: deployment.host.name, entries: entries, configDiff: configDiff)
+        return diff
     }
 
-    /// `diff -u --label a/PATH --label b/PATH` of each changed text file (the host's copy fetched).
-    static func unifiedDiff(_ changed: [Entry], local: String, remote: String, shell: any RemoteShell) throws -> String {
-        guard !changed.isEmpty else { return "" }
+    /// `diff -u --label a/PATH --label b/PATH` of each entry's file (the host's copy fetched;
+    /// GNU diff names binary files instead), while `budget` bytes last; the rest are returned.
+    static func unifiedDiff(_ changed: [Entry], local: String, remote: String, shell: any RemoteShell,
+                            budget: inout Int) throws -> (text: String, omitted: [Entry]) {
+        guard !changed.isEmpty else { return ("", []) }
         let work = NSTemporaryDirectory() + "ferry-diff-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         var text = ""
+        var omitted: [Entry] = []
         for (n, entry) in changed.enumerated() {
-            let path = String(decoding: entry.path, as: UTF8.self)
-            var isDirectory: ObjCBool = false
-            let newPath = local + "/" + path
-            let newExists = FileManager.default.fileExists(atPath: newPath, isDirectory: &isDirectory)
-            if isDirectory.boolValue { continue }
+            let size = max(entry.old?.kind == .file ? entry.old!.size : 0, entry.new?.kind == .file ? entry.new!.size : 0)
+            guard budget > 0, size <= budget else { omitted.append(entry); continue }
+            let path = entry.path
             var oldPath = "/dev/null"
-            if entry.kind != .added {
-                let (status, bytes, _) = try shell.run(.script(#"[ -f "$1" ] && [ ! -L "$1" ] && cat -- "$1""#, arguments: [Array((remote + "/" + path).utf8)]))
+            if entry.old?.kind == .file {
+                let (status, bytes, _) = try shell.run(.script(#"[ -f "$1" ] && [ ! -L "$1" ] && cat -- "$1""#, arguments: [Array(remote.utf8) + [UInt8(ascii: "/")] + path]))
                 if status == .exited(0) {
                     oldPath = work + "/old-\(n)"
                     _ = FileManager.default.createFile(atPath: oldPath, contents: Data(bytes))
                 }
             }
-            let r = try run(["diff", "-u", "--label", "a/" + path, "--label", "b/" + path, oldPath, newExists ? newPath : "/dev/null"])
-            text += r
+            let newPath = entry.new?.kind == .file ? local + "/" + String(decoding: path, as: UTF8.self) : "/dev/null"
+            let label = Itemize.escape(path)
+            let out = try run(["diff", "-u", "--label", "a/" + label, "--label", "b/" + label, oldPath, newPath])
+            budget -= out.utf8.count
+            text += out
         }
-        return text
+        return (text, omitted)
+    }
+
+    static func unifiedDiff(_ changed: [Entry], local: String, remote: String, shell: any RemoteShell) throws -> (text: String, omitted: [Entry]) {
+        var unlimited = Int.max
+        return try unifiedDiff(changed, local: local, remote: remote, shell: shell, budget: &unlimited)
     }
 
     static func run(_ argv: [String]) throws -> String {

@@ -56,7 +56,8 @@ public final class FleetDeployment {
     public let fleet: Fleet
     public let hosts: [Fleet.Host]
     public let options: Options
-    private var deployments: [Deployment] = []
+    /// One per host, after `prepare`.
+    public private(set) var deployments: [Deployment] = []
 
     public init(fleet: Fleet, hosts: [Fleet.Host], options: Options) {
         self.fleet = fleet
@@ -65,8 +66,9 @@ public final class FleetDeployment {
     }
 
     /// Checks every host locally (sources, required files, each render) and scans each shared
-    /// source once. Throws `DeployError.localCheck` naming the host; nothing is contacted.
-    public func prepare() throws {
+    /// source once (`manifests`: and hashes it for the manifests a deploy leaves; a diff needs
+    /// none). Throws `DeployError.localCheck` naming the host; nothing is contacted.
+    public func prepare(manifests: Bool = true) throws {
         var deploy = options.deploy
         if !deploy.noSync {
             for source in fleet.sources where !source.rendered {
@@ -76,7 +78,9 @@ public final class FleetDeployment {
                 do {
                     let scanned = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
                     deploy.scans[source.name] = scanned
-                    deploy.manifests[source.name] = ManifestFile.encode(try ManifestFile.withChecksums(scanned.manifest, root: source.path))
+                    if manifests {
+                        deploy.manifests[source.name] = ManifestFile.encode(try ManifestFile.withChecksums(scanned.manifest, root: source.path))
+                    }
                 } catch {
                     throw DeployError.localCheck("\(source.path): cannot scan sources.\(source.name): \(error)")
                 }

@@ -79,6 +79,29 @@ public final class BytesInput: ExecInput {
     }
 }
 
+/// `prefix`, then whatever `rest` gives (none: end of input).
+public final class PrefixedInput: ExecInput {
+    private let prefix: BytesInput
+    private var prefixDone = false
+    private let rest: ExecInput?
+
+    public init(_ prefix: [UInt8], then rest: ExecInput?) {
+        self.prefix = BytesInput(prefix)
+        self.rest = rest
+    }
+
+    public var pollDescriptor: Int32? { prefixDone ? rest?.pollDescriptor : nil }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
+        if !prefixDone {
+            let chunk = try prefix.read(into: buffer)
+            if chunk != .end { return chunk }
+            prefixDone = true
+        }
+        return try rest?.read(into: buffer) ?? .end
+    }
+}
+
 /// A file descriptor (a pipe, file or socket), read only when poll says it is ready,
 /// so a slow producer never stalls the channel's output.
 public final class FileDescriptorInput: ExecInput, Sendable {

@@ -30,7 +30,7 @@ public struct Sudo: Sendable {
 
     func input(_ stdin: ExecInput?) -> ExecInput? {
         guard let password else { return stdin }
-        return PrefixedInput(prefix: password.line, then: stdin)
+        return PrefixedInput(password.line, then: stdin)
     }
 
     /// Finds out once, before any real command, how sudo behaves on the target for this login:
@@ -76,29 +76,5 @@ public enum SudoError: Error, Equatable, CustomStringConvertible {
         case .unusablePassword:
             return "the sudo password contains a line break or a NUL byte, which sudo -S cannot read"
         }
-    }
-}
-
-/// `prefix`, then whatever `rest` gives (nothing: end of input).
-final class PrefixedInput: ExecInput {
-    private let prefix: [UInt8]
-    private var offset = 0
-    private let rest: ExecInput?
-
-    init(prefix: [UInt8], then rest: ExecInput?) {
-        self.prefix = prefix
-        self.rest = rest
-    }
-
-    var pollDescriptor: Int32? { offset < prefix.count ? nil : rest?.pollDescriptor }
-
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
-        if offset < prefix.count {
-            let n = min(buffer.count, prefix.count - offset)
-            prefix.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
-            offset += n
-            return .bytes(n)
-        }
-        return try rest?.read(into: buffer) ?? .end
     }
 }
