@@ -129,3 +129,72 @@ extension DeployCommandTests {
         XCTAssertEqual(r.status, 0, "\(context): \(r.stdout) \(r.stderr)", file: file, line: line)
     }
 }
+
+extension DeployCommandTests {
+    /// --stat, --patch with its cap and binary files, deploy --dry-run's command line, and the
+    /// config diff equal to `diff -u --label` of the host's rendered tree and the new one.
+    func testDiffFormatsAndDeployDryRun() throws {
+        let work = try makeWork()
+        let h = try host
+        XCTAssertEqual(try deploy(work).status, 0)
+        let readme = work.lnbits + "/README.md"
+        try (String(contentsOfFile: readme, encoding: .utf8) + "one more line\n").write(toFile: readme, atomically: true, encoding: .utf8)
+        try Data([0x00, 0x01, 0x02, 0xFF]).write(to: URL(fileURLWithPath: work.lnbits + "/lnbits/blob.bin"))
+        try FileManager.default.removeItem(atPath: work.lnbits + "/tests/test_1.py")
+        try writeFleet(work, lnbitsPort: 5002)
+        let before = try targetSnapshot()
+
+        let stat = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--stat"])
+        XCTAssertEqual(stat.status, 0, stat.stderr)
+        let size = try FileManager.default.attributesOfItem(atPath: readme)[.size] as? Int ?? 0
+        // Columns padded to the longest name; directories' new mtimes count as "mtime only".
+        let squeezed = stat.stdout.replacingOccurrences(of: " +", with: " ", options: .regularExpression)
+        for line in ["lnbits-src | 1 (1 mtime only), 0 B", "lnbits-src/README.md | 1 (1 changed), \(String(format: "%.1f KiB", Double(size) / 1024))",
+                     "lnbits-src/lnbits | 2 (1 added, 1 mtime only), 4 B", "lnbits-src/tests | 2 (1 deleted, 1 mtime only), 0 B",
+                     "nixos-config/configuration.nix | 1 (1 changed), ", "8 changes (1 added, 2 changed, 1 deleted, 4 mtime only), "] {
+            XCTAssertTrue(squeezed.contains(line), "\(line): \(stat.stdout)")
+        }
+
+        let patch = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--patch"])
+        for line in ["--- a/README.md", "+++ b/README.md", "Binary files a/lnbits/blob.bin and b/lnbits/blob.bin differ",
+                     "--- a/tests/test_1.py", "+++ b/tests/test_1.py"] {
+            XCTAssertTrue(patch.stdout.contains(line + "\n"), "\(line): \(patch.stdout)")
+        }
+        XCTAssertTrue(patch.stdout.contains("one more line\n"), patch.stdout)
+        let capped = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--patch", "--max-patch-bytes", "0"])
+        XCTAssertTrue(capped.stdout.contains("(--max-patch-bytes 0: no patch for 3 more: lnbits-src/README.md, lnbits-src/lnbits/blob.bin, lnbits-src/tests/test_1.py)"), capped.stdout)
+
+        // The config diff is diff -u --label of the two rendered trees, file by file.
+        let out = work.root + "/render-out"
+        XCTAssertEqual(try FerryBinary.run(["render", "-f", work.fleetFile, "--out", out, "alpha"]).status, 0)
+        var expected = ""
+        let old = h.varSrc + "/nixos-config", new = out + "/alpha"
+        let names = Set((FileManager.default.subpaths(atPath: old) ?? []) + (FileManager.default.subpaths(atPath: new) ?? [])).sorted()
+        for name in names {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: new + "/" + name, isDirectory: &isDir), isDir.boolValue { continue }
+            if FileManager.default.fileExists(atPath: old + "/" + name, isDirectory: &isDir), isDir.boolValue { continue }
+            let a = FileManager.default.fileExists(atPath: old + "/" + name) ? old + "/" + name : "/dev/null"
+            let b = FileManager.default.fileExists(atPath: new + "/" + name) ? new + "/" + name : "/dev/null"
+            expected += try Command.run(["diff", "-u", "--label", "a/" + name, "--label", "b/" + name, a, b]).output
+        }
+        let json = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--json"])
+        let object = try XCTUnwrap(json.stdout.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }.first)
+        XCTAssertFalse(expected.isEmpty)
+        XCTAssertEqual(object["config_diff"] as? String, expected)
+        try validateAgainstSchema(json.stdout, "diff --json")
+        // A mutated line is rejected by the schema.
+        let mutated = json.stdout.replacingOccurrences(of: "\"kind\":\"changed\"", with: "\"kind\":\"edited\"")
+        let check = "import json,sys,jsonschema\nv=jsonschema.Draft7Validator(json.load(open(sys.argv[1])))\nsys.exit(1 if any(list(v.iter_errors(json.loads(l))) for l in sys.stdin) else 0)"
+        XCTAssertEqual(try FerryBinary.run(executable: try Command.which("python3"), ["-c", check, Self.repository + "/docs/events.schema.json"], input: mutated).status, 1)
+
+        let dry = try FerryBinary.run(["deploy", "-f", work.fleetFile, "alpha", "--dry-run", "--op", "boot", "--", "--show-trace"])
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("  ~ README.md\n") && dry.stdout.contains("+      lnbitsPort = 5002;\n"), dry.stdout)
+        XCTAssertTrue(dry.stdout.contains("would run: /run/current-system/sw/bin/nixos-rebuild boot --no-flake -I 'nixos-config=/var/src/nixos-config/configuration.nix' -I /var/src --option extra-experimental-features 'nix-command flakes' --show-trace\n"), dry.stdout)
+        let dryJSON = try FerryBinary.run(["deploy", "-f", work.fleetFile, "alpha", "--dry-run", "--json"])
+        try validateAgainstSchema(dryJSON.stdout, "deploy --dry-run --json")
+        XCTAssertEqual(try targetSnapshot(), before, "no format touched the target")
+        XCTAssertEqual(h.standInCalls().count, 1, "only the first deploy rebuilt")
+    }
+}
