@@ -167,15 +167,34 @@ public struct Syncer {
         // (one more command, a few ms) and rewrite only what really differs.
         let candidates = plan.sameSizeSends(comparedWith: listing.manifest)
         if !candidates.isEmpty {
+            // With --checksum both sides were hashed already; else both ends hash at once.
+            let local = planOptions.checksum ? nil : LocalHashes(candidates.map(\.path), root: root)
             let remoteHashes: [[UInt8]: [UInt8]] = planOptions.checksum
                 ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
                 : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path), cancel: options.cancel)
-            // With --checksum both sides were hashed already.
-            let localHashes = planOptions.checksum ? candidates.map(\.checksum) : try sha256(candidates.map(\.path), root: root)
+            let localHashes = try local?.wait() ?? candidates.map(\.checksum)
             let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }
             plan.markUnchangedContents(Set(same))
         }
         return plan
+    }
+
+    /// Local files hashed on other threads while the caller waits on the target.
+    final class LocalHashes: Sendable {
+        private let result = Mutex<Swift.Result<[[UInt8]?], any Error>?>(nil)
+        private let group = DispatchGroup()
+
+        init(_ paths: [[UInt8]], root: String) {
+            DispatchQueue.global().async(group: group) { [self] in
+                let r = Swift.Result { try Syncer.sha256(paths, root: root) }
+                result.withLock { $0 = r }
+            }
+        }
+
+        func wait() throws -> [[UInt8]?] {
+            group.wait()
+            return try result.withLock { $0! }.get()
+        }
     }
 
     /// SHA-256 of the local files whose size matches a remote file (the others differ anyway).

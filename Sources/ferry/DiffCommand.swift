@@ -104,10 +104,11 @@ struct DiffFormat: ParsableArguments {
         var options = base ?? Deployment.Options { _ in throw DeployError.local("unused") }
         options.open = { h in try connection.shell(for: h, sudo: access.withLock { $0! }) }
         options.checksum = checksum
-        // The shared trees are scanned once for every host, as a fleet deploy does.
+        // The shared trees are scanned once for several hosts, as a fleet deploy does; for one,
+        // the scan overlaps the host's listing.
         let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))
         do {
-            try prepared.prepare(manifests: false)
+            try prepared.prepare(scanning: hosts.count > 1, manifests: false)
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }

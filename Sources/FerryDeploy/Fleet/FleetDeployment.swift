@@ -67,10 +67,11 @@ public final class FleetDeployment {
 
     /// Checks every host locally (sources, required files, each render) and scans each shared
     /// source once (`manifests`: and hashes it for the manifests a deploy leaves; a diff needs
-    /// none). Throws `DeployError.localCheck` naming the host; nothing is contacted.
-    public func prepare(manifests: Bool = true) throws {
+    /// none; `scanning: false`: each host's sync scans, overlapping its remote listing — for one
+    /// host). Throws `DeployError.localCheck` naming the host; nothing is contacted.
+    public func prepare(scanning: Bool = true, manifests: Bool = true) throws {
         var deploy = options.deploy
-        if !deploy.noSync {
+        if !deploy.noSync && scanning {
             for source in fleet.sources where !source.rendered {
                 // Only a folder that passed the checks is scanned; the checks below name what is wrong.
                 var isDirectory: ObjCBool = false
