@@ -197,7 +197,7 @@ public struct SSHClientConfig: Sendable {
         case "ignoreunknown":
             if apply && state.ignoreUnknown == nil { state.ignoreUnknown = try one() }
         default:
-            guard Self.openSSHKeywords.contains(keyword) || state.ignoreUnknown.map({ Self.patternList(keyword, $0, lowercase: false) == 1 }) == true else {
+            guard Self.openSSHKeywords.contains(keyword) || state.ignoreUnknown.map({ Self.patternList(keyword, $0, lowercase: true) == 1 }) == true else {
                 throw bad("Bad configuration option: \(keyword)")
             }
         }
@@ -446,6 +446,13 @@ public struct ProxyJump: Sendable, Equatable, CustomStringConvertible {
         }
         guard !host.isEmpty, !host.contains(where: { $0 == " " || $0 == "\t" || $0 == "/" }) else { throw SSHConfigError.badJump(text) }
         return Hop(user: user, host: String(host), port: port)
+    }
+
+    /// The last hop is the target itself (OpenSSH: "jumphost loop"); missing user and port
+    /// default to the target's.
+    public func loops(host: String, port: Int, user: String) -> Bool {
+        guard let last = hops.last else { return false }
+        return last.host == host && (last.port ?? 22) == port && (last.user ?? user) == user
     }
 
     /// As `ssh -G` prints it: the hops before the last as written, the last one normalised.
