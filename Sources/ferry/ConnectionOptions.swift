@@ -16,35 +16,83 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("host-key-policy"), help: "strict (refuse unknown keys; the default) or accept-new (record unknown keys). Changed keys are always refused.")
     var hostKeyPolicy: HostKeyPolicy?
 
-    @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Seconds allowed for TCP connect and SSH handshake.", valueName: "SECONDS"))
-    var connectTimeout: Double = 10
+    @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Seconds allowed for TCP connect and SSH handshake (default: ssh_config's ConnectTimeout, else 10).", valueName: "SECONDS"))
+    var connectTimeout: Double?
 
-    /// Flags win over the inventory's values (`identity`, `known_hosts`, `host_key_policy`).
-    func configuration(for target: SSHTarget, identity inventoryIdentity: [String] = [], knownHosts inventoryKnownHosts: String? = nil,
-                       hostKeyPolicy inventoryPolicy: HostKeyPolicy? = nil) -> SSHConfiguration {
-        var configuration = SSHConfiguration(
-            target: target,
-            identityFiles: identity.isEmpty ? inventoryIdentity : identity,
-            knownHostsFile: knownHosts ?? inventoryKnownHosts,
-            hostKeyPolicy: hostKeyPolicy ?? inventoryPolicy ?? .strict,
-            connectTimeout: connectTimeout
-        )
-        configuration.onNotice = { printError("ferry: \(target): \($0)") }
-        return configuration
+    @Option(name: .customShort("F"), help: ArgumentHelp("OpenSSH client config to read (default: $HOME/.ssh/config; none: read none).", valueName: "FILE"))
+    var sshConfigFile: String?
+
+    @Option(name: .customLong("jump"), help: ArgumentHelp("Jump hosts ([user@]host[:port], comma-separated; none: direct), like ssh -J.", valueName: "HOSTS"))
+    var jump: String?
+
+    var flags: ConnectionFlags {
+        ConnectionFlags(identity: identity, knownHosts: knownHosts, hostKeyPolicy: hostKeyPolicy, connectTimeout: connectTimeout, jump: jump)
     }
 
-    /// An inventory host's settings, these flags winning.
-    func configuration(for host: Fleet.Host) -> SSHConfiguration {
-        configuration(for: host.target, identity: host.identity, knownHosts: host.knownHosts, hostKeyPolicy: host.hostKeyPolicy)
+    /// The ssh_config in effect (nil: `-F none`).
+    var sshConfig: SSHClientConfig? {
+        if sshConfigFile == "none" { return nil }
+        let home = SSHConfiguration.homeDirectory
+        let user = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "root"
+        return SSHClientConfig(file: sshConfigFile ?? home + "/.ssh/config", home: home, localUser: user)
+    }
+
+    /// Every selected host's connection, checked before the first one is opened (exit 2 on a
+    /// bad ssh_config, a bad name or two hosts at one address); ssh_config warnings printed once.
+    func connections(for hosts: [Fleet.Host], in fleet: Fleet) throws -> [String: HostConnection] {
+        do {
+            let all = try fleet.connections(for: hosts, flags: flags, sshConfig: sshConfig)
+            for warning in Set(all.values.flatMap(\.warnings)).sorted() { printError("ferry: warning: \(warning)") }
+            return all
+        } catch let error as ConnectionError {
+            throw Failure(code: 2, message: "\(error)")
+        }
+    }
+
+    /// A host named on the command line (`[user@]host[:port]`): ssh_config applies to its host
+    /// part as to an inventory address; a user or port written in the target wins.
+    func connection(for target: SSHTarget, raw: String) throws -> HostConnection {
+        do {
+            let c = try Fleet.connection(forTarget: target, written: raw, flags: flags, sshConfig: sshConfig)
+            for warning in c.warnings { printError("ferry: warning: \(warning)") }
+            return c
+        } catch let error as ConnectionError {
+            throw Failure(code: 2, message: "\(error)")
+        }
+    }
+
+    /// The session settings for a resolved connection.
+    static func configuration(_ connection: HostConnection) -> SSHConfiguration {
+        let target = connection.target
+        return connection.configuration { printError("ferry: \(target): \($0)") }
+    }
+
+    /// Opens a session: directly, or (with jump hosts) through them.
+    static func open(_ connection: HostConnection) throws -> SSHSession {
+        if let jump = connection.jump.value {
+            throw SSHError.connect(host: connection.hostName.value, port: connection.port.value,
+                                   reason: "jump hosts (\(jump), from \(connection.jump.source)) are not supported by this ferry yet; connect directly or use --jump none")
+        }
+        return try SSHSession(connecting: configuration(connection))
     }
 
     /// A session to an inventory host, with sudo set up when its user is not root.
-    func shell(for host: Fleet.Host, sudo: SudoAccess) throws -> SSHSession {
-        try sudo.open(host, configuration: configuration(for: host))
+    static func shell(for host: Fleet.Host, _ connection: HostConnection, sudo: SudoAccess) throws -> SSHSession {
+        let session = try open(connection)
+        do {
+            try sudo.apply(to: session, host: host)
+        } catch {
+            session.close()
+            throw error
+        }
+        return session
     }
 
     func validate() throws {
-        guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
+        if let connectTimeout { guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") } }
+        if let jump, jump.lowercased() != "none", (try? ProxyJump(jump)) == nil {
+            throw ValidationError("--jump: '\(jump)' is not [user@]host[:port], comma-separated, or none")
+        }
     }
 }
 
@@ -63,8 +111,8 @@ struct SudoOptions: ParsableArguments {
 
     /// The fleet's sudo access; reads the password only when a selected host logs in as someone
     /// other than root. Call after the local checks and before the first connection.
-    func access(for hosts: [Fleet.Host]) throws -> SudoAccess {
-        let users = Set(hosts.filter(SudoAccess.needed).map(\.user)).sorted()
+    func access(for connections: [HostConnection]) throws -> SudoAccess {
+        let users = Set(connections.map(\.user.value).filter { SudoAccess.needed(user: $0) }).sorted()
         guard !users.isEmpty else { return SudoAccess(password: nil) }
         var line: [UInt8]?
         if let fd = sudoPasswordFD {

@@ -97,11 +97,11 @@ struct Deploy: ParsableCommand {
         let cancel = try CancellationToken()
         let stop = try CancellationToken()
         SignalRelay.onInterrupt(cancel, stop: stop)
-        let connection = self.connection
+        let connections = try connection.connections(for: hosts, in: fleet)
         // Filled after the local checks: the password is asked for only when they pass.
         let access = Mutex<SudoAccess?>(nil)
         var options = Deployment.Options { h in
-            try connection.shell(for: h, sudo: access.withLock { $0! })
+            try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! })
         }
         options.operation = operation
         options.extraArguments = split.extra
@@ -123,7 +123,7 @@ struct Deploy: ParsableCommand {
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }
-        let sudoAccess = try sudo.access(for: hosts)
+        let sudoAccess = try sudo.access(for: Array(connections.values))
         access.withLock { $0 = sudoAccess }
 
         let view = FleetView(json: json, stats: stats)

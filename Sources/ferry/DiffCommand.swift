@@ -100,9 +100,10 @@ struct DiffFormat: ParsableArguments {
                 throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: command)
             }
         }
+        let connections = try connection.connections(for: hosts, in: fleet)
         let access = Mutex<SudoAccess?>(nil)
         var options = base ?? Deployment.Options { _ in throw DeployError.local("unused") }
-        options.open = { h in try connection.shell(for: h, sudo: access.withLock { $0! }) }
+        options.open = { h in try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! }) }
         options.checksum = checksum
         // The shared trees are scanned once for several hosts, as a fleet deploy does; for one,
         // the scan overlaps the host's listing.
@@ -112,7 +113,7 @@ struct DiffFormat: ParsableArguments {
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }
-        let sudoAccess = try sudoOptions.access(for: hosts)
+        let sudoAccess = try sudoOptions.access(for: Array(connections.values))
         access.withLock { $0 = sudoAccess }
         let deployments = prepared.deployments
 

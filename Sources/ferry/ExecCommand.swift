@@ -52,7 +52,7 @@ struct Exec: ParsableCommand {
     struct Resolved {
         var name: String
         var target: SSHTarget
-        var configuration: SSHConfiguration
+        var connection: HostConnection
     }
 
     func run() throws {
@@ -87,9 +87,10 @@ struct Exec: ParsableCommand {
         var out: [Resolved] = []
         let inventoryTargets = targets.filter { !Self.looksRaw($0) }
         if let fleet, !(inventoryTargets.isEmpty && !targets.isEmpty) {
-            for h in try InventoryOption.select(fleet, inventoryTargets, skip: skip) {
-                out.append(Resolved(name: h.name, target: h.target,
-                                    configuration: connection.configuration(for: h)))
+            let hosts = try InventoryOption.select(fleet, inventoryTargets, skip: skip)
+            let connections = try connection.connections(for: hosts, in: fleet)
+            for h in hosts {
+                out.append(Resolved(name: h.name, target: connections[h.name]!.target, connection: connections[h.name]!))
             }
         } else if !inventoryTargets.isEmpty {
             throw Failure.usage("'\(inventoryTargets[0])' is no address, and no fleet file is in effect to find it in", command: "exec")
@@ -97,7 +98,8 @@ struct Exec: ParsableCommand {
         for raw in targets where Self.looksRaw(raw) {
             let target: SSHTarget
             do { target = try SSHTarget(parsing: raw, allowPath: false) } catch { throw Failure.usage("\(error)", command: "exec") }
-            out.append(Resolved(name: target.description, target: target, configuration: connection.configuration(for: target)))
+            let resolved = try connection.connection(for: target, raw: raw)
+            out.append(Resolved(name: target.description, target: resolved.target, connection: resolved))
         }
         return out
     }
@@ -105,7 +107,7 @@ struct Exec: ParsableCommand {
     /// One raw target: the output as it comes, the remote status as ferry's.
     func runOne(_ r: Resolved, _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
         do {
-            let session = try SSHSession(connecting: r.configuration)
+            let session = try ConnectionOptions.open(r.connection)
             defer { session.close() }
             // Forward our stdin unless it is a terminal (no TTY is allocated remotely).
             let input: ExecInput? = isatty(0) == 0 ? FileDescriptorInput(descriptor: 0) : nil
@@ -165,7 +167,7 @@ struct Exec: ParsableCommand {
         func text(_ line: [UInt8]) -> String { String(decoding: line, as: UTF8.self) }
         var status: Int32?
         do {
-            let session = try SSHSession(connecting: r.configuration)
+            let session = try ConnectionOptions.open(r.connection)
             defer { session.close() }
             let s = try session.exec(remote, cancel: cancel,
                                      stdout: { out.feed($0) { view.execLine(r.name, text($0), stream: "stdout") } },

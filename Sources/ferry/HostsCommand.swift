@@ -19,21 +19,27 @@ struct Hosts: ParsableCommand {
     @Flag(help: "One JSON object per host (type \"host\"; schema: docs/events.schema.json).")
     var json = false
 
+    @OptionGroup var connection: ConnectionOptions
+
     func run() throws {
         let fleet = try inventory.load()
         let hosts = try InventoryOption.select(fleet, targets, skip: skip)
+        // User and port as they apply after ssh_config and [defaults] (see `ferry config`).
+        let connections = try connection.connections(for: hosts, in: fleet)
         if json {
             for h in hosts {
-                let object: [String: Any] = ["type": "host", "name": h.name, "address": h.address, "port": h.port, "user": h.user,
+                let c = connections[h.name]!
+                let object: [String: Any] = ["type": "host", "name": h.name, "address": h.address, "port": c.port.value, "user": c.user.value,
                                              "tags": h.tags, "domain": fleet.domain(of: h)]
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             }
             return
         }
-        let rows = [["HOST", "ADDRESS", "USER", "TAGS", "DOMAIN"]] + hosts.map { h in
-            [h.name, h.port == 22 ? h.address : (h.address.contains(":") ? "[\(h.address)]:\(h.port)" : "\(h.address):\(h.port)"),
-             h.user, h.tags.map { "@" + $0 }.joined(separator: ","), fleet.domain(of: h)]
+        let rows = [["HOST", "ADDRESS", "USER", "TAGS", "DOMAIN"]] + hosts.map { h -> [String] in
+            let port = connections[h.name]!.port.value
+            return [h.name, port == 22 ? h.address : (h.address.contains(":") ? "[\(h.address)]:\(port)" : "\(h.address):\(port)"),
+                    connections[h.name]!.user.value, h.tags.map { "@" + $0 }.joined(separator: ","), fleet.domain(of: h)]
         }
         let widths = (0..<5).map { c in rows.map { $0[c].count }.max() ?? 0 }
         for row in rows {

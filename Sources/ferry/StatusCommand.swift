@@ -37,15 +37,16 @@ struct Status: ParsableCommand {
         let fleet = try inventory.load()
         var failed = false
         let hosts = try InventoryOption.select(fleet, targets, skip: skip)
-        let access = try sudo.access(for: hosts)
+        let connections = try connection.connections(for: hosts, in: fleet)
+        let access = try sudo.access(for: Array(connections.values))
         if follow {
             guard hosts.count == 1 else { throw Failure.usage("--follow follows one host; the selection has \(hosts.count)", command: "status") }
-            try followRebuild(hosts[0], access: access)
+            try followRebuild(hosts[0], connections[hosts[0].name]!, access: access)
             return
         }
         for host in hosts {
             do {
-                let session = try connection.shell(for: host, sudo: access)
+                let session = try ConnectionOptions.shell(for: host, connections[host.name]!, sudo: access)
                 defer { session.close() }
                 for line in Self.describe(try HostStatus.read(fleet: fleet, host: host, shell: session)) {
                     print("\(host.name) | " + Terminal.escapingControls(line))
@@ -58,16 +59,15 @@ struct Status: ParsableCommand {
         if failed { throw Failure(code: 1, message: "") }
     }
 
-    func followRebuild(_ host: Fleet.Host, access: SudoAccess) throws {
+    func followRebuild(_ host: Fleet.Host, _ connection: HostConnection, access: SudoAccess) throws {
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
-        let connection = self.connection
         let outcome: (id: String, result: DeployResult)?
         do {
-            let session = try connection.shell(for: host, sudo: access)
+            let session = try ConnectionOptions.shell(for: host, connection, sudo: access)
             defer { session.close() }
             outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
-                                            reopen: { try connection.shell(for: host, sudo: access) }) { event in
+                                            reopen: { try ConnectionOptions.shell(for: host, connection, sudo: access) }) { event in
                 print("\(host.name) | " + Terminal.escapingControls(DeployEventText.line(event)))
                 fflush(stdout)  // live, also into a file or a pipe
             }
@@ -152,9 +152,10 @@ struct Unlock: ParsableCommand {
     func run() throws {
         let fleet = try inventory.load()
         guard let host = try InventoryOption.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
-        let access = try sudo.access(for: [host])
+        let resolved = try connection.connections(for: [host], in: fleet)[host.name]!
+        let access = try sudo.access(for: [resolved])
         do {
-            let session = try connection.shell(for: host, sudo: access)
+            let session = try ConnectionOptions.shell(for: host, resolved, sudo: access)
             defer { session.close() }
             switch try HostStatus.unlock(shell: session, force: force) {
             case .wasFree:

@@ -85,8 +85,19 @@ final class InventoryTests: XCTestCase {
             try expectError(head + "[hosts.\"\(bad)\"]\naddress = \"h.example\"\n", key: "hosts.\(bad)", "not a valid NixOS host name")
         }
         try expectError(head + "[hosts.a]\naddress = \"\"\n", key: "hosts.a.address", "must not be empty")
-        for bad in ["has space", "under_score.example", "300.1.1.1", "1.2.3", "-x.example", "a..b"] {
-            try expectError(head + "[hosts.a]\naddress = \"\(bad)\"\n", key: "hosts.a.address", "not a DNS name or an IPv4/IPv6 address")
+        for bad in ["has space", "-x.example", "tab\\there"] {
+            try expectError(head + "[hosts.a]\naddress = \"\(bad)\"\n", key: "hosts.a.address", "not a DNS name, an IPv4/IPv6 address or an ssh_config Host alias")
+        }
+        // Aliases load; the name connected to is checked once ssh_config is applied.
+        for bad in ["under_score.example", "300.1.1.1", "1.2.3", "a..b"] {
+            let fixture = try FleetFixture(copyingExample: false)
+            defer { fixture.remove() }
+            try fixture.write("shared.nix", goodShared)
+            try fixture.write("fleet.toml", head + "[hosts.a]\naddress = \"\(bad)\"\n")
+            let fleet = try fixture.load()
+            XCTAssertThrowsError(try fleet.connections(for: fleet.hosts, sshConfig: nil)) {
+                XCTAssertEqual("\($0)", "a: '\(bad)' (from fleet.toml [hosts.a]) is not a DNS name or an IPv4/IPv6 address")
+            }
         }
         try expectError(head + "[hosts.a]\naddress = \"h.example\"\n[hosts.b]\naddress = \"H.example\"\nport = 22\n",
                         key: "hosts.b", "same address and port as hosts.a")
@@ -106,8 +117,8 @@ final class InventoryTests: XCTestCase {
         let fleet = try fixture.load()
         XCTAssertEqual(fleet.defaults.operation, .switch)
         let gamma = fleet.hosts.first { $0.name == "gamma" }!
-        XCTAssertEqual(gamma.target.description, "deploy@[2001:db8::5]")
-        XCTAssertEqual(fleet.hosts.first { $0.name == "beta" }!.target.port, 2222)
+        XCTAssertEqual(try fleet.connection(for: gamma, sshConfig: nil).target.description, "deploy@[2001:db8::5]")
+        XCTAssertEqual(try fleet.connection(for: fleet.hosts.first { $0.name == "beta" }!, sshConfig: nil).target.port, 2222)
         XCTAssertEqual(fleet.sources.map(\.name), ["lnbits-src", "nixos-config"])
         XCTAssertEqual(fleet.sources[0].destination, "/var/src/lnbits-src")
         XCTAssertEqual(fleet.sources[0].exclude, [".git", ".env", "data/", ".venv/", "node_modules/", "__pycache__/", "*.pyc"])
@@ -159,16 +170,18 @@ final class InventoryTests: XCTestCase {
             """)
         let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
         let fleet = try fixture.load()
-        let a = fleet.hosts[0], b = fleet.hosts[1]
+        let a = try fleet.connection(for: fleet.hosts[0], sshConfig: nil), b = try fleet.connection(for: fleet.hosts[1], sshConfig: nil)
         let dir = URL(fileURLWithPath: fixture.directory).standardizedFileURL.path
-        XCTAssertEqual(a.identity, [dir + "/keys/deploy"])
-        XCTAssertEqual(a.knownHosts, dir + "/known_hosts")
-        XCTAssertEqual(a.hostKeyPolicy, .acceptNew)
-        XCTAssertEqual(a.operation, .boot)
-        XCTAssertEqual(b.identity, ["/k/one", home + "/k/two"])
-        XCTAssertEqual(b.knownHosts, "/etc/ferry/known_hosts")
-        XCTAssertEqual(b.hostKeyPolicy, .strict)
-        XCTAssertEqual(b.operation, .dryActivate)
+        XCTAssertEqual(a.identityFiles.value, [dir + "/keys/deploy"])
+        XCTAssertEqual(a.identityFiles.source, "fleet.toml [defaults]")
+        XCTAssertEqual(a.knownHosts.value, dir + "/known_hosts")
+        XCTAssertEqual(a.hostKeyPolicy.value, .acceptNew)
+        XCTAssertEqual(fleet.hosts[0].operation, .boot)
+        XCTAssertEqual(b.identityFiles.value, ["/k/one", home + "/k/two"])
+        XCTAssertEqual(b.identityFiles.source, "fleet.toml [hosts.b]")
+        XCTAssertEqual(b.knownHosts.value, "/etc/ferry/known_hosts")
+        XCTAssertEqual(b.hostKeyPolicy.value, .strict)
+        XCTAssertEqual(fleet.hosts[1].operation, .dryActivate)
 
         let host = head + "[hosts.a]\naddress = \"a.example\"\n"
         try expectError(host + "identity = 3\n", key: "hosts.a.identity", "expected a path or a list of paths")

@@ -109,7 +109,7 @@ public final class Deployment: @unchecked Sendable {
 
         // 2. Connect (one session for the lock holder, one for the work) and lock.
         var phase = Date()
-        report(.phaseStarted(.connect, detail: "\(host.target)"))
+        report(.phaseStarted(.connect, detail: host.address))
         // Both at once: on a slow link the second handshake costs no extra round trips.
         let (lockSession, session) = try openTwo()
         defer { lockSession.close() }

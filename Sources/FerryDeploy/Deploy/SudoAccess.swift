@@ -15,13 +15,13 @@ public final class SudoAccess: Sendable {
 
     public init(password: SudoPassword?) { self.password = password }
 
-    /// Whether `host` logs in as someone other than root (its commands then go through sudo).
-    public static func needed(for host: Fleet.Host) -> Bool { host.user != "root" }
+    /// Whether a login as `user` needs sudo for ferry's commands (anyone but root).
+    public static func needed(user: String) -> Bool { user != "root" }
 
     /// Sets `session` up to run every command as root. Throws `SudoError` (or the probe's
     /// connection error, which is not remembered).
     public func apply(to session: SSHSession, host: Fleet.Host) throws {
-        guard Self.needed(for: host) else { return }
+        guard Self.needed(user: session.target.user) else { return }
         let entry = hosts.withLock { hosts in
             if let known = hosts[host.name] { return known }
             let made = Entry()
@@ -42,17 +42,5 @@ public final class SudoAccess: Sendable {
             }
         }
         session.sudo = sudo
-    }
-
-    /// Opens a session to `host` with `configuration` and sets up sudo on it.
-    public func open(_ host: Fleet.Host, configuration: SSHConfiguration) throws -> SSHSession {
-        let session = try SSHSession(connecting: configuration)
-        do {
-            try apply(to: session, host: host)
-        } catch {
-            session.close()
-            throw error
-        }
-        return session
     }
 }

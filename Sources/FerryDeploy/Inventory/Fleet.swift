@@ -7,14 +7,17 @@ import Glibc
 
 /// The inventory: `fleet.toml` and the files beside it.
 public struct Fleet: Sendable {
+    /// `[defaults]`: each value applies where neither the host's table nor ssh_config sets one.
     public struct Defaults: Equatable, Sendable {
-        public var user = "root"
-        public var port = 22
+        public var user: String?
+        public var port: Int?
         /// Private keys to offer (absolute paths), before the agent's.
-        public var identity: [String] = []
+        public var identity: [String]?
         /// A known_hosts file other than ~/.ssh/known_hosts (absolute).
         public var knownHosts: String?
-        public var hostKeyPolicy: HostKeyPolicy = .strict
+        public var hostKeyPolicy: HostKeyPolicy?
+        /// Jump hosts (ProxyJump syntax), or "none".
+        public var jump: String?
         public var operation: Operation = .switch
     }
 
@@ -43,21 +46,23 @@ public struct Fleet: Sendable {
         public static let reservedNames = ["deploys", "lock", "last-deploy.json"]
     }
 
+    /// A `[hosts.NAME]` table. Connection values are the table's own (nil: not set there); see
+    /// `connection(for:flags:sshConfig:)` for what applies after ssh_config and `[defaults]`.
     public struct Host: Sendable {
         public var name: String
+        /// A DNS name, an IP address, or an ssh_config Host alias.
         public var address: String
-        public var port: Int
-        public var user: String
+        public var port: Int?
+        public var user: String?
         public var tags: [String]
         /// A host-specific domain; nil inherits shared.nix's.
         public var domain: String?
         public var vars: [(String, NixLiteral)]
-        public var identity: [String]
+        public var identity: [String]?
         public var knownHosts: String?
-        public var hostKeyPolicy: HostKeyPolicy
+        public var hostKeyPolicy: HostKeyPolicy?
+        public var jump: String?
         public var operation: Operation
-
-        public var target: SSHTarget { SSHTarget(user: user, host: address, port: port) }
 
         public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
     }

@@ -50,6 +50,12 @@ public enum InventoryReader {
     }
 
     /// An IPv4 or IPv6 address, or a DNS name.
+    /// What may name a host before ssh_config: a word without whitespace, control characters
+    /// or a leading "-" (which ssh would read as an option).
+    public static func isValidAlias(_ address: String) -> Bool {
+        !address.isEmpty && !address.hasPrefix("-") && address.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
+    }
+
     public static func isValidAddress(_ address: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
         if inet_pton(AF_INET, address, &v4) == 1 || inet_pton(AF_INET6, address, &v6) == 1 { return true }
@@ -138,11 +144,12 @@ private struct Reader {
         var defaults = Fleet.Defaults()
         if let d = try subtable(table, "defaults", at: "defaults") {
             try checkKeys(d, allowed: ["user", "port"] + Self.connectionKeys, at: "defaults")
-            defaults.user = try nonEmpty(d, "user", at: "defaults.user") ?? defaults.user
-            defaults.port = try port(d, at: "defaults.port") ?? defaults.port
-            defaults.identity = try identities(d, at: "defaults.identity") ?? []
+            defaults.user = try nonEmpty(d, "user", at: "defaults.user")
+            defaults.port = try port(d, at: "defaults.port")
+            defaults.identity = try identities(d, at: "defaults.identity")
             defaults.knownHosts = try nonEmpty(d, "known_hosts", at: "defaults.known_hosts").map { InventoryReader.absolute($0, in: directory) }
-            defaults.hostKeyPolicy = try policy(d, at: "defaults.host_key_policy") ?? defaults.hostKeyPolicy
+            defaults.hostKeyPolicy = try policy(d, at: "defaults.host_key_policy")
+            defaults.jump = try jump(d, at: "defaults.jump")
             defaults.operation = try operation(d, at: "defaults.operation") ?? defaults.operation
         }
 
@@ -202,25 +209,31 @@ private struct Reader {
                 guard let address = try nonEmpty(t, "address", at: "\(path).address") else {
                     throw fail("\(path).address", "missing: the host's DNS name or IP address")
                 }
-                guard InventoryReader.isValidAddress(address) else {
-                    throw fail("\(path).address", "'\(address)' is not a DNS name or an IPv4/IPv6 address")
+                // An ssh_config alias is allowed here: the name connected to is checked once
+                // ssh_config is applied (Fleet.connection).
+                guard InventoryReader.isValidAlias(address) else {
+                    throw fail("\(path).address", "'\(address)' is not a DNS name, an IPv4/IPv6 address or an ssh_config Host alias")
                 }
                 let host = Fleet.Host(
                     name: name, address: address,
-                    port: try port(t, at: "\(path).port") ?? defaults.port,
-                    user: try nonEmpty(t, "user", at: "\(path).user") ?? defaults.user,
+                    port: try port(t, at: "\(path).port"),
+                    user: try nonEmpty(t, "user", at: "\(path).user"),
                     tags: try strings(t, "tags", at: "\(path).tags") ?? [],
                     domain: try nonEmpty(t, "domain", at: "\(path).domain"),
                     vars: try vars(t, at: "\(path).vars"),
-                    identity: try identities(t, at: "\(path).identity") ?? defaults.identity,
-                    knownHosts: try nonEmpty(t, "known_hosts", at: "\(path).known_hosts").map { InventoryReader.absolute($0, in: directory) } ?? defaults.knownHosts,
-                    hostKeyPolicy: try policy(t, at: "\(path).host_key_policy") ?? defaults.hostKeyPolicy,
+                    identity: try identities(t, at: "\(path).identity"),
+                    knownHosts: try nonEmpty(t, "known_hosts", at: "\(path).known_hosts").map { InventoryReader.absolute($0, in: directory) },
+                    hostKeyPolicy: try policy(t, at: "\(path).host_key_policy"),
+                    jump: try jump(t, at: "\(path).jump"),
                     operation: try operation(t, at: "\(path).operation") ?? defaults.operation)
-                let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port)"
-                if let other = seen[endpoint] {
-                    throw fail(path, "same address and port as hosts.\(other) (\(endpoint))")
+                // Literal addresses can be compared now; aliases once ssh_config has been applied.
+                if InventoryReader.isValidAddress(address) {
+                    let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port ?? defaults.port ?? 22)"
+                    if let other = seen[endpoint] {
+                        throw fail(path, "same address and port as hosts.\(other) (\(endpoint))")
+                    }
+                    seen[endpoint] = name
                 }
-                seen[endpoint] = name
                 hosts.append(host)
             }
         }
@@ -228,7 +241,16 @@ private struct Reader {
     }
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).
-    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "operation"]
+    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation"]
+
+    /// `jump`: ProxyJump syntax (`[user@]host[:port]`, comma-separated), or "none".
+    func jump(_ table: TOMLTable, at path: String) throws -> String? {
+        guard let value = try nonEmpty(table, "jump", at: path) else { return nil }
+        guard value.lowercased() == "none" || (try? ProxyJump(value)) != nil else {
+            throw fail(path, "'\(value)' is not a jump host list ([user@]host[:port], comma-separated) or \"none\"")
+        }
+        return value
+    }
 
     /// `identity`: one path or a list of paths.
     func identities(_ table: TOMLTable, at path: String) throws -> [String]? {

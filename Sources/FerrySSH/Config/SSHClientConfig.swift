@@ -16,6 +16,12 @@ public struct SSHClientConfig: Sendable {
         public var file: String
         public var line: Int
         public var origin: String { "\(file):\(line)" }
+
+        public init(value: Value, file: String, line: Int) {
+            self.value = value
+            self.file = file
+            self.line = line
+        }
     }
 
     /// What the configuration sets for one host (nil: not set).
@@ -40,6 +46,8 @@ public struct SSHClientConfig: Sendable {
         public var serverAliveCountMax: Setting<Int>?
         /// Lines ferry read but does not act on (unsupported `Match` criteria), named.
         public var warnings: [String] = []
+
+        public init() {}
     }
 
     public let file: String
