@@ -65,8 +65,10 @@ public final class TestHostHarness {
     @discardableResult
     /// `systemd`: whether the host's private `/run/systemd/system` exists (a deploy then takes the
     /// `systemd-run` path, through the labelled stand-in); without it, the `setsid` path.
+    /// `names`: a private /etc/hosts (name → address) that only this host's sshd resolves with:
+    /// a name known only there proves a connection went through this host (a jump host).
     public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = [],
-                          systemd: Bool = true) throws -> TestHost {
+                          systemd: Bool = true, names: [String: String] = [:]) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
         for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd"] + (systemd ? ["run-systemd/system"] : []) {
@@ -84,6 +86,11 @@ public final class TestHostHarness {
             try authorized.write(toFile: "\(dir)/authorized_keys/\(user)", atomically: true, encoding: .utf8)
         }
         if !users.isEmpty { try writeAccounts(users, in: dir) }
+        if !names.isEmpty {
+            let text = "127.0.0.1 localhost\n" + names.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\n" }.joined()
+            try text.write(toFile: "\(dir)/etc/hosts", atomically: true, encoding: .utf8)
+            chmod("\(dir)/etc/hosts", 0o644)
+        }
         let standIn = "\(dir)/current-system/sw/bin/nixos-rebuild"
         try StandIn.nixosRebuild(stateDir: "\(dir)/stand-in").write(toFile: standIn, atomically: true, encoding: .utf8)
         chmod(standIn, 0o755)
@@ -96,7 +103,7 @@ public final class TestHostHarness {
         for _ in 0..<3 {
             let port = try Loopback.freePort()
             try (sshdConfig(dir: dir, port: port) + sshdOptions.map { $0 + "\n" }.joined()).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
-            let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo })
+            let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo }, privateHosts: !names.isEmpty)
             if TestHostHarness.waitForBanner(port: port, process: process) {
                 let host = TestHost(name: name, port: port, directory: dir, users: users, process: process)
                 hosts.append(host)
@@ -195,7 +202,7 @@ public final class TestHostHarness {
         chmod("\(dir)/etc/shadow", 0o640)
     }
 
-    private func launch(dir: String, mountUsers: Bool, sudo: Bool) throws -> Process {
+    private func launch(dir: String, mountUsers: Bool, sudo: Bool, privateHosts: Bool = false) throws -> Process {
         // Mount points must exist on the machine; the mounts themselves stay in the namespace.
         for mountPoint in ["/var/src", "/run/current-system", "/run/sshd", "/run/systemd"] {
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
@@ -221,6 +228,7 @@ public final class TestHostHarness {
 
             """
         }
+        if privateHosts { script += "mount --bind \"$1/etc/hosts\" /etc/hosts\n" }
         script += "exec \"$2\" -D -f \"$1/sshd_config\" -E \"$1/sshd.log\"\n"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Command.which("setpriv"))

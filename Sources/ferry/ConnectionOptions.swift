@@ -67,13 +67,10 @@ struct ConnectionOptions: ParsableArguments {
         return connection.configuration { printError("ferry: \(target): \($0)") }
     }
 
-    /// Opens a session: directly, or (with jump hosts) through them.
+    /// Opens a session: directly, or through its jump hosts (one login per jump host for the
+    /// whole process).
     static func open(_ connection: HostConnection) throws -> SSHSession {
-        if let jump = connection.jump.value {
-            throw SSHError.connect(host: connection.hostName.value, port: connection.port.value,
-                                   reason: "jump hosts (\(jump), from \(connection.jump.source)) are not supported by this ferry yet; connect directly or use --jump none")
-        }
-        return try SSHSession(connecting: configuration(connection))
+        try JumpRoute.session(configuration(connection), through: connection.hops.map(configuration))
     }
 
     /// A session to an inventory host, with sudo set up when its user is not root.

@@ -28,6 +28,9 @@ public struct HostConnection: Sendable {
     public var hostKeyPolicy: Value<HostKeyPolicy>
     /// Jump hosts to go through, in order (nil: direct).
     public var jump: Value<ProxyJump?>
+    /// Each jump host's own connection: what the hop names, then its ssh_config Host block, then
+    /// `[defaults]`; `-i`, `--known-hosts`, `--host-key-policy` and `--connect-timeout` apply too.
+    public var hops: [HostConnection] = []
     public var connectTimeout: Value<Double>
     public var keepaliveInterval: Value<Int>
     public var keepaliveCountMax: Value<Int>
@@ -70,6 +73,7 @@ public enum ConnectionError: Error, CustomStringConvertible {
     case duplicate(host: String, other: String, endpoint: String)
     case jumpLoop(host: String, source: String)
     case badJump(host: String, value: String, source: String)
+    indirect case jumpHost(host: String, hop: String, ConnectionError)
 
     public var description: String {
         switch self {
@@ -79,6 +83,7 @@ public enum ConnectionError: Error, CustomStringConvertible {
         case .duplicate(let host, let other, let endpoint): return "\(host): connects to the same address and port as \(other) (\(endpoint))"
         case .jumpLoop(let host, let source): return "\(host): the last jump host (from \(source)) is the host itself"
         case .badJump(let host, let value, let source): return "\(host): '\(value)' (from \(source)) is not a jump host list ([user@]host[:port], comma-separated)"
+        case .jumpHost(let host, let hop, let error): return "\(host): jump host \(hop): \(error)"
         }
     }
 }
@@ -160,10 +165,23 @@ extension Fleet {
             if chain.loops(host: hostName.value, port: port.value, user: user.value) { throw ConnectionError.jumpLoop(host: host.name, source: jumpText.source) }
             jump.value = chain
         }
+        var hopFlags = flags
+        hopFlags.jump = "none"  // the chain is explicit: a jump host's own ProxyJump does not apply
+        let hops = try (jump.value?.hops ?? []).map { hop -> HostConnection in
+            let written = (hop.user.map { $0 + "@" } ?? "") + (hop.host.contains(":") ? "[\(hop.host)]" : hop.host) + (hop.port.map { ":\($0)" } ?? "")
+            do {
+                // [defaults] apply to jump hosts too (after their own ssh_config Host block).
+                let hopHost = Host(name: hop.host, address: hop.host, port: hop.port, user: hop.user, tags: [], domain: nil, vars: [],
+                                   identity: nil, knownHosts: nil, hostKeyPolicy: nil, jump: nil, operation: .switch)
+                return try Self.connection(for: hopHost, table: "the jump host \(written)", defaults: defaults, flags: hopFlags, sshConfig: sshConfig)
+            } catch let error as ConnectionError {
+                throw ConnectionError.jumpHost(host: host.name, hop: written, error)
+            }
+        }
         let timeout = ssh.connectTimeout.flatMap { s in s.value.map { V(value: Double($0), source: s.origin) } }
         return HostConnection(
             hostName: hostName, user: user, port: port, identityFiles: identityFiles, identitiesOnly: identitiesOnly, identityAgent: agent,
-            knownHosts: knownHosts, hostKeyPolicy: policy, jump: jump,
+            knownHosts: knownHosts, hostKeyPolicy: policy, jump: jump, hops: hops,
             connectTimeout: flags.connectTimeout.map { V(value: $0, source: "flag") } ?? timeout ?? V(value: 10, source: "default"),
             keepaliveInterval: ssh.serverAliveInterval.map { V(value: $0.value, source: $0.origin) } ?? V(value: 15, source: "default"),
             keepaliveCountMax: ssh.serverAliveCountMax.map { V(value: $0.value, source: $0.origin) } ?? V(value: 3, source: "default"),

@@ -1,0 +1,134 @@
+import FerryXCTestSupport
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Deploys through jump hosts, in-process (no ssh binary): targets are named by names that only
+/// the jump host's private /etc/hosts resolves, so a success proves the hop.
+final class JumpHostTests: XCTestCase {
+    nonisolated(unsafe) static var harness: TestHostHarness?
+    nonisolated(unsafe) static var jump1: TestHost!
+    nonisolated(unsafe) static var jump2: TestHost!
+    nonisolated(unsafe) static var targets: [TestHost] = []
+
+    var work: String!
+    var fleetFile: String { work + "/deployments/fleet.toml" }
+    var knownHosts: String { work + "/known_hosts" }
+
+    override class func tearDown() {
+        harness?.shutdown()
+        harness = nil
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        if Self.harness == nil {
+            let harness = try HostTestCase.makeHarness()
+            Self.harness = harness
+            Self.targets = try (1...8).map { try harness.startHost(name: "t\($0)") }
+            // jump2 is reachable only as "jump-two" from jump1; each target only as "secret-N" from
+            // jump1 and as "deep-N" from jump2.
+            let ports = Self.targets.enumerated()
+            var names1 = Dictionary(uniqueKeysWithValues: ports.map { ("secret-\($0.offset + 1)", "127.0.0.1") })
+            names1["jump-two"] = "127.0.0.1"
+            Self.jump2 = try harness.startHost(name: "jump2", names: Dictionary(uniqueKeysWithValues: ports.map { ("deep-\($0.offset + 1)", "127.0.0.1") }))
+            Self.jump1 = try harness.startHost(name: "jump1", names: names1)
+        }
+        for host in Self.targets + [Self.jump1!, Self.jump2!] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: host.varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: host.varSrc + "/" + name) }
+        }
+        work = NSTemporaryDirectory() + "ferry-jump-test-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: DeployCommandTests.repository + "/deployments", toPath: work + "/deployments")
+        var fixture = TreeFixture(seed: 13)
+        try fixture.makeLNBitsTree(at: work + "/lnbits")
+        // The jump hosts by address and port; the targets by the names only the jump hosts know.
+        var lines = try String(contentsOfFile: Self.harness!.knownHostsFile, encoding: .utf8)
+        for (i, t) in Self.targets.enumerated() {
+            let key = try t.hostPublicKey("ed25519")
+            lines += "[secret-\(i + 1)]:\(t.port) \(key)\n[deep-\(i + 1)]:\(t.port) \(key)\n"
+        }
+        lines += "[jump-two]:\(Self.jump2.port) \(try Self.jump2.hostPublicKey("ed25519"))\n"
+        try lines.write(toFile: knownHosts, atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() {
+        if let work { try? FileManager.default.removeItem(atPath: work) }
+    }
+
+    func writeFleet(jump: String, names: String, count: Int) throws {
+        var toml = """
+        shared = "shared.nix"
+        [defaults]
+        identity = "\(Self.harness!.clientKey(.ed25519))"
+        known_hosts = "\(knownHosts)"
+        jump = "\(jump)"
+        [sources.lnbits-src]
+        path = "../lnbits"
+        exclude = [".git"]
+        [sources.nixos-config]
+        rendered = true
+
+        """
+        for (i, t) in Self.targets.prefix(count).enumerated() {
+            toml += "[hosts.h\(i + 1)]\naddress = \"\(names)-\(i + 1)\"\nport = \(t.port)\n"
+        }
+        try toml.write(toFile: fleetFile, atomically: true, encoding: .utf8)
+    }
+
+    func logins(_ host: TestHost) -> Int {
+        ((try? String(contentsOfFile: host.directory + "/sshd.log", encoding: .utf8)) ?? "").components(separatedBy: "Accepted publickey").count - 1
+    }
+
+    func assertMirrored(_ host: TestHost, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes", "--exclude=.git",
+                                 work + "/lnbits/", host.varSrc + "/lnbits-src/"])
+        XCTAssertEqual(r.output, "", "rsync oracle on \(host.name)", file: file, line: line)
+    }
+
+    func testDeployThroughOneJumpHostToANameOnlyItKnows() throws {
+        try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 1)
+        let direct = try FerryBinary.run(["deploy", "-f", fleetFile, "h1", "--jump", "none", "--connect-timeout", "3"])
+        XCTAssertNotEqual(direct.status, 0, "secret-1 does not resolve here: \(direct.stdout)")
+        let before = logins(Self.jump1)
+        let r = try FerryBinary.run(["deploy", "-f", fleetFile, "h1"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("h1 | connect: root@secret-1:\(Self.targets[0].port)"), r.stdout)
+        try assertMirrored(Self.targets[0])
+        XCTAssertEqual(logins(Self.jump1) - before, 1, "the lock and work sessions share one jump login")
+        let shown = try FerryBinary.run(["config", "-f", fleetFile, "h1"])
+        XCTAssertTrue(shown.stdout.contains("proxyjump root@127.0.0.1:\(Self.jump1.port)") && shown.stdout.contains("# fleet.toml [defaults]"), shown.stdout)
+    }
+
+    func testAChainOfTwoJumpHosts() throws {
+        try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port),root@jump-two:\(Self.jump2.port)", names: "deep", count: 1)
+        let r = try FerryBinary.run(["deploy", "-f", fleetFile, "h1", "--sync-only"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        try assertMirrored(Self.targets[0])
+    }
+
+    func testAWrongJumpHostKeyIsRefusedWithItsFingerprint() throws {
+        try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 1)
+        // The jump host's line holds another host's key.
+        var text = try String(contentsOfFile: knownHosts, encoding: .utf8)
+        text = text.split(separator: "\n").filter { !$0.hasPrefix("[127.0.0.1]:\(Self.jump1.port) ") }.joined(separator: "\n") + "\n"
+        text += "[127.0.0.1]:\(Self.jump1.port) \(try Self.jump2.hostPublicKey("ed25519"))\n"
+        try text.write(toFile: knownHosts, atomically: true, encoding: .utf8)
+        let fingerprint = try Command.check(["ssh-keygen", "-lf", Self.jump1.directory + "/etc/ssh_host_ed25519_key.pub"]).output.split(separator: " ")[1]
+        let r = try FerryBinary.run(["deploy", "-f", fleetFile, "h1"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains(String(fingerprint)), "names the jump host's key: \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED for [127.0.0.1]:\(Self.jump1.port)"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.targets[0].varSrc), [], "nothing reached the target")
+    }
+
+    func testEightHostsBehindOneJumpHostShareOneLogin() throws {
+        try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 8)
+        let before = logins(Self.jump1)
+        let r = try FerryBinary.run(["deploy", "-f", fleetFile, "--sync-only", "--jobs", "8"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        for t in Self.targets { try assertMirrored(t) }
+        XCTAssertEqual(logins(Self.jump1) - before, 1, "one jump login for the whole fleet")
+    }
+}
