@@ -4,6 +4,8 @@ import FerrySSH
 public struct SyncDestination: Equatable {
     public var target: SSHTarget
     public var path: String
+    /// The target as written, before the path (ssh_config decides what it leaves out).
+    public var targetText: String
 
     public init(parsing text: String) throws {
         let split: (String, String)
@@ -24,6 +26,7 @@ public struct SyncDestination: Equatable {
             split = (String(text[..<r.lowerBound]), String(text[text.index(after: r.lowerBound)...]))
         }
         target = try SSHTarget(parsing: split.0)
+        targetText = split.0
         path = split.1
         try Syncer.validate(destination: path)
     }

@@ -24,9 +24,7 @@ struct Config: ParsableCommand {
         let resolved: HostConnection
         let path = inventory.file ?? ["fleet.toml", "deployments/fleet.toml"].first { FileManager.default.fileExists(atPath: $0) }
         if Exec.looksRaw(host) || path == nil {
-            let target: SSHTarget
-            do { target = try SSHTarget(parsing: host, allowPath: false) } catch { throw Failure.usage("\(error)", command: "config") }
-            resolved = try connection.connection(for: target, raw: host)
+            resolved = try connection.connection(forTarget: host)
         } else {
             let fleet = try InventoryOption.load(path!)
             guard let h = try InventoryOption.select(fleet, [host], skip: []).first else { throw ExitCode(2) }

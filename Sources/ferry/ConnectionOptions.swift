@@ -51,12 +51,14 @@ struct ConnectionOptions: ParsableArguments {
 
     /// A host named on the command line (`[user@]host[:port]`): ssh_config applies to its host
     /// part as to an inventory address; a user or port written in the target wins.
-    func connection(for target: SSHTarget, raw: String) throws -> HostConnection {
+    func connection(forTarget written: String) throws -> HostConnection {
         do {
-            let c = try Fleet.connection(forTarget: target, written: raw, flags: flags, sshConfig: sshConfig)
+            let c = try Fleet.connection(forTarget: written, flags: flags, sshConfig: sshConfig)
             for warning in c.warnings { printError("ferry: warning: \(warning)") }
             return c
         } catch let error as ConnectionError {
+            throw Failure(code: 2, message: "\(error)")
+        } catch {
             throw Failure(code: 2, message: "\(error)")
         }
     }

@@ -98,7 +98,7 @@ struct Exec: ParsableCommand {
         for raw in targets where Self.looksRaw(raw) {
             let target: SSHTarget
             do { target = try SSHTarget(parsing: raw, allowPath: false) } catch { throw Failure.usage("\(error)", command: "exec") }
-            let resolved = try connection.connection(for: target, raw: raw)
+            let resolved = try connection.connection(forTarget: raw)
             out.append(Resolved(name: target.description, target: resolved.target, connection: resolved))
         }
         return out

@@ -70,7 +70,7 @@ struct Sync: ParsableCommand {
                                      dryRun: dryRun, force: force, cancel: cancel)
         let result: Syncer.Result
         do {
-            let session = try ConnectionOptions.open(try connection.connection(for: parsed.target, raw: destination))
+            let session = try ConnectionOptions.open(try connection.connection(forTarget: parsed.targetText))
             defer { session.close() }
             result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options)
         } catch SSHError.cancelled {

@@ -67,7 +67,7 @@ final class ConnectionPrecedenceTests: XCTestCase {
         XCTAssertEqual(flagged.connectTimeout.value, 3)
         XCTAssertNil(flagged.jump.value)
         // Without ssh_config: ferry's defaults.
-        let bare = try Fleet.connection(forTarget: try SSHTarget(parsing: "x.example.org", allowPath: false), written: "x.example.org", flags: ConnectionFlags(), sshConfig: nil)
+        let bare = try Fleet.connection(forTarget: "x.example.org", flags: ConnectionFlags(), sshConfig: nil)
         XCTAssertEqual([bare.user.value, String(bare.port.value), bare.hostKeyPolicy.value.rawValue], ["root", "22", "strict"])
         XCTAssertEqual(bare.user.source, "default")
     }

@@ -190,9 +190,9 @@ extension Fleet {
 
     /// A host named on the command line (`[user@]host[:port]`): ssh_config applies to its host part
     /// as to an inventory address; a user or port written in the target wins.
-    public static func connection(forTarget target: SSHTarget, written: String, flags: ConnectionFlags, sshConfig: SSHClientConfig?) throws -> HostConnection {
-        let host = Host(name: target.host, address: target.host, port: target.port == 22 ? nil : target.port,
-                        user: written.contains("@") ? target.user : nil, tags: [], domain: nil, vars: [],
+    public static func connection(forTarget written: String, flags: ConnectionFlags, sshConfig: SSHClientConfig?) throws -> HostConnection {
+        let parts = try SSHTarget.parts(of: written)
+        let host = Host(name: parts.host, address: parts.host, port: parts.port, user: parts.user, tags: [], domain: nil, vars: [],
                         identity: nil, knownHosts: nil, hostKeyPolicy: nil, jump: nil, operation: .switch)
         return try connection(for: host, table: "the target \(written)", defaults: Defaults(), flags: flags, sshConfig: sshConfig)
     }

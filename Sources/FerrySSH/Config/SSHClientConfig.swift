@@ -427,33 +427,8 @@ public struct ProxyJump: Sendable, Equatable, CustomStringConvertible {
     }
 
     static func hop(_ text: String) throws -> Hop {
-        var s = Substring(text)
-        if s.hasPrefix("ssh://") { s = s.dropFirst(6); if s.hasSuffix("/") { s = s.dropLast() } }
-        var user: String?
-        if let at = s.lastIndex(of: "@") {
-            user = String(s[..<at])
-            s = s[s.index(after: at)...]
-            guard !user!.isEmpty else { throw SSHConfigError.badJump(text) }
-        }
-        var host: Substring
-        var port: Int?
-        if s.hasPrefix("[") {
-            guard let close = s.firstIndex(of: "]") else { throw SSHConfigError.badJump(text) }
-            host = s[s.index(after: s.startIndex)..<close]
-            let after = s[s.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":"), let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw SSHConfigError.badJump(text) }
-                port = p
-            }
-        } else if let colon = s.firstIndex(of: ":") {
-            host = s[..<colon]
-            guard let p = Int(s[s.index(after: colon)...]), (1...65535).contains(p) else { throw SSHConfigError.badJump(text) }
-            port = p
-        } else {
-            host = s
-        }
-        guard !host.isEmpty, !host.contains(where: { $0 == " " || $0 == "\t" || $0 == "/" }) else { throw SSHConfigError.badJump(text) }
-        return Hop(user: user, host: String(host), port: port)
+        guard let parts = try? SSHTarget.parts(of: text) else { throw SSHConfigError.badJump(text) }
+        return Hop(user: parts.user, host: parts.host, port: parts.port)
     }
 
     /// The last hop is the target itself (OpenSSH: "jumphost loop"); missing user and port

@@ -16,6 +16,13 @@ public struct SSHTarget: Hashable, Sendable, CustomStringConvertible {
     /// Parses a target; user defaults to root, port to 22. `allowPath: false` names the mistake
     /// of giving an `ssh://host/path` where only a host is wanted.
     public init(parsing text: String, allowPath: Bool = true) throws {
+        let parts = try SSHTarget.parts(of: text, allowPath: allowPath)
+        self.init(user: parts.user ?? SSHTarget.defaultUser, host: parts.host, port: parts.port ?? SSHTarget.defaultPort)
+    }
+
+    /// `[user@]host[:port]`, `[user@][v6addr]:port` or `ssh://[user@]host[:port]` taken apart;
+    /// nil: not written (ssh_config or a default decides).
+    public static func parts(of text: String, allowPath: Bool = false) throws -> (user: String?, host: String, port: Int?) {
         var rest = Substring(text)
         if rest.hasPrefix("ssh://") {
             rest = rest.dropFirst("ssh://".count)
@@ -24,11 +31,11 @@ public struct SSHTarget: Hashable, Sendable, CustomStringConvertible {
                 throw SSHTargetError.pathNotAllowed(text, String(rest[slash...]))
             }
         }
-        var user = SSHTarget.defaultUser
+        var user: String?
         if let at = rest.lastIndex(of: "@") {
             user = String(rest[..<at])
             rest = rest[rest.index(after: at)...]
-            guard !user.isEmpty else { throw SSHTargetError.emptyUser(text) }
+            guard !user!.isEmpty else { throw SSHTargetError.emptyUser(text) }
         }
         var host: Substring
         var portText: Substring?
@@ -52,14 +59,14 @@ public struct SSHTarget: Hashable, Sendable, CustomStringConvertible {
         guard !host.contains(where: { $0 == "/" || $0 == "@" || $0.isWhitespace || $0 == "[" || $0 == "]" }) else {
             throw SSHTargetError.badHost(text, String(host))
         }
-        var port = SSHTarget.defaultPort
+        var port: Int?
         if let portText {
             guard let p = Int(portText), (1...65535).contains(p) else {
                 throw SSHTargetError.badPort(text, String(portText))
             }
             port = p
         }
-        self.init(user: user, host: String(host), port: port)
+        return (user, String(host), port)
     }
 
     /// The name OpenSSH looks up in known_hosts: `host`, or `[host]:port` off port 22, in lower
