@@ -123,6 +123,35 @@ final class JumpHostTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.targets[0].varSrc), [], "nothing reached the target")
     }
 
+    /// When the jump host's session dies, what ran through it fails, naming the jump host.
+    func testALostJumpHostFailsTheHostsBehindItWithItsCause() throws {
+        try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 2)
+        let out = NSTemporaryDirectory() + "ferry-jump-out-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        process.arguments = ["exec", "-f", fleetFile, "h1", "h2", "--", "sleep", "29.5"]
+        let handle = FileHandle(forWritingAtPath: out)!
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        // The targets' commands outlive the dropped connections (no terminal): end them.
+        defer { _ = try? Command.run(["pkill", "-f", "^sleep 29.5"]) }
+        let deadline = Date().addingTimeInterval(20)
+        while (try Command.run(["pgrep", "-fc", "^sleep 29.5"]).output.trimmingCharacters(in: .whitespacesAndNewlines)) != "2" && Date() < deadline { usleep(50_000) }
+        let started = Date()
+        Self.jump1.killSessions()
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        XCTAssertEqual(process.terminationStatus, 1, text)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "not the command's 29.5 s")
+        for h in ["h1", "h2"] {
+            XCTAssertTrue(text.contains("\(h) | ") && text.contains("the jump host root@127.0.0.1:\(Self.jump1.port) failed"), "\(h): \(text)")
+        }
+    }
+
     func testEightHostsBehindOneJumpHostShareOneLogin() throws {
         try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 8)
         let before = logins(Self.jump1)

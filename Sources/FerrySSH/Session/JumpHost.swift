@@ -59,6 +59,9 @@ public final class JumpHost: @unchecked Sendable {
     /// Whether its session still works.
     public var isAlive: Bool { failure.withLock { $0 == nil } }
 
+    /// Why it stopped working (nil: it works).
+    var failureDescription: String? { failure.withLock { $0.map { "\($0)" } } }
+
     /// A connected stream socket to `host:port`, as the jump host reaches it (its resolver, its
     /// network), within `timeout` seconds. Throws when the jump host refuses the channel or its
     /// session is gone.
@@ -254,7 +257,9 @@ public enum JumpRoute {
         guard !hops.isEmpty else { return try SSHSession(connecting: target) }
         let last = try jumpHost(hops, count: hops.count)
         let socket = try last.connect(host: target.target.host, port: target.target.port, timeout: target.connectTimeout)
-        return try SSHSession(socket: socket, configuration: target)
+        let session = try SSHSession(socket: socket, configuration: target)
+        session.via = last
+        return session
     }
 
     /// The logged-in jump host at `hops[count - 1]`, reached through the ones before it.

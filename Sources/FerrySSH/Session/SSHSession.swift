@@ -12,6 +12,8 @@ public final class SSHSession {
     public var onRemoteProcessGroup: ((Int32) -> Void)?
     /// Runs every command (and the stop of a cancelled one) through sudo; see `Sudo.probe`.
     public var sudo: Sudo?
+    /// The jump host this session runs through: a lost connection names its failure.
+    var via: JumpHost?
     let raw: OpaquePointer
     let socket: Int32
     private var closed = false
@@ -123,11 +125,19 @@ public final class SSHSession {
     }
 
     func failure(_ operation: String, _ rc: Int32) -> SSHError {
-        if inbound.peerClosed { return .connectionLost(target: target.description, reason: "the server closed the connection") }
+        if inbound.peerClosed { return lost("the server closed the connection") }
         if Self.socketErrors.contains(rc) {
-            return .connectionLost(target: target.description, reason: "\(operation): \(lastErrorMessage(rc))")
+            return lost("\(operation): \(lastErrorMessage(rc))")
         }
         return .protocolFailure(target: target.description, operation: operation, code: rc, message: lastErrorMessage(rc))
+    }
+
+    /// A lost connection; through a jump host that failed, its cause.
+    func lost(_ reason: String) -> SSHError {
+        if let via, let cause = via.failureDescription {
+            return .connectionLost(target: target.description, reason: "the jump host \(via.name) failed: \(cause)")
+        }
+        return .connectionLost(target: target.description, reason: reason)
     }
 
     /// libssh2's codes for a socket that failed: the connection is gone, whatever the operation.
@@ -146,7 +156,7 @@ public final class SSHSession {
     /// keepalives meanwhile; throws when the peer is gone or stays silent too long, on cancel,
     /// or at `deadline` (checked on every call, so a peer that trickles bytes cannot stretch it).
     func waitSocket(deadline: Deadline? = nil, onTimeout: SSHError? = nil, cancel: CancellationToken? = nil, alsoReadable input: Int32? = nil) throws {
-        if inbound.peerClosed { throw SSHError.connectionLost(target: target.description, reason: "the server closed the connection") }
+        if inbound.peerClosed { throw lost("the server closed the connection") }
         if let deadline, deadline.expired, let onTimeout { throw onTimeout }
         let directions = libssh2_session_block_directions(raw)
         var events = Int16(POLLIN)
@@ -186,8 +196,7 @@ public final class SSHSession {
             var soError: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(socket, SOL_SOCKET, SO_ERROR, &soError, &len)
-            throw SSHError.connectionLost(target: target.description,
-                                          reason: soError != 0 ? String(cString: strerror(soError)) : "the connection was closed")
+            throw lost(soError != 0 ? String(cString: strerror(soError)) : "the connection was closed")
         }
         if let deadline, deadline.expired, let onTimeout { throw onTimeout }
     }
