@@ -7,6 +7,8 @@ package enum RemoteTree {
     package struct Listing {
         package var exists: Bool
         package var isDirectory: Bool
+        /// The destination itself is a symbolic link (never written through).
+        package var isSymlink = false
         package var syncedBefore: Bool
         package var manifest: Manifest
     }
@@ -40,7 +42,8 @@ package enum RemoteTree {
         { echo "another ferry sync to $dest is running (lock $state/lock is held)" >&2; exit 75; }
     fi
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then printf 'dir\0'
-    elif [ -e "$dest" ] || [ -L "$dest" ]; then printf 'other\0'
+    elif [ -L "$dest" ]; then printf 'link\0'
+    elif [ -e "$dest" ]; then printf 'other\0'
     else printf 'none\0'; fi
     if [ -e "$state/synced" ]; then printf 'synced\0'; else printf 'new\0'; fi
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then
@@ -109,6 +112,7 @@ package enum RemoteTree {
             throw SyncError.badRemoteListing(target: target, reason: "a path listed twice")
         }
         var listing = Listing(exists: kind != "none", isDirectory: kind == "dir", syncedBefore: synced == "synced", manifest: manifest)
+        listing.isSymlink = kind == "link"
         for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
         return listing
     }
