@@ -258,13 +258,15 @@ final class FleetDeployTests: XCTestCase {
         for h in Self.hosts { try assertMirrored(h.name) }
     }
 
-    /// SIGTERM at seeded moments of a fleet deploy aborts at once (143): every file under a final
-    /// name on any host is whole, no lock is left, and the next run converges.
-    func testTerminateAtSeededMomentsLeavesNothingHalfWritten() throws {
+    /// SIGTERM (143, at once) and SIGINT (130, after the step in progress) at seeded moments of a
+    /// fleet deploy: every file under a final name on any host is whole, no lock is left, and the
+    /// next run converges.
+    func testSignalsAtSeededMomentsLeaveNothingHalfWritten() throws {
         for h in Self.hosts { try h.setStandInFailure(nil) }
         var rng = SplitMix64(seed: 2026)
         var statuses: [Int32] = []
-        for round in 0..<3 {
+        for round in 0..<4 {
+            let signal = round % 2 == 0 ? SIGTERM : SIGINT
             for h in Self.hosts {
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: h.varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: h.varSrc + "/" + name) }
             }
@@ -275,9 +277,9 @@ final class FleetDeployTests: XCTestCase {
             process.standardError = FileHandle.nullDevice
             try process.run()
             usleep(UInt32(50_000 + rng.next() % 700_000))
-            kill(process.processIdentifier, SIGTERM)
+            kill(process.processIdentifier, signal)
             process.waitUntilExit()
-            XCTAssertTrue([143, 0].contains(process.terminationStatus), "round \(round): \(process.terminationStatus)")
+            XCTAssertTrue([128 + signal, 0].contains(process.terminationStatus), "round \(round): \(process.terminationStatus)")
             statuses.append(process.terminationStatus)
             for h in Self.hosts {
                 let root = h.varSrc + "/lnbits-src"
@@ -294,7 +296,7 @@ final class FleetDeployTests: XCTestCase {
             XCTAssertEqual(again.status, 0, "round \(round): " + again.stdout + again.stderr)
             for h in Self.hosts { try assertMirrored(h.name) }
         }
-        XCTAssertTrue(statuses.contains(143), "at least one round was cut mid-deploy: \(statuses)")
+        XCTAssertTrue(statuses.contains(143) && statuses.contains(130), "rounds were cut mid-deploy by each signal: \(statuses)")
     }
 
     /// `ferry exec` over a selection: each resolved target printed first, every line prefixed,
