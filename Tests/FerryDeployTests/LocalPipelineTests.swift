@@ -69,6 +69,22 @@ final class LocalPipelineTests: XCTestCase {
         XCTAssertEqual(try Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status, 0)
     }
 
+    /// Twenty deploys in one process leave no descriptor and no thread behind (lock holders,
+    /// heartbeat pipes and timers, sync streams all end with their deploy).
+    func testDeploysLeakNoDescriptorsOrThreads() throws {
+        let fleet = try fixture.load()
+        func count(_ dir: String) -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).count }
+        _ = try deployment(fleet) { $0.syncOnly = true }.run { _ in }  // warm-up: lazily made threads and caches
+        usleep(300_000)
+        let fds = count("/proc/self/fd"), threads = count("/proc/self/task")
+        for _ in 0..<20 { _ = try deployment(fleet) { $0.syncOnly = true }.run { _ in } }
+        // Worker threads idle out; give them a moment before counting.
+        var threadsAfter = count("/proc/self/task")
+        for _ in 0..<50 where threadsAfter > threads { usleep(100_000); threadsAfter = count("/proc/self/task") }
+        XCTAssertEqual(count("/proc/self/fd"), fds, "descriptors")
+        XCTAssertLessThanOrEqual(threadsAfter, threads + 2, "threads (before \(threads), after \(threadsAfter))")
+    }
+
     func testLocalChecksOpenNoShell() throws {
         var opened = 0
         try FileManager.default.removeItem(atPath: lnbits + "/lnbits")
