@@ -34,7 +34,7 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard !command.isEmpty else { throw ValidationError("give the command after --") }
-        guard (1...32).contains(hosts) else { throw ValidationError("--hosts must be 1 to 32") }
+        guard (1...128).contains(hosts) else { throw ValidationError("--hosts must be 1 to 128") }
     }
 
     func run() throws {
