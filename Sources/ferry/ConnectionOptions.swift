@@ -56,10 +56,8 @@ struct ConnectionOptions: ParsableArguments {
             let c = try Fleet.connection(forTarget: written, flags: flags, sshConfig: sshConfig)
             for warning in c.warnings { printError("ferry: warning: \(warning)") }
             return c
-        } catch let error as ConnectionError {
-            throw Failure(code: 2, message: "\(error)")
         } catch {
-            throw Failure(code: 2, message: "\(error)")
+            throw Failure(code: 2, message: "\(error)")  // a bad target or ssh_config: nothing contacted
         }
     }
 

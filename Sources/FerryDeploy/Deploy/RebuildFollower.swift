@@ -20,8 +20,8 @@ struct RebuildFollower {
     var cancel: CancellationToken?
     var reopen: () throws -> any RemoteShell
 
-    func follow(first: any RemoteShell, from start: Int = 0, report: (DeployEvent) -> Void) throws -> DeployResult {
-        var offset = start
+    func follow(first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
+        var offset = 0
         var session: (any RemoteShell)? = first
         var lostSince: Date?
         var tail: [String] = []
