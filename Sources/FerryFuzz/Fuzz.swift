@@ -8,7 +8,7 @@ import Foundation
 /// every target (one sanitizer build); FERRY_FUZZ_TARGET picks one. Built without `-DFUZZING` it
 /// is a replayer: `ferry-fuzz TARGET FILE…` runs files through a target (the regression tests do).
 enum FuzzTarget: String, CaseIterable {
-    case nixParse = "nix-parse", nixEval = "nix-eval", toml, knownHosts = "known-hosts", listing, hashes
+    case nixParse = "nix-parse", nixEval = "nix-eval", toml, knownHosts = "known-hosts", listing, hashes, sshConfig = "ssh-config"
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -35,6 +35,19 @@ enum FuzzTarget: String, CaseIterable {
             }
         case .hashes:
             _ = try? RemoteTree.parseHashes(bytes, target: "fuzz")
+        case .sshConfig:
+            let config = SSHClientConfig(file: "fuzz.conf", home: "/home/fuzz", localUser: "fuzz")
+            for host in ["web1", "db.example.com", "10.0.0.5"] {
+                guard let r = try? config.resolve(host, contents: bytes) else { continue }
+                if let jump = r.proxyJump?.value, jump.lowercased() != "none" {
+                    // A value the reader accepted is a valid chain.
+                    let chain = try! ProxyJump(jump)
+                    _ = chain.openSSHForm(written: jump)
+                }
+                let tokens: [Character: String] = ["h": host, "p": "22", "r": "fuzz", "u": "fuzz", "n": host, "d": "/home/fuzz"]
+                for f in r.identityFiles { _ = try? SSHClientConfig.expand(config.tilde(f.value), tokens: tokens) }
+                for f in r.userKnownHostsFiles?.value ?? [] { _ = try? SSHClientConfig.expand(config.tilde(f), tokens: tokens) }
+            }
         }
     }
 }

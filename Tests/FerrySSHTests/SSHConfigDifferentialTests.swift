@@ -169,6 +169,7 @@ final class SSHConfigDifferentialTests: XCTestCase {
             ("IgnoreUnknown NotAKeyword\nHost x\n  NotAKeyword yes\n  User ignored-unknown\n", ["x"], [:]),
             ("Match bogus x\n  User b\n", ["x"], [:]),
             ("Match all host x\n  User b\n", ["x"], [:]),
+            ("Include /dev/zero\nHost x\n  User b\n", ["x"], [:]),
         ]
         XCTAssertGreaterThanOrEqual(cases.count, 40)
         for (n, c) in cases.enumerated() { try compare(c.0, hosts: c.1, files: c.2, "hand-written case \(n)") }

@@ -70,23 +70,44 @@ public struct SSHClientConfig: Sendable {
         return state.resolved
     }
 
+    /// The same for a configuration given as bytes, read as `file` (`Include` lines are checked
+    /// but not followed: the fuzz target's entry point).
+    package func resolve(_ host: String, contents: [UInt8]) throws -> Resolved {
+        var state = State(originalHost: host)
+        state.followIncludes = false
+        var active = true
+        try process(contents, file: file, state: &state, active: &active, neverMatch: false, depth: 0)
+        return state.resolved
+    }
+
     // MARK: - Reading
 
     private struct State {
         let originalHost: String
         var resolved = Resolved()
         var ignoreUnknown: String?
+        var followIncludes = true
         init(originalHost: String) { self.originalHost = originalHost }
     }
 
     private static let maxDepth = 16
+    /// Larger than any real ssh_config: a bigger one (or /proc/kcore named by an Include) is refused.
+    static let maxFileSize = 1 << 20
 
     private func read(_ path: String, state: inout State, active: inout Bool, neverMatch: Bool, depth: Int) throws {
         guard depth <= Self.maxDepth else { throw SSHConfigError.malformed(file: path, line: 0, reason: "more than \(Self.maxDepth) nested Include levels") }
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SSHConfigError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw SSHConfigError.unreadable(file: path, reason: "not a regular file") }
+        guard st.st_size <= Self.maxFileSize else { throw SSHConfigError.unreadable(file: path, reason: "larger than \(Self.maxFileSize) bytes") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SSHConfigError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
-        let text = String(decoding: data, as: UTF8.self)
+        try process(Array(data.prefix(Self.maxFileSize)), file: path, state: &state, active: &active, neverMatch: neverMatch, depth: depth)
+    }
+
+    private func process(_ bytes: [UInt8], file path: String, state: inout State, active: inout Bool, neverMatch: Bool, depth: Int) throws {
+        let text = String(decoding: bytes, as: UTF8.self)
         var number = 0
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             number += 1
@@ -141,6 +162,7 @@ public struct SSHClientConfig: Sendable {
                 var path = pattern.hasPrefix("/") || pattern.hasPrefix("~") ? pattern : "~/.ssh/" + pattern
                 path = tilde(path)
                 let was = active
+                guard state.followIncludes else { continue }
                 for found in Self.glob(path) {
                     if let st = Self.lstatOwner(found), st.uid != 0 && st.uid != getuid() || (st.mode & 0o022) != 0 {
                         throw bad("bad owner or permissions on \(found)")
