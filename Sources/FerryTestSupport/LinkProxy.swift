@@ -29,6 +29,10 @@ public final class LinkProxy: @unchecked Sendable {
     private var blackholed = false
     private var sockets: [Int32] = []
     private var stopped = false
+    private var budgets: [Budget] = []
+
+    /// Client → server bytes forwarded so far, per connection in the order they were accepted.
+    public var upstreamBytes: [Int] { lock.lock(); defer { lock.unlock() }; return budgets.map(\.taken) }
 
     public init(to target: Int, shape: Shape = Shape()) throws {
         (listener, port) = try Loopback.bind(backlog: 64)
@@ -75,6 +79,7 @@ public final class LinkProxy: @unchecked Sendable {
             }
             lock.lock(); sockets += [client, server]; lock.unlock()
             let budget = Budget(shape.cutAfter)
+            lock.lock(); budgets.append(budget); lock.unlock()
             Pipe(proxy: self, from: client, to: server, budget: budget).start()
             Pipe(proxy: self, from: server, to: client, budget: nil).start()
         }
@@ -84,15 +89,18 @@ public final class LinkProxy: @unchecked Sendable {
     final class Budget: @unchecked Sendable {
         private let lock = NSLock()
         private var left: Int?
+        private var total = 0
         init(_ n: Int?) { left = n }
         /// How many of `n` bytes may pass; 0 once the budget is spent.
         func take(_ n: Int) -> Int {
             lock.lock(); defer { lock.unlock() }
-            guard let l = left else { return n }
+            guard let l = left else { total += n; return n }
             let k = min(n, l)
             left = l - k
+            total += k
             return k
         }
+        var taken: Int { lock.lock(); defer { lock.unlock() }; return total }
         var spent: Bool { lock.lock(); defer { lock.unlock() }; return left == 0 }
     }
 
