@@ -47,7 +47,7 @@ let package = Package(
             ]
         ),
         // libFuzzer targets for every parser (scripts/fuzz); a replayer in ordinary builds.
-        .executableTarget(name: "FerryFuzz", dependencies: ["FerryNix", "FerrySSH", "FerrySync", "FerryTOML"]),
+        .executableTarget(name: "FerryFuzz", dependencies: ["FerryDeploy", "FerryNix", "FerrySSH", "FerrySync", "FerryTOML"]),
         // Real-sshd test hosts: used by the tests, the demo and the benchmarks.
         .target(name: "FerryTestSupport", dependencies: ["FerrySSH"]),
         .executableTarget(

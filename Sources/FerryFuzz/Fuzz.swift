@@ -1,3 +1,4 @@
+import FerryDeploy
 import FerryNix
 import FerrySSH
 import FerrySync
@@ -8,7 +9,7 @@ import Foundation
 /// every target (one sanitizer build); FERRY_FUZZ_TARGET picks one. Built without `-DFUZZING` it
 /// is a replayer: `ferry-fuzz TARGET FILE…` runs files through a target (the regression tests do).
 enum FuzzTarget: String, CaseIterable {
-    case nixParse = "nix-parse", nixEval = "nix-eval", toml, knownHosts = "known-hosts", listing, hashes, sshConfig = "ssh-config"
+    case nixParse = "nix-parse", nixEval = "nix-eval", toml, knownHosts = "known-hosts", listing, hashes, sshConfig = "ssh-config", plan
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -35,6 +36,18 @@ enum FuzzTarget: String, CaseIterable {
             }
         case .hashes:
             _ = try? RemoteTree.parseHashes(bytes, target: "fuzz")
+        case .plan:
+            // Two valid trees made from the bytes, planned against each other, printed and classified.
+            let (source, destination) = Self.trees(bytes)
+            let plan = SyncPlan(source: source, destination: destination, options: SyncPlan.Options(excludes: ExcludeRules(["*.x"])))
+            for item in plan.items {
+                _ = Itemize.line(item)
+                _ = Itemize.escape(item.entry.path)
+            }
+            for e in plan.sends { precondition(source[e.path] != nil, "a send the source does not have") }
+            for p in plan.deletions { precondition(destination[p] != nil, "a deletion the destination does not have") }
+            let entries = HostDiff.classify(plan, destination: destination, source: "fuzz")
+            for e in entries { precondition(e.old != nil || e.new != nil, "an entry with neither side") }
         case .sshConfig:
             let config = SSHClientConfig(file: "fuzz.conf", home: "/home/fuzz", localUser: "fuzz")
             for host in ["web1", "db.example.com", "10.0.0.5"] {
@@ -49,6 +62,62 @@ enum FuzzTarget: String, CaseIterable {
                 for f in r.userKnownHostsFiles?.value ?? [] { _ = try? SSHClientConfig.expand(config.tilde(f), tokens: tokens) }
             }
         }
+    }
+}
+
+extension FuzzTarget {
+    /// Records of 6 bytes (which trees, kind, mode, size and mtime seeds) then a path of up to
+    /// three components (a length byte each); every parent becomes a directory.
+    static func trees(_ bytes: [UInt8]) -> (Manifest, Manifest) {
+        var a: [[UInt8]: FileEntry] = [[]: FileEntry(path: [], kind: .directory, mode: 0o755, size: 0, mtime: Timestamp(seconds: 1, nanoseconds: 0))]
+        var b = a
+        var i = 0
+        func next() -> UInt8? { guard i < bytes.count else { return nil }; defer { i += 1 }; return bytes[i] }
+        while let which = next(), let kindByte = next(), let modeByte = next(), let sizeByte = next(), let timeByte = next(), let count = next() {
+            var path: [UInt8] = []
+            for c in 0..<(Int(count) % 3 + 1) {
+                guard let length = next() else { break }
+                var component: [UInt8] = []
+                for _ in 0..<(Int(length) % 4 + 1) {
+                    guard let ch = next() else { break }
+                    component.append(ch == 0 || ch == UInt8(ascii: "/") ? UInt8(ascii: "x") : ch)
+                }
+                if component.isEmpty || component == [0x2E] || component == [0x2E, 0x2E] { component = [UInt8(ascii: "d")] }
+                path += (c == 0 ? [] : [UInt8(ascii: "/")]) + component
+            }
+            guard !path.isEmpty else { continue }
+            let kinds: [FileEntry.Kind] = [.file, .directory, .symlink, .fifo]
+            let kind = kinds[Int(kindByte) % 4]
+            let entry = FileEntry(path: path, kind: kind, mode: UInt32(modeByte) | 0o400, size: kind == .file ? Int64(sizeByte) : 0,
+                                  mtime: Timestamp(seconds: Int64(timeByte), nanoseconds: Int64(sizeByte) * 1000),
+                                  linkTarget: kind == .symlink ? Array(path.suffix(3)) : nil)
+            for tree in [0, 1] where which & (1 << tree) != 0 || which & 3 == 0 && tree == 0 {
+                var t = tree == 0 ? a : b
+                // Parents first, as directories (a file in the way becomes one).
+                var cut = path.startIndex
+                while let slash = path[cut...].firstIndex(of: UInt8(ascii: "/")) {
+                    let parent = Array(path[..<slash])
+                    if t[parent]?.kind != .directory {
+                        t[parent] = FileEntry(path: parent, kind: .directory, mode: 0o755, size: 0, mtime: Timestamp(seconds: 2, nanoseconds: 0))
+                    }
+                    cut = slash + 1
+                }
+                if t[path]?.kind != .directory || kind == .directory { t[path] = entry }
+                if tree == 0 { a = t } else { b = t }
+            }
+        }
+        // A directory replaced by a non-directory loses what was below it.
+        func valid(_ t: [[UInt8]: FileEntry]) -> Manifest {
+            Manifest(t.values.filter { e in
+                var p = e.path
+                while let slash = p.lastIndex(of: UInt8(ascii: "/")) {
+                    p = Array(p[..<slash])
+                    if t[p]?.kind != .directory { return false }
+                }
+                return true
+            })
+        }
+        return (valid(a), valid(b))
     }
 }
 
