@@ -170,6 +170,10 @@ final class SSHConfigDifferentialTests: XCTestCase {
             ("Match bogus x\n  User b\n", ["x"], [:]),
             ("Match all host x\n  User b\n", ["x"], [:]),
             ("Include /dev/zero\nHost x\n  User b\n", ["x"], [:]),
+            // Found by the fuzz pass: a time that overflowed trapped; OpenSSH refuses over INT_MAX.
+            ("Host x\n  ConnectTimeout 2147483648\n", ["x"], [:]),
+            ("Host x\n  ServerAliveInterval 3333333333333333h\n", ["x"], [:]),
+            ("Host x\n  ConnectTimeout 2147483647\n", ["x"], [:]),
         ]
         XCTAssertGreaterThanOrEqual(cases.count, 40)
         for (n, c) in cases.enumerated() { try compare(c.0, hosts: c.1, files: c.2, "hand-written case \(n)") }

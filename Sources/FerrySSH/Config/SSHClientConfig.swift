@@ -304,14 +304,22 @@ public struct SSHClientConfig: Sendable {
         return path
     }
 
-    /// OpenSSH's time format: seconds, or numbers with s, m, h, d, w (`1h30m`).
+    /// OpenSSH's time format: seconds, or numbers with s, m, h, d, w (`1h30m`); as OpenSSH's
+    /// convtime, more than INT_MAX seconds is invalid (and nothing may overflow on the way).
     static func duration(_ text: String) -> Int? {
         guard !text.isEmpty else { return nil }
         var total = 0
         var number = ""
+        func add(_ digits: String, _ unit: Int) -> Bool {
+            guard let n = Int(digits) else { return false }
+            let (scaled, o1) = n.multipliedReportingOverflow(by: unit)
+            let (sum, o2) = total.addingReportingOverflow(scaled)
+            guard !o1, !o2, sum <= Int(Int32.max) else { return false }
+            total = sum
+            return true
+        }
         for c in text {
             if c.isASCII && c.isNumber { number.append(c); continue }
-            guard let n = Int(number) else { return nil }
             let unit: Int
             switch c.lowercased() {
             case "s": unit = 1
@@ -321,10 +329,10 @@ public struct SSHClientConfig: Sendable {
             case "w": unit = 604_800
             default: return nil
             }
-            total += n * unit
+            guard add(number, unit) else { return nil }
             number = ""
         }
-        if !number.isEmpty { guard let n = Int(number) else { return nil }; total += n }
+        if !number.isEmpty { guard add(number, 1) else { return nil } }
         return total
     }
 
