@@ -146,7 +146,7 @@ struct DiffFormat: ParsableArguments {
         let all = results.withLock { $0.map { $0! } }
 
         let several = hosts.count > 1
-        var out = DiffOutput(format: self, sources: fleet.sources.map(\.name), several: several)
+        let out = DiffOutput(format: self, sources: fleet.sources.map(\.name), several: several)
         for (d, r) in zip(deployments, all) {
             if let note = r.note { printError("ferry: \(d.host.name): note: \(note)") }
             if let error = r.error {
