@@ -155,7 +155,7 @@ public struct Syncer {
     static func makePlan(_ source: inout Manifest, root: String, listing: RemoteTree.Listing, destination: String,
                          session: any RemoteShell, options: Options, planOptions: SyncPlan.Options) throws -> SyncPlan {
         let target = session.name
-        if listing.isSymlink {
+        if listing.kind == .link {
             throw SyncError.badDestination("\(target): \(destination) is a symbolic link; ferry never writes through one: remove it, or sync to the folder it points to")
         }
         if listing.exists && !listing.isDirectory {

@@ -84,6 +84,11 @@ public final class TestHost {
         for pid in descendants(of: master) { kill(pid, SIGKILL) }
     }
 
+    /// Empties the host's /var/src (emptied, not replaced: the host's mount is this very folder).
+    public func clearVarSrc() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: varSrc + "/" + name) }
+    }
+
     /// Puts an executable first on the host's PATH (`/run/current-system/sw/bin`), for faults
     /// the tests inject (a failing `tar`, a Perl-style `rename`); nil removes it.
     public func setTool(_ name: String, script: String?) throws {

@@ -33,8 +33,7 @@ struct ConnectionOptions: ParsableArguments {
     var sshConfig: SSHClientConfig? {
         if sshConfigFile == "none" { return nil }
         let home = SSHConfiguration.homeDirectory
-        let user = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "root"
-        return SSHClientConfig(file: sshConfigFile ?? home + "/.ssh/config", home: home, localUser: user)
+        return SSHClientConfig(file: sshConfigFile ?? home + "/.ssh/config", home: home, localUser: SSHConfiguration.localUserName)
     }
 
     /// Every selected host's connection, checked before the first one is opened (exit 2 on a

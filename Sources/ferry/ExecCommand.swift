@@ -51,8 +51,8 @@ struct Exec: ParsableCommand {
 
     struct Resolved {
         var name: String
-        var target: SSHTarget
         var connection: HostConnection
+        var target: SSHTarget { connection.target }
     }
 
     func run() throws {
@@ -90,7 +90,7 @@ struct Exec: ParsableCommand {
             let hosts = try InventoryOption.select(fleet, inventoryTargets, skip: skip)
             let connections = try connection.connections(for: hosts, in: fleet)
             for h in hosts {
-                out.append(Resolved(name: h.name, target: connections[h.name]!.target, connection: connections[h.name]!))
+                out.append(Resolved(name: h.name, connection: connections[h.name]!))
             }
         } else if !inventoryTargets.isEmpty {
             throw Failure.usage("'\(inventoryTargets[0])' is no address, and no fleet file is in effect to find it in", command: "exec")
@@ -99,7 +99,7 @@ struct Exec: ParsableCommand {
             let target: SSHTarget
             do { target = try SSHTarget(parsing: raw, allowPath: false) } catch { throw Failure.usage("\(error)", command: "exec") }
             let resolved = try connection.connection(forTarget: raw)
-            out.append(Resolved(name: target.description, target: resolved.target, connection: resolved))
+            out.append(Resolved(name: target.description, connection: resolved))
         }
         return out
     }

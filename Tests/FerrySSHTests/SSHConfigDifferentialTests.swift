@@ -15,7 +15,7 @@ final class SSHConfigDifferentialTests: XCTestCase {
     var work: String!
     /// The password database's home, which OpenSSH uses for `~` (ferry is given the same).
     let home: String = getpwuid(getuid()).flatMap { $0.pointee.pw_dir.map { String(cString: $0) } } ?? "/root"
-    let localUser: String = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "root"
+    let localUser = SSHConfiguration.localUserName
     /// Relative Includes are read from ~/.ssh: a private folder there, removed afterwards.
     var relativeDir: String!
     var createdSSHDir = false

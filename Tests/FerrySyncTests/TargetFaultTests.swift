@@ -13,9 +13,7 @@ final class TargetFaultTests: SyncTestCase {
 
     override func setUp() {
         super.setUp()
-        // Each test starts from an empty /var/src (emptied: it is a bind mount of this very folder).
-        guard let dir = try? host.varSrc else { return }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { try? FileManager.default.removeItem(atPath: dir + "/" + name) }
+        try? host.clearVarSrc()  // each test starts from an empty /var/src
     }
 
     /// Runs `script` as root inside the host's mount namespace (for its own mounts).

@@ -25,10 +25,7 @@ extension DeployCommandTests {
         return out
     }
 
-    func emptyVarSrc() throws {
-        let h = try host
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: h.varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: h.varSrc + "/" + name) }
-    }
+    func emptyVarSrc() throws { try host.clearVarSrc() }
 
     func testSeededCutsDuringDeploys() throws {
         print("deploy cut points: \(Self.deployCuts) (FERRY_DEPLOY_CUTS)")

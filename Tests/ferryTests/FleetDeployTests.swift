@@ -267,9 +267,7 @@ final class FleetDeployTests: XCTestCase {
         var statuses: [Int32] = []
         for round in 0..<4 {
             let signal = round % 2 == 0 ? SIGTERM : SIGINT
-            for h in Self.hosts {
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: h.varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: h.varSrc + "/" + name) }
-            }
+            for h in Self.hosts { h.clearVarSrc() }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: FerryBinary.path())
             process.arguments = ["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"]

@@ -36,9 +36,7 @@ final class JumpHostTests: XCTestCase {
             Self.jump2 = try harness.startHost(name: "jump2", names: Dictionary(uniqueKeysWithValues: ports.map { ("deep-\($0.offset + 1)", "127.0.0.1") }))
             Self.jump1 = try harness.startHost(name: "jump1", names: names1)
         }
-        for host in Self.targets + [Self.jump1!, Self.jump2!] {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: host.varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: host.varSrc + "/" + name) }
-        }
+        for host in Self.targets + [Self.jump1!, Self.jump2!] { host.clearVarSrc() }
         work = NSTemporaryDirectory() + "ferry-jump-test-\(UUID().uuidString)"
         try FileManager.default.copyItem(atPath: DeployCommandTests.repository + "/deployments", toPath: work + "/deployments")
         var fixture = TreeFixture(seed: 13)

@@ -88,6 +88,14 @@ public enum ConnectionError: Error, CustomStringConvertible {
     }
 }
 
+extension Fleet.Host {
+    /// A host named outside any host table (a command-line target, a jump hop): only what was written.
+    static func named(_ address: String, user: String?, port: Int?) -> Fleet.Host {
+        Fleet.Host(name: address, address: address, port: port, user: user, tags: [], domain: nil, vars: [],
+                   identity: nil, knownHosts: nil, hostKeyPolicy: nil, jump: nil, operation: .switch)
+    }
+}
+
 extension Fleet {
     /// `host`'s connection with `flags`, the host's table, `sshConfig` (nil: none read) and
     /// `[defaults]` applied in that order.
@@ -108,7 +116,7 @@ extension Fleet {
             return V(value: fallback, source: "default")
         }
         let home = SSHConfiguration.homeDirectory
-        let localUser = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "root"
+        let localUser = SSHConfiguration.localUserName
 
         let rawName = ssh.hostName.map { V(value: $0.value, source: $0.origin) } ?? V(value: host.address, source: table)
         // OpenSSH lowercases names (not addresses); known_hosts holds them that way.
@@ -171,9 +179,8 @@ extension Fleet {
             let written = (hop.user.map { $0 + "@" } ?? "") + (hop.host.contains(":") ? "[\(hop.host)]" : hop.host) + (hop.port.map { ":\($0)" } ?? "")
             do {
                 // [defaults] apply to jump hosts too (after their own ssh_config Host block).
-                let hopHost = Host(name: hop.host, address: hop.host, port: hop.port, user: hop.user, tags: [], domain: nil, vars: [],
-                                   identity: nil, knownHosts: nil, hostKeyPolicy: nil, jump: nil, operation: .switch)
-                return try Self.connection(for: hopHost, table: "the jump host \(written)", defaults: defaults, flags: hopFlags, sshConfig: sshConfig)
+                return try Self.connection(for: .named(hop.host, user: hop.user, port: hop.port), table: "the jump host \(written)",
+                                           defaults: defaults, flags: hopFlags, sshConfig: sshConfig)
             } catch let error as ConnectionError {
                 throw ConnectionError.jumpHost(host: host.name, hop: written, error)
             }
@@ -192,9 +199,8 @@ extension Fleet {
     /// as to an inventory address; a user or port written in the target wins.
     public static func connection(forTarget written: String, flags: ConnectionFlags, sshConfig: SSHClientConfig?) throws -> HostConnection {
         let parts = try SSHTarget.parts(of: written)
-        let host = Host(name: parts.host, address: parts.host, port: parts.port, user: parts.user, tags: [], domain: nil, vars: [],
-                        identity: nil, knownHosts: nil, hostKeyPolicy: nil, jump: nil, operation: .switch)
-        return try connection(for: host, table: "the target \(written)", defaults: Defaults(), flags: flags, sshConfig: sshConfig)
+        return try connection(for: .named(parts.host, user: parts.user, port: parts.port), table: "the target \(written)",
+                              defaults: Defaults(), flags: flags, sshConfig: sshConfig)
     }
 
     /// Every host's connection, checked before the first connection: names valid, no two hosts

@@ -74,6 +74,11 @@ public struct SSHConfiguration: Sendable {
         return "/"
     }
 
+    /// The login name of the user ferry runs as (ssh_config's %u, its `Match user` default).
+    public static var localUserName: String {
+        getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "root"
+    }
+
     public static func environment(_ name: String) -> String? {
         guard let value = getenv(name) else { return nil }
         let s = String(cString: value)

@@ -5,10 +5,11 @@ import FerrySSH
 /// find/tar/coreutils and util-linux (`flock`, `rename`, `mountpoint`) are needed there (all on NixOS).
 package enum RemoteTree {
     package struct Listing {
-        package var exists: Bool
-        package var isDirectory: Bool
-        /// The destination itself is a symbolic link (never written through).
-        package var isSymlink = false
+        /// What the destination path itself is (a symbolic link is never written through).
+        package enum Kind: String { case none, dir, link, other }
+        package var kind: Kind
+        package var exists: Bool { kind != .none }
+        package var isDirectory: Bool { kind == .dir }
         package var syncedBefore: Bool
         package var manifest: Manifest
     }
@@ -111,8 +112,10 @@ package enum RemoteTree {
         if zip(manifest.entries, manifest.entries.dropFirst()).contains(where: { $0.path == $1.path }) {
             throw SyncError.badRemoteListing(target: target, reason: "a path listed twice")
         }
-        var listing = Listing(exists: kind != "none", isDirectory: kind == "dir", syncedBefore: synced == "synced", manifest: manifest)
-        listing.isSymlink = kind == "link"
+        guard let destination = Listing.Kind(rawValue: kind) else {
+            throw SyncError.badRemoteListing(target: target, reason: "an unknown kind of destination '\(kind)'")
+        }
+        var listing = Listing(kind: destination, syncedBefore: synced == "synced", manifest: manifest)
         for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
         return listing
     }
