@@ -30,9 +30,18 @@ enum FuzzTarget: String, CaseIterable {
             _ = KnownHosts.parse(bytes)
             _ = KnownHosts.verdict(bytes, host: "127.0.0.1", port: 2222, key: Array(bytes.prefix(64)))
         case .listing:
-            if let listing = try? RemoteTree.parse(bytes, target: "fuzz") {
-                for e in listing.manifest.entries.dropFirst() { precondition(RemoteTree.isSafeRelativePath(e.path[...])) }
-                _ = listing.manifest.entries.map { Itemize.line(SyncPlan.Item(entry: $0, change: .deleted)) }
+            // Full, and incremental over a known tree: every path stays inside, in tree order, once.
+            for base in [nil, Self.listingBase] {
+                guard let listing = try? RemoteTree.parse(bytes, target: "fuzz", base: base) else { continue }
+                let entries = listing.manifest.entries
+                for e in entries.dropFirst() { precondition(RemoteTree.isSafeRelativePath(e.path[...])) }
+                if base != nil {
+                    precondition(zip(entries, entries.dropFirst()).allSatisfy { Manifest.treeOrder($0.path, $1.path) }, "an incremental merge out of order")
+                }
+                _ = entries.map { Itemize.line(SyncPlan.Item(entry: $0, change: .deleted)) }
+            }
+            if let (_, manifest) = ListingCache.decode(bytes) {
+                precondition(ListingCache.decode(ListingCache.encode(manifest, generation: "ab"))?.manifest.entries == manifest.entries)
             }
         case .hashes:
             _ = try? RemoteTree.parseHashes(bytes, target: "fuzz")
@@ -66,6 +75,14 @@ enum FuzzTarget: String, CaseIterable {
 }
 
 extension FuzzTarget {
+    /// The tree an incremental listing is applied to.
+    static let listingBase = Manifest([
+        FileEntry(path: [], kind: .directory, mode: 0o755, size: 0, mtime: Timestamp(seconds: 1, nanoseconds: 0)),
+        FileEntry(path: Array("a".utf8), kind: .directory, mode: 0o755, size: 0, mtime: Timestamp(seconds: 1, nanoseconds: 0)),
+        FileEntry(path: Array("a/x".utf8), kind: .file, mode: 0o644, size: 3, mtime: Timestamp(seconds: 1, nanoseconds: 0)),
+        FileEntry(path: Array("b".utf8), kind: .symlink, mode: 0o777, size: 0, mtime: Timestamp(seconds: 1, nanoseconds: 0), linkTarget: Array("a".utf8)),
+    ])
+
     /// Records of 6 bytes (which trees, kind, mode, size and mtime seeds) then a path of up to
     /// three components (a length byte each); every parent becomes a directory.
     static func trees(_ bytes: [UInt8]) -> (Manifest, Manifest) {

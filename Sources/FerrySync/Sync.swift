@@ -20,6 +20,9 @@ public struct Syncer {
         /// Seconds to wait for the destination's lock (0: refuse at once). A deploy, which holds the
         /// host's deploy lock already, waits for a killed predecessor's sync to wind down.
         public var lockWait = 0
+        /// Where what the destination held is kept between runs, so that the target lists only
+        /// what changed since (none: every listing is a full one).
+        public var listingCache: ListingCache?
 
         public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false, cancel: CancellationToken? = nil) {
             self.plan = plan
@@ -35,6 +38,8 @@ public struct Syncer {
         public var scannedManifest = Manifest()
         /// The destination as listed before the sync (what a dry run compared with).
         public var destinationManifest = Manifest()
+        /// For an incremental listing, how many entries the target listed (nil: a full listing).
+        public var listedChanges: Int?
         public var filesScanned: Int
         public var bytesScanned: Int64
         public var bytesSent: Int64
@@ -81,10 +86,25 @@ public struct Syncer {
     /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); none: scan now.
     public static func sync(from local: String, to destination: String, over session: any RemoteShell, options: Options,
                             scanned: LocalScanner.Scanned? = nil) throws -> Result {
-        let start = Date()
         guard !local.isEmpty else { throw SyncError.localRead(path: "''", reason: "the local directory's path is empty") }
         try validate(destination: destination)
         let destination = "/" + destination.split(separator: "/").joined(separator: "/")
+        // Only size-and-mtime listings are incremental (a checksum listing hashes every file anyway).
+        let cache = options.plan.checksum ? nil : options.listingCache
+        // The generation is read now (the command names it); the rest is decoded while the target lists.
+        if let cache, let known = cache.open(target: session.name, destination: destination) {
+            do {
+                return try run(from: local, to: destination, over: session, options: options, scanned: scanned, cache: cache, known: known)
+            } catch is ListingCache.Unusable {
+                cache.remove(target: session.name, destination: destination)
+            }
+        }
+        return try run(from: local, to: destination, over: session, options: options, scanned: scanned, cache: cache, known: nil)
+    }
+
+    private static func run(from local: String, to destination: String, over session: any RemoteShell, options: Options,
+                            scanned: LocalScanner.Scanned?, cache: ListingCache?, known: ListingCache.Pending?) throws -> Result {
+        let start = Date()
         let state = stateDirectory(for: destination)
         var planOptions = options.plan
         try planOptions.excludes.add("/.ferry-stage")  // staging inside a mount-point destination
@@ -93,21 +113,28 @@ public struct Syncer {
         // Never leave the scan thread running past a return or a throw.
         defer { _ = try? scan.wait() }
         let collector = ListingCollector()
+        let generation = ListingCache.newGeneration()
+        var committing = false
         var err: [UInt8] = []
-        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, destination: Manifest)?
+        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, destination: Manifest, changes: Int?)?
         var stream: TarStream?
         let target = session.name
         func command(_ mode: String) -> RemoteCommand {
             .script(RemoteTree.syncScript, arguments: [Array(destination.utf8), Array(state.utf8),
                                                        Array((planOptions.checksum ? "1" : "0").utf8), Array(mode.utf8),
-                                                       Array(String(options.lockWait).utf8)])
+                                                       Array(String(options.lockWait).utf8), Array((known?.generation ?? "").utf8)])
         }
         func prepare() throws -> (RemoteTree.Listing, SyncPlan, LocalScanner.Scanned) {
-            let listing = try RemoteTree.parse(collector.bytes, target: target)
+            var base: Manifest?
+            if let known {
+                guard let manifest = known.manifest() else { throw ListingCache.Unusable() }
+                base = manifest
+            }
+            let listing = try RemoteTree.parse(collector.bytes, target: target, base: base)
             var scanned = try scan.wait()
             let plan = try makePlan(&scanned.manifest, root: local, listing: listing, destination: destination,
                                     session: session, options: options, planOptions: planOptions)
-            prepared = (plan, scanned, listing.manifest)
+            prepared = (plan, scanned, listing.manifest, listing.changes)
             return (listing, plan, scanned)
         }
 
@@ -120,18 +147,33 @@ public struct Syncer {
             } else {
                 let input = DeferredInput(ready: { collector.complete }) {
                     let (listing, plan, _) = try prepare()
-                    if plan.isEmpty && listing.syncedBefore { return BytesInput(Array("done\n".utf8)) }
+                    // A new generation is committed with what this run saw, unless nothing changed
+                    // since the last one (then the target writes nothing).
+                    committing = cache != nil && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
+                    let commit = committing ? " " + generation : ""
+                    if plan.isEmpty && listing.syncedBefore { return BytesInput(Array("done\(commit)\n".utf8)) }
                     let tar = TarStream(members(for: plan, root: local, fresh: listing.manifest.count <= 1))
                     stream = tar
-                    return PrefixedInput(Array("apply\n".utf8), then: tar)
+                    return PrefixedInput(Array("apply\(commit)\n".utf8), then: tar)
                 }
                 status = try session.exec(command("apply"), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
             }
         } catch let error as SSHError where error != .cancelled {
             throw SyncError.transport(step: step, error: error)
         }
-        guard status == .exited(0), let (plan, scanned, destinationManifest) = prepared else {
+        guard status == .exited(0), let (plan, scanned, destinationManifest, changes) = prepared else {
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
+        }
+        if let cache, committing {
+            // After an apply the target lists what changed since its stamp (ferry's writes, and
+            // anyone else's): the destination as of the new sentinel.
+            if stream == nil {
+                cache.store(destinationManifest, generation: generation, target: target, destination: destination)
+            } else if let after = try? RemoteTree.parseChanges(collector.tail, target: target) {
+                cache.store(destinationManifest.applying(changes: after), generation: generation, target: target, destination: destination)
+            } else {
+                cache.remove(target: target, destination: destination)
+            }
         }
 
         var result = Result(plan: plan, filesScanned: scanned.manifest.count,
@@ -139,6 +181,7 @@ public struct Syncer {
                             bytesSent: stream?.bytesProduced ?? 0, seconds: 0, skipped: scanned.skipped)
         result.scannedManifest = scanned.manifest
         result.destinationManifest = destinationManifest
+        result.listedChanges = changes
         result.tooLong = scanned.tooLong
         result.vanished = scanned.vanished + (stream?.vanished ?? [])
         result.changedDuringSend = stream?.changedDuringSend ?? []
@@ -304,6 +347,8 @@ final class ScanTask: Sendable {
 /// starts), so the plan can be made while the same remote command waits for the stream.
 final class ListingCollector {
     private(set) var bytes: [UInt8] = []
+    /// What the command printed after the listing (after an apply: the changes it made).
+    private(set) var tail: [UInt8] = []
     private(set) var complete = false
     private(set) var completedAt: Date?
     private var scanned = 0
@@ -312,16 +357,18 @@ final class ListingCollector {
     private var checksumSection = false
 
     func feed(_ chunk: UnsafeRawBufferPointer) {
-        guard !complete else { return }
+        guard !complete else { return tail.append(contentsOf: chunk) }
         bytes.append(contentsOf: chunk)
         while let nul = bytes[scanned...].firstIndex(of: 0) {
             let length = nul - fieldStart
             let first = length > 0 ? bytes[fieldStart] : 0
-            // Fields 0 and 1 are the header; entries are six fields from field 2 on.
-            if fieldIndex >= 2 && (checksumSection || (fieldIndex - 2) % 6 == 0) {
+            // Fields 0 to 2 are the header; entries are six fields from field 3 on.
+            if fieldIndex >= 3 && (checksumSection || (fieldIndex - 3) % 6 == 0) {
                 if length == 1 && first == UInt8(ascii: "E") {
                     complete = true
                     completedAt = Date()
+                    tail = Array(bytes[(nul + 1)...])
+                    bytes.removeSubrange((nul + 1)...)
                     return
                 }
                 if !checksumSection && length == 9 && bytes[fieldStart..<nul].elementsEqual("checksums".utf8) { checksumSection = true }

@@ -48,7 +48,7 @@ public enum Bytes {
 /// bytes, spaces).
 public enum TreeMutation {
     /// Every entry below `root` (not the root), in byte order, without following symlinks.
-    static func walk(_ root: String) -> [(path: [UInt8], directory: Bool, file: Bool)] {
+    public static func walk(_ root: String) -> [(path: [UInt8], directory: Bool, file: Bool)] {
         var out: [(path: [UInt8], directory: Bool, file: Bool)] = []
         func visit(_ rel: [UInt8]) {
             let full = rel.isEmpty ? Array(root.utf8) : Bytes.path(root, rel)

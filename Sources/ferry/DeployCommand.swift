@@ -112,6 +112,7 @@ struct Deploy: ParsableCommand {
         options.checksum = checksum
         options.force = force
         options.ferryVersion = Ferry.version
+        options.listingCache = Ferry.listingCache
         options.cancel = cancel
         options.stop = stop
         var fleetOptions = FleetDeployment.Options(deploy: options)

@@ -105,6 +105,7 @@ struct DiffFormat: ParsableArguments {
         var options = base ?? Deployment.Options { _ in throw DeployError.local("unused") }
         options.open = { h in try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! }) }
         options.checksum = checksum
+        options.listingCache = Ferry.listingCache
         // The shared trees are scanned once for several hosts, as a fleet deploy does; for one,
         // the scan overlaps the host's listing.
         let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FerrySSH
+import FerrySync
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,6 +9,14 @@ import Glibc
 @main
 struct Ferry: ParsableCommand {
     static let version = "0.4.0"
+
+    /// `$XDG_CACHE_HOME/ferry/listings` (else `~/.cache/ferry/listings`): what each destination
+    /// held at the last sync, so the next listing asks only for what changed since.
+    static var listingCache: ListingCache? {
+        let env = ProcessInfo.processInfo.environment
+        guard let base = env["XDG_CACHE_HOME"].flatMap({ $0.hasPrefix("/") ? $0 : nil }) ?? env["HOME"].map({ $0 + "/.cache" }) else { return nil }
+        return ListingCache(directory: base + "/ferry/listings")
+    }
 
     static let configuration = CommandConfiguration(
         commandName: "ferry",

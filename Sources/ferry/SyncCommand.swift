@@ -66,8 +66,9 @@ struct Sync: ParsableCommand {
         }
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
-        let options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),
+        var options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),
                                      dryRun: dryRun, force: force, cancel: cancel)
+        options.listingCache = Ferry.listingCache
         let result: Syncer.Result
         do {
             let session = try ConnectionOptions.open(try connection.connection(forTarget: parsed.targetText))
@@ -104,6 +105,7 @@ struct Sync: ParsableCommand {
                 entries scanned: \(result.filesScanned) (\(result.bytesScanned) bytes)
                 files sent: \(result.plan.sends.count) (\(result.plan.bytesToSend) bytes of file data, \(result.bytesSent) bytes streamed)
                 deleted: \(deleted)
+                listing: \(result.listedChanges.map { "incremental (\($0) entries changed since the last sync)" } ?? "full")
                 time: \(String(format: "%.3f", result.seconds)) s (plan \(String(format: "%.3f", result.planSeconds)) s, apply \(String(format: "%.3f", result.applySeconds)) s)
                 """)
         }

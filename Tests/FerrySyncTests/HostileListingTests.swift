@@ -5,7 +5,7 @@ import XCTest
 /// Issue 14 (the part on the sync engine alone): hostile or broken answers from a target, fed
 /// to the parsers directly, are clear errors — never a crash, never a path outside the destination.
 final class HostileListingTests: XCTestCase {
-    func listing(_ records: [[String]], header: [String] = ["dir", "synced"], end: Bool = true) -> [UInt8] {
+    func listing(_ records: [[String]], header: [String] = ["dir", "synced", "full"], end: Bool = true) -> [UInt8] {
         var fields = header
         for r in records { fields += r }
         if end { fields.append("E") }
@@ -45,6 +45,36 @@ final class HostileListingTests: XCTestCase {
         ]
         for (name, bytes) in bad {
             XCTAssertThrowsError(try RemoteTree.parse(bytes, target: "host"), name) { error in
+                XCTAssertTrue("\(error)".hasPrefix("host: unexpected listing from the target"), "\(name): \(error)")
+            }
+        }
+    }
+
+    /// An incremental answer ("./"-relative, any order, repeats allowed) applied to what the caller knew.
+    func testIncrementalListingsApplyToTheBaseOrAreRefused() throws {
+        let base = try RemoteTree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["f", "644", "3", "1.0", "a/x", ""],
+                                                 ["f", "644", "3", "1.0", "b", ""]]), target: "t").manifest
+        let incremental = ["dir", "synced", "incremental"]
+        // "a" was relisted whole (now holding only y); "b" changed; "c" is new.
+        let l = try RemoteTree.parse(listing([["f", "644", "9", "2.0", "./b", ""], ["d", "700", "0", "2.0", "./a", ""],
+                                              ["f", "600", "1", "2.0", "./a/y", ""], ["f", "644", "9", "3.0", "./b", ""],
+                                              ["l", "777", "0", "2.0", "./c", "a/y"]], header: incremental), target: "t", base: base)
+        XCTAssertEqual(l.changes, 5)
+        XCTAssertEqual(l.manifest.entries.map(\.displayPath), ["", "a", "a/y", "b", "c"])
+        XCTAssertEqual(l.manifest[Array("b".utf8)]?.mtime, Timestamp(seconds: 3, nanoseconds: 0), "the later record wins")
+        XCTAssertEqual(try RemoteTree.parse(listing([], header: incremental), target: "t", base: base).manifest.count, base.count)
+        let bad: [(String, [UInt8], Manifest?)] = [
+            ("no base", listing([["f", "644", "1", "1.0", "./x", ""]], header: incremental), nil),
+            ("no ./", listing([["f", "644", "1", "1.0", "x", ""]], header: incremental), base),
+            ("dot-dot", listing([["f", "644", "1", "1.0", "./../x", ""]], header: incremental), base),
+            ("inner dot-dot", listing([["f", "644", "1", "1.0", "./a/../../x", ""]], header: incremental), base),
+            ("absolute", listing([["f", "644", "1", "1.0", "/etc/passwd", ""]], header: incremental), base),
+            ("root as a file", listing([["f", "644", "1", "1.0", ".", ""]], header: incremental), base),
+            ("checksums", listing([["checksums", String(repeating: "a", count: 64) + "  ./x"]], header: incremental), base),
+            ("unknown kind", listing([], header: ["dir", "synced", "partial"]), base),
+        ]
+        for (name, bytes, base) in bad {
+            XCTAssertThrowsError(try RemoteTree.parse(bytes, target: "host", base: base), name) { error in
                 XCTAssertTrue("\(error)".hasPrefix("host: unexpected listing from the target"), "\(name): \(error)")
             }
         }

@@ -17,11 +17,12 @@ class SyncTestCase: HostTestCase {
 
     @discardableResult
     func sync(_ source: String, _ name: String, excludes: [String] = [], deleteExcluded: Bool = false, checksum: Bool = false,
-              dryRun: Bool = false, force: Bool = false, session: SSHSession? = nil) throws -> Syncer.Result {
+              dryRun: Bool = false, force: Bool = false, session: SSHSession? = nil, cache: ListingCache? = nil) throws -> Syncer.Result {
         let session = try session ?? connect()
-        return try Syncer.sync(from: source, to: "/var/src/\(name)", over: session, options: .init(
-            plan: .init(excludes: ExcludeRules(excludes), deleteExcluded: deleteExcluded, checksum: checksum),
-            dryRun: dryRun, force: force))
+        var options = Syncer.Options(plan: .init(excludes: ExcludeRules(excludes), deleteExcluded: deleteExcluded, checksum: checksum),
+                                     dryRun: dryRun, force: force)
+        options.listingCache = cache
+        return try Syncer.sync(from: source, to: "/var/src/\(name)", over: session, options: options)
     }
 
     /// `rsync -rlptDn --delete -c --itemize-changes SRC/ DEST/` over the host's private /var/src: must print nothing.

@@ -31,6 +31,8 @@ public final class Deployment: @unchecked Sendable {
         public var ferryVersion = "unknown"
         /// The remote root (tests may point it elsewhere).
         public var root = "/var/src"
+        /// What each destination held at the last sync, so listings can be incremental.
+        public var listingCache: ListingCache?
         public var cancel: CancellationToken?
         /// Stops gently: no new step starts (a sync in progress finishes) and a rebuild is no
         /// longer followed (it goes on on the host). `cancel` stops at once; whoever trips
@@ -223,6 +225,7 @@ public final class Deployment: @unchecked Sendable {
                                     deleteExcluded: source.deleteExcluded, checksum: options.checksum || source.rendered)
         var sync = Syncer.Options(plan: plan, force: options.force, cancel: options.cancel)
         sync.lockWait = 10
+        sync.listingCache = options.listingCache
         return sync
     }
 

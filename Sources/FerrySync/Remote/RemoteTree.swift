@@ -11,7 +11,10 @@ package enum RemoteTree {
         package var exists: Bool { kind != .none }
         package var isDirectory: Bool { kind == .dir }
         package var syncedBefore: Bool
+        /// The whole destination (for an incremental listing: the caller's base with the changes applied).
         package var manifest: Manifest
+        /// For an incremental listing, how many records it held (0: nothing changed since the sentinel).
+        package var changes: Int?
     }
 
     /// A relative path as find prints it: no empty, "." or ".." component, no leading or
@@ -34,8 +37,49 @@ package enum RemoteTree {
     /// channel, also after kill -9 of ferry or a cut link), then waits on stdin for "done" or
     /// "apply" and the tar stream (see `applyScript`). One channel, so nothing can change between
     /// the listing and the apply.
+    ///
+    /// Incremental listings: when the caller knows the destination as of the sentinel (`known`
+    /// equals STATE/generation, the host has not rebooted and its clock has not gone back), only
+    /// entries whose ctime is after the sentinel's mtime are listed, with the whole subtree of
+    /// every such directory (a deletion shows only as its directory's ctime; a directory moved
+    /// in keeps its children's old ctimes). In apply mode a new sentinel is stamped before the
+    /// listing, and the op line may name a new generation: the script then commits it (after an
+    /// apply, with a second listing of what changed since that stamp, ended by another `E`).
     static let syncScript = #"""
-    dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0}
+    dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0} known=${6:-}
+    rec='%y\0%m\0%s\0%T@\0%p\0%l\0'
+    # Gives $1 an mtime no later change can share: waits until the file clock has moved past it.
+    stamp() {
+      touch "$1" && n=0 || return 1
+      while [ "$n" -lt 400 ]; do
+        touch "$state/tick" || return 1
+        if [ -n "$(find "$state/tick" -newer "$1")" ]; then
+          read -r up _ < /proc/uptime && printf '%s %s %s\n' "$(cat /proc/sys/kernel/random/boot_id)" "$(date +%s)" "${up%.*}" > "$1.clock"
+          return
+        fi
+        n=$((n + 1)); sleep 0.005 2>/dev/null || sleep 1
+      done
+      return 1
+    }
+    # The sentinel still orders changes: same boot, and the wall clock has not gone back since.
+    steady() {
+      read -r b r u < "$state/sentinel.clock" 2>/dev/null && read -r up _ < /proc/uptime || return 1
+      case $r$u in ''|*[!0-9]*) return 1 ;; esac
+      [ "$b" = "$(cat /proc/sys/kernel/random/boot_id)" ] && [ $(( $(date +%s) - r )) -ge $(( ${up%.*} - u - 2 )) ]
+    }
+    # Entries changed after $1's mtime, then the whole subtree of each changed directory.
+    # One walk prints the changes and names each changed directory on fd 3, which sort holds
+    # until the walk ends: the subtrees are listed after it, never interleaved with it.
+    changes() {
+      exec 4>&1
+      rc=$( { { find . -path ./.ferry-stage -prune -o -cnewer "$1" -printf "$rec" \( -type d -fprint0 /dev/fd/3 -prune -o -true \) 3>&1 1>&4 4>&-
+                echo "$?" >&5; } | LC_ALL=C sort -z | xargs -0 -r sh -c 'exec find "$@" -path ./.ferry-stage -prune -o -printf "$0"' "$rec"; } 5>&1 1>&4 ) && [ "$rc" = 0 ]
+    }
+    # A crash between these steps leaves no generation: the next listing is a full one.
+    commit() {
+      rm -f "$state/generation" && mv -f "$2.clock" "$state/sentinel.clock" && mv -f "$2" "$state/sentinel" &&
+        printf '%s\n' "$1" > "$state/generation.new" && mv -f "$state/generation.new" "$state/generation"
+    }
     if [ "$mode" = apply ]; then
       mkdir -p "$state" || exit 1
       exec 9>>"$state/lock" || exit 1
@@ -47,9 +91,21 @@ package enum RemoteTree {
     elif [ -e "$dest" ]; then printf 'other\0'
     else printf 'none\0'; fi
     if [ -e "$state/synced" ]; then printf 'synced\0'; else printf 'new\0'; fi
+    listing=full
+    if [ -n "$known" ] && [ "$checksum" != 1 ] && [ -d "$dest" ] && [ ! -L "$dest" ] && [ -f "$state/sentinel" ] &&
+       [ "$(cat "$state/generation" 2>/dev/null)" = "$known" ] && steady; then
+      listing=incremental
+    fi
+    stamped=0
+    [ "$mode" != apply ] || ! stamp "$state/sentinel.new" || stamped=1
+    printf '%s\0' "$listing"
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then
       cd "$dest" || exit 1
-      find . -path ./.ferry-stage -prune -o -printf '%y\0%m\0%s\0%T@\0%P\0%l\0' || exit 1
+      if [ "$listing" = incremental ]; then
+        changes "$state/sentinel" || exit 1
+      else
+        find . -path ./.ferry-stage -prune -o -printf '%y\0%m\0%s\0%T@\0%P\0%l\0' || exit 1
+      fi
       if [ "$checksum" = 1 ]; then
         printf 'checksums\0'
         find . -path ./.ferry-stage -prune -o -type f -print0 | xargs -0 -r sha256sum -z || exit 1
@@ -57,31 +113,88 @@ package enum RemoteTree {
     fi
     printf 'E\0'
     [ "$mode" = apply ] || exit 0
-    IFS= read -r op || exit 1
-    [ "$op" = apply ] || exit 0
+    read -r op generation || exit 1
+    case $generation in *[!0-9a-f]*) exit 1 ;; esac
+    [ "$stamped" = 1 ] || generation=
+    if [ "$op" = done ]; then
+      [ -z "$generation" ] || commit "$generation" "$state/sentinel.new" || exit 1
+      exit 0
+    fi
+    [ "$op" = apply ] || exit 1
     \#(applyScript)
+    if [ -n "$generation" ] && stamp "$state/sentinel.post"; then
+      cd "$dest" && changes "$state/sentinel.new" && printf 'E\0' && commit "$generation" "$state/sentinel.post" || true
+    fi
     """#
 
-    package static func parse(_ bytes: [UInt8], target: String) throws -> Listing {
-        // NUL-separated fields, read in place.
+    /// Parses a listing. An incremental one is applied to `base`, the destination as the caller
+    /// last knew it (an incremental answer to a caller that sent no generation is refused).
+    package static func parse(_ bytes: [UInt8], target: String, base: Manifest? = nil) throws -> Listing {
+        var reader = FieldReader(bytes: bytes)
+        func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
+        guard let kind = reader.next().map(text), let synced = reader.next().map(text), let mode = reader.next().map(text) else {
+            throw SyncError.badRemoteListing(target: target, reason: "no header")
+        }
+        guard let destination = Listing.Kind(rawValue: kind) else {
+            throw SyncError.badRemoteListing(target: target, reason: "an unknown kind of destination '\(kind)'")
+        }
+        let incremental: Bool
+        switch mode {
+        case "full": incremental = false
+        case "incremental" where base != nil: incremental = true
+        default: throw SyncError.badRemoteListing(target: target, reason: "an unexpected kind of listing '\(mode)'")
+        }
+        let (entries, checksums) = try records(&reader, target: target, incremental: incremental)
+        guard reader.atEnd else { throw SyncError.badRemoteListing(target: target, reason: "bytes after the end of the listing") }
+        let manifest: Manifest
+        if incremental {
+            manifest = base!.applying(changes: entries)
+        } else {
+            manifest = Manifest(entries)
+            if zip(manifest.entries, manifest.entries.dropFirst()).contains(where: { $0.path == $1.path }) {
+                throw SyncError.badRemoteListing(target: target, reason: "a path listed twice")
+            }
+        }
+        var listing = Listing(kind: destination, syncedBefore: synced == "synced", manifest: manifest,
+                              changes: incremental ? entries.count : nil)
+        for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
+        return listing
+    }
+
+    /// The records after an apply (what changed since the stamp before it), ended by `E`.
+    package static func parseChanges(_ bytes: [UInt8], target: String) throws -> [FileEntry] {
+        var reader = FieldReader(bytes: bytes)
+        let (entries, checksums) = try records(&reader, target: target, incremental: true)
+        guard reader.atEnd, checksums.isEmpty else { throw SyncError.badRemoteListing(target: target, reason: "bytes after the end of the listing") }
+        return entries
+    }
+
+    /// NUL-separated fields, read in place.
+    struct FieldReader {
+        let bytes: [UInt8]
         var position = 0
-        func field() -> ArraySlice<UInt8>? {
+        var atEnd: Bool { position == bytes.count }
+
+        mutating func next() -> ArraySlice<UInt8>? {
             guard position < bytes.count, let end = bytes[position...].firstIndex(of: 0) else { return nil }
             defer { position = end + 1 }
             return bytes[position..<end]
         }
+    }
+
+    /// Six-field records up to `E` (and a checksum section). A full listing's paths are relative
+    /// (`%P`, the destination itself first, as ""); an incremental one's start with "./" (`%p`),
+    /// may come in any order, and may repeat a path (the later record wins).
+    static func records(_ reader: inout FieldReader, target: String, incremental: Bool) throws -> ([FileEntry], [([UInt8], [UInt8])]) {
         func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
-        guard let kind = field().map(text), let synced = field().map(text) else {
-            throw SyncError.badRemoteListing(target: target, reason: "no header")
-        }
         var entries: [FileEntry] = []
         var checksums: [([UInt8], [UInt8])] = []
         let marker = Array("checksums".utf8)
         var complete = false
-        while let type = field() {
+        while let type = reader.next() {
             if type.elementsEqual([UInt8(ascii: "E")]) { complete = true; break }
-            if type.elementsEqual(marker) {
-                while let line = field() {
+            if !incremental && type.elementsEqual(marker) {
+                while let line = reader.next() {
                     if line.elementsEqual([UInt8(ascii: "E")]) { complete = true; break }
                     // "HASH  ./path"
                     let s = line.startIndex
@@ -93,31 +206,33 @@ package enum RemoteTree {
                 }
                 break
             }
-            guard let modeField = field(), let sizeField = field(), let timeField = field(), let pathField = field(), let linkField = field(),
-                  let mode = UInt32(text(modeField), radix: 8), mode <= 0o7777, let size = Int64(text(sizeField)), size >= 0,
-                  let mtime = Timestamp(decimal: text(timeField)) else {
+            guard let modeField = reader.next(), let sizeField = reader.next(), let timeField = reader.next(), var pathField = reader.next(),
+                  let linkField = reader.next(), let mode = UInt32(text(modeField), radix: 8), mode <= 0o7777,
+                  let size = Int64(text(sizeField)), size >= 0, let mtime = Timestamp(decimal: text(timeField)) else {
                 throw SyncError.badRemoteListing(target: target, reason: "truncated or malformed entry")
             }
-            // The first entry is the destination itself (""); every other is a path inside it.
-            guard entries.isEmpty ? pathField.isEmpty : isSafeRelativePath(pathField), type.count == 1 else {
+            let safe: Bool
+            if incremental {
+                // "." is the destination itself, "./x" a path inside it.
+                if pathField.elementsEqual([0x2E]) { pathField = pathField.prefix(0); safe = true }
+                else if pathField.starts(with: [0x2E, 0x2F]) { pathField = pathField.dropFirst(2); safe = isSafeRelativePath(pathField) }
+                else { safe = false }
+            } else {
+                // The first entry is the destination itself (""); every other is a path inside it.
+                safe = entries.isEmpty ? pathField.isEmpty : isSafeRelativePath(pathField)
+            }
+            guard safe, type.count == 1 else {
                 throw SyncError.badRemoteListing(target: target, reason: "an entry outside the destination or of no known type: '\(text(pathField))'")
             }
             let k = FileEntry.Kind(findType: type.first)
+            if incremental && pathField.isEmpty && k != .directory {
+                throw SyncError.badRemoteListing(target: target, reason: "the destination listed as other than a directory")
+            }
             entries.append(FileEntry(path: Array(pathField), kind: k, mode: mode, size: k == .file ? size : 0,
                                      mtime: mtime, linkTarget: k == .symlink ? Array(linkField) : nil))
         }
         guard complete else { throw SyncError.badRemoteListing(target: target, reason: "the listing ended early") }
-        guard position == bytes.count else { throw SyncError.badRemoteListing(target: target, reason: "bytes after the end of the listing") }
-        let manifest = Manifest(entries)
-        if zip(manifest.entries, manifest.entries.dropFirst()).contains(where: { $0.path == $1.path }) {
-            throw SyncError.badRemoteListing(target: target, reason: "a path listed twice")
-        }
-        guard let destination = Listing.Kind(rawValue: kind) else {
-            throw SyncError.badRemoteListing(target: target, reason: "an unknown kind of destination '\(kind)'")
-        }
-        var listing = Listing(kind: destination, syncedBefore: synced == "synced", manifest: manifest)
-        for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
-        return listing
+        return (entries, checksums)
     }
 
     /// SHA-256 of the named files (relative to `destination`), for files whose size matches.

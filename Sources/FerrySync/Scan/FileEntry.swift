@@ -96,6 +96,11 @@ public struct Manifest: Sendable {
         entries = list.sorted { Manifest.treeOrder($0.path, $1.path) }
     }
 
+    /// Entries already in tree order, without duplicates (a merge's or the listing cache's output).
+    init(sorted list: [FileEntry]) {
+        entries = list
+    }
+
     /// Byte order with "/" lowest, which keeps each directory's contents together.
     public static func treeOrder(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         let n = min(a.count, b.count)
@@ -128,4 +133,42 @@ public struct Manifest: Sendable {
     }
 
     public var count: Int { entries.count }
+}
+
+extension Manifest {
+    /// This tree with a target's changed entries applied (see `RemoteTree.syncScript`): each
+    /// entry replaces its path (the last record of a path wins), and a listed directory's subtree
+    /// is exactly what the changes hold below it, since the target lists every such subtree whole.
+    package func applying(changes: [FileEntry]) -> Manifest {
+        guard !changes.isEmpty else { return self }
+        var byPath: [[UInt8]: FileEntry] = [:]
+        for c in changes { byPath[c.path] = c }
+        if byPath[[]]?.kind == .directory { return Manifest(Array(byPath.values)) }
+        func inside(_ p: [UInt8], _ dir: [UInt8]) -> Bool {
+            p.count > dir.count && p[dir.count] == UInt8(ascii: "/") && p.starts(with: dir)
+        }
+        var kept: [FileEntry] = []
+        kept.reserveCapacity(entries.count)
+        var skipped: [UInt8]?
+        for e in entries {
+            if let s = skipped, inside(e.path, s) { continue }
+            skipped = nil
+            guard let listed = byPath[e.path] else { kept.append(e); continue }
+            // Listed again: a directory's old contents give way to its listed subtree; a path that
+            // is no directory now has no contents.
+            if e.kind == .directory || listed.kind == .directory { skipped = e.path }
+        }
+        let added = byPath.values.sorted { Manifest.treeOrder($0.path, $1.path) }
+        var merged: [FileEntry] = []
+        merged.reserveCapacity(kept.count + added.count)
+        var i = 0, j = 0
+        while i < kept.count || j < added.count {
+            if j == added.count || (i < kept.count && Manifest.treeOrder(kept[i].path, added[j].path)) {
+                merged.append(kept[i]); i += 1
+            } else {
+                merged.append(added[j]); j += 1
+            }
+        }
+        return Manifest(sorted: merged)
+    }
 }
