@@ -148,11 +148,14 @@ public struct Syncer {
                 let input = DeferredInput(ready: { collector.complete }) {
                     let (listing, plan, _) = try prepare()
                     // A new generation is committed with what this run saw, unless nothing changed
-                    // since the last one (then the target writes nothing).
-                    committing = cache != nil && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
+                    // since the last one (then the target writes nothing). A first copy commits
+                    // none: all it wrote would be listed back (the next run lists it whole anyway),
+                    // which would raise a large tree's peak memory.
+                    let fresh = listing.manifest.count <= 1
+                    committing = cache != nil && !fresh && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
                     let commit = committing ? " " + generation : ""
                     if plan.isEmpty && listing.syncedBefore { return BytesInput(Array("done\(commit)\n".utf8)) }
-                    let tar = TarStream(members(for: plan, root: local, fresh: listing.manifest.count <= 1))
+                    let tar = TarStream(members(for: plan, root: local, fresh: fresh))
                     stream = tar
                     return PrefixedInput(Array("apply\(commit)\n".utf8), then: tar)
                 }
@@ -165,11 +168,9 @@ public struct Syncer {
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
         if let cache, committing {
-            // After an apply the target lists what changed since its stamp (ferry's writes, and
+            // The target listed what changed since the listing's reference (this run's writes, and
             // anyone else's): the destination as of the new sentinel.
-            if stream == nil {
-                cache.store(destinationManifest, generation: generation, target: target, destination: destination)
-            } else if let after = try? RemoteTree.parseChanges(collector.tail, target: target) {
+            if let after = try? RemoteTree.parseChanges(collector.takeTail(), target: target) {
                 cache.store(destinationManifest.applying(changes: after), generation: generation, target: target, destination: destination)
             } else {
                 cache.remove(target: target, destination: destination)
@@ -349,6 +350,11 @@ final class ListingCollector {
     private(set) var bytes: [UInt8] = []
     /// What the command printed after the listing (after an apply: the changes it made).
     private(set) var tail: [UInt8] = []
+
+    func takeTail() -> [UInt8] {
+        defer { tail = [] }
+        return tail
+    }
     private(set) var complete = false
     private(set) var completedAt: Date?
     private var scanned = 0

@@ -63,6 +63,13 @@ final class HostileListingTests: XCTestCase {
         XCTAssertEqual(l.manifest.entries.map(\.displayPath), ["", "a", "a/y", "b", "c"])
         XCTAssertEqual(l.manifest[Array("b".utf8)]?.mtime, Timestamp(seconds: 3, nanoseconds: 0), "the later record wins")
         XCTAssertEqual(try RemoteTree.parse(listing([], header: incremental), target: "t", base: base).manifest.count, base.count)
+        // Nested relisted directories: everything old below the outer one goes.
+        let nested = try RemoteTree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["d", "755", "0", "1.0", "a/b", ""],
+                                                   ["f", "644", "1", "1.0", "a/b/x", ""], ["f", "644", "1", "1.0", "a/c", ""],
+                                                   ["f", "644", "1", "1.0", "z", ""]]), target: "t").manifest
+        let relisted = try RemoteTree.parse(listing([["d", "755", "0", "2.0", "./a/b", ""], ["d", "755", "0", "2.0", "./a", ""]],
+                                                    header: incremental), target: "t", base: nested)
+        XCTAssertEqual(relisted.manifest.entries.map(\.displayPath), ["", "a", "a/b", "z"])
         let bad: [(String, [UInt8], Manifest?)] = [
             ("no base", listing([["f", "644", "1", "1.0", "./x", ""]], header: incremental), nil),
             ("no ./", listing([["f", "644", "1", "1.0", "x", ""]], header: incremental), base),

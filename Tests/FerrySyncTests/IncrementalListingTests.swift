@@ -77,6 +77,8 @@ final class IncrementalListingTests: SyncTestCase {
         for i in 0..<20 { try fixture.write("\(src)/d\(i % 3)/f\(i)", size: 100 + i, text: true) }
         let session = try connect()
         try sync(src, "fall", session: session, cache: cache)
+        // A first copy commits nothing (all of it would be listed back): the next run lists in full and commits.
+        XCTAssertNil(try sync(src, "fall", session: session, cache: cache).listedChanges)
         XCTAssertEqual(try sync(src, "fall", session: session, cache: cache).listedChanges, 0)
         let state = try host.varSrc + "/.ferry/fall"
         let cacheFile = try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: cacheDir).first.map { cacheDir + "/" + $0 })

@@ -59,8 +59,20 @@ public struct ListingCache: Sendable {
         let temporary = file + ".\(getpid()).tmp"
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            try Data(Self.encode(manifest, generation: generation)).write(to: URL(fileURLWithPath: temporary))
-            guard rename(temporary, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
+            // Written in pieces: a whole copy of a large tree's cache would raise the peak RSS.
+            var failed = false
+            Self.encode(manifest, generation: generation) { chunk in
+                var written = 0
+                while !failed && written < chunk.count {
+                    let n = chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { failed = true }
+                    written += max(n, 0)
+                }
+            }
+            guard close(fd) == 0, !failed, rename(temporary, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
         } catch {
             unlink(temporary)
             remove(target: target, destination: destination)
@@ -82,16 +94,26 @@ public struct ListingCache: Sendable {
     /// magic, generation, "\n", then per entry: kind, mode, size, seconds, nanoseconds, path
     /// length, path, link length, link (integers little-endian, 8 bytes; kind 1 byte).
     package static func encode(_ manifest: Manifest, generation: String) -> [UInt8] {
+        var all: [UInt8] = []
+        encode(manifest, generation: generation) { all += $0 }
+        return all
+    }
+
+    static func encode(_ manifest: Manifest, generation: String, into write: ([UInt8]) -> Void) {
         var out = magic + Array(generation.utf8) + [0x0A]
-        out.reserveCapacity(out.count + manifest.entries.reduce(0) { $0 + 49 + $1.path.count + ($1.linkTarget?.count ?? 0) })
+        out.reserveCapacity(1 << 16)
         func int(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         for e in manifest.entries {
             out.append(e.kind.findType)
             int(Int64(e.mode)); int(e.size); int(e.mtime.seconds); int(e.mtime.nanoseconds)
             int(Int64(e.path.count)); out += e.path
             int(Int64(e.linkTarget?.count ?? -1)); out += e.linkTarget ?? []
+            if out.count >= 1 << 16 {
+                write(out)
+                out.removeAll(keepingCapacity: true)
+            }
         }
-        return out
+        write(out)
     }
 
     static func generation(_ bytes: [UInt8]) -> String? {

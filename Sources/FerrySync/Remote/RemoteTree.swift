@@ -42,9 +42,10 @@ package enum RemoteTree {
     /// equals STATE/generation, the host has not rebooted and its clock has not gone back), only
     /// entries whose ctime is after the sentinel's mtime are listed, with the whole subtree of
     /// every such directory (a deletion shows only as its directory's ctime; a directory moved
-    /// in keeps its children's old ctimes). In apply mode a new sentinel is stamped before the
-    /// listing, and the op line may name a new generation: the script then commits it (after an
-    /// apply, with a second listing of what changed since that stamp, ended by another `E`).
+    /// in keeps its children's old ctimes). In apply mode the op line may name a new generation:
+    /// after the apply (if any) the script stamps a new sentinel, lists what changed since the
+    /// old one (or, after a full listing, since a stamp made before it), ends that with another
+    /// `E`, and commits the generation.
     static let syncScript = #"""
     dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0} known=${6:-}
     rec='%y\0%m\0%s\0%T@\0%p\0%l\0'
@@ -75,10 +76,15 @@ package enum RemoteTree {
       rc=$( { { find . -path ./.ferry-stage -prune -o -cnewer "$1" -printf "$rec" \( -type d -fprint0 /dev/fd/3 -prune -o -true \) 3>&1 1>&4 4>&-
                 echo "$?" >&5; } | LC_ALL=C sort -z | xargs -0 -r sh -c 'exec find "$@" -path ./.ferry-stage -prune -o -printf "$0"' "$rec"; } 5>&1 1>&4 ) && [ "$rc" = 0 ]
     }
-    # A crash between these steps leaves no generation: the next listing is a full one.
-    commit() {
-      rm -f "$state/generation" && mv -f "$2.clock" "$state/sentinel.clock" && mv -f "$2" "$state/sentinel" &&
-        printf '%s\n' "$1" > "$state/generation.new" && mv -f "$state/generation.new" "$state/generation"
+    # A new sentinel, then what changed since $since (this run's writes and anyone else's), so
+    # the caller knows the destination as of the new sentinel. A crash between the renames
+    # leaves no generation: the next listing is a full one. Best effort: without it, the next
+    # listing is a full one too.
+    recommit() {
+      { stamp "$state/sentinel.post" && cd "$dest" && changes "$since" && printf 'E\0' &&
+        rm -f "$state/generation" && mv -f "$state/sentinel.post.clock" "$state/sentinel.clock" &&
+        mv -f "$state/sentinel.post" "$state/sentinel" && printf '%s\n' "$generation" > "$state/generation.new" &&
+        mv -f "$state/generation.new" "$state/generation"; } || true
     }
     if [ "$mode" = apply ]; then
       mkdir -p "$state" || exit 1
@@ -96,8 +102,12 @@ package enum RemoteTree {
        [ "$(cat "$state/generation" 2>/dev/null)" = "$known" ] && steady; then
       listing=incremental
     fi
-    stamped=0
-    [ "$mode" != apply ] || ! stamp "$state/sentinel.new" || stamped=1
+    # What a commit lists changes since: the sentinel itself, or for a full listing a stamp made before it.
+    since=
+    if [ "$mode" = apply ]; then
+      if [ "$listing" = incremental ]; then since=$state/sentinel
+      elif stamp "$state/sentinel.new"; then since=$state/sentinel.new; fi
+    fi
     printf '%s\0' "$listing"
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then
       cd "$dest" || exit 1
@@ -115,16 +125,14 @@ package enum RemoteTree {
     [ "$mode" = apply ] || exit 0
     read -r op generation || exit 1
     case $generation in *[!0-9a-f]*) exit 1 ;; esac
-    [ "$stamped" = 1 ] || generation=
+    [ -n "$since" ] || generation=
     if [ "$op" = done ]; then
-      [ -z "$generation" ] || commit "$generation" "$state/sentinel.new" || exit 1
+      [ -z "$generation" ] || recommit
       exit 0
     fi
     [ "$op" = apply ] || exit 1
     \#(applyScript)
-    if [ -n "$generation" ] && stamp "$state/sentinel.post"; then
-      cd "$dest" && changes "$state/sentinel.new" && printf 'E\0' && commit "$generation" "$state/sentinel.post" || true
-    fi
+    [ -z "$generation" ] || recommit
     """#
 
     /// Parses a listing. An incremental one is applied to `base`, the destination as the caller

@@ -141,34 +141,38 @@ extension Manifest {
     /// is exactly what the changes hold below it, since the target lists every such subtree whole.
     package func applying(changes: [FileEntry]) -> Manifest {
         guard !changes.isEmpty else { return self }
-        var byPath: [[UInt8]: FileEntry] = [:]
-        for c in changes { byPath[c.path] = c }
-        if byPath[[]]?.kind == .directory { return Manifest(Array(byPath.values)) }
+        // In tree order, the last record of each path only.
+        let order = changes.indices.sorted { a, b in
+            Manifest.treeOrder(changes[a].path, changes[b].path) || (changes[a].path == changes[b].path && a < b)
+        }
+        var added: [FileEntry] = []
+        added.reserveCapacity(changes.count)
+        for (n, i) in order.enumerated() where n + 1 == order.count || changes[order[n + 1]].path != changes[i].path {
+            added.append(changes[i])
+        }
+        if added[0].path.isEmpty && added[0].kind == .directory { return Manifest(sorted: added) }
         func inside(_ p: [UInt8], _ dir: [UInt8]) -> Bool {
             p.count > dir.count && p[dir.count] == UInt8(ascii: "/") && p.starts(with: dir)
         }
-        var kept: [FileEntry] = []
-        kept.reserveCapacity(entries.count)
-        var skipped: [UInt8]?
-        for e in entries {
-            if let s = skipped, inside(e.path, s) { continue }
-            skipped = nil
-            guard let listed = byPath[e.path] else { kept.append(e); continue }
-            // Listed again: a directory's old contents give way to its listed subtree; a path that
-            // is no directory now has no contents.
-            if e.kind == .directory || listed.kind == .directory { skipped = e.path }
-        }
-        let added = byPath.values.sorted { Manifest.treeOrder($0.path, $1.path) }
+        // One walk over both, in tree order. A listed path replaces the old entry; a directory's old
+        // contents give way to its listed subtree, and a path that is no directory now has none.
         var merged: [FileEntry] = []
-        merged.reserveCapacity(kept.count + added.count)
-        var i = 0, j = 0
-        while i < kept.count || j < added.count {
-            if j == added.count || (i < kept.count && Manifest.treeOrder(kept[i].path, added[j].path)) {
-                merged.append(kept[i]); i += 1
-            } else {
-                merged.append(added[j]); j += 1
+        merged.reserveCapacity(entries.count + added.count)
+        var skipped: [UInt8]?
+        var j = 0
+        for e in entries {
+            while j < added.count && Manifest.treeOrder(added[j].path, e.path) { merged.append(added[j]); j += 1 }
+            if j < added.count && added[j].path == e.path {
+                let within = skipped.map { inside(e.path, $0) } ?? false
+                if !within && (e.kind == .directory || added[j].kind == .directory) { skipped = e.path }
+                merged.append(added[j])
+                j += 1
+                continue
             }
+            if let s = skipped, inside(e.path, s) { continue }
+            merged.append(e)
         }
+        merged += added[j...]
         return Manifest(sorted: merged)
     }
 }
