@@ -8,14 +8,10 @@ extension SSHSession {
     /// The identity files first (signed by the agent when it holds the key, so an encrypted file
     /// needs no passphrase), then the agent's other keys; fails listing every method tried.
     /// Stricter than OpenSSH, which offers every agent key first and can exhaust the server's
-    /// MaxAuthTries before reaching the key the operator named.
+    /// MaxAuthTries before reaching the key the operator named. The server's method list is asked
+    /// for only when every key failed (for the error): asking first costs a round trip.
     func authenticate() throws {
         let user = target.user
-        let serverMethods: String
-        do {
-            guard let methods = try listMethods(user) else { return }  // "none" was accepted
-            serverMethods = methods
-        }
         var tried: [String] = []
         var notes: [String] = []
         var triedRSA = false
@@ -67,6 +63,12 @@ extension SSHSession {
             RSA keys cannot work here: the libssh2 1.10 ferry uses signs with RSA only as SHA-1 (ssh-rsa), which \
             OpenSSH 8.8 and later refuse. Use an ed25519 or ecdsa key (ssh-keygen -t ed25519) and add it to the target.
             """)
+        }
+        let serverMethods: String
+        switch Result(catching: { try listMethods(user) }) {
+        case .success(nil): return  // "none" was accepted
+        case .success(let methods?): serverMethods = methods
+        case .failure: serverMethods = "(not known: the server closed the connection)"
         }
         throw SSHError.authenticationFailed(target: target.description, tried: tried, serverMethods: serverMethods, notes: notes)
     }
