@@ -64,17 +64,19 @@ package enum RemoteTree {
     }
     # The sentinel still orders changes: same boot, and the wall clock has not gone back since.
     steady() {
-      read -r b r u < "$state/sentinel.clock" 2>/dev/null && read -r up _ < /proc/uptime || return 1
+      read -r b r u < "$state/sentinel.clock" && read -r up _ < /proc/uptime && read -r boot < /proc/sys/kernel/random/boot_id || return 1
       case $r$u in ''|*[!0-9]*) return 1 ;; esac
-      [ "$b" = "$(cat /proc/sys/kernel/random/boot_id)" ] && [ $(( $(date +%s) - r )) -ge $(( ${up%.*} - u - 2 )) ]
+      [ "$b" = "$boot" ] && [ $(( $(date +%s) - r )) -ge $(( ${up%.*} - u - 2 )) ]
     }
     # Entries changed after $1's mtime, then the whole subtree of each changed directory.
-    # One walk prints the changes and names each changed directory on fd 3, which sort holds
-    # until the walk ends: the subtrees are listed after it, never interleaved with it.
+    # The walk marks each changed directory on fd 3; only then (rarely on a no-op) a second walk
+    # names them for the subtree listings, which run after it, never interleaved with it.
     changes() {
       exec 4>&1
-      rc=$( { { find . -path ./.ferry-stage -prune -o -cnewer "$1" -printf "$rec" \( -type d -fprint0 /dev/fd/3 -prune -o -true \) 3>&1 1>&4 4>&-
-                echo "$?" >&5; } | LC_ALL=C sort -z | xargs -0 -r sh -c 'exec find "$@" -path ./.ferry-stage -prune -o -printf "$0"' "$rec"; } 5>&1 1>&4 ) && [ "$rc" = 0 ]
+      any=$(find . -path ./.ferry-stage -prune -o -cnewer "$1" -printf "$rec" \( -type d -fprintf /dev/fd/3 x -prune -o -true \) 3>&1 1>&4 4>&-) || return 1
+      [ -n "$any" ] || return 0
+      rc=$( { { find . -path ./.ferry-stage -prune -o -type d -cnewer "$1" -print0 -prune; echo "$?" >&5; } |
+              xargs -0 -r sh -c 'exec find "$@" -path ./.ferry-stage -prune -o -printf "$0"' "$rec"; } 5>&1 1>&4 ) && [ "$rc" = 0 ]
     }
     # A new sentinel, then what changed since $since (this run's writes and anyone else's), so
     # the caller knows the destination as of the new sentinel. A crash between the renames
@@ -99,7 +101,7 @@ package enum RemoteTree {
     if [ -e "$state/synced" ]; then printf 'synced\0'; else printf 'new\0'; fi
     listing=full
     if [ -n "$known" ] && [ "$checksum" != 1 ] && [ -d "$dest" ] && [ ! -L "$dest" ] && [ -f "$state/sentinel" ] &&
-       [ "$(cat "$state/generation" 2>/dev/null)" = "$known" ] && steady; then
+       read -r generation 2>/dev/null < "$state/generation" && [ "$generation" = "$known" ] && steady 2>/dev/null; then
       listing=incremental
     fi
     # What a commit lists changes since: the sentinel itself, or for a full listing a stamp made before it.
