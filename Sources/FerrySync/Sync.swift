@@ -116,7 +116,7 @@ public struct Syncer {
         let generation = ListingCache.newGeneration()
         var committing = false
         var err: [UInt8] = []
-        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, destination: Manifest, changes: Int?)?
+        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, destination: Manifest, changes: Int?, learned: Bool)?
         var stream: TarStream?
         let target = session.name
         func command(_ mode: String) -> RemoteCommand {
@@ -130,11 +130,11 @@ public struct Syncer {
                 guard let manifest = known.manifest() else { throw ListingCache.Unusable() }
                 base = manifest
             }
-            let listing = try RemoteTree.parse(collector.bytes, target: target, base: base)
+            var listing = try RemoteTree.parse(collector.bytes, target: target, base: base)
             var scanned = try scan.wait()
-            let plan = try makePlan(&scanned.manifest, root: local, listing: listing, destination: destination,
+            let plan = try makePlan(&scanned.manifest, root: local, listing: &listing, destination: destination,
                                     session: session, options: options, planOptions: planOptions)
-            prepared = (plan, scanned, listing.manifest, listing.changes)
+            prepared = (plan, scanned, listing.manifest, listing.changes, listing.learnedHashes)
             return (listing, plan, scanned)
         }
 
@@ -164,7 +164,7 @@ public struct Syncer {
         } catch let error as SSHError where error != .cancelled {
             throw SyncError.transport(step: step, error: error)
         }
-        guard status == .exited(0), let (plan, scanned, destinationManifest, changes) = prepared else {
+        guard status == .exited(0), let (plan, scanned, destinationManifest, changes, learned) = prepared else {
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
         if let cache, committing {
@@ -175,6 +175,10 @@ public struct Syncer {
             } else {
                 cache.remove(target: target, destination: destination)
             }
+        } else if let cache, let known, changes != nil, learned {
+            // A run that commits nothing (a dry run, say) still keeps the hashes it was given: the
+            // next diff or deploy asks the target only for files changed since.
+            cache.store(destinationManifest, generation: known.generation, target: target, destination: destination)
         }
 
         var result = Result(plan: plan, filesScanned: scanned.manifest.count,
@@ -196,7 +200,8 @@ public struct Syncer {
     /// Checks the destination, plans, and turns same-size files whose contents already match
     /// into metadata-only updates (hashing both ends), for real runs and dry runs alike, so a
     /// dry run predicts exactly what the real run does.
-    static func makePlan(_ source: inout Manifest, root: String, listing: RemoteTree.Listing, destination: String,
+    /// Hashes the target gives are kept in `listing`'s manifest (the listing cache keeps them).
+    static func makePlan(_ source: inout Manifest, root: String, listing: inout RemoteTree.Listing, destination: String,
                          session: any RemoteShell, options: Options, planOptions: SyncPlan.Options) throws -> SyncPlan {
         let target = session.name
         if listing.kind == .link {
@@ -214,11 +219,19 @@ public struct Syncer {
         // (one more command, a few ms) and rewrite only what really differs.
         let candidates = plan.sameSizeSends(comparedWith: listing.manifest)
         if !candidates.isEmpty {
-            // With --checksum both sides were hashed already; else both ends hash at once.
+            // With --checksum both sides were hashed already; else both ends hash at once, except
+            // where the listing cache holds the target's hash of a file unchanged since.
             let local = planOptions.checksum ? nil : LocalHashes(candidates.map(\.path), root: root)
-            let remoteHashes: [[UInt8]: [UInt8]] = planOptions.checksum
-                ? Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } }, uniquingKeysWith: { a, _ in a })
-                : try RemoteTree.hashes(session, destination: destination, paths: candidates.map(\.path), cancel: options.cancel)
+            var remoteHashes = Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } },
+                                          uniquingKeysWith: { a, _ in a })
+            let missing = candidates.map(\.path).filter { remoteHashes[$0] == nil }
+            if !planOptions.checksum && !missing.isEmpty {
+                for (path, hash) in try RemoteTree.hashes(session, destination: destination, paths: missing, cancel: options.cancel) {
+                    remoteHashes[path] = hash
+                    listing.manifest.setChecksum(hash, at: path)
+                }
+                listing.learnedHashes = true
+            }
             let localHashes = try local?.wait() ?? candidates.map(\.checksum)
             let same = zip(candidates, localHashes).filter { e, h in h != nil && h == remoteHashes[e.path] }.map { $0.0.path }
             plan.markUnchangedContents(Set(same))

@@ -104,6 +104,48 @@ final class IncrementalListingTests: SyncTestCase {
         XCTAssertEqual(try sync(src, "fall", session: session, cache: cache).listedChanges, 0)
     }
 
+    /// The target's hashes of touched files are kept with the cached listing: a second dry run
+    /// asks the target for none, and an edit on the host afterwards (same size, old mtime put back)
+    /// is never hidden by a kept hash.
+    func testHashesOfTouchedFilesAreKeptUntilTheFileChanges() throws {
+        let src = scratch(), cacheDir = scratch("cache")
+        let cache = ListingCache(directory: cacheDir)
+        var fixture = TreeFixture(seed: 11)
+        try fixture.mkdir(src + "/d")
+        for i in 0..<6 { try fixture.write("\(src)/d/f\(i)", size: 200 + i, text: true) }
+        let session = try connect()
+        try sync(src, "hashes", session: session, cache: cache)
+        try sync(src, "hashes", session: session, cache: cache)
+        for i in 0..<6 { Bytes.setMtime(Array("\(src)/d/f\(i)".utf8), seconds: 1_500_000_000 + i, nanoseconds: 0) }
+        let first = try sync(src, "hashes", dryRun: true, session: session, cache: cache)
+        XCTAssertEqual(first.plan.metadataOnly.count, 6)
+        XCTAssertEqual(first.plan.sends.count, 0)
+
+        // The target cannot hash now: the kept hashes must do.
+        try host.setTool("sha256sum", script: "#!/bin/sh\necho 'sha256sum: not here' >&2\nexit 1\n")
+        defer { try? host.setTool("sha256sum", script: nil) }
+        let second = try sync(src, "hashes", dryRun: true, session: session, cache: cache)
+        XCTAssertEqual(second.listedChanges, 0)
+        XCTAssertEqual(second.plan.metadataOnly.map(\.path), first.plan.metadataOnly.map(\.path))
+
+        // Edited on the host, size and mtime kept: its ctime shows it, and the target is asked again.
+        let edited = try host.varSrc + "/hashes/d/f2"
+        let before = try XCTUnwrap(Bytes.stat(Array(edited.utf8)))
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: edited))
+        handle.write(Data("#".utf8))
+        try handle.close()
+        Bytes.setMtime(Array(edited.utf8), seconds: before.st_mtim.tv_sec, nanoseconds: before.st_mtim.tv_nsec)
+        XCTAssertThrowsError(try sync(src, "hashes", dryRun: true, session: session, cache: cache), "the edited file's kept hash was used") { error in
+            XCTAssertTrue("\(error)".contains("hashing files"), "\(error)")
+        }
+        try host.setTool("sha256sum", script: nil)
+        let third = try sync(src, "hashes", dryRun: true, session: session, cache: cache)
+        XCTAssertEqual(third.plan.sends.map(\.displayPath), ["d/f2"])
+        XCTAssertEqual(third.plan.metadataOnly.count, 5)
+        try sync(src, "hashes", session: session, cache: cache)
+        try assertInSync(src, "hashes")
+    }
+
     /// One change made on the host, of a kind ctime must reveal.
     func hostChange(_ dest: String, outside: String, round: Int, _ rng: inout FixtureRandom) -> String {
         let entries = TreeMutation.walk(dest)

@@ -89,10 +89,11 @@ public struct ListingCache: Sendable {
         return (0..<2).map { _ in String(rng.next() as UInt64, radix: 16) }.map { String(repeating: "0", count: 16 - $0.count) + $0 }.joined()
     }
 
-    private static let magic = Array("ferry-listing 1\n".utf8)
+    private static let magic = Array("ferry-listing 2\n".utf8)
 
     /// magic, generation, "\n", then per entry: kind, mode, size, seconds, nanoseconds, path
-    /// length, path, link length, link (integers little-endian, 8 bytes; kind 1 byte).
+    /// length, path, link length, link, hash length, the target's SHA-256 (hex) of a file when it
+    /// was asked for (integers little-endian, 8 bytes, -1 for none; kind 1 byte).
     package static func encode(_ manifest: Manifest, generation: String) -> [UInt8] {
         var all: [UInt8] = []
         encode(manifest, generation: generation) { all += $0 }
@@ -108,6 +109,7 @@ public struct ListingCache: Sendable {
             int(Int64(e.mode)); int(e.size); int(e.mtime.seconds); int(e.mtime.nanoseconds)
             int(Int64(e.path.count)); out += e.path
             int(Int64(e.linkTarget?.count ?? -1)); out += e.linkTarget ?? []
+            int(Int64(e.checksum?.count ?? -1)); out += e.checksum ?? []
             if out.count >= 1 << 16 {
                 write(out)
                 out.removeAll(keepingCapacity: true)
@@ -152,9 +154,15 @@ public struct ListingCache: Sendable {
             } else if kind == .symlink {
                 return nil
             }
+            guard let hashLength = int() else { return nil }
+            var hash: [UInt8]?
+            if hashLength >= 0 {
+                guard kind == .file, let h = slice(hashLength), RemoteTree.isHexHash(h[...]) else { return nil }
+                hash = h
+            }
             guard entries.isEmpty ? path.isEmpty && kind == .directory : RemoteTree.isSafeRelativePath(path[...]) && Manifest.treeOrder(entries[entries.count - 1].path, path) else { return nil }
             entries.append(FileEntry(path: path, kind: kind, mode: UInt32(mode), size: size,
-                                     mtime: Timestamp(seconds: seconds, nanoseconds: ns), linkTarget: link))
+                                     mtime: Timestamp(seconds: seconds, nanoseconds: ns), linkTarget: link, checksum: hash))
         }
         return entries.isEmpty ? nil : (generation, Manifest(sorted: entries))
     }

@@ -15,6 +15,8 @@ package enum RemoteTree {
         package var manifest: Manifest
         /// For an incremental listing, how many records it held (0: nothing changed since the sentinel).
         package var changes: Int?
+        /// Whether the target was asked for file hashes (kept in `manifest`) after the listing.
+        package var learnedHashes = false
     }
 
     /// A relative path as find prints it: no empty, "." or ".." component, no leading or
