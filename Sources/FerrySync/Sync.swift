@@ -363,17 +363,17 @@ final class ListingCollector {
     private(set) var bytes: [UInt8] = []
     /// What the command printed after the listing (after an apply: the changes it made).
     private(set) var tail: [UInt8] = []
-
-    func takeTail() -> [UInt8] {
-        defer { tail = [] }
-        return tail
-    }
     private(set) var complete = false
     private(set) var completedAt: Date?
     private var scanned = 0
     private var fieldStart = 0
     private var fieldIndex = 0
     private var checksumSection = false
+
+    func takeTail() -> [UInt8] {
+        defer { tail = [] }
+        return tail
+    }
 
     func feed(_ chunk: UnsafeRawBufferPointer) {
         guard !complete else { return tail.append(contentsOf: chunk) }

@@ -57,7 +57,8 @@ package enum RemoteTree {
       while [ "$n" -lt 400 ]; do
         touch "$state/tick" || return 1
         if [ -n "$(find "$state/tick" -newer "$1")" ]; then
-          read -r up _ < /proc/uptime && printf '%s %s %s\n' "$(cat /proc/sys/kernel/random/boot_id)" "$(date +%s)" "${up%.*}" > "$1.clock"
+          read -r up _ < /proc/uptime && read -r boot < /proc/sys/kernel/random/boot_id &&
+            printf '%s %s %s\n' "$boot" "$(date +%s)" "${up%.*}" > "$1.clock"
           return
         fi
         n=$((n + 1)); sleep 0.005 2>/dev/null || sleep 1
@@ -67,7 +68,7 @@ package enum RemoteTree {
     # The sentinel still orders changes: same boot, and the wall clock has not gone back since.
     steady() {
       read -r b r u < "$state/sentinel.clock" && read -r up _ < /proc/uptime && read -r boot < /proc/sys/kernel/random/boot_id || return 1
-      case $r$u in ''|*[!0-9]*) return 1 ;; esac
+      case $r$u in ''|*[!0-9]*|?????????????????????*) return 1 ;; esac  # digits, and no overflow
       [ "$b" = "$boot" ] && [ $(( $(date +%s) - r )) -ge $(( ${up%.*} - u - 2 )) ]
     }
     # Entries changed after $1's mtime, then the whole subtree of each changed directory.
