@@ -40,6 +40,9 @@ public struct Syncer {
         public var destinationManifest = Manifest()
         /// For an incremental listing, how many entries the target listed (nil: a full listing).
         public var listedChanges: Int?
+        /// Where the destination really is, when a folder above it is a symlink (the target
+        /// resolves those once and works there).
+        public var resolvedDestination: String?
         public var filesScanned: Int
         public var bytesScanned: Int64
         public var bytesSent: Int64
@@ -116,7 +119,7 @@ public struct Syncer {
         let generation = ListingCache.newGeneration()
         var committing = false
         var err: [UInt8] = []
-        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, destination: Manifest, changes: Int?, learned: Bool)?
+        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, listing: RemoteTree.Listing)?
         var stream: TarStream?
         let target = session.name
         func command(_ mode: String) -> RemoteCommand {
@@ -134,7 +137,7 @@ public struct Syncer {
             var scanned = try scan.wait()
             let plan = try makePlan(&scanned.manifest, root: local, listing: &listing, destination: destination,
                                     session: session, options: options, planOptions: planOptions)
-            prepared = (plan, scanned, listing.manifest, listing.changes, listing.learnedHashes)
+            prepared = (plan, scanned, listing)
             return (listing, plan, scanned)
         }
 
@@ -164,9 +167,10 @@ public struct Syncer {
         } catch let error as SSHError where error != .cancelled {
             throw SyncError.transport(step: step, error: error)
         }
-        guard status == .exited(0), let (plan, scanned, destinationManifest, changes, learned) = prepared else {
+        guard status == .exited(0), let (plan, scanned, listing) = prepared else {
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
+        let destinationManifest = listing.manifest
         if let cache, committing {
             // The target listed what changed since the listing's reference (this run's writes, and
             // anyone else's): the destination as of the new sentinel.
@@ -175,7 +179,7 @@ public struct Syncer {
             } else {
                 cache.remove(target: target, destination: destination)
             }
-        } else if let cache, let known, changes != nil, learned {
+        } else if let cache, let known, listing.changes != nil, listing.learnedHashes {
             // A run that commits nothing (a dry run, say) still keeps the hashes it was given: the
             // next diff or deploy asks the target only for files changed since.
             cache.store(destinationManifest, generation: known.generation, target: target, destination: destination)
@@ -186,7 +190,8 @@ public struct Syncer {
                             bytesSent: stream?.bytesProduced ?? 0, seconds: 0, skipped: scanned.skipped)
         result.scannedManifest = scanned.manifest
         result.destinationManifest = destinationManifest
-        result.listedChanges = changes
+        result.listedChanges = listing.changes
+        if listing.resolvedDestination != destination { result.resolvedDestination = listing.resolvedDestination }
         result.tooLong = scanned.tooLong
         result.vanished = scanned.vanished + (stream?.vanished ?? [])
         result.changedDuringSend = stream?.changedDuringSend ?? []
@@ -381,8 +386,8 @@ final class ListingCollector {
         while let nul = bytes[scanned...].firstIndex(of: 0) {
             let length = nul - fieldStart
             let first = length > 0 ? bytes[fieldStart] : 0
-            // Fields 0 to 2 are the header; entries are six fields from field 3 on.
-            if fieldIndex >= 3 && (checksumSection || (fieldIndex - 3) % 6 == 0) {
+            // Fields 0 to 3 are the header; entries are six fields from field 4 on.
+            if fieldIndex >= 4 && (checksumSection || (fieldIndex - 4) % 6 == 0) {
                 if length == 1 && first == UInt8(ascii: "E") {
                     complete = true
                     completedAt = Date()

@@ -63,6 +63,7 @@ final class FleetView: @unchecked Sendable {
                 lines.append("  \(name): \(result.filesScanned) entries scanned (\(result.bytesScanned) bytes), \(result.bytesSent) bytes streamed, \(String(format: "%.3f", result.seconds)) s")
             }
             for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
+            if let resolved = result.resolvedDestination { lines.append("note: \(name) is in \(resolved) (a folder above it is a symlink)") }
         case .phaseFinished, .output, .warning: break
         }
         lock.lock()

@@ -76,6 +76,25 @@ final class TargetFaultTests: SyncTestCase {
         XCTAssertEqual(try strays(["linked"]), [])
     }
 
+    /// Folders above the destination are trusted (impermanence makes /var/src a symlink into
+    /// /persist): resolved once by the target, synced there, and reported.
+    func testASymlinkAboveTheDestinationIsResolvedOnceAndReported() throws {
+        let src = try source()
+        let varSrc = try host.varSrc
+        try FileManager.default.createDirectory(atPath: varSrc + "/persist", withIntermediateDirectories: true)
+        XCTAssertEqual(symlink("/var/src/persist", varSrc + "/link"), 0)
+        let cache = ListingCache(directory: scratch("cache"))
+        XCTAssertEqual(try sync(src, "link/app", cache: cache).resolvedDestination, "/var/src/persist/app")
+        XCTAssertEqual(try oracle(src, "persist/app"), "")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: varSrc + "/persist/.ferry/app/synced"), "the state folder sits beside the real destination")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: varSrc + "/link"), "/var/src/persist")
+        try sync(src, "link/app", cache: cache)
+        let again = try sync(src, "link/app", dryRun: true, cache: cache)
+        XCTAssertEqual(again.listedChanges, 0)
+        XCTAssertEqual(again.resolvedDestination, "/var/src/persist/app")
+        XCTAssertNil(try sync(src, "plain", cache: cache).resolvedDestination, "nothing to report without a symlink")
+    }
+
     func testAStagingFolderLeftByACrashIsCleared() throws {
         let src = try source()
         try sync(src, "staged")

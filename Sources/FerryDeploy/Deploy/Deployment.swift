@@ -337,6 +337,7 @@ public enum DeployEventText {
         case .sourceSynced(let name, let r):
             let deleted = r.plan.items.filter { $0.change == .deleted }.count
             return "sync: \(name): \(r.plan.sends.count) files sent (\(r.plan.bytesToSend) bytes), \(deleted) deleted"
+                + (r.resolvedDestination.map { " (in \($0): a folder above it is a symlink)" } ?? "")
         case .output(let line): return String(decoding: line, as: UTF8.self)
         case .warning(let text): return "warning: \(text)"
         case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting"

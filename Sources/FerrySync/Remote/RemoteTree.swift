@@ -15,6 +15,8 @@ package enum RemoteTree {
         package var manifest: Manifest
         /// For an incremental listing, how many records it held (0: nothing changed since the sentinel).
         package var changes: Int?
+        /// The destination with the folders above it resolved (symlinks followed), as the target used it.
+        package var resolvedDestination: String
         /// Whether the target was asked for file hashes (kept in `manifest`) after the listing.
         package var learnedHashes = false
     }
@@ -50,6 +52,11 @@ package enum RemoteTree {
     /// `E`, and commits the generation.
     static let syncScript = #"""
     dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0} known=${6:-}
+    # The folders above the destination are trusted (impermanence makes /var/src a symlink into
+    # /persist): resolved once, here, so the whole run works in one place; the header names it.
+    if parent=$(cd -P "${dest%/*}/" 2>/dev/null && pwd -P); then
+      dest=${parent%/}/${dest##*/} state=${parent%/}/.ferry/${dest##*/}
+    fi
     rec='%y\0%m\0%s\0%T@\0%p\0%l\0'
     # Gives $1 an mtime no later change can share: waits until the file clock has moved past it.
     stamp() {
@@ -113,7 +120,7 @@ package enum RemoteTree {
       if [ "$listing" = incremental ]; then since=$state/sentinel
       elif stamp "$state/sentinel.new"; then since=$state/sentinel.new; fi
     fi
-    printf '%s\0' "$listing"
+    printf '%s\0%s\0' "$listing" "$dest"
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then
       cd "$dest" || exit 1
       if [ "$listing" = incremental ]; then
@@ -145,7 +152,8 @@ package enum RemoteTree {
     package static func parse(_ bytes: [UInt8], target: String, base: Manifest? = nil) throws -> Listing {
         var reader = FieldReader(bytes: bytes)
         func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
-        guard let kind = reader.next().map(text), let synced = reader.next().map(text), let mode = reader.next().map(text) else {
+        guard let kind = reader.next().map(text), let synced = reader.next().map(text), let mode = reader.next().map(text),
+              let resolved = reader.next().map(text) else {
             throw SyncError.badRemoteListing(target: target, reason: "no header")
         }
         guard let destination = Listing.Kind(rawValue: kind) else {
@@ -169,7 +177,7 @@ package enum RemoteTree {
             }
         }
         var listing = Listing(kind: destination, syncedBefore: synced == "synced", manifest: manifest,
-                              changes: incremental ? entries.count : nil)
+                              changes: incremental ? entries.count : nil, resolvedDestination: resolved)
         for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
         return listing
     }
