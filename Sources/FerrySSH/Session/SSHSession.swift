@@ -221,7 +221,9 @@ private let countingRecv: @convention(c) (libssh2_socket_t, UnsafeMutableRawPoin
 
 enum LibSSH2 {
     private static let initialized: Bool = {
-        libssh2_init(0) == 0
+        // Before libssh2 initialises libcrypto: no exit-time cleanup under running threads.
+        _ = ferry_openssl_keep_at_exit()
+        return libssh2_init(0) == 0
     }()
 
     /// libssh2_init once per process (Swift runs a static initializer exactly once, thread-safely).

@@ -38,10 +38,11 @@ public enum ManifestFile {
         return Manifest(entries)
     }
 
-    /// `manifest` with the SHA-256 of every regular file under `root` (read here, on all cores).
+    /// `manifest` with the SHA-256 of every regular file under `root` (read here, on all cores;
+    /// files a `--checksum` sync hashed already are not read again).
     public static func withChecksums(_ manifest: Manifest, root: String) throws -> Manifest {
         var m = manifest
-        let files = manifest.entries.filter { $0.kind == .file }.map(\.path)
+        let files = manifest.entries.filter { $0.kind == .file && $0.checksum == nil }.map(\.path)
         for (path, hash) in zip(files, try Syncer.sha256(files, root: root)) { if let hash { m.setChecksum(hash, at: path) } }
         return m
     }
