@@ -84,6 +84,12 @@ public final class TestHost {
         for pid in descendants(of: master) { kill(pid, SIGKILL) }
     }
 
+    /// Everything about the host's /var/src that a read-only command must leave alone: every
+    /// entry's path, type, size, mtime, ctime (it catches any write or chmod), mode and link target.
+    public func varSrcSnapshot() throws -> String {
+        try Command.check(["sh", "-c", "cd \"$1\" && find . -printf '%p %y %s %T@ %C@ %m %l\\n' | LC_ALL=C sort", "snap", varSrc]).output
+    }
+
     /// Empties the host's /var/src (emptied, not replaced: the host's mount is this very folder).
     public func clearVarSrc() {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: varSrc)) ?? [] { try? FileManager.default.removeItem(atPath: varSrc + "/" + name) }

@@ -49,14 +49,14 @@ final class IncrementalListingTests: SyncTestCase {
         for round in 0..<Self.rounds {
             var log: [String] = []
             for _ in 0..<(1 + rng.below(4)) { log.append(hostChange(dest, outside: outside, round: round, &rng)) }
-            let state = try stateSnapshot(varSrc)
+            let state = try host.varSrcSnapshot()
             let incremental = try sync(src, "inc", dryRun: true, session: session, cache: cache)
             let full = try sync(src, "inc", dryRun: true, session: session)
             XCTAssertNotNil(incremental.listedChanges, "round \(round)")
             XCTAssertNil(full.listedChanges)
             XCTAssertEqual(entries(incremental), entries(full), "round \(round): the incremental listing differs after: \(log.joined(separator: "; "))")
             XCTAssertEqual(incremental.plan.items.map(Itemize.line), full.plan.items.map(Itemize.line), "round \(round)")
-            XCTAssertEqual(try stateSnapshot(varSrc), state, "round \(round): a dry run wrote on the target")
+            XCTAssertEqual(try host.varSrcSnapshot(), state, "round \(round): a dry run wrote on the target")
             if round % 2 == 1 {
                 try sync(src, "inc", session: session, cache: cache)
                 try assertInSync(src, "inc", "round \(round) after: \(log.joined(separator: "; "))")
@@ -200,10 +200,5 @@ final class IncrementalListingTests: SyncTestCase {
             rename(dest + "/" + name(f), dest + "/" + to)
             return "mv \(name(f)) \(to)"
         }
-    }
-
-    /// The state folder's and the destination's metadata, ctimes included.
-    func stateSnapshot(_ varSrc: String) throws -> [String] {
-        try Command.run(["find", varSrc + "/.ferry", varSrc + "/inc", "-printf", "%p %y %m %s %T@ %C@\\n"]).output.split(separator: "\n").map(String.init).sorted()
     }
 }

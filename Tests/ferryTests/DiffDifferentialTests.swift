@@ -11,11 +11,6 @@ import Glibc
 extension DeployCommandTests {
     static let diffSeed: UInt64 = ProcessInfo.processInfo.environment["FERRY_DIFF_SEED"].flatMap { UInt64($0, radix: 16) } ?? 0xD1FF_0012
 
-    /// Everything about the target tree a diff must leave alone (ctime catches any write or chmod).
-    func targetSnapshot() throws -> String {
-        try Command.check(["sh", "-c", "cd \"$1\" && find . -printf '%p %y %s %T@ %C@ %m %l\\n' | LC_ALL=C sort", "snap", try host.varSrc]).output
-    }
-
     /// rsync's view: escaped path → ferry's kind letter. `existed` tells a replaced entry (t) from a new one (+).
     func rsyncKinds(_ work: Work) throws -> [String: String] {
         let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes"]
@@ -80,7 +75,7 @@ extension DeployCommandTests {
             // Inside lnbits/: the required top-level files stay, so every round passes the local check.
             for _ in 0..<(1 + rng.below(8)) { log.append(TreeMutation.mutate(work.lnbits + "/lnbits", &rng, allowSameSizeEdits: true)) }
             let context = "round \(round): \(log.joined(separator: "; "))"
-            let before = try targetSnapshot()
+            let before = try host.varSrcSnapshot()
 
             let expected = try rsyncKinds(work)
             let text = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--checksum", "--source", "lnbits-src"])
@@ -108,7 +103,7 @@ extension DeployCommandTests {
             // --exit-code, then nothing on the target changed.
             let gate = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--checksum", "--source", "lnbits-src", "--exit-code"])
             XCTAssertEqual(gate.status, expected.isEmpty ? 0 : 1, context)
-            XCTAssertEqual(try targetSnapshot(), before, "the diff changed the target: " + context)
+            XCTAssertEqual(try host.varSrcSnapshot(), before, "the diff changed the target: " + context)
             if !expected.isEmpty { differed += 1 }
 
             // Every other round the host catches up; then the diff is empty.
@@ -142,7 +137,7 @@ extension DeployCommandTests {
         try Data([0x00, 0x01, 0x02, 0xFF]).write(to: URL(fileURLWithPath: work.lnbits + "/lnbits/blob.bin"))
         try FileManager.default.removeItem(atPath: work.lnbits + "/tests/test_1.py")
         try writeFleet(work, lnbitsPort: 5002)
-        let before = try targetSnapshot()
+        let before = try host.varSrcSnapshot()
 
         let stat = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--stat"])
         XCTAssertEqual(stat.status, 0, stat.stderr)
@@ -194,7 +189,7 @@ extension DeployCommandTests {
         XCTAssertTrue(dry.stdout.contains("would run: /run/current-system/sw/bin/nixos-rebuild boot --no-flake -I 'nixos-config=/var/src/nixos-config/configuration.nix' -I /var/src --option extra-experimental-features 'nix-command flakes' --show-trace\n"), dry.stdout)
         let dryJSON = try FerryBinary.run(["deploy", "-f", work.fleetFile, "alpha", "--dry-run", "--json"])
         try validateAgainstSchema(dryJSON.stdout, "deploy --dry-run --json")
-        XCTAssertEqual(try targetSnapshot(), before, "no format touched the target")
+        XCTAssertEqual(try host.varSrcSnapshot(), before, "no format touched the target")
         XCTAssertEqual(h.standInCalls().count, 1, "only the first deploy rebuilt")
     }
 }

@@ -60,7 +60,7 @@ public struct SyncPlan: Sendable {
         var kept = Set<[UInt8]>()
         var protectedRoot: [UInt8]?
         for e in subtree.dropFirst() {
-            if let p = protectedRoot, e.path.count > p.count, e.path[p.count] == UInt8(ascii: "/"), e.path.starts(with: p) {
+            if let p = protectedRoot, Manifest.isInside(e.path, p) {
                 kept.insert(e.path)
                 continue
             }
@@ -101,9 +101,6 @@ public struct SyncPlan: Sendable {
         func parent(_ p: [UInt8]) -> [UInt8] {
             p.lastIndex(of: UInt8(ascii: "/")).map { Array(p[..<$0]) } ?? []
         }
-        func inside(_ p: [UInt8], _ dir: [UInt8]) -> Bool {
-            p.count > dir.count && p[dir.count] == UInt8(ascii: "/") && p.starts(with: dir)
-        }
         var deletedItems: [Item] = []
         var changedItems: [Item] = []
 
@@ -134,7 +131,7 @@ public struct SyncPlan: Sendable {
                         // The whole remote subtree goes, except excluded entries (without
                         // --delete-excluded) and the directories that hold them, as rsync leaves them.
                         var end = j
-                        while end < remote.count && inside(remote[end].path, path) { end += 1 }
+                        while end < remote.count && Manifest.isInside(remote[end].path, path) { end += 1 }
                         let subtree = remote[(j - 1)..<end]
                         j = end
                         let kept = options.deleteExcluded ? [] : SyncPlan.protected(in: subtree, excludes: options.excludes)

@@ -128,6 +128,11 @@ public struct Manifest: Sendable {
 
     public subscript(path: [UInt8]) -> FileEntry? { index(of: path).map { entries[$0] } }
 
+    /// Whether `path` lies below the directory `dir` (not `dir` itself, not a sibling like "dir2").
+    static func isInside(_ path: [UInt8], _ dir: [UInt8]) -> Bool {
+        path.count > dir.count && path[dir.count] == UInt8(ascii: "/") && path.starts(with: dir)
+    }
+
     mutating func setChecksum(_ hash: [UInt8], at path: [UInt8]) {
         if let i = index(of: path) { entries[i].checksum = hash }
     }
@@ -151,9 +156,6 @@ extension Manifest {
             added.append(changes[i])
         }
         if added[0].path.isEmpty && added[0].kind == .directory { return Manifest(sorted: added) }
-        func inside(_ p: [UInt8], _ dir: [UInt8]) -> Bool {
-            p.count > dir.count && p[dir.count] == UInt8(ascii: "/") && p.starts(with: dir)
-        }
         // One walk over both, in tree order. A listed path replaces the old entry; a directory's old
         // contents give way to its listed subtree, and a path that is no directory now has none.
         var merged: [FileEntry] = []
@@ -163,13 +165,13 @@ extension Manifest {
         for e in entries {
             while j < added.count && Manifest.treeOrder(added[j].path, e.path) { merged.append(added[j]); j += 1 }
             if j < added.count && added[j].path == e.path {
-                let within = skipped.map { inside(e.path, $0) } ?? false
+                let within = skipped.map { Manifest.isInside(e.path, $0) } ?? false
                 if !within && (e.kind == .directory || added[j].kind == .directory) { skipped = e.path }
                 merged.append(added[j])
                 j += 1
                 continue
             }
-            if let s = skipped, inside(e.path, s) { continue }
+            if let s = skipped, Manifest.isInside(e.path, s) { continue }
             merged.append(e)
         }
         merged += added[j...]
