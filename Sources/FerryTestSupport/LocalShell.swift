@@ -1,5 +1,6 @@
 import FerrySSH
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,11 +8,13 @@ import Glibc
 /// A `RemoteShell` that runs each command with this machine's `/bin/sh -c`, in a session of its
 /// own (as sshd starts commands): the deploy pipeline's logic, tested without sshd. Point the
 /// pipeline's remote root at a temporary folder; this machine's real `/var/src` is never touched.
-public final class LocalShell: RemoteShell {
+/// Commands may run from several threads at once, as on an SSH session.
+public final class LocalShell: RemoteShell, @unchecked Sendable {
     public let name: String
     public var onRemoteProcessGroup: ((Int32) -> Void)?
     /// Commands run so far, as command lines.
-    public private(set) var commands: [String] = []
+    public var commands: [String] { ran.withLock { $0 } }
+    private let ran = Mutex<[String]>([])
 
     public init(name: String = "local") {
         self.name = name
@@ -22,7 +25,7 @@ public final class LocalShell: RemoteShell {
 
     public func exec(_ command: RemoteCommand, stdin: ExecInput?, cancel: CancellationToken?,
                      stdout: (UnsafeRawBufferPointer) -> Void, stderr: (UnsafeRawBufferPointer) -> Void) throws -> ExitStatus {
-        commands.append(command.description)
+        ran.withLock { $0.append(command.description) }
         var fds = [Int32](repeating: -1, count: 6)  // stdin r/w, stdout r/w, stderr r/w
         for i in stride(from: 0, to: 6, by: 2) {
             guard fds.withUnsafeMutableBufferPointer({ pipe($0.baseAddress! + i) }) == 0 else { throw failure("pipe") }

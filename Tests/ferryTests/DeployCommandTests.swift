@@ -306,7 +306,10 @@ final class DeployCommandTests: HostTestCase {
         return (slow, proxy)
     }
 
-    func testKillNineBeforeTheRebuildFreesTheLockAtOnce() throws {
+    /// The lock holder shares the dead deploy's connection: sshd ends it once the connection
+    /// closes, which is once the link has carried what the dead process's socket still held (at
+    /// 200 kB/s here, about a second), long before the 30 s heartbeat bound.
+    func testKillNineBeforeTheRebuildFreesTheLockWhenTheConnectionCloses() throws {
         // A slow link keeps the first deploy inside its sync, holding the lock.
         let work = try makeWork()
         let (slow, proxy) = try startDeployInsideItsSync(work)
@@ -314,10 +317,12 @@ final class DeployCommandTests: HostTestCase {
         kill(slow.processIdentifier, SIGKILL)
         slow.waitUntilExit()
         let start = Date()
-        let next = try deploy(work, ["--lock-timeout", "2"])
+        let next = try deploy(work, ["--lock-timeout", "20"])
         XCTAssertEqual(next.status, 0, next.stdout + next.stderr)
-        XCTAssertFalse(next.stdout.contains("lock: held by"), "the lock was free at once: \(next.stdout)")
-        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        let waited = next.stdout.components(separatedBy: "\n").first { $0.contains("| lock: deploy") }
+            .flatMap { $0.split(separator: "(").last.flatMap { Double($0.prefix { $0 != " " }) } }
+        XCTAssertLessThan(try XCTUnwrap(waited, next.stdout), 10, "the lock was not freed with the connection: \(next.stdout)")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
         XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
     }
 

@@ -29,8 +29,8 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
     }
 }
 
-/// The host's deploy lock: `flock` on `/var/src/.ferry/lock`, held by a remote shell on a session
-/// of its own (a libssh2 session is single-threaded, and the sync needs one meanwhile). The shell
+/// The host's deploy lock: `flock` on `/var/src/.ferry/lock`, held by a remote shell that a thread
+/// of its own runs on the deploy's session, beside the deploy's other commands. The shell
 /// ends itself when ferry's heartbeat stops for `heartbeatTimeout` seconds or its channel closes,
 /// which frees the lock. The rebuild job is started by that shell and inherits the locked open
 /// file, so the lock stays held until the job has written its exit status, even if ferry dies.
@@ -98,8 +98,9 @@ final class DeployLock: @unchecked Sendable {
     done
     """#
 
-    /// Starts the holder on `session` (used by no other thread meanwhile) and waits for the lock:
-    /// `wait` seconds at most (0: refuse at once). `onBusy` hears who holds it before the wait.
+    /// Starts the holder on `session` and waits for the lock: `wait` seconds at most (0: refuse at
+    /// once). `onBusy` hears who holds it before the wait. From here on the process group of every
+    /// other command on `session` goes to the holder, which ends them if the heartbeat stops.
     init(session: any RemoteShell, root: String, id: String, info: LockHolder, wait: Int, cancel: CancellationToken?,
          onBusy: @escaping (LockHolder) -> Void) throws {
         // The write end never blocks: a line for a holder that is gone is dropped.
@@ -109,13 +110,12 @@ final class DeployLock: @unchecked Sendable {
         let command = RemoteCommand.script(Self.holderScript, arguments: [root, id, infoLine, String(wait)].map { Array($0.utf8) })
         let input = FileDescriptorInput(descriptor: pipeFDs[0])
         target = session.name
-        let handover = Handover(session)
         let box = Box()
         let stop = self.stop
         thread = Thread {
             let status: String
             do {
-                let s = try handover.shell.exec(command, stdin: input, cancel: stop, stdout: { box.lock?.feed($0) }, stderr: { box.lock?.feedError($0) })
+                let s = try session.exec(command, stdin: input, cancel: stop, stdout: { box.lock?.feed($0) }, stderr: { box.lock?.feedError($0) })
                 status = s == .exited(75) ? "refused" : "\(s)"
             } catch {
                 status = "\(error)"
@@ -123,6 +123,9 @@ final class DeployLock: @unchecked Sendable {
             box.lock?.finish(status)
         }
         box.lock = self
+        // Set before the holder's thread starts, which reads it too (and is skipped: its own
+        // group is the holder's).
+        session.onRemoteProcessGroup = { [weak box] group in box?.lock?.noteProcessGroup(group) }
         thread.start()
         heartbeat()
 
@@ -167,8 +170,11 @@ final class DeployLock: @unchecked Sendable {
         close(pipeFDs[0])
     }
 
-    /// The process group of a command this deploy runs on its other session.
-    func noteProcessGroup(_ group: Int32) { send("group \(group)") }
+    /// The process group of a command this deploy runs beside the holder.
+    private func noteProcessGroup(_ group: Int32) {
+        guard Thread.current !== thread else { return }
+        send("group \(group)")
+    }
 
     /// Tells the holder to start the rebuild job; returns the job's pid on the target, or nil when
     /// the holder's link dropped after it was asked (the job may or may not have started: the
@@ -254,11 +260,4 @@ final class DeployLock: @unchecked Sendable {
     /// Lets the holder thread reach the lock without keeping it alive. Unchecked: `lock` is set
     /// before the thread starts and never written after.
     private final class Box: @unchecked Sendable { weak var lock: DeployLock? }
-
-    /// The holder's shell, handed to the holder thread. Unchecked: from here until `release()` has
-    /// seen the thread finish, only that thread uses the shell; the deploy uses its other one.
-    private final class Handover: @unchecked Sendable {
-        let shell: any RemoteShell
-        init(_ shell: any RemoteShell) { self.shell = shell }
-    }
 }

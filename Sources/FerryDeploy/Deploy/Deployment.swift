@@ -39,8 +39,8 @@ public final class Deployment: @unchecked Sendable {
         /// `cancel` trips this too.
         public var stop: CancellationToken?
         /// Opens a shell on the host: an SSH session (the CLI merges its flags into the
-        /// inventory's settings), or in tests a local one. Called for the lock, the work and each
-        /// reconnect while following the rebuild.
+        /// inventory's settings), or in tests a local one. Called once for the deploy (its lock
+        /// holder and its work share the shell) and for each reconnect while following the rebuild.
         public var open: @Sendable (Fleet.Host) throws -> any RemoteShell
 
         public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) { self.open = open }
@@ -109,21 +109,18 @@ public final class Deployment: @unchecked Sendable {
         let prepared = try check()
         report(.phaseFinished(.check, seconds: Date().timeIntervalSince(start), detail: "\(fleet.sources.count) sources, \(RenderedConfig.entryPoint) rendered"))
 
-        // 2. Connect (one session for the lock holder, one for the work) and lock.
+        // 2. Connect (one session: the lock holder runs on it beside the work) and lock.
         var phase = Date()
         report(.phaseStarted(.connect, detail: host.address))
-        // Both at once: on a slow link the second handshake costs no extra round trips.
-        let (lockSession, session) = try openTwo()
-        defer { lockSession.close() }
+        let session = try options.open(host)
         defer { session.close() }
         report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
 
         phase = Date()
         report(.phaseStarted(.lock, detail: "\(options.root)/.ferry/lock"))
         let me = LockHolder(id: id, operator_: Self.operatorName, pid: getpid(), since: DeployRecord.timestamp())
-        let lock = try DeployLock(session: lockSession, root: options.root, id: id, info: me, wait: options.lockTimeout,
+        let lock = try DeployLock(session: session, root: options.root, id: id, info: me, wait: options.lockTimeout,
                                   cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
-        session.onRemoteProcessGroup = { [weak lock] in lock?.noteProcessGroup($0) }
         var released = false
         defer { if !released { lock.release() } }
         report(.phaseFinished(.lock, seconds: Date().timeIntervalSince(phase), detail: "deploy \(id)"))
@@ -191,28 +188,6 @@ public final class Deployment: @unchecked Sendable {
     for f in */manifest.new; do [ -f "$f" ] && { mv -f "$f" "${f%.new}" || exit 1; }; done
     exit 0
     """#
-
-    /// Two shells on the host, opened in parallel; either failing closes the other.
-    func openTwo() throws -> (any RemoteShell, any RemoteShell) {
-        // Unchecked: the opening thread writes `result` before the semaphore, this one reads it after.
-        final class Slot: @unchecked Sendable { var result: Result<any RemoteShell, Error>? }
-        let slot = Slot()
-        let done = DispatchSemaphore(value: 0)
-        let open = options.open
-        let host = self.host
-        DispatchQueue.global().async {
-            slot.result = Result { try open(host) }
-            done.signal()
-        }
-        let second = Result { try open(host) }
-        done.wait()
-        switch (slot.result!, second) {
-        case (.success(let a), .success(let b)): return (a, b)
-        case (.success(let a), .failure(let e)): a.close(); throw e
-        case (.failure(let e), .success(let b)): b.close(); throw e
-        case (.failure(let e), .failure): throw e
-        }
-    }
 
     static var operatorName: String {
         let user = getpwuid(geteuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "uid\(geteuid())"

@@ -3,7 +3,7 @@ import Synchronization
 
 /// Root on the hosts whose login user is not root: one sudo password (or none) for a whole fleet,
 /// and what each host's sudo made of it. Each host is probed once, on its first session; its
-/// later sessions (the lock holder, the work, reconnects) reuse the answer, and a host that
+/// later sessions (reconnects while following a rebuild) reuse the answer, and a host that
 /// rejected the password fails again without another try.
 public final class SudoAccess: Sendable {
     public let password: SudoPassword?
@@ -29,7 +29,7 @@ public final class SudoAccess: Sendable {
             return made
         }
         let password = self.password
-        // Held while probing: the host's second session waits for the first one's answer.
+        // Held while probing: another session to the host waits for the first one's answer.
         let sudo = try entry.state.withLock { state throws -> Sudo in
             if let state { return try state.get() }
             do {

@@ -107,7 +107,7 @@ extension SSHSession {
     }
 
     private func isConnectionError(_ rc: Int32) -> Bool {
-        inbound.peerClosed || Self.socketErrors.contains(rc) || rc == LIBSSH2_ERROR_TIMEOUT
+        io.peerClosed || Self.socketErrors.contains(rc) || rc == LIBSSH2_ERROR_TIMEOUT
     }
 
     private func passphraseFor(_ path: String) -> String? {

@@ -22,14 +22,23 @@ extension SSHSession {
         let wrapped = Array("printf '\\036ferry-pgid %s\\n' \"$$\" >&2; exec ".utf8) + (sudo?.commandLine(command) ?? command.bytes)
         let stdin = sudo.map { $0.input(stdin) } ?? stdin
         var filter = ProcessGroupLine()
-        let channel = try openChannel()
+        // Other threads may run commands on this session meanwhile: their reads can take this
+        // channel's data off the socket, and then wake this one.
+        let waiter = try io.join()
+        defer { io.leave(waiter) }
+        io.starting.lock()
+        let channel: OpaquePointer
+        do { channel = try openChannel(waiter) } catch { io.starting.unlock(); throw error }
         var abandoned = false
-        defer { if !abandoned { freeChannel(channel) } }
-        let tracking = ExitStatusTracking(channel)
+        defer { if !abandoned { freeChannel(channel, waiter) } }
+        let tracking = io.call(waiter) { ExitStatusTracking(channel) }
         do {
-            try start(channel, wrapped, cancel: cancel)
+            do {
+                defer { io.starting.unlock() }
+                try start(channel, wrapped, cancel: cancel, waiter: waiter)
+            }
             var reported = false
-            try pump(channel, stdin: stdin, cancel: cancel, stdout: stdout, stderr: { chunk in
+            try pump(channel, stdin: stdin, cancel: cancel, waiter: waiter, stdout: stdout, stderr: { chunk in
                 filter.feed(chunk, stderr)
                 if !reported, let group = filter.processGroup {
                     reported = true
@@ -37,28 +46,28 @@ extension SSHSession {
                 }
             })
             filter.finish(stderr)
-            try retrying("close channel", cancel: cancel) { libssh2_channel_close(channel) }
-            try retrying("wait for channel close", cancel: cancel) { libssh2_channel_wait_closed(channel) }
+            try retrying("close channel", cancel: cancel, waiter: waiter) { libssh2_channel_close(channel) }
+            try retrying("wait for channel close", cancel: cancel, waiter: waiter) { libssh2_channel_wait_closed(channel) }
         } catch SSHError.cancelled {
-            abandoned = !stopRemoteCommand(channel, processGroup: filter.processGroup)
+            abandoned = !stopRemoteCommand(channel, processGroup: filter.processGroup, waiter: waiter)
             throw SSHError.cancelled
         }
-        return try exitStatus(channel, tracking)
+        return try io.call(waiter) { try exitStatus(channel, tracking) }
     }
 
     static let windowSize: UInt32 = 4 * 1024 * 1024
     private static let bufferSize = 256 * 1024
 
-    private func openChannel() throws -> OpaquePointer {
-        try retryingPointer("open channel") {
+    private func openChannel(_ waiter: SessionIO.Waiter) throws -> OpaquePointer {
+        try retryingPointer("open channel", waiter: waiter) {
             libssh2_channel_open_ex(raw, "session", 7, Self.windowSize, UInt32(LIBSSH2_CHANNEL_PACKET_DEFAULT), nil, 0)
         }
     }
 
-    private func start(_ channel: OpaquePointer, _ command: [UInt8], cancel: CancellationToken?) throws {
+    private func start(_ channel: OpaquePointer, _ command: [UInt8], cancel: CancellationToken?, waiter: SessionIO.Waiter) throws {
         try command.withUnsafeBufferPointer { cmd in
             try cmd.withMemoryRebound(to: CChar.self) { chars in
-                _ = try retrying("start command", cancel: cancel) {
+                _ = try retrying("start command", cancel: cancel, waiter: waiter) {
                     libssh2_channel_process_startup(channel, "exec", 4, chars.baseAddress, UInt32(chars.count))
                 }
             }
@@ -67,28 +76,34 @@ extension SSHSession {
 
     /// After a cancel: SIGTERM to the command's process group over a fresh channel, then wait a
     /// little for the channel to close. Returns whether the channel closed (and may be freed).
-    private func stopRemoteCommand(_ channel: OpaquePointer, processGroup: Int32?) -> Bool {
+    private func stopRemoteCommand(_ channel: OpaquePointer, processGroup: Int32?, waiter: SessionIO.Waiter) -> Bool {
         guard let pgid = processGroup, pgid > 1 else {
-            _ = libssh2_channel_close(channel)
+            io.call(waiter) { _ = libssh2_channel_close(channel) }
             return false
         }
         let deadline = Deadline(after: 5)
-        if let killer = try? openChannel() {
-            defer { freeChannel(killer) }
+        io.starting.lock()
+        let killer = try? openChannel(waiter)
+        if let killer {
+            defer { freeChannel(killer, waiter) }
             // "-PGID" right after the signal: dash (Debian's sh) refuses "--" there. Through sudo
             // when the command ran through it: the login user may not signal root's processes.
             let kill = RemoteCommand(["sh", "-c", "kill -TERM -\(pgid)"])
             let command = sudo?.commandLine(kill) ?? kill.bytes
-            if (try? start(killer, command, cancel: nil)) != nil {
-                try? pump(killer, stdin: sudo?.input(nil), cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
+            let started = (try? start(killer, command, cancel: nil, waiter: waiter)) != nil
+            io.starting.unlock()
+            if started {
+                try? pump(killer, stdin: sudo?.input(nil), cancel: nil, waiter: waiter, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
             }
+        } else {
+            io.starting.unlock()
         }
         // The command is gone: read what is left until sshd closes its channel.
-        guard (try? pump(channel, stdin: nil, cancel: nil, stdout: { _ in }, stderr: { _ in }, deadline: deadline)) != nil else {
-            _ = libssh2_channel_close(channel)
+        guard (try? pump(channel, stdin: nil, cancel: nil, waiter: waiter, stdout: { _ in }, stderr: { _ in }, deadline: deadline)) != nil else {
+            io.call(waiter) { _ = libssh2_channel_close(channel) }
             return false
         }
-        _ = try? retrying("close channel") { libssh2_channel_close(channel) }
+        _ = try? retrying("close channel", waiter: waiter) { libssh2_channel_close(channel) }
         return true
     }
 
@@ -96,6 +111,7 @@ extension SSHSession {
         _ channel: OpaquePointer,
         stdin: ExecInput?,
         cancel: CancellationToken?,
+        waiter: SessionIO.Waiter,
         stdout: (UnsafeRawBufferPointer) -> Void,
         stderr: (UnsafeRawBufferPointer) -> Void,
         deadline: Deadline? = nil
@@ -118,15 +134,19 @@ extension SSHSession {
             var drained = true
             for stream: Int32 in [0, SSH_EXTENDED_DATA_STDERR] {
                 while true {
-                    let n = libssh2_channel_read_ex(channel, stream, readBuffer.baseAddress, readBuffer.count)
+                    let n = try io.call(waiter) { () throws -> Int in
+                        let n = libssh2_channel_read_ex(channel, stream, readBuffer.baseAddress, readBuffer.count)
+                        if n < 0 && n != Int(LIBSSH2_ERROR_EAGAIN) { throw failure("read command output", Int32(n)) }
+                        return n
+                    }
                     if n > 0 {
+                        // Handlers run outside the session's lock: they may be slow, or block.
                         let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])
                         stream == 0 ? stdout(chunk) : stderr(chunk)
                         progressed = true
                         continue
                     }
                     if n == Int(LIBSSH2_ERROR_EAGAIN) { drained = false }
-                    else if n < 0 { throw failure("read command output", Int32(n)) }
                     break
                 }
             }
@@ -140,7 +160,11 @@ extension SSHSession {
                     }
                 }
                 if pendingStart < pendingEnd {
-                    let n = libssh2_channel_write_ex(channel, 0, writeBuffer.baseAddress! + pendingStart, pendingEnd - pendingStart)
+                    // Nothing is handed to libssh2 while the socket is behind (see SessionIO.outbound).
+                    let n = io.call(waiter) {
+                        io.backlog > SessionIO.backlogLimit ? Int(LIBSSH2_ERROR_EAGAIN)
+                            : libssh2_channel_write_ex(channel, 0, writeBuffer.baseAddress! + pendingStart, pendingEnd - pendingStart)
+                    }
                     if n > 0 {
                         pendingStart += n
                         progressed = true
@@ -148,35 +172,36 @@ extension SSHSession {
                         // The command stopped reading (exited or closed stdin): drop the rest, as ssh does.
                         inputDone = true
                     } else if n != Int(LIBSSH2_ERROR_EAGAIN) {
-                        throw failure("send command input", Int32(n))
+                        throw io.call(waiter) { failure("send command input", Int32(n)) }
                     }
                 } else if inputEnded {
-                    let rc = libssh2_channel_send_eof(channel)
+                    let rc = io.call(waiter) { libssh2_channel_send_eof(channel) }
                     if rc == 0 || rc == LIBSSH2_ERROR_CHANNEL_CLOSED || rc == LIBSSH2_ERROR_CHANNEL_EOF_SENT {
                         inputDone = true
                         progressed = true
                     } else if rc != LIBSSH2_ERROR_EAGAIN {
-                        throw failure("send end of input", rc)
+                        throw io.call(waiter) { failure("send end of input", rc) }
                     }
                 }
             }
 
-            if drained && libssh2_channel_eof(channel) != 0 { return }
+            if drained && io.call(waiter, { libssh2_channel_eof(channel) }) != 0 { return }
             if !progressed {
                 let waitForInput = !inputDone && !inputEnded && pendingStart == pendingEnd ? stdin?.pollDescriptor : nil
-                try waitSocket(deadline: deadline, onTimeout: deadline.map { _ in SSHError.cancelled }, cancel: cancel, alsoReadable: waitForInput)
+                try waitSocket(deadline: deadline, onTimeout: deadline.map { _ in SSHError.cancelled }, cancel: cancel, alsoReadable: waitForInput, waiter: waiter)
             }
         }
     }
 
     /// Frees a channel, waiting a little if libssh2 still has bytes to flush (never forever).
-    private func freeChannel(_ channel: OpaquePointer) {
+    private func freeChannel(_ channel: OpaquePointer, _ waiter: SessionIO.Waiter) {
         for _ in 0..<50 {
-            guard libssh2_channel_free(channel) == LIBSSH2_ERROR_EAGAIN else { return }
-            guard (try? waitSocket(deadline: Deadline(after: 0.1))) != nil else { return }
+            guard io.call(waiter, { libssh2_channel_free(channel) }) == LIBSSH2_ERROR_EAGAIN else { return }
+            guard (try? waitSocket(deadline: Deadline(after: 0.1), waiter: waiter)) != nil else { return }
         }
     }
 
+    /// Under the session's lock.
     private func exitStatus(_ channel: OpaquePointer, _ tracking: ExitStatusTracking) throws -> ExitStatus {
         var signal: UnsafeMutablePointer<CChar>?
         var signalLength = 0

@@ -121,7 +121,7 @@ public final class JumpHost: @unchecked Sendable {
                 Glibc.close(link.fd)
                 return true
             }
-            if session.inbound.peerClosed {
+            if session.io.peerClosed {
                 fail(.connectionLost(target: name, reason: "the jump host closed the connection"))
                 break
             }
@@ -218,13 +218,13 @@ public final class JumpHost: @unchecked Sendable {
         var next: Int32 = 0
         _ = libssh2_keepalive_send(session.raw, &next)
         let deadAfter = session.configuration.deadPeerTimeout
-        if Deadline.now() - session.inbound.last > deadAfter + 1 {
+        if Deadline.now() - session.io.lastInbound > deadAfter + 1 {
             fail(.peerUnresponsive(target: name, seconds: deadAfter))
             return
         }
         let directions = libssh2_session_block_directions(session.raw)
         var events = Int16(POLLIN)
-        if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+        if session.io.call(nil, { session.io.flush() }) || directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
         var fds = [pollfd(fd: session.socket, events: events, revents: 0), pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
         for link in links {
             var e: Int16 = 0

@@ -3,9 +3,11 @@ import CLibSSH2
 import Glibc
 #endif
 
-/// One authenticated SSH connection to a target. Not thread-safe: use it from one thread at a time
-/// (libssh2 sessions must not be shared between threads). Many commands may run on it in turn.
-public final class SSHSession {
+/// One authenticated SSH connection to a target. Commands may run on it in turn or at once from
+/// several threads (each its own channel): every libssh2 call is made under the session's lock.
+/// `close` only when no command runs. Unchecked Sendable: the libssh2 session is reached only
+/// under `io.lock`; the settable properties are set before commands start.
+public final class SSHSession: @unchecked Sendable {
     public let configuration: SSHConfiguration
     /// Hears the process group of each command `exec` starts (a deploy hands them to its lock
     /// holder, which ends them if ferry's heartbeat stops).
@@ -17,9 +19,8 @@ public final class SSHSession {
     let raw: OpaquePointer
     let socket: Int32
     private var closed = false
-    /// Bytes really received from the socket (counted in libssh2's recv callback, so keepalive
-    /// replies count and poll wake-ups do not); drives dead-peer detection.
-    let inbound = InboundMonitor()
+    /// The socket as libssh2 sees it, and the lock for calls into libssh2.
+    let io: SessionIO
     private var keepalivesOn = false
 
     public var target: SSHTarget { configuration.target }
@@ -42,22 +43,24 @@ public final class SSHSession {
         LibSSH2.initializeOnce()
         self.configuration = configuration
         self.socket = socket
+        io = SessionIO(socket: socket)
         TCPConnect.setNonBlocking(socket)
-        guard let session = libssh2_session_init_ex(nil, nil, nil, Unmanaged.passUnretained(inbound).toOpaque()) else {
+        guard let session = libssh2_session_init_ex(nil, nil, nil, Unmanaged.passUnretained(io).toOpaque()) else {
             Glibc.close(socket)
             throw SSHError.handshake(host: configuration.target.host, port: configuration.target.port,
                                      reason: "libssh2 could not allocate a session")
         }
         raw = session
         libssh2_session_set_blocking(raw, 0)
-        _ = libssh2_session_callback_set(raw, LIBSSH2_CALLBACK_RECV, unsafeBitCast(countingRecv, to: UnsafeMutableRawPointer.self))
+        _ = libssh2_session_callback_set(raw, LIBSSH2_CALLBACK_RECV, unsafeBitCast(sessionRecv, to: UnsafeMutableRawPointer.self))
+        _ = libssh2_session_callback_set(raw, LIBSSH2_CALLBACK_SEND, unsafeBitCast(sessionSend, to: UnsafeMutableRawPointer.self))
         do {
             let knownHosts = try KnownHosts(userFile: configuration.knownHostsFile, globalFiles: configuration.globalKnownHostsFiles)
             for warning in knownHosts.warnings { configuration.notice(warning) }
             preferHostKeyTypes(knownHosts.recordedKeyTypes(host: target.host, port: target.port))
             try handshake(deadline: deadline)
             libssh2_keepalive_config(raw, 1, UInt32(configuration.effectiveKeepaliveInterval))
-            inbound.last = Deadline.now()
+            io.lastInbound = Deadline.now()
             keepalivesOn = true
             try verifyHostKey(knownHosts)
             try authenticate()
@@ -73,11 +76,19 @@ public final class SSHSession {
     public func close() {
         guard !closed else { return }
         closed = true
-        // Best effort, never blocking: a dead peer must not hang the exit.
+        io.lock.lock()
+        defer { io.lock.unlock() }
+        // Best effort, never blocking long: a dead peer must not hang the exit.
         _ = libssh2_session_disconnect_ex(raw, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
+        var tries = 0
+        while io.flush() && tries < 50 {
+            tries += 1
+            var pfd = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&pfd, 1, 20)
+        }
         // With the socket shut, freeing channels still open cannot wait on the peer.
         shutdown(socket, Int32(SHUT_RDWR))
-        var tries = 0
+        tries = 0
         while libssh2_session_free(raw) == LIBSSH2_ERROR_EAGAIN && tries < 50 {
             tries += 1
             var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLOUT), revents: 0)
@@ -101,31 +112,40 @@ public final class SSHSession {
 
     // MARK: - Non-blocking plumbing
 
-    /// Calls `body` until it stops answering EAGAIN, waiting on the socket in between.
+    /// Calls `body` (under the session's lock) until it stops answering EAGAIN, waiting on the
+    /// socket in between.
     @discardableResult
-    func retrying(_ operation: String, cancel: CancellationToken? = nil, _ body: () -> Int32) throws -> Int32 {
+    func retrying(_ operation: String, cancel: CancellationToken? = nil, waiter: SessionIO.Waiter? = nil, _ body: () -> Int32) throws -> Int32 {
         while true {
-            let rc = body()
-            if rc != LIBSSH2_ERROR_EAGAIN {
-                if rc < 0 { throw failure(operation, rc) }
+            let rc = try io.call(waiter) { () throws -> Int32 in
+                let rc = body()
+                if rc < 0 && rc != LIBSSH2_ERROR_EAGAIN { throw failure(operation, rc) }
                 return rc
             }
-            try waitSocket(cancel: cancel)
+            if rc != LIBSSH2_ERROR_EAGAIN { return rc }
+            try waitSocket(cancel: cancel, waiter: waiter)
         }
     }
 
-    /// Calls a libssh2 function that returns a pointer, retrying while it would block.
-    func retryingPointer<T>(_ operation: String, _ body: () -> T?) throws -> T {
+    /// Calls a libssh2 function that returns a pointer (under the session's lock), retrying
+    /// while it would block.
+    func retryingPointer<T>(_ operation: String, waiter: SessionIO.Waiter? = nil, _ body: () -> T?) throws -> T {
         while true {
-            if let value = body() { return value }
-            let rc = libssh2_session_last_errno(raw)
-            guard rc == LIBSSH2_ERROR_EAGAIN else { throw failure(operation, rc) }
-            try waitSocket()
+            let value = try io.call(waiter) { () throws -> T? in
+                if let value = body() { return value }
+                let rc = libssh2_session_last_errno(raw)
+                guard rc == LIBSSH2_ERROR_EAGAIN else { throw failure(operation, rc) }
+                return nil
+            }
+            if let value { return value }
+            try waitSocket(waiter: waiter)
         }
     }
 
+    /// Under the session's lock (it reads libssh2's last error).
     func failure(_ operation: String, _ rc: Int32) -> SSHError {
-        if inbound.peerClosed { return lost("the server closed the connection") }
+        if io.peerClosed { return lost("the server closed the connection") }
+        if io.sendFailure != 0 { return lost("send: \(String(cString: strerror(io.sendFailure)))") }
         if Self.socketErrors.contains(rc) {
             return lost("\(operation): \(lastErrorMessage(rc))")
         }
@@ -152,29 +172,31 @@ public final class SSHSession {
         return "error \(rc)"
     }
 
-    /// Waits until the socket can move data in the direction libssh2 is blocked on, sending
-    /// keepalives meanwhile; throws when the peer is gone or stays silent too long, on cancel,
-    /// or at `deadline` (checked on every call, so a peer that trickles bytes cannot stretch it).
-    func waitSocket(deadline: Deadline? = nil, onTimeout: SSHError? = nil, cancel: CancellationToken? = nil, alsoReadable input: Int32? = nil) throws {
-        if inbound.peerClosed { throw lost("the server closed the connection") }
+    /// Waits until the socket can move data in the direction libssh2 is blocked on (or queued
+    /// bytes can go out), sending keepalives meanwhile; throws when the peer is gone or stays
+    /// silent too long, on cancel, or at `deadline` (checked on every call, so a peer that
+    /// trickles bytes cannot stretch it). `waiter`: another thread's read wakes it.
+    func waitSocket(deadline: Deadline? = nil, onTimeout: SSHError? = nil, cancel: CancellationToken? = nil,
+                    alsoReadable input: Int32? = nil, waiter: SessionIO.Waiter? = nil) throws {
         if let deadline, deadline.expired, let onTimeout { throw onTimeout }
-        let directions = libssh2_session_block_directions(raw)
-        var events = Int16(POLLIN)
-        if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
-
-        var waitMs: Int32 = 1000
         let deadAfter = configuration.deadPeerTimeout
-        if keepalivesOn {
+        let keepalives = keepalivesOn
+        let (events, waitFor) = try io.call(waiter) { () throws -> (Int16, Int32) in
+            if io.peerClosed { throw lost("the server closed the connection") }
+            var events = Int16(POLLIN)
+            if io.flush() || libssh2_session_block_directions(raw) & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+            if io.sendFailure != 0 { throw failure("send", LIBSSH2_ERROR_SOCKET_SEND) }
+            guard keepalives else { return (events, 1000) }
             var next: Int32 = 0
             _ = libssh2_keepalive_send(raw, &next)
-            waitMs = Int32(max(1, next)) * 1000
-            let silentFor = Deadline.now() - inbound.last
+            let silentFor = Deadline.now() - io.lastInbound
             // +1: libssh2 schedules keepalives in whole seconds.
             if silentFor > deadAfter + 1 {
                 throw SSHError.peerUnresponsive(target: target.description, seconds: deadAfter)
             }
-            waitMs = min(waitMs, Int32(((deadAfter + 1 - silentFor) * 1000).rounded(.up)) + 1)
+            return (events, min(Int32(max(1, next)) * 1000, Int32(((deadAfter + 1 - silentFor) * 1000).rounded(.up)) + 1))
         }
+        var waitMs = waitFor
         if let deadline { waitMs = min(waitMs, deadline.remainingMilliseconds) }
 
         // sshd leaves Nagle on for non-interactive sessions: its second small packet would wait
@@ -186,10 +208,12 @@ public final class SSHSession {
         var fds = [pollfd(fd: socket, events: events, revents: 0)]
         if let cancel { fds.append(pollfd(fd: cancel.descriptor, events: Int16(POLLIN), revents: 0)) }
         if let input { fds.append(pollfd(fd: input, events: Int16(POLLIN), revents: 0)) }
+        if let waiter { fds.append(pollfd(fd: waiter.descriptor, events: Int16(POLLIN), revents: 0)) }
         let n = poll(&fds, nfds_t(fds.count), waitMs)
         if n < 0 && errno != EINTR {
             throw SSHError.protocolFailure(target: target.description, operation: "poll", code: 0, message: errnoText())
         }
+        waiter?.drain()
         if let cancel, cancel.isCancelled { throw SSHError.cancelled }
         // A hung-up or failed socket is a lost connection, never activity.
         if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
@@ -200,23 +224,6 @@ public final class SSHSession {
         }
         if let deadline, deadline.expired, let onTimeout { throw onTimeout }
     }
-}
-
-/// What the recv callback saw. Reached from C through the session's abstract pointer.
-final class InboundMonitor {
-    var last = Deadline.now()
-    var peerClosed = false
-}
-
-/// libssh2's recv, counting: a read of 0 is the peer closing (libssh2 alone would only say "recv failed").
-private let countingRecv: @convention(c) (libssh2_socket_t, UnsafeMutableRawPointer?, Int, Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int = {
-    socket, buffer, length, flags, abstract in
-    let n = recv(socket, buffer, length, flags)
-    guard let pointer = abstract?.pointee else { return n < 0 ? -Int(errno) : n }
-    let monitor = Unmanaged<InboundMonitor>.fromOpaque(pointer).takeUnretainedValue()
-    if n > 0 { monitor.last = Deadline.now() }
-    if n == 0 && length > 0 { monitor.peerClosed = true }
-    return n < 0 ? -Int(errno) : n
 }
 
 enum LibSSH2 {

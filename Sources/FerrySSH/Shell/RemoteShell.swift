@@ -1,6 +1,7 @@
 /// Where a target's commands run: one SSH session, or (in tests) a local `sh` against a temporary
-/// root. Every remote step of a sync or a deploy goes through this seam.
-public protocol RemoteShell: AnyObject {
+/// root. Every remote step of a sync or a deploy goes through this seam. Several threads may run
+/// commands at once (a deploy's lock holder runs beside its work); set the properties before.
+public protocol RemoteShell: AnyObject, Sendable {
     /// Names the target in messages (`user@host:port`).
     var name: String { get }
     /// Hears the process group of each command started (a deploy hands them to its lock holder,
