@@ -153,9 +153,10 @@ public struct Syncer {
                     // A new generation is committed with what this run saw, unless nothing changed
                     // since the last one (then the target writes nothing). A first copy commits
                     // none: all it wrote would be listed back (the next run lists it whole anyway),
-                    // which would raise a large tree's peak memory.
+                    // which would raise a large tree's peak memory. Nor does a checksum run (the
+                    // target stamps nothing for it).
                     let fresh = listing.manifest.count <= 1
-                    committing = cache != nil && !fresh && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
+                    committing = cache != nil && !fresh && !planOptions.checksum && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
                     let commit = committing ? " " + generation : ""
                     if plan.isEmpty && listing.syncedBefore { return BytesInput(Array("done\(commit)\n".utf8)) }
                     let tar = TarStream(members(for: plan, root: local, fresh: fresh))

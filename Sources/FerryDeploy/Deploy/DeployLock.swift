@@ -68,17 +68,35 @@ final class DeployLock: @unchecked Sendable {
     printf '%s\n' "$id" > "$state/lock-id.tmp" && mv -f "$state/lock-id.tmp" "$state/lock-id" || exit 1
     # Who holds it now, for `ferry status` and `ferry unlock` (read without touching the lock).
     printf '%s\n' "$$" > "$state/lock-pid"
-    trap 'rm -f "$state/lock-pid"' EXIT
+    hb=$state/heartbeat
+    trap 'rm -f "$state/lock-pid" "$hb" "$hb".?' EXIT
     echo locked
-    # No heartbeat for a while, or the channel closed: the deploy is gone. Its other commands
-    # (a sync waiting on a blackholed link) end too, so nothing keeps a lock.
+    # No line for \#(heartbeatTimeout) s (ferry gone, the link blackholed), or the channel closed: the deploy is
+    # gone. Its other commands (a sync waiting on a blackholed link) end too, so nothing keeps a
+    # lock. A line costs no process: the reader touches a file, and a watchdog looks every
+    # 5 s whether it is newer than a mark made \#(heartbeatTimeout) s before.
+    : > "$hb"
+    ( exec 9>&-
+      trap 'kill $s 2>/dev/null; exit 0' TERM
+      i=0
+      while :; do
+        m=$hb.$((i % \#(heartbeatTimeout / 5)))
+        if [ $i -ge \#(heartbeatTimeout / 5) ] && ! [ "$hb" -nt "$m" ]; then kill -TERM $$; exit 0; fi
+        : > "$m"
+        sleep 5 & s=$!
+        wait $s
+        i=$((i + 1))
+      done ) </dev/null >/dev/null 2>&1 &
+    watchdog=$!
     groups=
-    gone() { for g in $groups; do kill -TERM "-$g" 2>/dev/null; done; exit 0; }
-    while :; do
-      line=$(timeout \#(heartbeatTimeout) sh -c 'IFS= read -r l || exit 3; printf "%s" "$l"') || gone
+    gone() { kill $watchdog 2>/dev/null; for g in $groups; do kill -TERM "-$g" 2>/dev/null; done; exit 0; }
+    trap gone TERM
+    while IFS= read -r line || gone; do
+      : > "$hb"
       case $line in
         group\ *) groups="$groups ${line#group }" ;;
         rebuild)
+          kill $watchdog 2>/dev/null
           d=$state/deploys/$id
           # The job gets the locked open file on its stdin (systemd-run --pipe passes it on).
           if [ -d /run/systemd/system ]; then
@@ -93,7 +111,7 @@ final class DeployLock: @unchecked Sendable {
           [ -s "$d/pid" ] || { echo "the rebuild job did not start within 30 s" >&2; exit 1; }
           printf 'started %s\n' "$(cat "$d/pid")"
           exit 0 ;;
-        release) exit 0 ;;
+        release) kill $watchdog 2>/dev/null; exit 0 ;;
       esac
     done
     """#

@@ -151,17 +151,16 @@ public final class Deployment: @unchecked Sendable {
             record.sources[source.name] = state
         }
 
-        // What each tree is now, for `ferry status` to compare the host with later.
-        if !manifests.isEmpty {
-            let (status, _, stderr) = try session.run(.script(Self.manifestScript, arguments: [Array((options.root + "/.ferry").utf8)]),
-                                                      stdin: ManifestFile.archive(manifests))
-            guard status == .exited(0) else {
-                throw DeployError.remote(target: session.name, step: "writing the manifests", detail: "\(status): \(String(decoding: stderr, as: UTF8.self))")
-            }
-        }
+        // What each tree is now, for `ferry status` to compare the host with later: written by
+        // the next command (the record, or the rebuild's preparation), one command less.
+        let archive = manifests.isEmpty ? nil : ManifestFile.archive(manifests)
+        let manifestArguments = [archive == nil ? "0" : "1", options.root + "/.ferry"]
+        let written = archive == nil ? "" : "writing the manifests and "
 
         if options.syncOnly {
-            try runChecked(session, .script(Rebuild.recordScript, arguments: [record.json, options.root].map { Array($0.utf8) }), step: "writing the record")
+            try runChecked(session, .script(Self.manifestScript + Rebuild.recordScript,
+                                            arguments: (manifestArguments + [record.json, options.root, DeployRecord.timestamp()]).map { Array($0.utf8) }),
+                           stdin: archive, step: written + "writing the record")
             return Outcome(id: id, result: .syncOnly, record: record)
         }
 
@@ -172,8 +171,9 @@ public final class Deployment: @unchecked Sendable {
         report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
         let directory = options.root + "/.ferry/deploys/" + id
         let job = Rebuild.jobScript(directory: directory, root: options.root, command: command)
-        try runChecked(session, .script(Rebuild.prepareScript, arguments: [directory, job, record.json, options.root].map { Array($0.utf8) }),
-                       step: "preparing the rebuild")
+        try runChecked(session, .script(Self.manifestScript + Rebuild.prepareScript,
+                                        arguments: (manifestArguments + [directory, job, record.json, options.root]).map { Array($0.utf8) }),
+                       stdin: archive, step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
         lock.release()
         released = true
@@ -182,11 +182,15 @@ public final class Deployment: @unchecked Sendable {
         return Outcome(id: id, result: result, record: record)
     }
 
-    /// Unpacks NAME/manifest.new files and renames each over NAME/manifest.
+    /// With $1 = 1, unpacks NAME/manifest.new files from stdin into $2 and renames each over
+    /// NAME/manifest; then shifts its two arguments away for the script that follows it.
     static let manifestScript = #"""
-    cd "$1" && tar -x -f - --no-same-owner || exit 1
-    for f in */manifest.new; do [ -f "$f" ] && { mv -f "$f" "${f%.new}" || exit 1; }; done
-    exit 0
+    if [ "$1" = 1 ]; then
+      cd "$2" && tar -x -f - --no-same-owner || exit 1
+      for f in */manifest.new; do [ ! -f "$f" ] || mv -f "$f" "${f%.new}" || exit 1; done
+    fi
+    shift 2
+
     """#
 
     static var operatorName: String {
@@ -245,8 +249,8 @@ public final class Deployment: @unchecked Sendable {
         return String(cString: dir)
     }
 
-    func runChecked(_ session: any RemoteShell, _ command: RemoteCommand, step: String) throws {
-        let (status, _, stderr) = try session.run(command)
+    func runChecked(_ session: any RemoteShell, _ command: RemoteCommand, stdin: [UInt8]? = nil, step: String) throws {
+        let (status, _, stderr) = try session.run(command, stdin: stdin)
         guard status == .exited(0) else {
             let text = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw DeployError.remote(target: session.name, step: step, detail: text.isEmpty ? "\(status)" : "\(status): \(text)")

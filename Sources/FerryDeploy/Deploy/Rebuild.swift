@@ -51,11 +51,11 @@ enum Rebuild {
     exit 0
     """#
 
-    /// A record without a rebuild (`--sync-only`). $1 record base, $2 root.
+    /// A record without a rebuild (`--sync-only`). $1 record base, $2 root, $3 when it finished.
     static let recordScript = #"""
     base=$1 state=$2/.ferry
-    mkdir -p "$state" || exit 1
-    printf '%s,"state":"finished","result":"sync-only","finished_at":"%s"}\n' "${base%?}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$state/last-deploy.json.tmp" &&
+    [ -d "$state" ] || mkdir -p "$state" || exit 1
+    printf '%s,"state":"finished","result":"sync-only","finished_at":"%s"}\n' "${base%?}" "$3" > "$state/last-deploy.json.tmp" &&
       mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json"
     """#
 

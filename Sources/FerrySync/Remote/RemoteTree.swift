@@ -54,8 +54,9 @@ package enum RemoteTree {
     dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0} known=${6:-}
     # The folders above the destination are trusted (impermanence makes /var/src a symlink into
     # /persist): resolved once, here, so the whole run works in one place; the header names it.
-    if parent=$(cd -P "${dest%/*}/" 2>/dev/null && pwd -P); then
-      dest=${parent%/}/${dest##*/} state=${parent%/}/.ferry/${dest##*/}
+    # ($PWD after `cd -P` is the physical path: no subshell.)
+    if cd -P "${dest%/*}/" 2>/dev/null; then
+      dest=${PWD%/}/${dest##*/} state=${PWD%/}/.ferry/${dest##*/}
     fi
     rec='%y\0%m\0%s\0%T@\0%p\0%l\0'
     # Gives $1 an mtime no later change can share: waits until the file clock has moved past it.
@@ -99,7 +100,7 @@ package enum RemoteTree {
         mv -f "$state/generation.new" "$state/generation"; } || true
     }
     if [ "$mode" = apply ]; then
-      mkdir -p "$state" || exit 1
+      [ -d "$state" ] || mkdir -p "$state" || exit 1
       exec 9>>"$state/lock" || exit 1
       if [ "$wait" -gt 0 ]; then flock -w "$wait" 9; else flock -n 9; fi ||
         { echo "another ferry sync to $dest is running (lock $state/lock is held)" >&2; exit 75; }
@@ -114,9 +115,11 @@ package enum RemoteTree {
        read -r generation 2>/dev/null < "$state/generation" && [ "$generation" = "$known" ] && steady 2>/dev/null; then
       listing=incremental
     fi
-    # What a commit lists changes since: the sentinel itself, or for a full listing a stamp made before it.
+    # What a commit lists changes since: the sentinel itself, or for a full listing a stamp made
+    # before it. A checksum run commits nothing (its listing is never incremental); the next
+    # run's incremental listing, against the old sentinel, includes what this one wrote.
     since=
-    if [ "$mode" = apply ]; then
+    if [ "$mode" = apply ] && [ "$checksum" != 1 ]; then
       if [ "$listing" = incremental ]; then since=$state/sentinel
       elif stamp "$state/sentinel.new"; then since=$state/sentinel.new; fi
     fi
