@@ -17,8 +17,9 @@ public struct Syncer {
         public var force: Bool
         /// Stops the sync (the remote side is ended and cleans up after itself).
         public var cancel: CancellationToken?
-        /// Seconds to wait for the destination's lock (0: refuse at once). A deploy, which holds the
-        /// host's deploy lock already, waits for a killed predecessor's sync to wind down.
+        /// Seconds to wait for the destination's lock (0 or 1: refuse after a second). A deploy,
+        /// which holds the host's deploy lock already, waits for a killed predecessor's sync to
+        /// wind down.
         public var lockWait = 0
         /// Where what the destination held is kept between runs, so that the target lists only
         /// what changed since (none: every listing is a full one).
@@ -158,7 +159,11 @@ public struct Syncer {
                     let fresh = listing.manifest.count <= 1
                     committing = cache != nil && !fresh && !planOptions.checksum && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
                     let commit = committing ? " " + generation : ""
-                    if plan.isEmpty && listing.syncedBefore { return BytesInput(Array("done\(commit)\n".utf8)) }
+                    if plan.isEmpty && listing.syncedBefore {
+                        // Nothing to apply or commit: the target only ends; not waiting for that
+                        // saves a round trip.
+                        return committing ? BytesInput(Array("done\(commit)\n".utf8)) : LastWordInput(Array("done\n".utf8))
+                    }
                     let tar = TarStream(members(for: plan, root: local, fresh: fresh))
                     stream = tar
                     return PrefixedInput(Array("apply\(commit)\n".utf8), then: tar)
@@ -168,7 +173,7 @@ public struct Syncer {
         } catch let error as SSHError where error != .cancelled {
             throw SyncError.transport(step: step, error: error)
         }
-        guard status == .exited(0), let (plan, scanned, listing) = prepared else {
+        guard status == .exited(0) || status == .notAwaited, let (plan, scanned, listing) = prepared else {
             throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
         }
         let destinationManifest = listing.manifest
@@ -419,6 +424,7 @@ final class DeferredInput: ExecInput {
     }
 
     var pollDescriptor: Int32? { inner?.pollDescriptor }
+    var awaitsExit: Bool { inner?.awaitsExit ?? true }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
         if inner == nil {

@@ -55,6 +55,19 @@ final class ExecTests: HostTestCase {
         XCTAssertEqual(received, sent, "ferry received exactly what the target echoed")
     }
 
+    /// Input that is the command's last word: exec returns once it is sent, without the exit's
+    /// round trip; the command still gets it all, and the session goes on.
+    func testALastWordIsSentAndTheExitIsNotWaitedFor() throws {
+        let session = try connect()
+        let file = "/tmp/ferry-last-word-\(getpid())"
+        let start = Date()
+        let status = try session.exec(.script(#"IFS= read -r line; sleep 1; printf '%s' "$line" > "$1""#, arguments: [Array(file.utf8)]),
+                                      stdin: LastWordInput(Array("done\n".utf8)), stdout: { _ in }, stderr: { _ in })
+        XCTAssertEqual(status, .notAwaited)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.9, "returned before the command's exit")
+        XCTAssertEqual(try run(session, ["sh", "-c", "sleep 1.5; cat \"$0\"; rm -f \"$0\"", file]).stdout, "done")
+    }
+
     func testStdinFromAPipeAndNoStdinMeansEOF() throws {
         let session = try connect()
         XCTAssertEqual(try run(session, ["cat"]).stdout, "", "no stdin: the command sees EOF at once")

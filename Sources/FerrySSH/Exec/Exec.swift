@@ -26,6 +26,7 @@ extension SSHSession {
         // channel's data off the socket, and then wake this one.
         let waiter = try io.join()
         defer { io.leave(waiter) }
+        io.call(waiter) { freeEnded() }
         io.starting.lock()
         let channel: OpaquePointer
         do { channel = try openChannel(waiter) } catch { io.starting.unlock(); throw error }
@@ -38,7 +39,7 @@ extension SSHSession {
                 try start(channel, wrapped, cancel: cancel, waiter: waiter)
             }
             var reported = false
-            try pump(channel, stdin: stdin, cancel: cancel, waiter: waiter, stdout: stdout, stderr: { chunk in
+            let answered = try pump(channel, stdin: stdin, cancel: cancel, waiter: waiter, stdout: stdout, stderr: { chunk in
                 filter.feed(chunk, stderr)
                 if !reported, let group = filter.processGroup {
                     reported = true
@@ -46,6 +47,13 @@ extension SSHSession {
                 }
             })
             filter.finish(stderr)
+            guard answered else {
+                // Not closed yet: on a close, sshd drops what it has not yet written to the
+                // command. Freed once the command's end has arrived (see `freeEnded`).
+                io.call(waiter) { io.lingering.append(channel) }
+                abandoned = true
+                return .notAwaited
+            }
             try retrying("close channel", cancel: cancel, waiter: waiter) { libssh2_channel_close(channel) }
             try retrying("wait for channel close", cancel: cancel, waiter: waiter) { libssh2_channel_wait_closed(channel) }
         } catch SSHError.cancelled {
@@ -107,6 +115,9 @@ extension SSHSession {
         return true
     }
 
+    /// Moves bytes until the command's output ends (true), or until its input, which ends the
+    /// conversation (`awaitsExit` false), has all gone (false).
+    @discardableResult
     private func pump(
         _ channel: OpaquePointer,
         stdin: ExecInput?,
@@ -115,7 +126,7 @@ extension SSHSession {
         stdout: (UnsafeRawBufferPointer) -> Void,
         stderr: (UnsafeRawBufferPointer) -> Void,
         deadline: Deadline? = nil
-    ) throws {
+    ) throws -> Bool {
         let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         defer { readBuffer.deallocate() }
         // A pending stdin chunk stays at the same address until written: libssh2 wants the
@@ -179,17 +190,25 @@ extension SSHSession {
                     if rc == 0 || rc == LIBSSH2_ERROR_CHANNEL_CLOSED || rc == LIBSSH2_ERROR_CHANNEL_EOF_SENT {
                         inputDone = true
                         progressed = true
+                        if rc == 0, stdin?.awaitsExit == false { return false }
                     } else if rc != LIBSSH2_ERROR_EAGAIN {
                         throw io.call(waiter) { failure("send end of input", rc) }
                     }
                 }
             }
 
-            if drained && io.call(waiter, { libssh2_channel_eof(channel) }) != 0 { return }
+            if drained && io.call(waiter, { libssh2_channel_eof(channel) }) != 0 { return true }
             if !progressed {
                 let waitForInput = !inputDone && !inputEnded && pendingStart == pendingEnd ? stdin?.pollDescriptor : nil
                 try waitSocket(deadline: deadline, onTimeout: deadline.map { _ in SSHError.cancelled }, cancel: cancel, alsoReadable: waitForInput, waiter: waiter)
             }
+        }
+    }
+
+    /// Frees the channels of commands not waited for whose end has arrived; under the session's lock.
+    private func freeEnded() {
+        io.lingering.removeAll { channel in
+            libssh2_channel_eof(channel) != 0 && libssh2_channel_free(channel) == 0
         }
     }
 

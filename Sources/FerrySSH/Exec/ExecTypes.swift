@@ -7,11 +7,15 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     case exited(Int32)
     /// Killed by a signal, named without "SIG" as SSH reports it (e.g. "KILL").
     case signaled(String)
+    /// Not waited for: the command's input was its last word (`ExecInput.awaitsExit` false), and
+    /// it ends by itself; its answer would cost one more round trip and tell nothing.
+    case notAwaited
 
     /// The exit code a local shell would give: the status, or 128 + the signal number.
     public var shellCode: Int32 {
         switch self {
         case .exited(let code): return code
+        case .notAwaited: return 0
         case .signaled(let name):
             // OpenSSH names 13 signals; any other arrives as "SIG@openssh.com", without a number.
             // ssh exits 255 for every signal; ferry gives 128 + N where N is known, else 255.
@@ -23,6 +27,7 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .exited(let code): return "exit status \(code)"
+        case .notAwaited: return "not waited for"
         case .signaled(let name):
             if ExitStatus.signalNumber(name) == 0 { return "killed by a signal sshd does not name (\(name))" }
             return "killed by signal \(name)"
@@ -56,7 +61,14 @@ public enum InputChunk: Equatable {
 public protocol ExecInput: AnyObject {
     /// A descriptor to poll for readability when `read` says `.wouldBlock`.
     var pollDescriptor: Int32? { get }
+    /// false: once all of it is sent, the command has nothing left to say and ends by itself;
+    /// `exec` then returns `.notAwaited` at once. Read after `read` said `.end`.
+    var awaitsExit: Bool { get }
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk
+}
+
+extension ExecInput {
+    public var awaitsExit: Bool { true }
 }
 
 /// Bytes held in memory.
@@ -79,6 +91,17 @@ public final class BytesInput: ExecInput {
     }
 }
 
+/// Bytes held in memory that end the conversation: the command's exit is not waited for.
+public final class LastWordInput: ExecInput {
+    private let bytes: BytesInput
+
+    public init(_ bytes: [UInt8]) { self.bytes = BytesInput(bytes) }
+
+    public var pollDescriptor: Int32? { nil }
+    public var awaitsExit: Bool { false }
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk { try bytes.read(into: buffer) }
+}
+
 /// `prefix`, then whatever `rest` gives (none: end of input).
 public final class PrefixedInput: ExecInput {
     private let prefix: BytesInput
@@ -91,6 +114,7 @@ public final class PrefixedInput: ExecInput {
     }
 
     public var pollDescriptor: Int32? { prefixDone ? rest?.pollDescriptor : nil }
+    public var awaitsExit: Bool { rest?.awaitsExit ?? true }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> InputChunk {
         if !prefixDone {

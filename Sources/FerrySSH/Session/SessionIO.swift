@@ -30,6 +30,8 @@ final class SessionIO: @unchecked Sendable {
     private var outbound: [UInt8] = []
     private var outboundStart = 0
     private var waiters: [Waiter] = []
+    /// Channels of commands whose exit was not waited for, until their end arrives.
+    var lingering: [OpaquePointer] = []
 
     /// A writer holds back while this much is queued (the channel window bounds it anyway).
     static let backlogLimit = 256 * 1024

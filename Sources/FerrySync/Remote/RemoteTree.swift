@@ -102,7 +102,9 @@ package enum RemoteTree {
     if [ "$mode" = apply ]; then
       [ -d "$state" ] || mkdir -p "$state" || exit 1
       exec 9>>"$state/lock" || exit 1
-      if [ "$wait" -gt 0 ]; then flock -w "$wait" 9; else flock -n 9; fi ||
+      # A second's grace at least: a run that ended without waiting for its command's exit (it
+      # had nothing left to do) may still hold the lock for a moment.
+      if [ "$wait" -gt 1 ]; then flock -w "$wait" 9; else flock -w 1 9; fi ||
         { echo "another ferry sync to $dest is running (lock $state/lock is held)" >&2; exit 75; }
     fi
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then printf 'dir\0'
