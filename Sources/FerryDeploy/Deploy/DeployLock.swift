@@ -71,10 +71,10 @@ final class DeployLock: @unchecked Sendable {
     hb=$state/heartbeat
     trap 'rm -f "$state/lock-pid" "$hb" "$hb".?' EXIT
     echo locked
-    # No line for \#(heartbeatTimeout) s (ferry gone, the link blackholed), or the channel closed: the deploy is
-    # gone. Its other commands (a sync waiting on a blackholed link) end too, so nothing keeps a
-    # lock. A line costs no process: the reader touches a file, and a watchdog looks every
-    # 5 s whether it is newer than a mark made \#(heartbeatTimeout) s before.
+    # No line for \#(heartbeatTimeout) s (ferry gone, the link blackholed), or the channel
+    # closed: the deploy is gone. Its other commands (a sync waiting on a blackholed link) end
+    # too, so nothing keeps a lock. A line costs no process: the reader touches a file, and a
+    # watchdog looks every 5 s whether it is newer than a mark made \#(heartbeatTimeout) s before.
     : > "$hb"
     ( exec 9>&-
       trap 'kill $s 2>/dev/null; exit 0' TERM
