@@ -154,10 +154,9 @@ public struct Syncer {
                     // A new generation is committed with what this run saw, unless nothing changed
                     // since the last one (then the target writes nothing). A first copy commits
                     // none: all it wrote would be listed back (the next run lists it whole anyway),
-                    // which would raise a large tree's peak memory. Nor does a checksum run (the
-                    // target stamps nothing for it).
+                    // which would raise a large tree's peak memory. (A checksum run has no cache.)
                     let fresh = listing.manifest.count <= 1
-                    committing = cache != nil && !fresh && !planOptions.checksum && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
+                    committing = cache != nil && !fresh && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
                     let commit = committing ? " " + generation : ""
                     if plan.isEmpty && listing.syncedBefore {
                         // Nothing to apply or commit: the target only ends; not waiting for that

@@ -156,7 +156,6 @@ package enum RemoteTree {
     /// last knew it (an incremental answer to a caller that sent no generation is refused).
     package static func parse(_ bytes: [UInt8], target: String, base: Manifest? = nil) throws -> Listing {
         var reader = FieldReader(bytes: bytes)
-        func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
         guard let kind = reader.next().map(text), let synced = reader.next().map(text), let mode = reader.next().map(text),
               let resolved = reader.next().map(text) else {
             throw SyncError.badRemoteListing(target: target, reason: "no header")
@@ -195,6 +194,8 @@ package enum RemoteTree {
         return entries
     }
 
+    private static func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
+
     /// NUL-separated fields, read in place.
     struct FieldReader {
         let bytes: [UInt8]
@@ -212,7 +213,6 @@ package enum RemoteTree {
     /// (`%P`, the destination itself first, as ""); an incremental one's start with "./" (`%p`),
     /// may come in any order, and may repeat a path (the later record wins).
     static func records(_ reader: inout FieldReader, target: String, incremental: Bool) throws -> ([FileEntry], [([UInt8], [UInt8])]) {
-        func text(_ f: ArraySlice<UInt8>) -> String { String(decoding: f, as: UTF8.self) }
         var entries: [FileEntry] = []
         var checksums: [([UInt8], [UInt8])] = []
         let marker = Array("checksums".utf8)
