@@ -68,7 +68,7 @@ let package = Package(
         ),
         .testTarget(name: "FerrySyncTests", dependencies: ["FerrySync", "FerryXCTestSupport"]),
         .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
-        .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerryXCTestSupport"]),
+        .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerrySync", "FerryXCTestSupport"]),
         .testTarget(name: "FerryTOMLTests", dependencies: ["FerryTOML", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox", "FerryFuzz"]),
     ],

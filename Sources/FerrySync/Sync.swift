@@ -24,6 +24,9 @@ public struct Syncer {
         /// Where what the destination held is kept between runs, so that the target lists only
         /// what changed since (none: every listing is a full one).
         public var listingCache: ListingCache?
+        /// Files made in memory (a rendered configuration), by relative path: sent and hashed from
+        /// these bytes, never read from the local folder. The `scanned` manifest lists them.
+        public var generated: [[UInt8]: [UInt8]] = [:]
 
         public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false, cancel: CancellationToken? = nil) {
             self.plan = plan
@@ -163,7 +166,7 @@ public struct Syncer {
                         // saves a round trip.
                         return committing ? BytesInput(Array("done\(commit)\n".utf8)) : LastWordInput(Array("done\n".utf8))
                     }
-                    let tar = TarStream(members(for: plan, root: local, fresh: fresh))
+                    let tar = TarStream(members(for: plan, root: local, generated: options.generated, fresh: fresh))
                     stream = tar
                     return PrefixedInput(Array("apply\(commit)\n".utf8), then: tar)
                 }
@@ -223,7 +226,7 @@ public struct Syncer {
         if listing.exists && !listing.syncedBefore && listing.manifest.count > 1 && !options.force {
             throw SyncError.refusingUnknownDestination(target: target, path: destination)
         }
-        if planOptions.checksum { try hashFiles(&source, root: root, comparedWith: listing.manifest) }
+        if planOptions.checksum { try hashFiles(&source, root: root, generated: options.generated, comparedWith: listing.manifest) }
         var plan = SyncPlan(source: source, destination: listing.manifest, options: planOptions)
         // A file with the same size but another mtime is often only touched: compare contents
         // (one more command, a few ms) and rewrite only what really differs.
@@ -231,7 +234,7 @@ public struct Syncer {
         if !candidates.isEmpty {
             // With --checksum both sides were hashed already; else both ends hash at once, except
             // where the listing cache holds the target's hash of a file unchanged since.
-            let local = planOptions.checksum ? nil : LocalHashes(candidates.map(\.path), root: root)
+            let local = planOptions.checksum ? nil : LocalHashes(candidates.map(\.path), root: root, generated: options.generated)
             var remoteHashes = Dictionary(candidates.compactMap { e in listing.manifest[e.path]?.checksum.map { (e.path, $0) } },
                                           uniquingKeysWith: { a, _ in a })
             let missing = candidates.map(\.path).filter { remoteHashes[$0] == nil }
@@ -254,9 +257,9 @@ public struct Syncer {
         private let result = Mutex<Swift.Result<[[UInt8]?], any Error>?>(nil)
         private let group = DispatchGroup()
 
-        init(_ paths: [[UInt8]], root: String) {
+        init(_ paths: [[UInt8]], root: String, generated: [[UInt8]: [UInt8]]) {
             DispatchQueue.global().async(group: group) { [self] in
-                let r = Swift.Result { try Syncer.sha256(paths, root: root) }
+                let r = Swift.Result { try Syncer.sha256(paths, root: root, generated: generated) }
                 result.withLock { $0 = r }
             }
         }
@@ -268,19 +271,19 @@ public struct Syncer {
     }
 
     /// SHA-256 of the local files whose size matches a remote file (the others differ anyway).
-    static func hashFiles(_ manifest: inout Manifest, root: String, comparedWith remote: Manifest) throws {
+    static func hashFiles(_ manifest: inout Manifest, root: String, generated: [[UInt8]: [UInt8]], comparedWith remote: Manifest) throws {
         let candidates = manifest.entries.filter { $0.kind == .file && remote[$0.path]?.kind == .file && remote[$0.path]?.size == $0.size }.map(\.path)
-        for (path, hash) in zip(candidates, try sha256(candidates, root: root)) { if let hash { manifest.setChecksum(hash, at: path) } }
+        for (path, hash) in zip(candidates, try sha256(candidates, root: root, generated: generated)) { if let hash { manifest.setChecksum(hash, at: path) } }
     }
 
-    /// Hex SHA-256 of local files, on all cores.
-    static func sha256(_ paths: [[UInt8]], root: String) throws -> [[UInt8]?] {
+    /// Hex SHA-256 of local files, on all cores (`generated` ones from their bytes).
+    static func sha256(_ paths: [[UInt8]], root: String, generated: [[UInt8]: [UInt8]] = [:]) throws -> [[UInt8]?] {
         let hashes = Mutex([[UInt8]?](repeating: nil, count: paths.count))
         let failure = Mutex<(any Error)?>(nil)
         let rootBytes = Array(root.utf8)
         DispatchQueue.concurrentPerform(iterations: paths.count) { i in
             do {
-                let hash = try sha256Hex(rootBytes + [UInt8(ascii: "/")] + paths[i])
+                let hash = try generated[paths[i]].map(hex) ?? sha256Hex(rootBytes + [UInt8(ascii: "/")] + paths[i])
                 hashes.withLock { $0[i] = hash }
             } catch {
                 failure.withLock { $0 = error }
@@ -304,18 +307,26 @@ public struct Syncer {
             if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
-        return Array(hasher.finalize().map { String(format: "%02x", $0) }.joined().utf8)
+        return hex(hasher.finalize())
     }
 
-    static func members(for plan: SyncPlan, root: String, fresh: Bool) -> [TarMember] {
+    static func hex(_ bytes: [UInt8]) -> [UInt8] { hex(SHA256.hash(data: bytes)) }
+
+    static func hex(_ digest: SHA256.Digest) -> [UInt8] { Array(digest.map { String(format: "%02x", $0) }.joined().utf8) }
+
+    static func members(for plan: SyncPlan, root: String, generated: [[UInt8]: [UInt8]] = [:], fresh: Bool) -> [TarMember] {
         let rootBytes = Array(root.utf8)
         var members: [TarMember] = []
         for e in plan.sends {
             let name = Array("data/".utf8) + e.path
             switch e.kind {
             case .file:
-                members.append(.file(header: TarHeader(name: name, type: .file, mode: e.mode, size: e.size, mtime: e.mtime),
-                                     source: rootBytes + [UInt8(ascii: "/")] + e.path))
+                let header = TarHeader(name: name, type: .file, mode: e.mode, size: e.size, mtime: e.mtime)
+                if let contents = generated[e.path] {
+                    members.append(.bytes(header: header, contents: contents))
+                } else {
+                    members.append(.file(header: header, source: rootBytes + [UInt8(ascii: "/")] + e.path))
+                }
             case .symlink:
                 members.append(.headerOnly(TarHeader(name: name, type: .symlink, mode: 0o777, size: 0, mtime: e.mtime, linkTarget: e.linkTarget ?? [])))
             case .fifo:

@@ -1,4 +1,5 @@
 @testable import FerryDeploy
+import FerrySync
 import FerryXCTestSupport
 import Foundation
 import XCTest
@@ -69,6 +70,36 @@ final class LocalPipelineTests: XCTestCase {
         XCTAssertEqual(try Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status, 0)
     }
 
+    /// A manifest the target holds already is not written again (its first line names its digest,
+    /// which the lock holder reports), and a --sync-only deploy with nothing to write has the holder
+    /// write the record as it lets go of the lock. A changed tree's manifest is written.
+    func testUnchangedManifestsAreKeptAndTheHolderWritesTheRecord() throws {
+        let fleet = try fixture.load()
+        _ = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+        func identity(_ path: String) throws -> [FileAttributeKey: Any] { try FileManager.default.attributesOfItem(atPath: path) }
+        let manifestPath = root + "/.ferry/lnbits-src/manifest"
+        let first = try identity(manifestPath)[.systemFileNumber] as? Int
+        let again = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+        XCTAssertEqual(try identity(manifestPath)[.systemFileNumber] as? Int, first, "an unchanged manifest is left alone")
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/.ferry/last-deploy.json"))) as? [String: Any]
+        XCTAssertEqual(record?["id"] as? String, again.id)
+        XCTAssertEqual(record?["result"] as? String, "sync-only")
+        XCTAssertEqual(record?["state"] as? String, "finished")
+        XCTAssertNotNil(record?["finished_at"] as? String)
+        XCTAssertEqual(try Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status, 0, "the lock is free")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/.ferry/last-deploy.json.tmp"))
+
+        try "print('changed')\n".write(toFile: lnbits + "/lnbits/added.py", atomically: true, encoding: .utf8)
+        let changed = try deployment(try fixture.load()) { $0.syncOnly = true }.run { _ in }
+        XCTAssertNotEqual(try identity(manifestPath)[.systemFileNumber] as? Int, first, "a changed tree's manifest is written")
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: manifestPath)))
+        let digest = changed.record.sources["lnbits-src"]?.digest ?? "none"
+        XCTAssertTrue(bytes.starts(with: Array("ferry-manifest \(digest)\n".utf8)))
+        let manifest = try ManifestFile.decode(bytes, target: "test")
+        XCTAssertNotNil(manifest[Array("lnbits/added.py".utf8)])
+        XCTAssertEqual(ManifestFile.digest(Array(bytes.drop(while: { $0 != UInt8(ascii: "\n") }).dropFirst())), digest)
+    }
+
     /// Twenty deploys in one process leave no descriptor and no thread behind (lock holders,
     /// heartbeat pipes and timers, sync streams all end with their deploy).
     func testDeploysLeakNoDescriptorsOrThreads() throws {
@@ -105,8 +136,8 @@ final class LocalPipelineTests: XCTestCase {
     func testAHeldLockIsRefusedNamingItsHolder() throws {
         try FileManager.default.createDirectory(atPath: root + "/.ferry/deploys/20261127T000000Z-abcd", withIntermediateDirectories: true)
         let holder = LockHolder(id: "20261127T000000Z-abcd", operator_: "alice@laptop", pid: 4242, since: "2026-11-27T00:00:00Z")
-        try JSONEncoder().encode(holder).write(to: URL(fileURLWithPath: root + "/.ferry/lock-info"))
-        try "20261127T000000Z-abcd\n".write(toFile: root + "/.ferry/lock-id", atomically: true, encoding: .utf8)
+        try (String(decoding: try JSONEncoder().encode(holder), as: UTF8.self) + "\n20261127T000000Z-abcd\n")
+            .write(toFile: root + "/.ferry/lock-info", atomically: true, encoding: .utf8)
         // A "rebuild" that is alive: its pid is this shell's.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")

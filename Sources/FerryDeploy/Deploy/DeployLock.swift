@@ -54,22 +54,27 @@ final class DeployLock: @unchecked Sendable {
     static let holderScript = #"""
     root=$1 id=$2 info=$3 wait=$4
     state=$root/.ferry
-    mkdir -p "$state/deploys" || exit 1
+    [ -d "$state/deploys" ] || mkdir -p "$state/deploys" || exit 1
     exec 9>>"$state/lock" || exit 1
     if ! flock -n 9; then
-      held=idle
-      hid=$(cat "$state/lock-id" 2>/dev/null)
-      hpid=$(cat "$state/deploys/$hid/pid" 2>/dev/null)
+      held=idle hinfo= hid= hpid=
+      { IFS= read -r hinfo; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
+      [ -z "$hid" ] || IFS= read -r hpid 2>/dev/null < "$state/deploys/$hid/pid"
       if [ -n "$hid" ] && [ -n "$hpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$hpid" 2>/dev/null; then held=running; fi
-      printf 'busy %s %s\n' "$held" "$(head -n 1 "$state/lock-info" 2>/dev/null)"
+      printf 'busy %s %s\n' "$held" "$hinfo"
       [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
     fi
-    printf '%s\n' "$info" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
-    printf '%s\n' "$id" > "$state/lock-id.tmp" && mv -f "$state/lock-id.tmp" "$state/lock-id" || exit 1
-    # Who holds it now, for `ferry status` and `ferry unlock` (read without touching the lock).
+    # Who holds it now (line 1) and the deploy's id (line 2), for `ferry status` and `ferry unlock`.
+    printf '%s\n%s\n' "$info" "$id" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
     printf '%s\n' "$$" > "$state/lock-pid"
     hb=$state/heartbeat
-    trap 'rm -f "$state/lock-pid" "$hb" "$hb".?' EXIT
+    # Emptied, not removed, on the way out: no process. (The heartbeat files are reused.)
+    trap ': > "$state/lock-pid"' EXIT
+    # The first line of each manifest names its digest: a deploy that would write the same skips it.
+    for m in "$state"/*/manifest; do
+      [ -f "$m" ] && IFS= read -r h < "$m" || continue
+      case $h in "ferry-manifest sha256:"*) n=${m%/manifest}; printf 'manifest %s %s\n' "${h#ferry-manifest }" "${n##*/}" ;; esac
+    done
     echo locked
     # No line for \#(heartbeatTimeout) s (ferry gone, the link blackholed), or the channel
     # closed: the deploy is gone. Its other commands (a sync waiting on a blackholed link) end
@@ -110,6 +115,14 @@ final class DeployLock: @unchecked Sendable {
           while [ ! -s "$d/pid" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
           [ -s "$d/pid" ] || { echo "the rebuild job did not start within 30 s" >&2; exit 1; }
           printf 'started %s\n' "$(cat "$d/pid")"
+          exit 0 ;;
+        # A --sync-only deploy's record (ferry's finish time, then the record's JSON), then the end.
+        record\ *)
+          kill $watchdog 2>/dev/null
+          r=${line#record }
+          at=${r%% *} base=${r#* }
+          printf '%s,"state":"finished","result":"sync-only","finished_at":"%s"}\n' "${base%?}" "$at" > "$state/last-deploy.json.tmp" &&
+            mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json" && echo recorded
           exit 0 ;;
         release) kill $watchdog 2>/dev/null; exit 0 ;;
       esac
@@ -176,6 +189,9 @@ final class DeployLock: @unchecked Sendable {
     private var lastHolder: LockHolder?
     private var done = false
     private var ended = ""
+    private var recorded = false
+    /// Each source's manifest digest on the target when the lock was taken, by source name.
+    private(set) var recordedManifests: [String: String] = [:]
 
     private var failure: String {
         let stderr = String(decoding: stderrText, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -207,6 +223,31 @@ final class DeployLock: @unchecked Sendable {
             if done { return nil }
             condition.wait()
         }
+    }
+
+    /// Writes a `--sync-only` deploy's record (`base`: the record's JSON, one line) and ends the
+    /// holder, which frees the lock: no command of its own. False when the holder could not be
+    /// asked (the line is too long for one atomic write, or the pipe is full); throws when it
+    /// was asked and did not write it.
+    func finishSyncOnly(base: String, finishedAt: String) throws -> Bool {
+        let line = Array("record \(finishedAt) \(base)\n".utf8)
+        guard line.count <= Int(PIPE_BUF), !line.dropLast().contains(UInt8(ascii: "\n")) else { return false }
+        condition.lock()
+        if done { condition.unlock(); throw DeployError.lockLost(target: target, detail: failure) }
+        condition.unlock()
+        timer?.cancel()
+        guard line.withUnsafeBytes({ write(pipeFDs[1], $0.baseAddress, $0.count) }) == line.count else { return false }
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date().addingTimeInterval(30)
+        while !done && Date() < deadline { _ = condition.wait(until: deadline) }
+        if !done {
+            condition.unlock(); defer { condition.lock() }
+            stop.cancel()
+        }
+        while !done { condition.wait() }
+        guard recorded else { throw DeployError.remote(target: target, step: "writing the record", detail: failure) }
+        return true
     }
 
     /// Ends the holder (the lock goes with it unless a rebuild job holds it) and waits until
@@ -247,6 +288,11 @@ final class DeployLock: @unchecked Sendable {
             stdoutBuffer.removeSubrange(...newline)
             if line == "locked" {
                 state = .locked
+            } else if line.hasPrefix("manifest ") {
+                let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
+                if parts.count == 3 { recordedManifests[parts[2]] = parts[1] }
+            } else if line == "recorded" {
+                recorded = true
             } else if line.hasPrefix("busy ") {
                 let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
                 var who = (parts.count == 3 ? try? JSONDecoder().decode(LockHolder.self, from: Data(parts[2].utf8)) : nil)

@@ -72,18 +72,13 @@ public final class Deployment: @unchecked Sendable {
     var operation: Fleet.Operation { options.operation ?? host.operation }
 
     private var prepared: Prepared?
-    private var workFolder: String?
-
-    deinit { if let workFolder { try? FileManager.default.removeItem(atPath: workFolder) } }
 
     /// The local checks alone (step 1; `run` does them too): a fleet checks every host before it
     /// connects to any. Throws `DeployError.localCheck`.
     @discardableResult
     func check() throws -> Prepared {
         if let prepared { return prepared }
-        let work = try makeWorkFolder()
-        workFolder = work
-        let checked = try checkSourcesAndRender(into: work)
+        let checked = try checkSourcesAndRender()
         prepared = checked
         return checked
     }
@@ -132,16 +127,20 @@ public final class Deployment: @unchecked Sendable {
         var manifests: [(path: String, contents: [UInt8])] = []
         for source in fleet.sources where !options.noSync {
             if options.stop?.isCancelled == true { throw SSHError.cancelled }
-            let local = source.rendered ? prepared.renderedTree : source.path
+            let (local, scanned, generated) = prepared.tree(of: source, scans: options.scans)
             var state = DeployRecord.SourceState(digest: "")
             if !source.rendered, let git = DeployRecord.gitState(of: source.path) { state.commit = git.commit; state.dirty = git.dirty }
             phase = Date()
             report(.phaseStarted(.sync, detail: source.name))
-            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: Self.syncOptions(for: source, options),
-                                         scanned: source.rendered ? nil : options.scans[source.name])
-            let manifest = try options.manifests[source.name] ?? ManifestFile.encode(ManifestFile.withChecksums(result.scannedManifest, root: local))
-            manifests.append((source.name + "/manifest.new", manifest))
+            var syncOptions = Self.syncOptions(for: source, options)
+            syncOptions.generated = generated
+            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions, scanned: scanned)
+            let manifest = try options.manifests[source.name]
+                ?? ManifestFile.encode(ManifestFile.withChecksums(result.scannedManifest, root: local, generated: generated))
             state.digest = ManifestFile.digest(manifest)
+            if lock.recordedManifests[source.name] != state.digest {
+                manifests.append((source.name + "/manifest.new", ManifestFile.withHeader(manifest, digest: state.digest)))
+            }
             report(.sourceSynced(name: source.name, result: result))
             guard result.complete else {
                 throw DeployError.remote(target: session.name, step: "syncing \(source.name)",
@@ -158,6 +157,11 @@ public final class Deployment: @unchecked Sendable {
         let written = archive == nil ? "" : "writing the manifests and "
 
         if options.syncOnly {
+            // Nothing else to write: the holder writes the record as it lets go of the lock.
+            if archive == nil, try lock.finishSyncOnly(base: record.json, finishedAt: DeployRecord.timestamp()) {
+                released = true
+                return Outcome(id: id, result: .syncOnly, record: record)
+            }
             try runChecked(session, .script(Self.manifestScript + Rebuild.recordScript,
                                             arguments: (manifestArguments + [record.json, options.root, DeployRecord.timestamp()]).map { Array($0.utf8) }),
                            stdin: archive, step: written + "writing the record")
@@ -209,12 +213,19 @@ public final class Deployment: @unchecked Sendable {
     }
 
     struct Prepared: Sendable {
-        var renderedTree: String
+        /// The rendered source's tree: the fleet's folder plus the generated file (never written out).
+        var rendered: (root: String, scanned: LocalScanner.Scanned, generated: [[UInt8]: [UInt8]])
         var renderedSource: String
+
+        /// Where `source` is read from, its scan when one is made already, and its in-memory files.
+        func tree(of source: Fleet.Source, scans: [String: LocalScanner.Scanned])
+            -> (root: String, scanned: LocalScanner.Scanned?, generated: [[UInt8]: [UInt8]]) {
+            source.rendered ? (rendered.root, rendered.scanned, rendered.generated) : (source.path, scans[source.name], [:])
+        }
     }
 
     /// The inventory is loaded already; here: the sources and their required files, and the render.
-    private func checkSourcesAndRender(into work: String) throws -> Prepared {
+    private func checkSourcesAndRender() throws -> Prepared {
         guard let rendered = fleet.renderedSource else {
             throw DeployError.localCheck("\(fleet.file): no source has rendered = true; add [sources.nixos-config] with rendered = true")
         }
@@ -232,21 +243,11 @@ public final class Deployment: @unchecked Sendable {
                 }
             }
         }
-        let tree = work + "/" + rendered.name
         do {
-            try RenderedConfig(host: host, fleet: fleet).write(to: tree)
+            return Prepared(rendered: try RenderedConfig(host: host, fleet: fleet).tree, renderedSource: rendered.name)
         } catch let error as InventoryError {
             throw DeployError.localCheck("\(error)")
-        } catch {
-            throw DeployError.local("cannot write the rendered configuration to \(tree): \(error)")
         }
-        return Prepared(renderedTree: tree, renderedSource: rendered.name)
-    }
-
-    func makeWorkFolder() throws -> String {
-        var template = Array((NSTemporaryDirectory() + "ferry-deploy.XXXXXX").utf8CString)
-        guard let dir = mkdtemp(&template) else { throw DeployError.local("cannot create a temporary folder: \(String(cString: strerror(errno)))") }
-        return String(cString: dir)
     }
 
     func runChecked(_ session: any RemoteShell, _ command: RemoteCommand, stdin: [UInt8]? = nil, step: String) throws {

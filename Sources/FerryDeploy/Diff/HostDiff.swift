@@ -80,17 +80,17 @@ public struct HostDiff: Sendable {
         var diff = HostDiff(host: deployment.host.name, entries: [], configDiff: "", rebuildCommand: try deployment.rebuildCommandLine())
         var budget = maxPatchBytes
         for source in deployment.fleet.sources where only == nil || source.name == only {
-            let local = source.rendered ? prepared.renderedTree : source.path
+            let (local, scanned, generated) = prepared.tree(of: source, scans: deployment.options.scans)
             var options = Deployment.syncOptions(for: source, deployment.options)
             options.dryRun = true
+            options.generated = generated
             let destination = deployment.options.root + "/" + source.name
-            let result = try Syncer.sync(from: local, to: destination, over: shell, options: options,
-                                         scanned: source.rendered ? nil : deployment.options.scans[source.name])
+            let result = try Syncer.sync(from: local, to: destination, over: shell, options: options, scanned: scanned)
             let found = classify(result.plan, destination: result.destinationManifest, source: source.name)
             diff.entries += found
             let texts = found.filter { [.added, .changed, .deleted, .type].contains($0.kind) && ($0.old?.kind == .file || $0.new?.kind == .file) }
             if source.rendered {
-                diff.configDiff = try unifiedDiff(texts, local: local, remote: destination, shell: shell).text
+                diff.configDiff = try unifiedDiff(texts, local: local, generated: generated, remote: destination, shell: shell).text
             } else if patch {
                 let (text, omitted) = try unifiedDiff(texts, local: local, remote: destination, shell: shell, budget: &budget)
                 diff.patch += text
@@ -102,7 +102,7 @@ public struct HostDiff: Sendable {
 
     /// `diff -u --label a/PATH --label b/PATH` of each entry's file (the host's copy fetched;
     /// GNU diff names binary files instead), while `budget` bytes last; the rest are returned.
-    static func unifiedDiff(_ changed: [Entry], local: String, remote: String, shell: any RemoteShell,
+    static func unifiedDiff(_ changed: [Entry], local: String, generated: [[UInt8]: [UInt8]] = [:], remote: String, shell: any RemoteShell,
                             budget: inout Int) throws -> (text: String, omitted: [Entry]) {
         guard !changed.isEmpty else { return ("", []) }
         let work = NSTemporaryDirectory() + "ferry-diff-\(UUID().uuidString)"
@@ -122,7 +122,11 @@ public struct HostDiff: Sendable {
                     _ = FileManager.default.createFile(atPath: oldPath, contents: Data(bytes))
                 }
             }
-            let newPath = entry.new?.kind == .file ? local + "/" + String(decoding: path, as: UTF8.self) : "/dev/null"
+            var newPath = entry.new?.kind == .file ? local + "/" + String(decoding: path, as: UTF8.self) : "/dev/null"
+            if entry.new?.kind == .file, let contents = generated[path] {
+                newPath = work + "/new-\(n)"
+                _ = FileManager.default.createFile(atPath: newPath, contents: Data(contents))
+            }
             let label = Itemize.escape(path)
             let out = try run(["diff", "-u", "--label", "a/" + label, "--label", "b/" + label, oldPath, newPath])
             budget -= out.utf8.count
@@ -131,9 +135,10 @@ public struct HostDiff: Sendable {
         return (text, omitted)
     }
 
-    static func unifiedDiff(_ changed: [Entry], local: String, remote: String, shell: any RemoteShell) throws -> (text: String, omitted: [Entry]) {
+    static func unifiedDiff(_ changed: [Entry], local: String, generated: [[UInt8]: [UInt8]] = [:], remote: String,
+                            shell: any RemoteShell) throws -> (text: String, omitted: [Entry]) {
         var unlimited = Int.max
-        return try unifiedDiff(changed, local: local, remote: remote, shell: shell, budget: &unlimited)
+        return try unifiedDiff(changed, local: local, generated: generated, remote: remote, shell: shell, budget: &unlimited)
     }
 
     static func run(_ argv: [String]) throws -> String {

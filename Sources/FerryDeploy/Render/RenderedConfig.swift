@@ -72,6 +72,15 @@ public struct RenderedConfig {
         return list.sorted { $0.0 < $1.0 }
     }
 
+    /// The tree as a deploy syncs it, without writing it anywhere: the fleet's folder, read in
+    /// place, plus the generated file from memory.
+    public var tree: (root: String, scanned: LocalScanner.Scanned, generated: [[UInt8]: [UInt8]]) {
+        let path = Array(Self.entryPoint.utf8)
+        let bytes = Array(configuration.utf8)
+        let entry = FileEntry(path: path, kind: .file, mode: 0o644, size: Int64(bytes.count), mtime: configurationMtime)
+        return (root, LocalScanner.Scanned(manifest: Manifest(scanned.entries + [entry])), [path: bytes])
+    }
+
     /// Writes the tree to `directory` (modes, mtimes and symlinks kept), replacing what was
     /// there only once the new tree is complete.
     public func write(to directory: String) throws {

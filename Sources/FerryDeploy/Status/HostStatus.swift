@@ -42,14 +42,14 @@ public struct HostStatus {
     static let script = #"""
     state=$1/.ferry
     printf '%s\0' "$(readlink /run/current-system 2>/dev/null)"
-    hid=$(cat "$state/lock-id" 2>/dev/null)
-    hpid=$(cat "$state/lock-pid" 2>/dev/null)
-    jpid=$(cat "$state/deploys/$hid/pid" 2>/dev/null)
+    info= hid= hpid= jpid=
+    { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
+    IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
+    [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
     held=free
     if [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then held=held; fi
     if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then held=running; fi
-    printf '%s\0' "$held"
-    head -n 1 "$state/lock-info" 2>/dev/null | tr -d '\n\0'; printf '\0'
+    printf '%s\0%s\0' "$held" "$info"
     tr -d '\0' < "$state/last-deploy.json" 2>/dev/null; printf '\0'
     """#
 
@@ -112,12 +112,13 @@ public struct HostStatus {
     [ -e "$state/lock" ] || { echo free; exit 0; }
     exec 9>>"$state/lock" || exit 1
     if flock -n 9; then rm -f "$state/lock-pid"; echo free; exit 0; fi
-    hid=$(cat "$state/lock-id" 2>/dev/null)
-    hpid=$(cat "$state/lock-pid" 2>/dev/null)
-    jpid=$(cat "$state/deploys/$hid/pid" 2>/dev/null)
+    info= hid= hpid= jpid=
+    { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
+    IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
+    [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
     what=held
     if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then what=running; fi
-    printf '%s %s\n' "$what" "$(head -n 1 "$state/lock-info" 2>/dev/null)"
+    printf '%s %s\n' "$what" "$info"
     [ "$force" = 1 ] || exit 75
     if [ "$what" = running ]; then kill -TERM "-$jpid" 2>/dev/null || kill -TERM "$jpid"; fi
     [ -z "$hpid" ] || kill -TERM "-$hpid" 2>/dev/null || kill -TERM "$hpid" 2>/dev/null

@@ -18,7 +18,18 @@ public enum ManifestFile {
         return out
     }
 
-    public static func decode(_ bytes: [UInt8], target: String) throws -> Manifest {
+    /// The file as written on the target: a first line naming the digest of the records (so the
+    /// lock holder can tell a deploy what is there without hashing), then the records.
+    public static func withHeader(_ encoded: [UInt8], digest: String) -> [UInt8] {
+        Array("\(header)\(digest)\n".utf8) + encoded
+    }
+
+    static let header = "ferry-manifest "
+
+    public static func decode(_ file: [UInt8], target: String) throws -> Manifest {
+        var bytes = file[...]
+        // Manifests written before the header have none.
+        if bytes.starts(with: header.utf8), let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) { bytes = bytes[(newline + 1)...] }
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast()
         guard fields.count % 7 == 0 else { throw SyncError.badRemoteListing(target: target, reason: "a manifest with a truncated record") }
         var entries: [FileEntry] = []
@@ -40,10 +51,10 @@ public enum ManifestFile {
 
     /// `manifest` with the SHA-256 of every regular file under `root` (read here, on all cores;
     /// files a `--checksum` sync hashed already are not read again).
-    public static func withChecksums(_ manifest: Manifest, root: String) throws -> Manifest {
+    public static func withChecksums(_ manifest: Manifest, root: String, generated: [[UInt8]: [UInt8]] = [:]) throws -> Manifest {
         var m = manifest
         let files = manifest.entries.filter { $0.kind == .file && $0.checksum == nil }.map(\.path)
-        for (path, hash) in zip(files, try Syncer.sha256(files, root: root)) { if let hash { m.setChecksum(hash, at: path) } }
+        for (path, hash) in zip(files, try Syncer.sha256(files, root: root, generated: generated)) { if let hash { m.setChecksum(hash, at: path) } }
         return m
     }
 

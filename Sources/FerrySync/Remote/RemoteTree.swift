@@ -135,7 +135,7 @@ package enum RemoteTree {
       fi
       if [ "$checksum" = 1 ]; then
         printf 'checksums\0'
-        find . -path ./.ferry-stage -prune -o -type f -print0 | xargs -0 -r sha256sum -z || exit 1
+        find . -path ./.ferry-stage -prune -o -type f -exec sha256sum -z {} + || exit 1
       fi
     fi
     printf 'E\0'

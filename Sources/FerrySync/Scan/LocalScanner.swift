@@ -45,6 +45,8 @@ public struct LocalScanner: Sendable {
         public var vanished: [String] = []
         /// Paths longer than PATH_MAX.
         public var tooLong: [String] = []
+
+        public init(manifest: Manifest) { self.manifest = manifest }
     }
 
     public init(root: String, excludes: ExcludeRules) {
