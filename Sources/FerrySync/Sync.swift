@@ -27,6 +27,8 @@ public struct Syncer {
         /// Files made in memory (a rendered configuration), by relative path: sent and hashed from
         /// these bytes, never read from the local folder. The `scanned` manifest lists them.
         public var generated: [[UInt8]: [UInt8]] = [:]
+        /// How many tar streams carry the files (nil: by the size of the send, see `ExtraStreams`).
+        package var streams: Int?
 
         public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false, cancel: CancellationToken? = nil) {
             self.plan = plan
@@ -125,6 +127,9 @@ public struct Syncer {
         var err: [UInt8] = []
         var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, listing: RemoteTree.Listing)?
         var stream: TarStream?
+        var extras: ExtraStreams?
+        // Never leave an extra stream running past a throw.
+        defer { extras?.cancelAndWait() }
         let target = session.name
         func command(_ mode: String) -> RemoteCommand {
             .script(RemoteTree.syncScript, arguments: [Array(destination.utf8), Array(state.utf8),
@@ -166,18 +171,38 @@ public struct Syncer {
                         // saves a round trip.
                         return committing ? BytesInput(Array("done\(commit)\n".utf8)) : LastWordInput(Array("done\n".utf8))
                     }
-                    let tar = TarStream(members(for: plan, root: local, generated: options.generated, fresh: fresh))
+                    let all = members(for: plan, root: local, generated: options.generated, fresh: fresh)
+                    let count = max(1, options.streams ?? ExtraStreams.count(bytes: plan.sends.reduce(0) { $0 + ($1.kind == .file ? $1.size : 0) }))
+                    let groups = ExtraStreams.split(all, count: count)
+                    let tar = TarStream(groups[0])
                     stream = tar
-                    return PrefixedInput(Array("apply\(commit)\n".utf8), then: tar)
+                    let line = Array("apply \(committing ? generation : "-") \(groups.count)\n".utf8)
+                    guard groups.count > 1 else { return PrefixedInput(line, then: tar) }
+                    let more = try ExtraStreams(Array(groups.dropFirst()))
+                    extras = more
+                    return PrefixedInput(line, then: GatedInput(tar, until: more))
                 }
-                status = try session.exec(command("apply"), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+                status = try session.exec(command("apply"), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { chunk in
+                    err.append(contentsOf: chunk)
+                    if let more = extras, !more.started, let stage = ExtraStreams.takeMarker(&err) {
+                        // Only where this sync stages (the destination as the target resolved it).
+                        let resolved = prepared?.listing.resolvedDestination ?? destination
+                        let expected = [stateDirectory(for: resolved) + "/stage", resolved + "/.ferry-stage"].map { Array($0.utf8) }
+                        if expected.contains(stage) { more.start(stage: stage, over: session) } else { more.refuse(stage) }
+                    }
+                })
             }
         } catch let error as SSHError where error != .cancelled {
             throw SyncError.transport(step: step, error: error)
         }
+        // After a success they have ended (the command waited for them); after a failure they stop.
+        extras?.cancelAndWait()
         guard status == .exited(0) || status == .notAwaited, let (plan, scanned, listing) = prepared else {
-            throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: String(decoding: err, as: UTF8.self))
+            var text = String(decoding: err, as: UTF8.self)
+            if let failures = extras?.failureText, !failures.isEmpty { text += (text.isEmpty ? "" : "\n") + failures }
+            throw SyncError.remote(target: target, step: step, status: "\(status)", stderr: text)
         }
+        let streams = [stream].compactMap { $0 } + (extras?.streams ?? [])
         let destinationManifest = listing.manifest
         if let cache, committing {
             // The target listed what changed since the listing's reference (this run's writes, and
@@ -195,15 +220,15 @@ public struct Syncer {
 
         var result = Result(plan: plan, filesScanned: scanned.manifest.count,
                             bytesScanned: scanned.manifest.entries.reduce(0) { $0 + $1.size },
-                            bytesSent: stream?.bytesProduced ?? 0, seconds: 0, skipped: scanned.skipped)
+                            bytesSent: streams.reduce(0) { $0 + $1.bytesProduced }, seconds: 0, skipped: scanned.skipped)
         result.scannedManifest = scanned.manifest
         result.destinationManifest = destinationManifest
         result.listedChanges = listing.changes
         if listing.resolvedDestination != destination { result.resolvedDestination = listing.resolvedDestination }
         result.tooLong = scanned.tooLong
-        result.vanished = scanned.vanished + (stream?.vanished ?? [])
-        result.changedDuringSend = stream?.changedDuringSend ?? []
-        result.unreadable = stream?.unreadable ?? []
+        result.vanished = scanned.vanished + streams.flatMap(\.vanished)
+        result.changedDuringSend = streams.flatMap(\.changedDuringSend)
+        result.unreadable = streams.flatMap(\.unreadable)
         result.seconds = Date().timeIntervalSince(start)
         result.planSeconds = collector.completedAt.map { $0.timeIntervalSince(start) } ?? result.seconds
         result.applySeconds = result.seconds - result.planSeconds

@@ -29,8 +29,9 @@ final class RandomizedSyncTests: SyncTestCase {
             // A dry run predicts exactly what the real run then does (issue 7.16).
             let predicted = try sync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum,
                                      dryRun: true, session: session).plan.items.map(Itemize.line)
+            // One to four tar streams (ExtraStreams), whatever the size of the change.
             let done = try sync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum,
-                                session: session).plan.items.map(Itemize.line)
+                                session: session, streams: 1 + round % 4).plan.items.map(Itemize.line)
             XCTAssertEqual(predicted, done, "round \(round): --dry-run --itemize differs from the real run")
             try assertInSync(src, "random", excludes: Self.excludes, deleteExcluded: deleteExcluded, checksum: checksum,
                              "round \(round) after: \(log.joined(separator: "; "))")

@@ -17,11 +17,13 @@ class SyncTestCase: HostTestCase {
 
     @discardableResult
     func sync(_ source: String, _ name: String, excludes: [String] = [], deleteExcluded: Bool = false, checksum: Bool = false,
-              dryRun: Bool = false, force: Bool = false, session: SSHSession? = nil, cache: ListingCache? = nil) throws -> Syncer.Result {
+              dryRun: Bool = false, force: Bool = false, session: SSHSession? = nil, cache: ListingCache? = nil,
+              streams: Int? = nil) throws -> Syncer.Result {
         let session = try session ?? connect()
         var options = Syncer.Options(plan: .init(excludes: ExcludeRules(excludes), deleteExcluded: deleteExcluded, checksum: checksum),
                                      dryRun: dryRun, force: force)
         options.listingCache = cache
+        options.streams = streams
         return try Syncer.sync(from: source, to: "/var/src/\(name)", over: session, options: options)
     }
 

@@ -140,8 +140,11 @@ package enum RemoteTree {
     fi
     printf 'E\0'
     [ "$mode" = apply ] || exit 0
-    read -r op generation || exit 1
+    # "apply GENERATION STREAMS" ("-": no generation), or "done [GENERATION]".
+    read -r op generation streams || exit 1
+    [ "$generation" != - ] || generation=
     case $generation in *[!0-9a-f]*) exit 1 ;; esac
+    case $streams in ''|*[!0-9]*) streams=1 ;; esac
     [ -n "$since" ] || generation=
     if [ "$op" = done ]; then
       [ -z "$generation" ] || recommit
@@ -318,9 +321,19 @@ package enum RemoteTree {
     [ ! -d "$dest" ] || touch -m -r "$dest" "$state/rootstamp"
     rm -rf "$stage"
     mkdir -p "$stage"
+    # Extra streams (ExtraStreams) extract into the same folder once ferry hears where it is.
+    # ferry ends this command's input only after they have ended (tar stops at its archive's
+    # end, so the end of input is awaited here), and each must have completed.
+    if [ "$streams" -gt 1 ]; then mkdir "$stage/data" && printf '\036ferry-stage %s\n' "$stage" >&2; fi
     tar -x -f - -C "$stage" --no-same-owner --same-permissions
+    n=1
+    if [ "$streams" -gt 1 ]; then while IFS= read -r _; do :; done; fi
+    while [ "$n" -lt "$streams" ]; do
+      [ -e "$stage/stream.$n.done" ] || { echo "extra stream $n of $streams did not complete" >&2; exit 1; }
+      n=$((n + 1))
+    done
     mkdir -p "$stage/data"
-    [ ! -s "$stage/discard" ] || (cd "$stage/data" && xargs -0 -r rm -f -- < "$stage/discard")
+    for f in "$stage"/discard*; do [ ! -s "$f" ] || (cd "$stage/data" && xargs -0 -r rm -f -- < "$f"); done
     if [ -e "$stage/fresh" ] && [ "$mountpoint" = 0 ]; then
       [ ! -d "$dest" ] || rmdir "$dest"
       mv -T "$stage/data" "$dest"
@@ -349,5 +362,14 @@ package enum RemoteTree {
     rm -rf "$stage"
     [ ! -e "$state/rootstamp" ] || touch -m -r "$state/rootstamp" "$dest"
     tar -x -f "$state/directories.tar" -C "$dest" --no-same-owner
+    """#
+
+    /// An extra stream (see `ExtraStreams`): $1 the staging folder the sync's command made, $2 the
+    /// stream's number. Writes nowhere else; marks its stream complete only when tar succeeded.
+    static let extractScript = #"""
+    stage=$1 n=$2
+    cd "$stage" 2>/dev/null && [ -d data ] || { echo "the staging folder $stage is gone" >&2; exit 1; }
+    tar -x -f - --no-same-owner --same-permissions || exit 1
+    : > "stream.$n.done"
     """#
 }

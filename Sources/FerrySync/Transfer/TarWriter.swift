@@ -122,7 +122,13 @@ final class TarStream: ExecInput {
     /// Files that could not be read, with the reason: an error; the target keeps its old copy.
     private(set) var unreadable: [(path: String, reason: String)] = []
 
-    init(_ members: [TarMember]) { self.members = members.makeIterator() }
+    private let discardName: [UInt8]
+
+    /// `discardName`: the last member's name (each of a sync's streams has its own).
+    init(_ members: [TarMember], discardName: String = "discard") {
+        self.members = members.makeIterator()
+        self.discardName = Array(discardName.utf8)
+    }
 
     deinit { if file >= 0 { close(file) } }
 
@@ -170,7 +176,7 @@ final class TarStream: ExecInput {
                 if !discardSent {
                     discardSent = true
                     let list: [UInt8] = discard.flatMap { $0 + [0] }
-                    let header = TarHeader(name: Array("discard".utf8), type: .file, mode: 0o600, size: Int64(list.count),
+                    let header = TarHeader(name: discardName, type: .file, mode: 0o600, size: Int64(list.count),
                                            mtime: Timestamp(seconds: 0, nanoseconds: 0))
                     setPending(header.withContents(list))
                     continue
