@@ -26,40 +26,33 @@ final class ExtraStreams: @unchecked Sendable {
     /// stream, which also carries the symlinks, fifos and everything else. Empty groups are left out.
     static func split(_ members: [TarMember], count: Int) -> [[TarMember]] {
         guard count > 1 else { return [members] }
-        var byDirectory: [[UInt8]: [TarMember]] = [:]
-        var order: [[UInt8]] = []
-        var rest: [TarMember] = []
-        var total: Int64 = 0
-        for m in members {
-            guard case .file(let header, _) = m else { rest.append(m); continue }
-            let name = header.name
-            let dir = Array(name[..<(name.lastIndex(of: UInt8(ascii: "/")) ?? name.startIndex)])
-            if byDirectory[dir] == nil { order.append(dir) }
-            byDirectory[dir, default: []].append(m)
-            total += Self.weight(m)
-        }
-        // Pieces small enough that one large directory still spreads over every stream.
+        // Indices, not copies: a 40k-file send's members are a few MB.
+        func folder(_ name: [UInt8]) -> ArraySlice<UInt8> { name[..<(name.lastIndex(of: UInt8(ascii: "/")) ?? name.startIndex)] }
+        let total = members.reduce(Int64(0)) { $0 + weight($1) }
+        // Pieces small enough that one large directory still spreads over every stream. The
+        // members come in tree order, so a run of files in one folder makes a piece.
         let most = max(1 << 20, total / Int64(count * 4))
-        var pieces: [(bytes: Int64, members: [TarMember])] = []
-        for dir in order {
-            var piece: (bytes: Int64, members: [TarMember]) = (0, [])
-            for m in byDirectory[dir]! {
-                if piece.bytes >= most { pieces.append(piece); piece = (0, []) }
-                piece.bytes += Self.weight(m)
-                piece.members.append(m)
-            }
-            pieces.append(piece)
+        var pieces: [(bytes: Int64, members: [Int])] = []
+        var rest: [Int] = []
+        var last: ArraySlice<UInt8>?
+        for (i, m) in members.enumerated() {
+            guard case .file(let header, _) = m else { rest.append(i); continue }
+            let here = folder(header.name)
+            if pieces.isEmpty || last != here || pieces[pieces.count - 1].bytes >= most { pieces.append((0, [])) }
+            last = here
+            pieces[pieces.count - 1].bytes += weight(m)
+            pieces[pieces.count - 1].members.append(i)
         }
-        var groups = [[TarMember]](repeating: [], count: count)
+        var groups = [[Int]](repeating: [], count: count)
         var load = [Int64](repeating: 0, count: count)
         // Largest first, each to the least loaded stream (stable: ties keep the tree's order).
-        for piece in pieces.enumerated().sorted(by: { ($0.element.bytes, $1.offset) > ($1.element.bytes, $0.offset) }).map(\.element) {
-            let i = load.indices.min { load[$0] < load[$1] }!
-            load[i] += piece.bytes
-            groups[i] += piece.members
+        for p in pieces.indices.sorted(by: { (pieces[$0].bytes, $1) > (pieces[$1].bytes, $0) }) {
+            let g = load.indices.min { load[$0] < load[$1] }!
+            load[g] += pieces[p].bytes
+            groups[g] += pieces[p].members
         }
         groups[0] += rest
-        return ([groups[0]] + groups.dropFirst().filter { !$0.isEmpty }).map(withParents)
+        return ([groups[0]] + groups.dropFirst().filter { !$0.isEmpty }).map { withParents($0.map { members[$0] }) }
     }
 
     /// `group` after a member for each folder its entries sit in, parents first. GNU tar makes a
