@@ -190,8 +190,14 @@ final class DeployLock: @unchecked Sendable {
     private var done = false
     private var ended = ""
     private var recorded = false
+    private var manifests: [String: String] = [:]
+
     /// Each source's manifest digest on the target when the lock was taken, by source name.
-    private(set) var recordedManifests: [String: String] = [:]
+    var recordedManifests: [String: String] {
+        condition.lock()
+        defer { condition.unlock() }
+        return manifests
+    }
 
     private var failure: String {
         let stderr = String(decoding: stderrText, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -235,8 +241,8 @@ final class DeployLock: @unchecked Sendable {
         condition.lock()
         if done { condition.unlock(); throw DeployError.lockLost(target: target, detail: failure) }
         condition.unlock()
-        timer?.cancel()
         guard line.withUnsafeBytes({ write(pipeFDs[1], $0.baseAddress, $0.count) }) == line.count else { return false }
+        timer?.cancel()
         condition.lock()
         defer { condition.unlock() }
         let deadline = Date().addingTimeInterval(30)
@@ -290,7 +296,7 @@ final class DeployLock: @unchecked Sendable {
                 state = .locked
             } else if line.hasPrefix("manifest ") {
                 let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
-                if parts.count == 3 { recordedManifests[parts[2]] = parts[1] }
+                if parts.count == 3 { manifests[parts[2]] = parts[1] }
             } else if line == "recorded" {
                 recorded = true
             } else if line.hasPrefix("busy ") {
