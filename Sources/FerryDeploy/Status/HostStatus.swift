@@ -38,14 +38,20 @@ public struct HostStatus {
         return recorded != currentSystem
     }
 
-    /// $1 root. NUL-separated: current system, lock state, lock info, record.
-    static let script = #"""
-    state=$1/.ferry
-    printf '%s\0' "$(readlink /run/current-system 2>/dev/null)"
+    /// Reads the lock's notes with the shell's own `read` (no process): `info` and `hid` (the
+    /// holder's line and deploy id, from lock-info), `hpid` (the holder), `jpid` (its rebuild job).
+    static let readLockNotes = #"""
     info= hid= hpid= jpid=
     { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
     IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
     [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
+    """#
+
+    /// $1 root. NUL-separated: current system, lock state, lock info, record.
+    static let script = #"""
+    state=$1/.ferry
+    printf '%s\0' "$(readlink /run/current-system 2>/dev/null)"
+    \#(readLockNotes)
     held=free
     if [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then held=held; fi
     if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then held=running; fi
@@ -112,10 +118,7 @@ public struct HostStatus {
     [ -e "$state/lock" ] || { echo free; exit 0; }
     exec 9>>"$state/lock" || exit 1
     if flock -n 9; then rm -f "$state/lock-pid"; echo free; exit 0; fi
-    info= hid= hpid= jpid=
-    { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
-    IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
-    [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
+    \#(readLockNotes)
     what=held
     if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then what=running; fi
     printf '%s %s\n' "$what" "$info"

@@ -151,7 +151,7 @@ final class ExtraStreams: @unchecked Sendable {
                 lock.withLock {
                     if let outcome { failures.append(outcome) }
                     running -= 1
-                    if running == 0 { var b: UInt8 = 1; _ = write(gate[1], &b, 1) }
+                    if running == 0 { openGate() }
                 }
                 ended.leave()
             }
@@ -176,9 +176,14 @@ final class ExtraStreams: @unchecked Sendable {
             guard !begun, !refused else { return }
             refused = true
             failures.append("the target named an unexpected staging folder '\(String(decoding: stage, as: UTF8.self))'")
-            var b: UInt8 = 1
-            _ = write(gate[1], &b, 1)
+            openGate()
         }
+    }
+
+    /// Under `lock`: the sync's own stream may end now.
+    private func openGate() {
+        var b: UInt8 = 1
+        _ = write(gate[1], &b, 1)
     }
 
     /// Ends the extra streams early (the sync's command failed, or the sync was cancelled) and
