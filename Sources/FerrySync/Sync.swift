@@ -374,10 +374,9 @@ public struct Syncer {
         if fresh { members.append(list("fresh", [])) }
         members.append(list("deletions", plan.deletions))
         members.append(list("directories", plan.newDirectories))
-        let dirs = tarArchive(plan.directoryUpdates.map {
+        members.append(.archive(name: Array("directories.tar".utf8), mtime: now, entries: plan.directoryUpdates.map {
             TarHeader(name: $0.path.isEmpty ? [UInt8(ascii: ".")] : $0.path, type: .directory, mode: $0.mode, size: 0, mtime: $0.mtime)
-        })
-        members.append(.bytes(header: TarHeader(name: Array("directories.tar".utf8), type: .file, mode: 0o600, size: Int64(dirs.count), mtime: now), contents: dirs))
+        }))
         return members
     }
 }

@@ -24,6 +24,7 @@ final class ExtraStreamsTests: SyncTestCase {
         func name(_ m: TarMember) -> String {
             switch m {
             case .file(let h, _), .bytes(let h, _), .headerOnly(let h): return String(decoding: h.name, as: UTF8.self)
+            case .archive(let n, _, _): return String(decoding: n, as: UTF8.self)
             }
         }
         func bytes(_ group: [TarMember]) -> Int64 {

@@ -66,7 +66,7 @@ final class ExtraStreams: @unchecked Sendable {
             let name: [UInt8]
             switch m {
             case .file(let h, _), .headerOnly(let h): name = h.name
-            case .bytes: continue
+            case .bytes, .archive: continue
             }
             guard name.starts(with: dataPrefix) else { continue }
             var end = name.endIndex

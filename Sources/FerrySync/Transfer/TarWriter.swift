@@ -95,6 +95,15 @@ enum TarMember {
     case file(header: TarHeader, source: [UInt8])
     case bytes(header: TarHeader, contents: [UInt8])
     case headerOnly(TarHeader)
+    /// A file holding a tar archive of `entries` (headers only), made block by block while
+    /// streaming: a 40k-file tree's directory metadata is megabytes, and building it whole (then
+    /// copying it into the stream) was the largest part of a first copy's peak memory.
+    case archive(name: [UInt8], mtime: Timestamp, entries: [TarHeader])
+
+    /// An `archive` member's header (its size is the archive's, counted header by header).
+    static func archiveHeader(name: [UInt8], mtime: Timestamp, entries: [TarHeader]) -> TarHeader {
+        TarHeader(name: name, type: .file, mode: 0o600, size: Int64(entries.reduce(1024) { $0 + $1.blocks().count }), mtime: mtime)
+    }
 }
 
 /// A tar stream produced on demand, as the SSH channel can take it: memory stays flat however
@@ -105,6 +114,9 @@ final class TarStream: ExecInput {
     private var members: IndexingIterator<[TarMember]>
     private var pending: [UInt8] = []
     private var pendingOffset = 0
+    /// What follows `pending`, made when it is due (an archive member's headers).
+    private var following: IndexingIterator<[[UInt8]]>?
+    private var followingArchive: IndexingIterator<[TarHeader]>?
     private var file: Int32 = -1
     private var filePath: [UInt8] = []
     private var fileName: [UInt8] = []
@@ -146,6 +158,16 @@ final class TarStream: ExecInput {
                 written += n
                 continue
             }
+            if let entry = followingArchive?.next() {
+                setPending(entry.blocks())
+                continue
+            }
+            followingArchive = nil
+            if let chunk = following?.next() {
+                setPending(chunk)
+                continue
+            }
+            following = nil
             if file >= 0 {
                 if fileRemaining > 0 {
                     let want = Int(min(Int64(buffer.count - written), fileRemaining))
@@ -192,7 +214,15 @@ final class TarStream: ExecInput {
             case .headerOnly(let h):
                 setPending(h.blocks())
             case .bytes(let h, let contents):
-                setPending(h.withContents(contents))
+                // Header, contents and padding one after the other, not copied into one array.
+                setPending(h.blocks())
+                following = [contents, [UInt8](repeating: 0, count: TarHeader.padding(contents.count))].makeIterator()
+            case .archive(let name, let mtime, let entries):
+                let h = TarMember.archiveHeader(name: name, mtime: mtime, entries: entries)
+                setPending(h.blocks())
+                followingArchive = entries.makeIterator()
+                // The archive's end (two zero blocks) fills whole blocks: no padding after it.
+                following = [[UInt8](repeating: 0, count: 1024)].makeIterator()
             case .file(let h, let source):
                 let fd = source.withCString { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
                 guard fd >= 0 else {
@@ -218,9 +248,4 @@ final class TarStream: ExecInput {
         pending = bytes
         pendingOffset = 0
     }
-}
-
-/// A whole small tar archive in memory (the directory metadata that goes inside the main stream).
-func tarArchive(_ headers: [TarHeader]) -> [UInt8] {
-    headers.flatMap { $0.blocks() } + [UInt8](repeating: 0, count: 1024)
 }
