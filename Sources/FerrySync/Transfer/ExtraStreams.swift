@@ -54,15 +54,15 @@ final class ExtraStreams: @unchecked Sendable {
             groups[g] += pieces[p].members
         }
         groups[0] += rest
-        return ([groups[0]] + groups.dropFirst().filter { !$0.isEmpty }).map { withParents($0.map { members[$0] }) }
+        return ([groups[0]] + groups.dropFirst().filter { !$0.isEmpty }).map { withParents($0, of: members) }
     }
 
-    /// `group` after a member for each folder its entries sit in, parents first. GNU tar makes a
-    /// missing parent when an open fails, but gives up when another tar made it meanwhile
-    /// ("Cannot open: No such file or directory"); a folder member that exists already is fine.
-    private static func withParents(_ group: [TarMember]) -> [TarMember] {
+    /// The `group` of `members` after a member for each folder its entries sit in, parents first.
+    /// GNU tar makes a missing parent when an open fails, but gives up when another tar made it
+    /// meanwhile ("Cannot open: No such file or directory"); a folder member that exists already is fine.
+    private static func withParents(_ group: [Int], of members: [TarMember]) -> [TarMember] {
         var folders = Set<[UInt8]>()
-        for m in group {
+        for m in group.lazy.map({ members[$0] }) {
             let name: [UInt8]
             switch m {
             case .file(let h, _), .headerOnly(let h): name = h.name
@@ -76,9 +76,11 @@ final class ExtraStreams: @unchecked Sendable {
             }
         }
         let now = Timestamp(seconds: Int64(Date().timeIntervalSince1970), nanoseconds: 0)
-        let headers = folders.sorted { $0.count < $1.count || ($0.count == $1.count && $0.lexicographicallyPrecedes($1)) }
+        var out = folders.sorted { $0.count < $1.count || ($0.count == $1.count && $0.lexicographicallyPrecedes($1)) }
             .map { TarMember.headerOnly(TarHeader(name: $0, type: .directory, mode: 0o755, size: 0, mtime: now)) }
-        return headers + group
+        out.reserveCapacity(out.count + group.count)
+        for i in group { out.append(members[i]) }
+        return out
     }
 
     private static let dataPrefix = Array("data/".utf8)
