@@ -342,6 +342,14 @@ public struct Syncer {
     static func members(for plan: SyncPlan, root: String, generated: [[UInt8]: [UInt8]] = [:], fresh: Bool) -> [TarMember] {
         let rootBytes = Array(root.utf8)
         var members: [TarMember] = []
+        let now = Timestamp(seconds: Int64(Date().timeIntervalSince1970), nanoseconds: 0)
+        if fresh {
+            // A first copy's folders are made by tar (the target runs no mkdir); their modes and
+            // times come with directories.tar at the end.
+            for d in plan.newDirectories {
+                members.append(.headerOnly(TarHeader(name: Array("data/".utf8) + d, type: .directory, mode: 0o755, size: 0, mtime: now)))
+            }
+        }
         for e in plan.sends {
             let name = Array("data/".utf8) + e.path
             switch e.kind {
@@ -360,7 +368,6 @@ public struct Syncer {
                 break
             }
         }
-        let now = Timestamp(seconds: Int64(Date().timeIntervalSince1970), nanoseconds: 0)
         func list(_ name: String, _ paths: [[UInt8]]) -> TarMember {
             let bytes: [UInt8] = paths.flatMap { $0 + [UInt8(0)] }
             return .bytes(header: TarHeader(name: Array(name.utf8), type: .file, mode: 0o600, size: Int64(bytes.count), mtime: now), contents: bytes)

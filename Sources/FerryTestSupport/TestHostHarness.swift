@@ -29,8 +29,10 @@ public final class TestHostHarness {
 
     public init() throws {
         try TestHostHarness.checkPrerequisites()
-        var template = Array("/tmp/ferry-testhosts.XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw TestHostError.missingPrerequisite("a writable /tmp") }
+        // A benchmark puts the hosts on a filesystem of its choosing (scripts/bench).
+        let parent = ProcessInfo.processInfo.environment["FERRY_TESTHOSTS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array((parent + "/ferry-testhosts.XXXXXX").utf8CString)
+        guard let dir = mkdtemp(&template) else { throw TestHostError.missingPrerequisite("a writable \(parent)") }
         directory = String(cString: dir)
         chmod(directory, 0o711)  // extra login users must reach their authorized_keys and home
         knownHostsFile = directory + "/known_hosts"

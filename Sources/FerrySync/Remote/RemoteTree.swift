@@ -123,7 +123,8 @@ package enum RemoteTree {
     since=
     if [ "$mode" = apply ] && [ "$checksum" != 1 ]; then
       if [ "$listing" = incremental ]; then since=$state/sentinel
-      elif stamp "$state/sentinel.new"; then since=$state/sentinel.new; fi
+      # (A first copy commits no generation: no stamp.)
+      elif [ -d "$dest" ] && stamp "$state/sentinel.new"; then since=$state/sentinel.new; fi
     fi
     printf '%s\0%s\0' "$listing" "$dest"
     if [ -d "$dest" ] && [ ! -L "$dest" ]; then
@@ -300,31 +301,28 @@ package enum RemoteTree {
     /// point, where no rename could cross; it is removed on every exit.
     static let applyScript = #"""
     set -e
-    for r in rename.ul rename; do
-      rename=$(command -v "$r" 2>/dev/null) || continue
-      case $("$rename" --version 2>/dev/null) in *util-linux*) break ;; esac
-      rename=
-    done
-    [ -n "$rename" ] || { echo "the util-linux rename command is missing on the target (install util-linux; a Perl rename is never used)" >&2; exit 1; }
-    mkdir -p "${dest%/*}/"
+    # Every process here is paid once per host and sync: the success path of a first copy starts
+    # five (mkdir, tar, mv, tar, rm), and tests and builtins do the rest.
+    [ -d "${dest%/*}/" ] || mkdir -p "${dest%/*}/"
     stage=$state/stage
     mountpoint=0
-    if [ -d "$dest" ] && { mountpoint -q "$dest" || [ "$(stat -c %d "$dest")" != "$(stat -c %d "$state")" ]; }; then
-      stage=$dest/.ferry-stage mountpoint=1
+    if [ -d "$dest" ]; then
+      set -- $(stat -c %d "$dest" "$state")
+      if [ "$1" != "$2" ] || mountpoint -q "$dest"; then stage=$dest/.ferry-stage mountpoint=1; fi
     fi
     trap 'rm -rf "$stage" "$state/rootstamp" "$state/directories.tar"' EXIT
     trap 'exit 129' HUP
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    touch "$state/synced"
+    : > "$state/synced"
     # Staging inside a mount point changes the root's mtime: it is put back at the end.
     [ ! -d "$dest" ] || touch -m -r "$dest" "$state/rootstamp"
-    rm -rf "$stage"
-    mkdir -p "$stage"
+    if [ -e "$stage" ] || [ -L "$stage" ]; then rm -rf "$stage"; fi
+    mkdir -p "$stage/data"
     # Extra streams (ExtraStreams) extract into the same folder once ferry hears where it is.
     # ferry ends this command's input only after they have ended (tar stops at its archive's
     # end, so the end of input is awaited here), and each must have completed.
-    if [ "$streams" -gt 1 ]; then mkdir "$stage/data" && printf '\036ferry-stage %s\n' "$stage" >&2; fi
+    [ "$streams" -le 1 ] || printf '\036ferry-stage %s\n' "$stage" >&2
     tar -x -f - -C "$stage" --no-same-owner --same-permissions
     n=1
     if [ "$streams" -gt 1 ]; then while IFS= read -r _; do :; done; fi
@@ -332,22 +330,27 @@ package enum RemoteTree {
       [ -e "$stage/stream.$n.done" ] || { echo "extra stream $n of $streams did not complete" >&2; exit 1; }
       n=$((n + 1))
     done
-    mkdir -p "$stage/data"
     for f in "$stage"/discard*; do [ ! -s "$f" ] || (cd "$stage/data" && xargs -0 -r rm -f -- < "$f"); done
     if [ -e "$stage/fresh" ] && [ "$mountpoint" = 0 ]; then
+      # A first copy's stream made every folder.
       [ ! -d "$dest" ] || rmdir "$dest"
       mv -T "$stage/data" "$dest"
       cd "$dest"
-      xargs -0 -r mkdir -p -- < "$stage/directories"
     else
+      for r in rename.ul rename; do
+        rename=$(command -v "$r" 2>/dev/null) || continue
+        case $("$rename" --version 2>/dev/null) in *util-linux*) break ;; esac
+        rename=
+      done
+      [ -n "$rename" ] || { echo "the util-linux rename command is missing on the target (install util-linux; a Perl rename is never used)" >&2; exit 1; }
       mkdir -p "$dest"
       cd "$dest"
       # A rename that cannot work must fail before anything is deleted (the root's mtime is kept).
       : > "$stage/.probe"
       "$rename" -- "$stage/.probe" "$dest/.ferry-probe.$$" "$stage/.probe" || { echo "cannot rename from $stage into $dest" >&2; exit 1; }
       rm -f "$dest/.ferry-probe.$$"
-      xargs -0 -r rm -rf -- < "$stage/deletions"
-      xargs -0 -r mkdir -p -- < "$stage/directories"
+      [ ! -s "$stage/deletions" ] || xargs -0 -r rm -rf -- < "$stage/deletions"
+      [ ! -s "$stage/directories" ] || xargs -0 -r mkdir -p -- < "$stage/directories"
       find "$stage/data" ! -type d -print0 | xargs -0 -r "$rename" -- "$stage/data" "$dest"
     fi
     # Files whose contents were already right: modes and mtimes only, one process per distinct value.
@@ -358,10 +361,15 @@ package enum RemoteTree {
         *) xargs -0 -r touch -m -d "@${f##*/}" -- < "$f" ;;
       esac
     done
-    mv "$stage/directories.tar" "$state/directories.tar"
-    rm -rf "$stage"
+    directories=$stage/directories.tar
+    if [ "$mountpoint" = 1 ]; then
+      # The stage is inside the destination: it goes before the root's times are put back.
+      mv "$stage/directories.tar" "$state/directories.tar"
+      rm -rf "$stage"
+      directories=$state/directories.tar
+    fi
     [ ! -e "$state/rootstamp" ] || touch -m -r "$state/rootstamp" "$dest"
-    tar -x -f "$state/directories.tar" -C "$dest" --no-same-owner
+    tar -x -f "$directories" -C "$dest" --no-same-owner
     """#
 
     /// An extra stream (see `ExtraStreams`): $1 the staging folder the sync's command made, $2 the
