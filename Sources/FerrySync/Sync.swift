@@ -92,9 +92,18 @@ public struct Syncer {
         return try LocalScanner(root: local, excludes: rules).scanAll()
     }
 
-    /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); none: scan now.
+    /// Starts scanning `local` as `sync` would, on another thread: started before connecting, the
+    /// scan overlaps the handshake instead of following it.
+    public static func beginScan(_ local: String, options: Options) -> PendingScan {
+        var rules = options.plan.excludes
+        do { try rules.add("/.ferry-stage") } catch { return PendingScan(failed: error) }
+        return PendingScan(ScanTask(root: local, excludes: rules))
+    }
+
+    /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); `pending`:
+    /// one still running (`beginScan`); neither: scan now.
     public static func sync(from local: String, to destination: String, over session: any RemoteShell, options: Options,
-                            scanned: LocalScanner.Scanned? = nil) throws -> Result {
+                            scanned: LocalScanner.Scanned? = nil, pending: PendingScan? = nil) throws -> Result {
         guard !local.isEmpty else { throw SyncError.localRead(path: "''", reason: "the local directory's path is empty") }
         try validate(destination: destination)
         let destination = "/" + destination.split(separator: "/").joined(separator: "/")
@@ -103,22 +112,22 @@ public struct Syncer {
         // The generation is read now (the command names it); the rest is decoded while the target lists.
         if let cache, let known = cache.open(target: session.name, destination: destination) {
             do {
-                return try run(from: local, to: destination, over: session, options: options, scanned: scanned, cache: cache, known: known)
+                return try run(from: local, to: destination, over: session, options: options, scanned: scanned, pending: pending, cache: cache, known: known)
             } catch is ListingCache.Unusable {
                 cache.remove(target: session.name, destination: destination)
             }
         }
-        return try run(from: local, to: destination, over: session, options: options, scanned: scanned, cache: cache, known: nil)
+        return try run(from: local, to: destination, over: session, options: options, scanned: scanned, pending: pending, cache: cache, known: nil)
     }
 
     private static func run(from local: String, to destination: String, over session: any RemoteShell, options: Options,
-                            scanned: LocalScanner.Scanned?, cache: ListingCache?, known: ListingCache.Pending?) throws -> Result {
+                            scanned: LocalScanner.Scanned?, pending: PendingScan?, cache: ListingCache?, known: ListingCache.Pending?) throws -> Result {
         let start = Date()
         let state = stateDirectory(for: destination)
         var planOptions = options.plan
         try planOptions.excludes.add("/.ferry-stage")  // staging inside a mount-point destination
 
-        let scan = ScanTask(root: local, excludes: planOptions.excludes, done: scanned)
+        let scan = pending?.task ?? ScanTask(root: local, excludes: planOptions.excludes, done: scanned)
         // Never leave the scan thread running past a return or a throw.
         defer { _ = try? scan.wait() }
         let collector = ListingCollector()
@@ -388,10 +397,22 @@ public struct Syncer {
     }
 }
 
+/// A local scan started ahead of the connection (`Syncer.beginScan`).
+public struct PendingScan: Sendable {
+    let task: ScanTask
+
+    init(_ task: ScanTask) { self.task = task }
+    init(failed error: Error) { task = ScanTask(failed: error) }
+}
+
 /// The local scan, run while the target lists its side.
 final class ScanTask: Sendable {
     private let result = Mutex<Swift.Result<LocalScanner.Scanned, Error>?>(nil)
     private let group = DispatchGroup()
+
+    init(failed error: Error) {
+        result.withLock { $0 = .failure(error) }
+    }
 
     init(root: String, excludes: ExcludeRules, done: LocalScanner.Scanned? = nil) {
         if let done { result.withLock { $0 = .success(done) }; return }

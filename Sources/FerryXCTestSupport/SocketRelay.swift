@@ -54,7 +54,8 @@ public final class SocketRelay: @unchecked Sendable {
                     n = min(n, cut - sent)
                     sent += n
                 }
-                if n > 0 && write(fds[to].fd, buffer, n) != n { break loop }
+                // send, not write: a peer gone (killSessions) must not SIGPIPE the test process.
+                if n > 0 && send(fds[to].fd, buffer, n, Int32(MSG_NOSIGNAL)) != n { break loop }
                 if from == 0, let cut = cutAfter, sent >= cut { break loop }
             }
         }

@@ -71,9 +71,10 @@ struct Sync: ParsableCommand {
         options.listingCache = Ferry.listingCache
         let result: Syncer.Result
         do {
+            let scan = Syncer.beginScan(local, options: options)
             let session = try ConnectionOptions.open(try connection.connection(forTarget: parsed.targetText))
             defer { session.close() }
-            result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options)
+            result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options, pending: scan)
         } catch SSHError.cancelled {
             throw Failure.interrupted()
         } catch let error as SSHError {
