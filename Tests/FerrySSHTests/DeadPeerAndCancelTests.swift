@@ -103,6 +103,23 @@ final class DeadPeerAndCancelTests: HostTestCase {
         XCTAssertEqual(left.output, "", "remote processes left running")
     }
 
+    /// Output that comes faster than the handler takes it: a cancel must still stop the command.
+    /// Before 57517f8 the read loop took chunks for as long as there were any and looked at the
+    /// cancel token only between rounds: `ferry exec -f FLEET HOST -- yes` ignored Ctrl-C.
+    func testCancelStopsACommandThatFloodsASlowReader() throws {
+        let session = try connect()
+        let cancel = try CancellationToken()
+        let start = Date()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { cancel.cancel() }
+        XCTAssertThrowsError(try session.exec(RemoteCommand(["yes"]), cancel: cancel, stdout: { _ in
+            // Slow for a bounded time, so that a regression fails this test instead of hanging it.
+            if Date().timeIntervalSince(start) < 10 { usleep(2_000) }
+        }, stderr: { _ in })) {
+            XCTAssertEqual($0 as? SSHError, .cancelled)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+    }
+
     func testTheWrapperLineNeverReachesStderr() throws {
         let session = try connect()
         let r = try run(session, ["sh", "-c", "echo one >&2; echo two >&2"])

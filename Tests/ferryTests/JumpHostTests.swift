@@ -99,6 +99,26 @@ final class JumpHostTests: XCTestCase {
         XCTAssertTrue(shown.stdout.contains("proxyjump root@127.0.0.1:\(Self.jump1.port)") && shown.stdout.contains("# fleet.toml [defaults]"), shown.stdout)
     }
 
+    /// Ctrl-C while a target floods output through the jump host: exit 130, not a hang and not a
+    /// death by signal (the relay may still hold data for the closed session's socket). Before
+    /// 57517f8 ferry never noticed the Ctrl-C (see DeadPeerAndCancelTests).
+    func testInterruptingAFloodThroughAJumpHostExits130() throws {
+        try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 1)
+        for round in 1...5 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: FerryBinary.path())
+            process.arguments = ["exec", "-f", fleetFile, "h1", "--", "cat", "/dev/zero"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(useconds_t(600_000 + round * 100_000))
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .exit, "round \(round): ferry died of signal \(process.terminationStatus)")
+            XCTAssertEqual(process.terminationStatus, 130, "round \(round)")
+        }
+    }
+
     func testAChainOfTwoJumpHosts() throws {
         try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port),root@jump-two:\(Self.jump2.port)", names: "deep", count: 1)
         let r = try FerryBinary.run(["deploy", "-f", fleetFile, "h1", "--sync-only"])

@@ -74,18 +74,32 @@ enum Rebuild {
     """#
 }
 
-/// Splits a byte stream into lines (a final partial line is kept until `flush`).
+/// Splits a byte stream into lines (a final partial line is kept until `flush`). A line longer
+/// than `longestLine` is passed on in pieces of that size: a target printing without newlines
+/// (`cat /dev/zero`) must neither grow ferry's memory without bound nor be scanned over and over.
 public struct LineSplitter {
+    public static let longestLine = 1 << 20
     private var pending: [UInt8] = []
 
     public init() {}
 
     public mutating func feed(_ chunk: UnsafeRawBufferPointer, _ line: ([UInt8]) -> Void) {
+        // What is pending holds no newline: only the new bytes are searched.
+        var from = pending.count
         pending.append(contentsOf: chunk)
         var start = 0
-        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            line(Array(pending[start..<newline]))
-            start = newline + 1
+        while true {
+            let limit = min(pending.count, start + Self.longestLine)
+            if let newline = pending[max(from, start)..<limit].firstIndex(of: UInt8(ascii: "\n")) {
+                line(Array(pending[start..<newline]))
+                start = newline + 1
+            } else if limit - start == Self.longestLine {
+                line(Array(pending[start..<limit]))
+                start = limit
+            } else {
+                break
+            }
+            from = start
         }
         pending.removeFirst(start)
     }

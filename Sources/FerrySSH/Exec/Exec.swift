@@ -155,6 +155,8 @@ extension SSHSession {
                         let chunk = UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])
                         stream == 0 ? stdout(chunk) : stderr(chunk)
                         progressed = true
+                        // Output faster than the handler takes it never runs dry: look here too.
+                        if let cancel, cancel.isCancelled { throw SSHError.cancelled }
                         continue
                     }
                     if n == Int(LIBSSH2_ERROR_EAGAIN) { drained = false }

@@ -170,7 +170,8 @@ public final class JumpHost: @unchecked Sendable {
         // Jump host → local socket.
         while true {
             if !link.toSocket.isEmpty {
-                let n = link.toSocket.withUnsafeBytes { Glibc.write(link.fd, $0.baseAddress, $0.count) }
+                // send, not write: a session that closed its end must not SIGPIPE ferry.
+                let n = link.toSocket.withUnsafeBytes { Glibc.send(link.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 if n > 0 { link.toSocket.removeFirst(n); continue }
                 if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
                 if n < 0 { link.socketEOF = true; link.channelEOF = true; break }  // the local side is gone
