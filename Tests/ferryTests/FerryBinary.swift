@@ -24,6 +24,20 @@ enum FerryBinary {
         try run(executable: path(), arguments, input: input)
     }
 
+    /// Starts ferry with its output discarded, sends `signal` after `microseconds`, and waits for it.
+    static func interrupted(_ arguments: [String], after microseconds: UInt32, signal: Int32 = SIGINT) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path())
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        usleep(microseconds)
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process
+    }
+
     /// Runs any program, reading stdout and stderr at once (either may exceed a pipe's 64 KiB).
     static func run(executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil) throws -> Result {
         let process = Process()

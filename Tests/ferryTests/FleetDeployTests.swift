@@ -268,15 +268,8 @@ final class FleetDeployTests: XCTestCase {
         for round in 0..<4 {
             let signal = round % 2 == 0 ? SIGTERM : SIGINT
             for h in Self.hosts { h.clearVarSrc() }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-            process.arguments = ["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            usleep(UInt32(50_000 + rng.next() % 700_000))
-            kill(process.processIdentifier, signal)
-            process.waitUntilExit()
+            let process = try FerryBinary.interrupted(["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"],
+                                                      after: UInt32(50_000 + rng.next() % 700_000), signal: signal)
             XCTAssertTrue([128 + signal, 0].contains(process.terminationStatus), "round \(round): \(process.terminationStatus)")
             statuses.append(process.terminationStatus)
             for h in Self.hosts {

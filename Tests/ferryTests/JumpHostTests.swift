@@ -105,15 +105,8 @@ final class JumpHostTests: XCTestCase {
     func testInterruptingAFloodThroughAJumpHostExits130() throws {
         try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 1)
         for round in 1...5 {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-            process.arguments = ["exec", "-f", fleetFile, "h1", "--", "cat", "/dev/zero"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            usleep(useconds_t(600_000 + round * 100_000))
-            kill(process.processIdentifier, SIGINT)
-            process.waitUntilExit()
+            let process = try FerryBinary.interrupted(["exec", "-f", fleetFile, "h1", "--", "cat", "/dev/zero"],
+                                                      after: UInt32(600_000 + round * 100_000))
             XCTAssertEqual(process.terminationReason, .exit, "round \(round): ferry died of signal \(process.terminationStatus)")
             XCTAssertEqual(process.terminationStatus, 130, "round \(round)")
         }

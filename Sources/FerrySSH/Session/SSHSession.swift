@@ -103,11 +103,21 @@ public final class SSHSession: @unchecked Sendable {
             let rc = libssh2_session_handshake(raw, socket)
             if rc == 0 { return }
             guard rc == LIBSSH2_ERROR_EAGAIN else {
-                throw SSHError.handshake(host: target.host, port: target.port, reason: lastErrorMessage(rc))
+                let mismatch = io.serverKexInit?.mismatch(supported: supportedAlgorithms)
+                throw SSHError.handshake(host: target.host, port: target.port, reason: mismatch ?? lastErrorMessage(rc))
             }
             try waitSocket(deadline: deadline, onTimeout: .handshakeTimeout(
                 host: target.host, port: target.port, seconds: configuration.connectTimeout))
         }
+    }
+
+    /// libssh2's algorithms of one kind (`LIBSSH2_METHOD_…`).
+    private func supportedAlgorithms(_ method: Int32) -> [String] {
+        var algs: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+        let count = libssh2_session_supported_algs(raw, method, &algs)
+        guard count > 0, let algs else { return [] }
+        defer { libssh2_free(raw, algs) }
+        return (0..<Int(count)).compactMap { algs[$0].map { String(cString: $0) } }
     }
 
     // MARK: - Non-blocking plumbing

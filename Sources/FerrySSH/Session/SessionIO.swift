@@ -70,9 +70,19 @@ final class SessionIO: @unchecked Sendable {
 
     // MARK: - Socket callbacks (under `lock`)
 
-    fileprivate func received(_ n: Int, asked: Int) {
+    /// What the server offered in its key exchange (read from the clear-text start), once whole.
+    private(set) var serverKexInit: ServerKexInit?
+    private var opening: [UInt8] = []
+    private var openingDone = false
+
+    fileprivate func received(_ buffer: UnsafeRawPointer?, _ n: Int, asked: Int) {
         if n > 0 { lastInbound = Deadline.now(); received &+= UInt64(n) }
         if n == 0 && asked > 0 { peerClosed = true }
+        if n > 0, !openingDone, let buffer {
+            opening.append(contentsOf: UnsafeRawBufferPointer(start: buffer, count: n))
+            serverKexInit = ServerKexInit.parse(opening)
+            if serverKexInit != nil || opening.count > 64 * 1024 { openingDone = true; opening = [] }
+        }
     }
 
     fileprivate func send(_ buffer: UnsafeRawPointer, _ length: Int) -> Int {
@@ -158,7 +168,7 @@ let sessionRecv: @convention(c) (libssh2_socket_t, UnsafeMutableRawPointer?, Int
     let n = recv(socket, buffer, length, flags)
     let failure = errno
     // libssh2 reads the SSH agent's socket through this callback too.
-    if let io = sessionIO(abstract), io.socket == socket { io.received(n, asked: length) }
+    if let io = sessionIO(abstract), io.socket == socket { io.received(buffer, n, asked: length) }
     return n < 0 ? -Int(failure) : n
 }
 
