@@ -10,6 +10,7 @@ import Foundation
 /// is a replayer: `ferry-fuzz TARGET FILE…` runs files through a target (the regression tests do).
 enum FuzzTarget: String, CaseIterable {
     case nixParse = "nix-parse", nixEval = "nix-eval", toml, knownHosts = "known-hosts", listing, hashes, sshConfig = "ssh-config", plan
+    case kexInit = "kexinit"
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -57,6 +58,11 @@ enum FuzzTarget: String, CaseIterable {
             for p in plan.deletions { precondition(destination[p] != nil, "a deletion the destination does not have") }
             let entries = HostDiff.classify(plan, destination: destination, source: "fuzz")
             for e in entries { precondition(e.old != nil || e.new != nil, "an entry with neither side") }
+        case .kexInit:
+            // What a server sends first; when it parses, the mismatch message against fixed lists.
+            if let offer = ServerKexInit.parse(bytes) {
+                _ = offer.mismatch { [["curve25519-sha256"], ["ssh-ed25519"], ["aes128-ctr"], ["aes128-ctr"], ["hmac-sha2-256"]][min(Int($0), 4)] }
+            }
         case .sshConfig:
             let config = SSHClientConfig(file: "fuzz.conf", home: "/home/fuzz", localUser: "fuzz")
             for host in ["web1", "db.example.com", "10.0.0.5"] {
