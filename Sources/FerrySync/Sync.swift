@@ -85,19 +85,22 @@ public struct Syncer {
         }
     }
 
-    /// Scans `local` as `sync` would (for a scan shared by many targets: pass it as `scanned`).
-    public static func scan(_ local: String, options: Options) throws -> LocalScanner.Scanned {
+    /// The plan's excludes and the staging folder inside a mount-point destination.
+    static func excludes(_ options: Options) throws -> ExcludeRules {
         var rules = options.plan.excludes
         try rules.add("/.ferry-stage")
-        return try LocalScanner(root: local, excludes: rules).scanAll()
+        return rules
+    }
+
+    /// Scans `local` as `sync` would (for a scan shared by many targets: pass it as `scanned`).
+    public static func scan(_ local: String, options: Options) throws -> LocalScanner.Scanned {
+        try LocalScanner(root: local, excludes: excludes(options)).scanAll()
     }
 
     /// Starts scanning `local` as `sync` would, on another thread: started before connecting, the
     /// scan overlaps the handshake instead of following it.
     public static func beginScan(_ local: String, options: Options) -> PendingScan {
-        var rules = options.plan.excludes
-        do { try rules.add("/.ferry-stage") } catch { return PendingScan(failed: error) }
-        return PendingScan(ScanTask(root: local, excludes: rules))
+        do { return PendingScan(ScanTask(root: local, excludes: try excludes(options))) } catch { return PendingScan(failed: error) }
     }
 
     /// `scanned`: a scan of `local` made earlier (a fleet scans a shared source once); `pending`:
@@ -125,7 +128,7 @@ public struct Syncer {
         let start = Date()
         let state = stateDirectory(for: destination)
         var planOptions = options.plan
-        try planOptions.excludes.add("/.ferry-stage")  // staging inside a mount-point destination
+        planOptions.excludes = try excludes(options)
 
         let scan = pending?.task ?? ScanTask(root: local, excludes: planOptions.excludes, done: scanned)
         // Never leave the scan thread running past a return or a throw.

@@ -231,13 +231,7 @@ extension SSHSession {
     /// Puts the host key algorithms of types already recorded for this host first, as OpenSSH does;
     /// otherwise a host known by its ed25519 key that offers ecdsa first would look unknown.
     func preferHostKeyTypes(_ recorded: [HostKeyType]) {
-        var supported = Set<String>()
-        var algs: UnsafeMutablePointer<UnsafePointer<CChar>?>?
-        let count = libssh2_session_supported_algs(raw, LIBSSH2_METHOD_HOSTKEY, &algs)
-        if count > 0, let algs {
-            for i in 0..<Int(count) { if let p = algs[i] { supported.insert(String(cString: p)) } }
-            libssh2_free(raw, algs)
-        }
+        let supported = Set(supportedAlgorithms(LIBSSH2_METHOD_HOSTKEY))
         let defaults = HostKeyType.allCases
         let ordered = recorded + defaults.filter { !recorded.contains($0) }
         let names = ordered.flatMap(\.methodNames).filter { supported.isEmpty || supported.contains($0) }

@@ -112,7 +112,7 @@ public final class SSHSession: @unchecked Sendable {
     }
 
     /// libssh2's algorithms of one kind (`LIBSSH2_METHOD_…`).
-    private func supportedAlgorithms(_ method: Int32) -> [String] {
+    func supportedAlgorithms(_ method: Int32) -> [String] {
         var algs: UnsafeMutablePointer<UnsafePointer<CChar>?>?
         let count = libssh2_session_supported_algs(raw, method, &algs)
         guard count > 0, let algs else { return [] }

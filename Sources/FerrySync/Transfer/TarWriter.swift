@@ -114,9 +114,8 @@ final class TarStream: ExecInput {
     private var members: IndexingIterator<[TarMember]>
     private var pending: [UInt8] = []
     private var pendingOffset = 0
-    /// What follows `pending`, made when it is due (an archive member's headers).
-    private var following: IndexingIterator<[[UInt8]]>?
-    private var followingArchive: IndexingIterator<[TarHeader]>?
+    /// What follows `pending` of the current member, made when it is due (an archive's headers).
+    private var following: AnyIterator<[UInt8]>?
     private var file: Int32 = -1
     private var filePath: [UInt8] = []
     private var fileName: [UInt8] = []
@@ -158,11 +157,6 @@ final class TarStream: ExecInput {
                 written += n
                 continue
             }
-            if let entry = followingArchive?.next() {
-                setPending(entry.blocks())
-                continue
-            }
-            followingArchive = nil
             if let chunk = following?.next() {
                 setPending(chunk)
                 continue
@@ -216,13 +210,19 @@ final class TarStream: ExecInput {
             case .bytes(let h, let contents):
                 // Header, contents and padding one after the other, not copied into one array.
                 setPending(h.blocks())
-                following = [contents, [UInt8](repeating: 0, count: TarHeader.padding(contents.count))].makeIterator()
+                following = AnyIterator([contents, [UInt8](repeating: 0, count: TarHeader.padding(contents.count))].makeIterator())
             case .archive(let name, let mtime, let entries):
                 let h = TarMember.archiveHeader(name: name, mtime: mtime, entries: entries)
                 setPending(h.blocks())
-                followingArchive = entries.makeIterator()
                 // The archive's end (two zero blocks) fills whole blocks: no padding after it.
-                following = [[UInt8](repeating: 0, count: 1024)].makeIterator()
+                var headers = entries.makeIterator()
+                var ended = false
+                following = AnyIterator {
+                    if let entry = headers.next() { return entry.blocks() }
+                    if ended { return nil }
+                    ended = true
+                    return [UInt8](repeating: 0, count: 1024)
+                }
             case .file(let h, let source):
                 let fd = source.withCString { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
                 guard fd >= 0 else {
