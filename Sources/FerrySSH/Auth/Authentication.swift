@@ -76,7 +76,10 @@ extension SSHSession {
     /// The methods the server offers, or nil when it let us in without any.
     private func listMethods(_ user: String) throws -> String? {
         while true {
-            if let p = libssh2_userauth_list(raw, user, UInt32(user.utf8.count)) { return String(cString: p) }
+            let list = try authenticationStep({ $0 == nil && libssh2_session_last_errno(raw) == LIBSSH2_ERROR_EAGAIN }) {
+                libssh2_userauth_list(raw, user, UInt32(user.utf8.count))
+            }
+            if let p = list { return String(cString: p) }
             if libssh2_userauth_authenticated(raw) != 0 { return nil }
             let rc = libssh2_session_last_errno(raw)
             guard rc == LIBSSH2_ERROR_EAGAIN else { throw failure("list authentication methods", rc) }
@@ -88,7 +91,7 @@ extension SSHSession {
     private func agentUserauth(_ agent: AgentConnection, _ identity: AgentConnection.Identity) throws -> Bool {
         let user = target.user
         while true {
-            let rc = libssh2_agent_userauth(agent.handle, user, identity.pointer)
+            let rc = try authenticationStep({ $0 == LIBSSH2_ERROR_EAGAIN }) { libssh2_agent_userauth(agent.handle, user, identity.pointer) }
             if rc == 0 { return true }
             if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(); continue }
             if isConnectionError(rc) { throw failure("authentication", rc) }
@@ -99,7 +102,9 @@ extension SSHSession {
     private func userauthFromFile(path: String, passphrase: String?) throws -> Int32 {
         let user = target.user
         while true {
-            let rc = libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, path, passphrase)
+            let rc = try authenticationStep({ $0 == LIBSSH2_ERROR_EAGAIN }) {
+                libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, path, passphrase)
+            }
             if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(); continue }
             if isConnectionError(rc) { throw failure("authentication", rc) }
             return rc

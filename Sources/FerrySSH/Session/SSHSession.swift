@@ -22,6 +22,10 @@ public final class SSHSession: @unchecked Sendable {
     /// The socket as libssh2 sees it, and the lock for calls into libssh2.
     let io: SessionIO
     private var keepalivesOn = false
+    /// The handshake's last step, the answer to its service request, is still to be read.
+    var serviceAnswerPending = false
+    /// Authentication was sent in the handshake's last round trip (see `init`).
+    package private(set) var authenticationPipelined = false
 
     public var target: SSHTarget { configuration.target }
 
@@ -58,12 +62,17 @@ public final class SSHSession: @unchecked Sendable {
             let knownHosts = try KnownHosts(userFile: configuration.knownHostsFile, globalFiles: configuration.globalKnownHostsFiles)
             for warning in knownHosts.warnings { configuration.notice(warning) }
             preferHostKeyTypes(knownHosts.recordedKeyTypes(host: target.host, port: target.port))
-            try handshake(deadline: deadline)
+            // libssh2's handshake ends by asking for the ssh-userauth service and waiting a round
+            // trip for the answer. Authentication starts once that request is out, in that same
+            // round trip (the server handles packets in order; see `authenticationStep`). The
+            // host key is checked first, as always.
+            serviceAnswerPending = try !handshake(deadline: deadline, returnOnceServiceRequested: true)
             libssh2_keepalive_config(raw, 1, UInt32(configuration.effectiveKeepaliveInterval))
             io.lastInbound = Deadline.now()
             keepalivesOn = true
             try verifyHostKey(knownHosts)
             try authenticate()
+            if serviceAnswerPending { _ = try handshake(deadline: Deadline(after: configuration.connectTimeout)) }
         } catch {
             close()
             throw error
@@ -97,18 +106,38 @@ public final class SSHSession: @unchecked Sendable {
         Glibc.close(socket)
     }
 
-    private func handshake(deadline: Deadline) throws {
+    /// true: done. false (only with `returnOnceServiceRequested`): keys are set and the service
+    /// request is out; its answer is still to come.
+    private func handshake(deadline: Deadline, returnOnceServiceRequested: Bool = false) throws -> Bool {
         let target = self.target
         while true {
             let rc = libssh2_session_handshake(raw, socket)
-            if rc == 0 { return }
+            if rc == 0 { return true }
             guard rc == LIBSSH2_ERROR_EAGAIN else {
                 let mismatch = io.serverKexInit?.mismatch(supported: supportedAlgorithms)
                 throw SSHError.handshake(host: target.host, port: target.port, reason: mismatch ?? lastErrorMessage(rc))
             }
+            if returnOnceServiceRequested && io.keyExchange.encryptedSent { return false }
             try waitSocket(deadline: deadline, onTimeout: .handshakeTimeout(
                 host: target.host, port: target.port, seconds: configuration.connectTimeout))
         }
+    }
+
+    /// One libssh2 authentication call (`wouldBlock`: its result means EAGAIN). While the
+    /// handshake's service answer is pending, the call only sends: reads are held, so that answer
+    /// is left for the handshake to read (libssh2's handshake, once waiting, looks only at packets
+    /// it reads itself, never at ones another call has queued). The handshake then ends, and the
+    /// call goes on at once (what the handshake read past its answer may already be buffered).
+    func authenticationStep<T>(_ wouldBlock: (T) -> Bool, _ body: () -> T) throws -> T {
+        guard serviceAnswerPending else { return body() }
+        io.holdingReads = true
+        let result = body()
+        io.holdingReads = false
+        guard wouldBlock(result) else { return result }
+        _ = try handshake(deadline: Deadline(after: configuration.connectTimeout))
+        serviceAnswerPending = false
+        authenticationPipelined = true
+        return body()
     }
 
     /// libssh2's algorithms of one kind (`LIBSSH2_METHOD_…`).

@@ -20,6 +20,8 @@ final class SessionIO: @unchecked Sendable {
     var lastInbound = Deadline.now()
     /// Bytes received so far: a call that moved it may have queued another thread's channel data.
     private(set) var received: UInt64 = 0
+    /// Reads answer EAGAIN (see `SSHSession.authenticationStep`).
+    var holdingReads = false
     /// A read of 0: the peer closed (libssh2 alone would only say "recv failed").
     var peerClosed = false
     /// The errno of a send that failed outside libssh2 (while flushing `outbound`).
@@ -85,8 +87,12 @@ final class SessionIO: @unchecked Sendable {
         }
     }
 
+    /// Our side of the key exchange, read from what we send in the clear.
+    private(set) var keyExchange = ClientKeyExchangeWatch()
+
     fileprivate func send(_ buffer: UnsafeRawPointer, _ length: Int) -> Int {
         if sendFailure != 0 { return -Int(sendFailure) }
+        if !keyExchange.encryptedSent { keyExchange.sent(UnsafeRawBufferPointer(start: buffer, count: length)) }
         guard backlog == 0 else {
             outbound.append(contentsOf: UnsafeRawBufferPointer(start: buffer, count: length))
             flush()
@@ -165,10 +171,12 @@ private func sessionIO(_ abstract: UnsafeMutablePointer<UnsafeMutableRawPointer?
 /// libssh2's recv, counting.
 let sessionRecv: @convention(c) (libssh2_socket_t, UnsafeMutableRawPointer?, Int, Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int = {
     socket, buffer, length, flags, abstract in
+    // libssh2 reads the SSH agent's socket through this callback too.
+    let io = sessionIO(abstract).flatMap { $0.socket == socket ? $0 : nil }
+    if let io, io.holdingReads { return -Int(EAGAIN) }
     let n = recv(socket, buffer, length, flags)
     let failure = errno
-    // libssh2 reads the SSH agent's socket through this callback too.
-    if let io = sessionIO(abstract), io.socket == socket { io.received(buffer, n, asked: length) }
+    if let io { io.received(buffer, n, asked: length) }
     return n < 0 ? -Int(failure) : n
 }
 
