@@ -216,8 +216,7 @@ public final class JumpHost: @unchecked Sendable {
     /// Sleeps until the jump host, a local socket or a request has something, sending keepalives;
     /// a jump host silent past its dead-peer time fails.
     private func waitForWork() {
-        var next: Int32 = 0
-        _ = libssh2_keepalive_send(session.raw, &next)
+        let next = session.keepaliveIfSilent()
         let deadAfter = session.configuration.deadPeerTimeout
         if Deadline.now() - session.io.lastInbound > deadAfter + 1 {
             fail(.peerUnresponsive(target: name, seconds: deadAfter))
@@ -236,7 +235,7 @@ public final class JumpHost: @unchecked Sendable {
         // Pending channel opens and channel writes wait on the session socket; a short cap keeps
         // a window update that arrived with no socket event from stalling a link.
         let pendingWork = !requests.withLock({ $0.isEmpty }) || links.contains { !$0.toChannel.isEmpty }
-        let ms = pendingWork ? 20 : Int32(min(1000, max(1, next) * 1000))
+        let ms = pendingWork ? 20 : min(1000, next * 1000)
         _ = poll(&fds, nfds_t(fds.count), ms)
         if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
             fail(.connectionLost(target: name, reason: "the connection to the jump host was closed"))

@@ -211,6 +211,18 @@ public final class SSHSession: @unchecked Sendable {
         return "error \(rc)"
     }
 
+    /// As OpenSSH's ServerAliveInterval: a keepalive only after that long without a word from the
+    /// server (libssh2 alone sends its first at once, which sshd, before authentication, logs as
+    /// a protocol error on every connection). Returns the seconds until it is worth asking again.
+    /// Under the session's lock.
+    func keepaliveIfSilent() -> Int32 {
+        let interval = Double(configuration.effectiveKeepaliveInterval)
+        let silentFor = Deadline.now() - io.lastInbound
+        var next = Int32((interval - silentFor).rounded(.up))
+        if silentFor >= interval { _ = libssh2_keepalive_send(raw, &next) }
+        return max(1, next)
+    }
+
     /// Waits until the socket can move data in the direction libssh2 is blocked on (or queued
     /// bytes can go out), sending keepalives meanwhile; throws when the peer is gone or stays
     /// silent too long, on cancel, or at `deadline` (checked on every call, so a peer that
@@ -226,14 +238,13 @@ public final class SSHSession: @unchecked Sendable {
             if io.flush() || libssh2_session_block_directions(raw) & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
             if io.sendFailure != 0 { throw failure("send", LIBSSH2_ERROR_SOCKET_SEND) }
             guard keepalives else { return (events, 1000) }
-            var next: Int32 = 0
-            _ = libssh2_keepalive_send(raw, &next)
             let silentFor = Deadline.now() - io.lastInbound
             // +1: libssh2 schedules keepalives in whole seconds.
             if silentFor > deadAfter + 1 {
                 throw SSHError.peerUnresponsive(target: target.description, seconds: deadAfter)
             }
-            return (events, min(Int32(max(1, next)) * 1000, Int32(((deadAfter + 1 - silentFor) * 1000).rounded(.up)) + 1))
+            let next = keepaliveIfSilent()
+            return (events, min(next * 1000, Int32(((deadAfter + 1 - silentFor) * 1000).rounded(.up)) + 1))
         }
         var waitMs = waitFor
         if let deadline { waitMs = min(waitMs, deadline.remainingMilliseconds) }
