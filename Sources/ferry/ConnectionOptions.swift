@@ -19,7 +19,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Seconds allowed for TCP connect and SSH handshake (default: ssh_config's ConnectTimeout, else 10).", valueName: "SECONDS"))
     var connectTimeout: Double?
 
-    @Option(name: .customShort("F"), help: ArgumentHelp("OpenSSH client config to read (default: $HOME/.ssh/config; none: read none).", valueName: "FILE"))
+    @Option(name: .customShort("F"), help: ArgumentHelp("OpenSSH client config to read instead of $HOME/.ssh/config and /etc/ssh/ssh_config (none: read none).", valueName: "FILE"))
     var sshConfigFile: String?
 
     @Option(name: .customLong("jump"), help: ArgumentHelp("Jump hosts ([user@]host[:port], comma-separated; none: direct), like ssh -J.", valueName: "HOSTS"))
@@ -33,7 +33,9 @@ struct ConnectionOptions: ParsableArguments {
     var sshConfig: SSHClientConfig? {
         if sshConfigFile == "none" { return nil }
         let home = SSHConfiguration.homeDirectory
-        return SSHClientConfig(file: sshConfigFile ?? home + "/.ssh/config", home: home, localUser: SSHConfiguration.localUserName)
+        // As ssh: the user's file, then the system's; -F FILE alone.
+        return SSHClientConfig(file: sshConfigFile ?? home + "/.ssh/config", systemFile: sshConfigFile == nil ? "/etc/ssh/ssh_config" : nil,
+                               home: home, localUser: SSHConfiguration.localUserName)
     }
 
     /// Every selected host's connection, checked before the first one is opened (exit 2 on a

@@ -45,7 +45,21 @@ final class SSHConfigDifferentialTests: XCTestCase {
 
     /// What `ssh -G` printed for the compared keys, or nil when it refused the config.
     func openSSH(_ config: String, _ host: String) throws -> [String: String]? {
-        let r = try Command.run(["ssh", "-G", "-F", config, host])
+        try parseOpenSSH(try Command.run(["ssh", "-G", "-F", config, host]))
+    }
+
+    /// The same without `-F`: ssh reads ~/.ssh/config and then /etc/ssh/ssh_config, here the
+    /// folders given, mounted over those two in a mount namespace of its own.
+    func openSSH(dotSSH: String, etcSSH: String, _ host: String) throws -> [String: String]? {
+        let script = "mount --bind \"$1\" \"$2/.ssh\" && mount --bind \"$3\" /etc/ssh && exec ssh -G \"$4\""
+        let r = try Command.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", dotSSH, home, etcSSH, host])
+        if r.status != 0 && (r.errorOutput.hasPrefix("unshare:") || r.errorOutput.hasPrefix("mount:")) {
+            throw TestHostError.missingPrerequisite("unshare and mount (root): \(r.errorOutput)")
+        }
+        return parseOpenSSH(r)
+    }
+
+    func parseOpenSSH(_ r: Command.Result) -> [String: String]? {
         guard r.status == 0 else { return nil }
         var values: [String: String] = [:]
         for line in r.output.split(separator: "\n") {
@@ -57,9 +71,9 @@ final class SSHConfigDifferentialTests: XCTestCase {
     }
 
     /// The same keys from ferry's reader, OpenSSH's defaults filled in where ferry resolved nothing.
-    func ferry(_ config: String, _ host: String) throws -> [String: String]? {
+    func ferry(_ config: String, _ host: String, systemFile: String? = nil) throws -> [String: String]? {
         let resolved: SSHClientConfig.Resolved
-        do { resolved = try SSHClientConfig(file: config, home: home, localUser: localUser).resolve(host) } catch is SSHConfigError { return nil }
+        do { resolved = try SSHClientConfig(file: config, systemFile: systemFile, home: home, localUser: localUser).resolve(host) } catch is SSHConfigError { return nil }
         var values: [String: String] = [:]
         let hostName = resolved.hostName?.value ?? host
         let isAddress = hostName.allSatisfy { "0123456789.".contains($0) } || hostName.contains(":")
@@ -103,6 +117,78 @@ final class SSHConfigDifferentialTests: XCTestCase {
                 XCTFail("\(label), host \(host), \(key): ferry \(ours[key] ?? "(unset)") ≠ ssh -G \(theirs[key]!)\n\(text)", file: file, line: line)
             }
             if theirs["proxyjump"] == nil { XCTAssertNil(ours["proxyjump"], "\(label), host \(host): proxyjump", file: file, line: line) }
+        }
+    }
+
+    /// A user config and a system config, read as ssh reads them without `-F`. Files named
+    /// `~/.ssh/REL/…` (relative Includes of the user file) are written where both readers see them:
+    /// under the real ~/.ssh for ferry, and in the folder ssh has mounted there. Names not
+    /// starting with "/" go beside the system file (its relative Includes).
+    func compareWithSystemFile(user: String?, system: String?, hosts: [String], files: [String: String] = [:], _ label: String,
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let dotSSH = work + "/dot-ssh-\(UUID().uuidString.prefix(8))", etcSSH = work + "/etc-ssh-\(UUID().uuidString.prefix(8))"
+        for dir in [dotSSH, etcSSH] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if let user { try user.write(toFile: dotSSH + "/config", atomically: true, encoding: .utf8) }
+        if let system { try system.write(toFile: etcSSH + "/ssh_config", atomically: true, encoding: .utf8) }
+        for (name, contents) in files {
+            var paths = [name.hasPrefix("/") ? name : etcSSH + "/" + name]
+            if name.hasPrefix(home + "/.ssh/") { paths.append(dotSSH + "/" + name.dropFirst(home.count + 6)) }
+            for path in paths {
+                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try contents.write(toFile: path, atomically: true, encoding: .utf8)
+                chmod(path, 0o644)
+            }
+        }
+        let text = "~/.ssh/config:\n\(user ?? "(none)")\n/etc/ssh/ssh_config:\n\(system ?? "(none)")"
+        for host in hosts {
+            let theirs = try openSSH(dotSSH: dotSSH, etcSSH: etcSSH, host)
+            let ours = try ferry(dotSSH + "/config", host, systemFile: etcSSH + "/ssh_config")
+            XCTAssertEqual(ours == nil, theirs == nil, "\(label), host \(host): ferry \(ours == nil ? "refused" : "accepted"), ssh -G \(theirs == nil ? "refused" : "accepted")\n\(text)", file: file, line: line)
+            guard let ours, let theirs else { continue }
+            for key in theirs.keys.sorted() where ours[key] != theirs[key] {
+                XCTFail("\(label), host \(host), \(key): ferry \(ours[key] ?? "(unset)") ≠ ssh -G \(theirs[key]!)\n\(text)", file: file, line: line)
+            }
+            if theirs["proxyjump"] == nil { XCTAssertNil(ours["proxyjump"], "\(label), host \(host): proxyjump", file: file, line: line) }
+        }
+    }
+
+    func testTheSystemFileIsReadAfterTheUsersAsOpenSSHReadsIt() throws {
+        let debian = "Include /etc/ssh/ssh_config.d/*.conf\nHost *\n    SendEnv LANG LC_*\n    HashKnownHosts yes\n    GSSAPIAuthentication yes\n"
+        let cases: [(String?, String?, [String], [String: String])] = [
+            (nil, "Host web\n  User from-system\n  Port 2201\n", ["web", "db"], [:]),
+            ("Host web\n  User from-user\n", "Host *\n  User from-system\n  Port 2202\n", ["web", "db"], [:]),
+            ("Host *\n  IdentityFile ~/.ssh/user-key\n", "Host *\n  IdentityFile /etc/ssh/system-key\n", ["x"], [:]),
+            ("Host x\n  HostName real\n", "Match host real\n  User by-real-name\n", ["x", "real"], [:]),
+            ("Host x\n  ProxyJump none\n", "Host *\n  ProxyJump bastion\n", ["x", "y"], [:]),
+            ("Host web\n  User u\n", debian, ["web"], [:]),
+            (nil, "Include ssh_config.d/*.conf\nHost *\n  User last\n", ["x", "y"],
+             ["ssh_config.d/10-x.conf": "Host x\n  User from-dropin\n", "ssh_config.d/20-all.conf": "Port 2203\n"]),
+            (nil, "Include ~/.ssh/nope.conf\n", ["x"], [:]),                       // both refuse a ~ path here
+            ("Include \(relativeDir!)/user.conf\n", "Host *\n  Port 2204\n", ["x"],
+             ["\(home)/.ssh/\(relativeDir!)/user.conf": "Host x\n  User from-user-include\n"]),
+            ("IgnoreUnknown Fancy*\n", "Host *\n  FancyOption yes\n  User ignored-unknown-carries\n", ["x"], [:]),
+            (nil, "Host *\n  NotAKeyword yes\n", ["x"], [:]),                    // both refuse
+            ("Host *\n  Port notaport\n", "Host *\n  User u\n", ["x"], [:]),    // both refuse
+            ("Host web\n  User u\n", nil, ["web"], [:]),
+        ]
+        for (n, c) in cases.enumerated() { try compareWithSystemFile(user: c.0, system: c.1, hosts: c.2, files: c.3, "system-file case \(n)") }
+    }
+
+    func testGeneratedUserAndSystemFiles() throws {
+        var rng = FixtureRandom(seed: Self.seed ^ 0x5157)
+        for n in 0..<60 {
+            let user = generate(&rng, n), system = generate(&rng, 1000 + n)
+            var files = user.files
+            for (name, contents) in system.files {
+                // The system file's relative Includes name its folder; its absolute ones stay.
+                let relative = "\(home)/.ssh/"
+                files[name.hasPrefix(relative) ? String(name.dropFirst(relative.count)) : work + "/" + name] = contents
+            }
+            for (name, contents) in user.files where !name.hasPrefix("/") { files[work + "/" + name] = contents }
+            for name in user.files.keys where !name.hasPrefix("/") { files[name] = nil }
+            try compareWithSystemFile(user: rng.below(8) == 0 ? nil : user.text, system: system.text, hosts: user.hosts + system.hosts,
+                                      files: files, "generated pair \(n)")
+            if testRun?.failureCount ?? 0 > 0 { break }
         }
     }
 

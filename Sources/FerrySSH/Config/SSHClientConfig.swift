@@ -3,9 +3,10 @@ import Foundation
 import Glibc
 #endif
 
-/// An OpenSSH client configuration (`~/.ssh/config`, or `-F FILE`), read with OpenSSH 9's rules for
-/// the keywords ferry honours: `Host` patterns (`*`, `?`, `!`, lists), the first value obtained
-/// wins (IdentityFile accumulates), `Include` (globs; relative to `~/.ssh`), `Match host`,
+/// An OpenSSH client configuration (`~/.ssh/config` then `/etc/ssh/ssh_config`, or `-F FILE`
+/// alone), read with OpenSSH 9's rules for the keywords ferry honours: `Host` patterns (`*`, `?`,
+/// `!`, lists), the first value obtained wins across both files (IdentityFile accumulates),
+/// `Include` (globs; relative to `~/.ssh`, or in the system file to its folder), `Match host`,
 /// `originalhost`, `user`, `all`. Other OpenSSH keywords are accepted and ignored; an unknown
 /// keyword or a malformed line is an error naming the file and line. `~` is the home folder given
 /// (ferry passes `$HOME`; OpenSSH uses the password database's, the same for nearly everyone).
@@ -30,7 +31,8 @@ public struct SSHClientConfig: Sendable {
         public var hostName: Setting<String>?
         public var user: Setting<String>?
         public var port: Setting<Int>?
-        /// `IdentityFile` lines as written (see `expand`), in order, duplicates dropped.
+        /// `IdentityFile` lines as written (see `expand`), in order, duplicates within the user's
+        /// or the system file's chain dropped.
         public var identityFiles: [Setting<String>] = []
         public var identitiesOnly: Setting<Bool>?
         public var identityAgent: Setting<String>?
@@ -51,11 +53,14 @@ public struct SSHClientConfig: Sendable {
     }
 
     public let file: String
+    /// Read after `file`, as OpenSSH reads `/etc/ssh/ssh_config` (nil: none, as with `-F`).
+    public let systemFile: String?
     public let home: String
     public let localUser: String
 
-    public init(file: String, home: String, localUser: String) {
+    public init(file: String, systemFile: String? = nil, home: String, localUser: String) {
         self.file = file
+        self.systemFile = systemFile
         self.home = home
         self.localUser = localUser
     }
@@ -64,9 +69,15 @@ public struct SSHClientConfig: Sendable {
     /// A missing top-level file sets nothing. Throws `SSHConfigError`.
     public func resolve(_ host: String) throws -> Resolved {
         var state = State(originalHost: host)
-        guard FileManager.default.fileExists(atPath: file) else { return state.resolved }
-        var active = true
-        try read(file, state: &state, active: &active, neverMatch: false, depth: 0)
+        if FileManager.default.fileExists(atPath: file) {
+            var active = true
+            try read(file, state: &state, active: &active, neverMatch: false, depth: 0)
+        }
+        if let systemFile, FileManager.default.fileExists(atPath: systemFile) {
+            state.includeBase = .system(folder: String(systemFile[..<(systemFile.lastIndex(of: "/") ?? systemFile.startIndex)]))
+            var active = true
+            try read(systemFile, state: &state, active: &active, neverMatch: false, depth: 0)
+        }
         return state.resolved
     }
 
@@ -87,7 +98,16 @@ public struct SSHClientConfig: Sendable {
         var resolved = Resolved()
         var ignoreUnknown: String?
         var followIncludes = true
+        /// Where a relative `Include` path points: the user's file reads from `~/.ssh`, the system
+        /// file from its own folder (OpenSSH: /etc/ssh), where a `~` path is an error.
+        var includeBase = IncludeBase.user
+        var identitiesSeen: Set<String> = []
         init(originalHost: String) { self.originalHost = originalHost }
+    }
+
+    private enum IncludeBase {
+        case user, system(folder: String)
+        var isUser: Bool { if case .user = self { return true } else { return false } }
     }
 
     private static let maxDepth = 16
@@ -159,8 +179,13 @@ public struct SSHClientConfig: Sendable {
             active = neverMatch ? false : result
         case "include":
             for pattern in args {
-                var path = pattern.hasPrefix("/") || pattern.hasPrefix("~") ? pattern : "~/.ssh/" + pattern
-                path = tilde(path)
+                let path: String
+                switch state.includeBase {
+                case .user: path = tilde(pattern.hasPrefix("/") || pattern.hasPrefix("~") ? pattern : "~/.ssh/" + pattern)
+                case .system(let folder):
+                    guard !pattern.hasPrefix("~") else { throw bad("bad include path \(pattern)") }
+                    path = pattern.hasPrefix("/") ? pattern : folder + "/" + pattern
+                }
                 let was = active
                 guard state.followIncludes else { continue }
                 for found in Self.glob(path) {
@@ -185,9 +210,13 @@ public struct SSHClientConfig: Sendable {
             set(&resolved.port, port)
         case "identityfile", "identityfile2":
             let value = try one()
-            if apply && !resolved.identityFiles.contains(where: { $0.value == value }) {
+            // OpenSSH drops a repeated IdentityFile only within one of the two files' chains: one
+            // named by both the user's and the system file is tried twice.
+            if apply {
                 guard resolved.identityFiles.count < 100 else { throw bad("too many identity files (max 100)") }
-                resolved.identityFiles.append(Setting(value: value, file: file, line: number))
+                if state.identitiesSeen.insert(state.includeBase.isUser ? "u" + value : "s" + value).inserted {
+                    resolved.identityFiles.append(Setting(value: value, file: file, line: number))
+                }
             }
         case "identitiesonly":
             let value = try one()
