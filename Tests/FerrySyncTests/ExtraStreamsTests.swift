@@ -75,6 +75,28 @@ final class ExtraStreamsTests: SyncTestCase {
         }
     }
 
+    /// Several streams through a jump host: every extra channel rides the one relayed connection.
+    /// (The host is its own jump host: its sshd forwards to its own port.)
+    func testSeveralStreamsThroughAJumpHost() throws {
+        let src = scratch()
+        var fixture = TreeFixture(seed: 44)
+        for d in 0..<8 {
+            try fixture.mkdir("\(src)/d\(d)")
+            for f in 0..<6 { try fixture.write("\(src)/d\(d)/f\(f)", size: 150_000 + 10_000 * f, text: f % 2 == 0) }
+        }
+        let config = try harness.configuration(for: try host)
+        let jump = try JumpHost(session: try SSHSession(connecting: config))
+        defer { jump.close() }
+        let session = try SSHSession(socket: try jump.connect(host: "127.0.0.1", port: try host.port, timeout: 10), configuration: config)
+        defer { session.close() }
+        try sync(src, "jumped", session: session, streams: 4)
+        XCTAssertEqual(try oracle(src, "jumped"), "")
+        for d in 0..<8 { try fixture.write("\(src)/d\(d)/f\(d % 6)", size: 200_000, text: false) }
+        try FileManager.default.removeItem(atPath: "\(src)/d3")
+        try sync(src, "jumped", session: session, streams: 3)
+        XCTAssertEqual(try oracle(src, "jumped"), "")
+    }
+
     /// An extra stream that fails leaves the destination as it was: the sync's command finds its
     /// stream incomplete before anything moves into place, and clears the staging folder.
     func testAFailedExtraStreamFailsTheSyncAndChangesNothing() throws {
