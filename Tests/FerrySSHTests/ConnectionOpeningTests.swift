@@ -3,9 +3,10 @@ import FerryXCTestSupport
 import Foundation
 import XCTest
 
-/// Authentication goes out in the handshake's last round trip, with the service request (one
-/// round trip less per connection), and never before the host key is checked.
-final class PipelinedAuthenticationTests: HostTestCase {
+/// How a connection opens, as the server sees it: authentication goes out in the handshake's last
+/// round trip, with the service request (one round trip less per connection), never before the
+/// host key is checked, and nothing in it makes sshd complain.
+final class ConnectionOpeningTests: HostTestCase {
     /// The watch on our clear-text opening: encrypted bytes are seen only after our NEWKEYS,
     /// however the sends are cut.
     func testTheEndOfOurKeyExchangeIsSeenWhereverTheSendsAreCut() {
