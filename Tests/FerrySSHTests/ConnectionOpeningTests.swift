@@ -134,9 +134,9 @@ final class ConnectionOpeningTests: HostTestCase {
             try String(contentsOfFile: log, encoding: .utf8).components(separatedBy: .newlines).filter { $0.contains("error") }
         }
         let before = try complaints()
-        let (error, lines) = try connectAndReadSSHDLog(key: .ed25519) { session in
+        let (error, lines) = try connectAndReadSSHDLog(key: .ed25519, then: { session in
             XCTAssertEqual(try self.run(session, ["true"]).status, .exited(0))
-        }
+        })
         XCTAssertNil(error)
         XCTAssertTrue(lines.contains { $0.contains("Accepted publickey") }, "\(lines)")
         XCTAssertEqual(try complaints(), before)
