@@ -214,7 +214,7 @@ public final class SSHSession: @unchecked Sendable {
     /// As OpenSSH's ServerAliveInterval: a keepalive only after that long without a word from the
     /// server (libssh2 alone sends its first at once, which sshd, before authentication, logs as
     /// a protocol error on every connection). Returns the seconds until it is worth asking again.
-    /// Under the session's lock.
+    /// Under the session's lock, or on the one thread that uses the session (a jump host's relay).
     func keepaliveIfSilent() -> Int32 {
         let interval = Double(configuration.effectiveKeepaliveInterval)
         let silentFor = Deadline.now() - io.lastInbound
