@@ -69,6 +69,27 @@ final class ConnectionOpeningTests: HostTestCase {
         XCTAssertEqual(methods, "publickey")
     }
 
+    /// A host that shows a banner (sshd `Banner`, NixOS `services.openssh.banner`) sends it
+    /// between the service's answer and the answer to the first key: the pipelined opening reads
+    /// past it, on loopback and through a 60 ms link.
+    func testAHostWithABannerConnects() throws {
+        let banner = temporaryFile("Authorized use only.\n")
+        let bannered = try harness.startHost(name: "bannered", sshdOptions: ["Banner \(banner)"])
+        let proxy = try LinkProxy(to: bannered.port, shape: .init(delay: 0.03))
+        defer { proxy.stop() }
+        let knownHosts = temporaryFile("[127.0.0.1]:\(bannered.port) \(try bannered.hostPublicKey("ed25519"))\n" +
+                                       "[127.0.0.1]:\(proxy.port) \(try bannered.hostPublicKey("ed25519"))\n")
+        for port in [bannered.port, proxy.port] {
+            var config = try harness.configuration(for: bannered)
+            config.target.port = port
+            config.knownHostsFile = knownHosts
+            let session = try SSHSession(connecting: config)
+            if port == proxy.port { XCTAssertTrue(session.authenticationPipelined) }
+            XCTAssertEqual(try run(session, ["echo", "ok"]).stdout, "ok\n", "port \(port)")
+            session.close()
+        }
+    }
+
     /// sshd's lines for one connection made from a socket of our own (found by its client port),
     /// once it has ended or been let in (bounded wait), with what connecting threw.
     func connectAndReadSSHDLog(key: TestHostHarness.ClientKey, _ adjust: (inout SSHConfiguration) -> Void = { _ in },
