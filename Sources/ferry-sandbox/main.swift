@@ -83,7 +83,7 @@ struct Fixture: ParsableCommand {
 }
 
 struct Touch: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Set a new mtime on COUNT regular files of a tree (chosen by seed).")
+    static let configuration = CommandConfiguration(abstract: "Set a new mtime on COUNT regular files of a tree (chosen by seed; the time is now less 1 + 1,000 × seed seconds).")
 
     @Argument(help: "The tree.")
     var directory: String
@@ -104,9 +104,13 @@ struct Touch: ParsableCommand {
         var rng = FixtureRandom(seed: seed)
         var chosen = Set<Int>()
         while chosen.count < min(count, files.count) { chosen.insert(rng.below(files.count)) }
-        let now = Int(Date().timeIntervalSince1970)
+        // Whole seconds (rsync compares only those by default), 1,000 s apart per seed: touches
+        // with other seeds made within minutes of each other never set the same time, so each
+        // changes every file it chooses (with plain "now", a small tree's second touch within
+        // the same second changed nothing).
+        let stamp = Int(Date().timeIntervalSince1970) - 1 - 1000 * Int(seed % 10_000)
         for i in chosen {
-            var times = [timespec(tv_sec: now, tv_nsec: 0), timespec(tv_sec: now, tv_nsec: 0)]
+            var times = [timespec(tv_sec: stamp, tv_nsec: 0), timespec(tv_sec: stamp, tv_nsec: 0)]
             _ = utimensat(AT_FDCWD, directory + "/" + files[i], &times, 0)
         }
     }
