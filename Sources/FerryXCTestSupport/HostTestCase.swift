@@ -64,6 +64,15 @@ open class HostTestCase: XCTestCase {
         return nil
     }
 
+    /// A fresh ed25519 public key as a known_hosts line has it ("ssh-ed25519 AAAA…"): a key that
+    /// is not the host's.
+    public func impostorHostKey() throws -> String {
+        let path = NSTemporaryDirectory() + "ferry-impostor-\(UUID().uuidString)"
+        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path])
+        defer { for p in [path, path + ".pub"] { try? FileManager.default.removeItem(atPath: p) } }
+        return try String(contentsOfFile: path + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+    }
+
     public func temporaryFile(_ contents: String = "") -> String {
         let path = NSTemporaryDirectory() + "ferry-test-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))

@@ -110,13 +110,14 @@ final class ConnectionOpeningTests: HostTestCase {
         // sshd writes its lines as the connection ends (or is let in): wait for them (bounded).
         let ends = ["Connection closed by", "Disconnected from", "Accepted publickey"]
         let log = "\(try host.directory)/sshd.log"
-        for _ in 0..<100 {
-            let lines = try String(contentsOfFile: log, encoding: .utf8).components(separatedBy: .newlines)
+        func lines() throws -> [String] {
+            try String(contentsOfFile: log, encoding: .utf8).components(separatedBy: .newlines)
                 .filter { $0.contains(port + " ") || $0.contains(port + ":") || $0.hasSuffix(port) }
-            if lines.contains(where: { line in ends.contains(where: line.contains) }) {
+        }
+        for _ in 0..<100 {
+            if try lines().contains(where: { line in ends.contains(where: line.contains) }) {
                 if error == nil { Thread.sleep(forTimeInterval: 0.2) }  // a session's last lines come after "Accepted"
-                let all = try String(contentsOfFile: log, encoding: .utf8).components(separatedBy: .newlines)
-                return (error, all.filter { $0.contains(port + " ") || $0.contains(port + ":") || $0.hasSuffix(port) })
+                return (error, try lines())
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
@@ -133,10 +134,7 @@ final class ConnectionOpeningTests: HostTestCase {
         guard case .authenticationFailed = refused else { return XCTFail("\(String(describing: refused))") }
         XCTAssertTrue(oracle.contains { $0.contains("authenticating user root") }, "\(oracle)")
 
-        let impostorKey = NSTemporaryDirectory() + "ferry-impostor-\(UUID().uuidString)"
-        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", impostorKey])
-        defer { for p in [impostorKey, impostorKey + ".pub"] { try? FileManager.default.removeItem(atPath: p) } }
-        let impostor = try String(contentsOfFile: impostorKey + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        let impostor = try impostorHostKey()
         let knownHosts = temporaryFile("[127.0.0.1]:\(try host.port) \(impostor)\n")
         let (changed, lines) = try connectAndReadSSHDLog(key: .ed25519) { $0.knownHostsFile = knownHosts }
         guard case .hostKeyChanged = changed else { return XCTFail("\(String(describing: changed))") }

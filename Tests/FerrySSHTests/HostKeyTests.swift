@@ -45,10 +45,7 @@ final class HostKeyTests: HostTestCase {
     }
 
     func testChangedKeyIsRefusedUnderBothPolicies() throws {
-        let impostorKey = NSTemporaryDirectory() + "ferry-impostor-\(UUID().uuidString)"
-        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", impostorKey])
-        defer { for p in [impostorKey, impostorKey + ".pub"] { try? FileManager.default.removeItem(atPath: p) } }
-        let impostor = try String(contentsOfFile: impostorKey + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        let impostor = try impostorHostKey()
         let contents = "[127.0.0.1]:\(try host.port) \(impostor)\n"
         let knownHosts = temporaryFile(contents)
         for policy in HostKeyPolicy.allCases {

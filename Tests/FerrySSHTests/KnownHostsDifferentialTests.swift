@@ -27,10 +27,7 @@ final class KnownHostsDifferentialTests: HostTestCase {
         let h = try host
         let name = "[127.0.0.1]:\(h.port)"
         let ed = try h.hostPublicKey("ed25519"), ec = try h.hostPublicKey("ecdsa")
-        let impostorKey = NSTemporaryDirectory() + "ferry-impostor-\(UUID().uuidString)"
-        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", impostorKey])
-        defer { for p in [impostorKey, impostorKey + ".pub"] { try? FileManager.default.removeItem(atPath: p) } }
-        let imp = try String(contentsOfFile: impostorKey + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        let imp = try impostorHostKey()
         let hashed: String = try {
             let f = temporaryFile("\(name) \(ed)\n")
             try Command.check(["ssh-keygen", "-H", "-f", f])

@@ -109,15 +109,18 @@ final class SSHConfigDifferentialTests: XCTestCase {
             chmod(path, 0o644)
         }
         for host in hosts {
-            let theirs = try openSSH(config, host)
-            let ours = try ferry(config, host)
-            XCTAssertEqual(ours == nil, theirs == nil, "\(label), host \(host): ferry \(ours == nil ? "refused" : "accepted"), ssh -G \(theirs == nil ? "refused" : "accepted")\n\(text)", file: file, line: line)
-            guard let ours, let theirs else { continue }
-            for key in theirs.keys.sorted() where ours[key] != theirs[key] {
-                XCTFail("\(label), host \(host), \(key): ferry \(ours[key] ?? "(unset)") ≠ ssh -G \(theirs[key]!)\n\(text)", file: file, line: line)
-            }
-            if theirs["proxyjump"] == nil { XCTAssertNil(ours["proxyjump"], "\(label), host \(host): proxyjump", file: file, line: line) }
+            assertAgree(try ferry(config, host), try openSSH(config, host), "\(label), host \(host)", text, file: file, line: line)
         }
+    }
+
+    /// Both refuse, or both accept with the same values (and no ProxyJump where ssh -G prints none).
+    func assertAgree(_ ours: [String: String]?, _ theirs: [String: String]?, _ label: String, _ text: String, file: StaticString, line: UInt) {
+        XCTAssertEqual(ours == nil, theirs == nil, "\(label): ferry \(ours == nil ? "refused" : "accepted"), ssh -G \(theirs == nil ? "refused" : "accepted")\n\(text)", file: file, line: line)
+        guard let ours, let theirs else { return }
+        for key in theirs.keys.sorted() where ours[key] != theirs[key] {
+            XCTFail("\(label), \(key): ferry \(ours[key] ?? "(unset)") ≠ ssh -G \(theirs[key]!)\n\(text)", file: file, line: line)
+        }
+        if theirs["proxyjump"] == nil { XCTAssertNil(ours["proxyjump"], "\(label): proxyjump", file: file, line: line) }
     }
 
     /// A user config and a system config, read as ssh reads them without `-F`. Files named
@@ -141,14 +144,8 @@ final class SSHConfigDifferentialTests: XCTestCase {
         }
         let text = "~/.ssh/config:\n\(user ?? "(none)")\n/etc/ssh/ssh_config:\n\(system ?? "(none)")"
         for host in hosts {
-            let theirs = try openSSH(dotSSH: dotSSH, etcSSH: etcSSH, host)
-            let ours = try ferry(dotSSH + "/config", host, systemFile: etcSSH + "/ssh_config")
-            XCTAssertEqual(ours == nil, theirs == nil, "\(label), host \(host): ferry \(ours == nil ? "refused" : "accepted"), ssh -G \(theirs == nil ? "refused" : "accepted")\n\(text)", file: file, line: line)
-            guard let ours, let theirs else { continue }
-            for key in theirs.keys.sorted() where ours[key] != theirs[key] {
-                XCTFail("\(label), host \(host), \(key): ferry \(ours[key] ?? "(unset)") ≠ ssh -G \(theirs[key]!)\n\(text)", file: file, line: line)
-            }
-            if theirs["proxyjump"] == nil { XCTAssertNil(ours["proxyjump"], "\(label), host \(host): proxyjump", file: file, line: line) }
+            assertAgree(try ferry(dotSSH + "/config", host, systemFile: etcSSH + "/ssh_config"), try openSSH(dotSSH: dotSSH, etcSSH: etcSSH, host),
+                        "\(label), host \(host)", text, file: file, line: line)
         }
     }
 
@@ -178,14 +175,13 @@ final class SSHConfigDifferentialTests: XCTestCase {
         var rng = FixtureRandom(seed: Self.seed ^ 0x5157)
         for n in 0..<60 {
             let user = generate(&rng, n), system = generate(&rng, 1000 + n)
-            var files = user.files
-            for (name, contents) in system.files {
-                // The system file's relative Includes name its folder; its absolute ones stay.
-                let relative = "\(home)/.ssh/"
-                files[name.hasPrefix(relative) ? String(name.dropFirst(relative.count)) : work + "/" + name] = contents
-            }
-            for (name, contents) in user.files where !name.hasPrefix("/") { files[work + "/" + name] = contents }
-            for name in user.files.keys where !name.hasPrefix("/") { files[name] = nil }
+            // `generate` names an Include's file by its path under ~/.ssh (a relative Include) or
+            // by a bare name (an absolute one, into the work folder). A relative Include in the
+            // system file reads from the system file's folder instead.
+            let dotSSH = home + "/.ssh/"
+            var files: [String: String] = [:]
+            for (name, contents) in user.files { files[name.hasPrefix("/") ? name : work + "/" + name] = contents }
+            for (name, contents) in system.files { files[name.hasPrefix(dotSSH) ? String(name.dropFirst(dotSSH.count)) : work + "/" + name] = contents }
             try compareWithSystemFile(user: rng.below(8) == 0 ? nil : user.text, system: system.text, hosts: user.hosts + system.hosts,
                                       files: files, "generated pair \(n)")
             if testRun?.failureCount ?? 0 > 0 { break }

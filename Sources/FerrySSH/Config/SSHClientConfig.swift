@@ -74,7 +74,8 @@ public struct SSHClientConfig: Sendable {
             try read(file, state: &state, active: &active, neverMatch: false, depth: 0)
         }
         if let systemFile, FileManager.default.fileExists(atPath: systemFile) {
-            state.includeBase = .system(folder: String(systemFile[..<(systemFile.lastIndex(of: "/") ?? systemFile.startIndex)]))
+            state.includeBase = .system(folder: (systemFile as NSString).deletingLastPathComponent)
+            state.identityChainStart = state.resolved.identityFiles.count
             var active = true
             try read(systemFile, state: &state, active: &active, neverMatch: false, depth: 0)
         }
@@ -101,14 +102,13 @@ public struct SSHClientConfig: Sendable {
         /// Where a relative `Include` path points: the user's file reads from `~/.ssh`, the system
         /// file from its own folder (OpenSSH: /etc/ssh), where a `~` path is an error.
         var includeBase = IncludeBase.user
-        var identitiesSeen: Set<String> = []
+        /// IdentityFile lines before this index came from the user's file. OpenSSH drops a repeated
+        /// one only within one file's chain: one named by both files is tried twice.
+        var identityChainStart = 0
         init(originalHost: String) { self.originalHost = originalHost }
     }
 
-    private enum IncludeBase {
-        case user, system(folder: String)
-        var isUser: Bool { if case .user = self { return true } else { return false } }
-    }
+    private enum IncludeBase { case user, system(folder: String) }
 
     private static let maxDepth = 16
     /// Larger than any real ssh_config: a bigger one (or /proc/kcore named by an Include) is refused.
@@ -210,11 +210,9 @@ public struct SSHClientConfig: Sendable {
             set(&resolved.port, port)
         case "identityfile", "identityfile2":
             let value = try one()
-            // OpenSSH drops a repeated IdentityFile only within one of the two files' chains: one
-            // named by both the user's and the system file is tried twice.
             if apply {
                 guard resolved.identityFiles.count < 100 else { throw bad("too many identity files (max 100)") }
-                if state.identitiesSeen.insert(state.includeBase.isUser ? "u" + value : "s" + value).inserted {
+                if !resolved.identityFiles[state.identityChainStart...].contains(where: { $0.value == value }) {
                     resolved.identityFiles.append(Setting(value: value, file: file, line: number))
                 }
             }

@@ -216,12 +216,13 @@ public final class JumpHost: @unchecked Sendable {
     /// Sleeps until the jump host, a local socket or a request has something, sending keepalives;
     /// a jump host silent past its dead-peer time fails.
     private func waitForWork() {
-        let next = session.keepaliveIfSilent()
         let deadAfter = session.configuration.deadPeerTimeout
-        if Deadline.now() - session.io.lastInbound > deadAfter + 1 {
+        let silentFor = Deadline.now() - session.io.lastInbound
+        if silentFor > deadAfter + 1 {
             fail(.peerUnresponsive(target: name, seconds: deadAfter))
             return
         }
+        let next = session.keepaliveIfSilent(for: silentFor)
         let directions = libssh2_session_block_directions(session.raw)
         var events = Int16(POLLIN)
         if session.io.call(nil, { session.io.flush() }) || directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }

@@ -72,7 +72,7 @@ public final class SSHSession: @unchecked Sendable {
             keepalivesOn = true
             try verifyHostKey(knownHosts)
             try authenticate()
-            if serviceAnswerPending { _ = try handshake(deadline: Deadline(after: configuration.connectTimeout)) }
+            try finishPendingHandshake()
         } catch {
             close()
             throw error
@@ -134,10 +134,16 @@ public final class SSHSession: @unchecked Sendable {
         let result = body()
         io.holdingReads = false
         guard wouldBlock(result) else { return result }
+        try finishPendingHandshake()
+        return body()
+    }
+
+    /// Reads the handshake's last answer, when authentication went out before it.
+    private func finishPendingHandshake() throws {
+        guard serviceAnswerPending else { return }
         _ = try handshake(deadline: Deadline(after: configuration.connectTimeout))
         serviceAnswerPending = false
         authenticationPipelined = true
-        return body()
     }
 
     /// libssh2's algorithms of one kind (`LIBSSH2_METHOD_…`).
@@ -213,11 +219,11 @@ public final class SSHSession: @unchecked Sendable {
 
     /// As OpenSSH's ServerAliveInterval: a keepalive only after that long without a word from the
     /// server (libssh2 alone sends its first at once, which sshd, before authentication, logs as
-    /// a protocol error on every connection). Returns the seconds until it is worth asking again.
-    /// Under the session's lock, or on the one thread that uses the session (a jump host's relay).
-    func keepaliveIfSilent() -> Int32 {
+    /// a protocol error on every connection). `silentFor`: seconds since the server's last word.
+    /// Returns the seconds until it is worth asking again. Under the session's lock, or on the one
+    /// thread that uses the session (a jump host's relay).
+    func keepaliveIfSilent(for silentFor: Double) -> Int32 {
         let interval = Double(configuration.effectiveKeepaliveInterval)
-        let silentFor = Deadline.now() - io.lastInbound
         var next = Int32((interval - silentFor).rounded(.up))
         if silentFor >= interval { _ = libssh2_keepalive_send(raw, &next) }
         return max(1, next)
@@ -243,7 +249,7 @@ public final class SSHSession: @unchecked Sendable {
             if silentFor > deadAfter + 1 {
                 throw SSHError.peerUnresponsive(target: target.description, seconds: deadAfter)
             }
-            let next = keepaliveIfSilent()
+            let next = keepaliveIfSilent(for: silentFor)
             return (events, min(next * 1000, Int32(((deadAfter + 1 - silentFor) * 1000).rounded(.up)) + 1))
         }
         var waitMs = waitFor
