@@ -40,6 +40,12 @@ struct Exec: ParsableCommand {
     @Flag(help: "JSON Lines on stdout: one event per output line, a result per host, a summary.")
     var json = false
 
+    @Flag(name: .customShort("n"), help: "Do not read stdin (the command gets an empty input), as ssh -n.")
+    var noStdin = false
+
+    @Flag(name: .customLong("stdin-all"), help: "With several hosts: read stdin to its end first, then send the same bytes to each (by default several hosts get no input).")
+    var stdinAll = false
+
     @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
@@ -47,6 +53,7 @@ struct Exec: ParsableCommand {
             throw ValidationError("give the command after --, e.g. ferry exec host -- uname -a")
         }
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard !(noStdin && stdinAll) else { throw ValidationError("-n and --stdin-all contradict each other") }
     }
 
     struct Resolved {
@@ -66,7 +73,40 @@ struct Exec: ParsableCommand {
         if resolved.count == 1 && !json && targets.count == 1 && Self.looksRaw(targets[0]) {
             try runOne(resolved[0], remote, cancel: cancel)
         }
-        try runMany(resolved, remote, cancel: cancel)
+        try runMany(resolved, remote, input: try input(forHosts: resolved.count), cancel: cancel)
+    }
+
+    /// What each host's command reads, as ssh gives it: one host gets stdin as it comes (not a
+    /// terminal: no TTY is allocated remotely); several get none — cron and CI hand ferry a pipe
+    /// or /dev/null, which must not be split between hosts or fail — unless `--stdin-all` asks
+    /// for the same bytes everywhere.
+    enum Input {
+        case none
+        case stream
+        case bytes([UInt8])
+
+        func make() -> ExecInput? {
+            switch self {
+            case .none: return nil
+            case .stream: return FileDescriptorInput(descriptor: 0)
+            case .bytes(let bytes): return BytesInput(bytes)
+            }
+        }
+    }
+
+    func input(forHosts count: Int) throws -> Input {
+        if noStdin || isatty(0) != 0 { return .none }
+        if count == 1 && !stdinAll { return .stream }
+        guard stdinAll else { return .none }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
+            if n > 0 { bytes += buffer[0..<n]; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw Failure(code: 2, message: "cannot read stdin for --stdin-all: \(String(cString: strerror(errno)))") }
+            return .bytes(bytes)
+        }
     }
 
     /// A target that is an address, not an inventory selection: it has a user, a port, a dot or
@@ -109,9 +149,7 @@ struct Exec: ParsableCommand {
         do {
             let session = try ConnectionOptions.open(r.connection)
             defer { session.close() }
-            // Forward our stdin unless it is a terminal (no TTY is allocated remotely).
-            let input: ExecInput? = isatty(0) == 0 ? FileDescriptorInput(descriptor: 0) : nil
-            let status = try session.exec(remote, stdin: input, cancel: cancel, stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
+            let status = try session.exec(remote, stdin: try input(forHosts: 1).make(), cancel: cancel, stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
             if case .signaled = status { printError("ferry: \(r.target): remote command \(status)") }
             throw ExitCode(status.shellCode)
         } catch SSHError.cancelled {
@@ -123,7 +161,7 @@ struct Exec: ParsableCommand {
     }
 
     /// Many hosts: `jobs` at a time, every line prefixed, a summary; 0 only if all exited 0.
-    func runMany(_ hosts: [Resolved], _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
+    func runMany(_ hosts: [Resolved], _ remote: RemoteCommand, input: Input, cancel: CancellationToken) throws -> Never {
         let view = FleetView(json: json, stats: false)
         struct Shared: Sendable {
             var next = 0
@@ -144,7 +182,7 @@ struct Exec: ParsableCommand {
                         return s.next - 1
                     }
                     guard let i = next else { return }
-                    let (outcome, status) = Self.execute(hosts[i], remote, cancel: cancel, view: view)
+                    let (outcome, status) = Self.execute(hosts[i], remote, input: input.make(), cancel: cancel, view: view)
                     shared.withLock { s in
                         s.outcomes[i] = outcome
                         s.statuses[i] = status
@@ -159,7 +197,7 @@ struct Exec: ParsableCommand {
         Glibc.exit(code)
     }
 
-    static func execute(_ r: Resolved, _ remote: RemoteCommand, cancel: CancellationToken, view: FleetView) -> (FleetDeployment.HostOutcome, Int32?) {
+    static func execute(_ r: Resolved, _ remote: RemoteCommand, input: ExecInput?, cancel: CancellationToken, view: FleetView) -> (FleetDeployment.HostOutcome, Int32?) {
         var outcome = FleetDeployment.HostOutcome(host: r.name, state: .failed)
         let start = Date()
         view.execLine(r.name, "\(r.target)", stream: nil)
@@ -169,7 +207,7 @@ struct Exec: ParsableCommand {
         do {
             let session = try ConnectionOptions.open(r.connection)
             defer { session.close() }
-            let s = try session.exec(remote, cancel: cancel,
+            let s = try session.exec(remote, stdin: input, cancel: cancel,
                                      stdout: { out.feed($0) { view.execLine(r.name, text($0), stream: "stdout") } },
                                      stderr: { err.feed($0) { view.execLine(r.name, text($0), stream: "stderr") } })
             out.flush { view.execLine(r.name, text($0), stream: "stdout") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryDeploy
 import FerrySSH
 import FerrySync
 import Foundation
@@ -8,7 +9,9 @@ struct Sync: ParsableCommand {
         abstract: "Make a directory on a target identical to a local one (rsync -rlptD --delete semantics, no rsync needed).",
         discussion: """
         Excluded paths on the target are left alone unless --delete-excluded is given. A non-empty \
-        destination that ferry never synced is refused unless --force is given. Exit status: 0 done; \
+        destination that ferry never synced is refused unless --force is given. A sync into \
+        /var/src/NAME takes the host's deploy lock, as a deploy does (refused while a deploy holds \
+        it, or waits --lock-timeout seconds). Exit status: 0 done; \
         1 a failure on the target or the source (including files that could not be read); 2 usage; \
         255 the connection or authentication failed.
         """
@@ -47,7 +50,14 @@ struct Sync: ParsableCommand {
     @Flag(help: "Print files and bytes scanned, sent and deleted, and the time taken.")
     var stats = false
 
+    @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("Into /var/src/NAME: seconds to wait for the host's deploy lock (0: refuse at once).", valueName: "S"))
+    var lockTimeout = 0
+
     @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must be 0 or more") }
+    }
 
     func run() throws {
         let parsed: SyncDestination
@@ -74,7 +84,18 @@ struct Sync: ParsableCommand {
             let scan = Syncer.beginScan(local, options: options)
             let session = try ConnectionOptions.open(try connection.connection(forTarget: parsed.targetText))
             defer { session.close() }
-            result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options, pending: scan)
+            if !dryRun && SyncDeployLock.applies(to: parsed.path) {
+                // Under the deploy lock a killed predecessor's sync may still be winding down.
+                options.lockWait = 10
+                result = try SyncDeployLock.holding(session: session, wait: lockTimeout, cancel: cancel, onBusy: { holder in
+                    guard lockTimeout > 0 else { return }
+                    printError("ferry: \(parsed.target): the deploy lock is held by \(holder); waiting up to \(lockTimeout) s")
+                }) {
+                    try Syncer.sync(from: local, to: parsed.path, over: session, options: options, pending: scan)
+                }
+            } else {
+                result = try Syncer.sync(from: local, to: parsed.path, over: session, options: options, pending: scan)
+            }
         } catch SSHError.cancelled {
             throw Failure.interrupted()
         } catch let error as SSHError {
@@ -82,6 +103,8 @@ struct Sync: ParsableCommand {
         } catch SyncError.transport(let step, let error) {
             throw Failure(code: 255, message: "\(parsed.target): \(step): \(error)")
         } catch let error as SyncError {
+            throw Failure(code: 1, message: "\(error)")
+        } catch let error as DeployError {
             throw Failure(code: 1, message: "\(error)")
         }
         let host = parsed.target.description

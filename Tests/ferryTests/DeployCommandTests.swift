@@ -295,6 +295,44 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(h.standInCalls().count, 2)
     }
 
+    /// A sync into /var/src/NAME takes the host's deploy lock: it never replaces a tree under a
+    /// running rebuild; with --lock-timeout it waits for the deploy and then runs.
+    func testSyncIntoVarSrcTakesTheDeployLock() throws {
+        let work = try makeWork()
+        let h = try host
+        h.holdRebuild(true)
+        let (first, firstOut) = try startDeploy(work)
+        waitFor("the deploy's rebuild") { h.standInCalls().count == 1 }
+        let other = NSTemporaryDirectory() + "ferry-sync-other-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: other) }
+        try "other".write(toFile: other + "/flake.nix", atomically: false, encoding: .utf8)
+        let tree = { try Command.check(["sh", "-c", "cd \"$1\" && find . -printf '%p %y %s %T@ %m\\n' | LC_ALL=C sort", "snap", h.varSrc + "/lnbits-src"]).output }
+        let before = try tree()
+        let sync = ["sync", other, "root@127.0.0.1:\(h.port):/var/src/lnbits-src", "--force",
+                    "-i", try harness.clientKey(.ed25519), "--known-hosts", try harness.knownHostsFile]
+        let refused = try FerryBinary.run(sync)
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("the deploy lock is held by deploy "), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains(", rebuild running"), refused.stderr)
+        XCTAssertEqual(try tree(), before, "the tree under the rebuild is untouched")
+
+        let waiter = Process()
+        waiter.executableURL = URL(fileURLWithPath: FerryBinary.path())
+        waiter.arguments = sync + ["--lock-timeout", "60"]
+        waiter.standardOutput = FileHandle.nullDevice
+        waiter.standardError = FileHandle.nullDevice
+        try waiter.run()
+        addTeardownBlock { if waiter.isRunning { kill(waiter.processIdentifier, SIGKILL); waiter.waitUntilExit() } }
+        usleep(500_000)
+        h.holdRebuild(false)
+        first.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 0, (try? String(contentsOfFile: firstOut, encoding: .utf8)) ?? "")
+        waiter.waitUntilExit()
+        XCTAssertEqual(waiter.terminationStatus, 0)
+        XCTAssertEqual(try String(contentsOfFile: h.varSrc + "/lnbits-src/flake.nix", encoding: .utf8), "other")
+    }
+
     /// A deploy through a 200 kB/s link, caught while it stages files (holding its lock).
     func startDeployInsideItsSync(_ work: Work) throws -> (Process, LinkProxy) {
         let proxy = try LinkProxy(to: try host.port, shape: .init(bytesPerSecond: 200_000))

@@ -325,4 +325,22 @@ final class FleetDeployTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("ferry: web-2: cannot connect to 127.0.0.1 port"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: host("web-1").varSrc + "/.ferry"), "diff wrote nothing")
     }
+
+    /// stdin as ssh gives it: one fleet host gets it; several get none unless --stdin-all sends
+    /// the same bytes to each; -n gives none to one host too.
+    func testExecStdinForFleetHosts() throws {
+        let one = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "--", "wc", "-c"], input: "K=v\n")
+        XCTAssertEqual(one.status, 0, one.stdout + one.stderr)
+        XCTAssertTrue(one.stdout.contains("db-1 | 4\n"), one.stdout)
+        let none = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "-n", "--", "wc", "-c"], input: "K=v\n")
+        XCTAssertTrue(none.stdout.contains("db-1 | 0\n"), none.stdout)
+        let several = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "db-2", "--", "wc", "-c"], input: "K=v\n")
+        XCTAssertEqual(several.status, 0, several.stdout + several.stderr)
+        for name in ["db-1", "db-2"] { XCTAssertTrue(several.stdout.contains("\(name) | 0\n"), several.stdout) }
+        let all = try FerryBinary.run(["exec", "-f", fleetFile, "@db", "--stdin-all", "--", "wc", "-c"], input: "K=v\n")
+        XCTAssertEqual(all.status, 0, all.stdout + all.stderr)
+        for name in ["db-1", "db-2", "db-3"] { XCTAssertTrue(all.stdout.contains("\(name) | 4\n"), all.stdout) }
+        let contradiction = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "-n", "--stdin-all", "--", "true"])
+        XCTAssertEqual(contradiction.status, 2, contradiction.stderr)
+    }
 }

@@ -12,20 +12,49 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
     /// ferry's pid on the operator's machine.
     public var pid: Int32
     public var since: String
+    /// What holds it: "deploy" (also when absent, as older records are) or "sync" (`ferry sync`
+    /// into `/var/src/NAME`).
+    public var command: String?
     /// Set from the target's answer: the holder's rebuild job is alive (kill -0).
     public var rebuildRunning = false
 
-    enum CodingKeys: String, CodingKey { case id, operator_ = "operator", pid, since }
+    enum CodingKeys: String, CodingKey { case id, operator_ = "operator", pid, since, command }
 
-    public init(id: String, operator_: String, pid: Int32, since: String) {
+    public init(id: String, operator_: String, pid: Int32, since: String, command: String? = nil) {
         self.id = id
         self.operator_ = operator_
         self.pid = pid
         self.since = since
+        self.command = command
     }
 
     public var description: String {
-        "deploy \(id) by \(operator_) (ferry pid \(pid)) since \(since)" + (rebuildRunning ? ", rebuild running" : "")
+        "\(command ?? "deploy") \(id) by \(operator_) (ferry pid \(pid)) since \(since)" + (rebuildRunning ? ", rebuild running" : "")
+    }
+}
+
+/// A `ferry sync` into `ROOT/NAME` outside a deploy holds the host's deploy lock while it runs, as
+/// a deploy does, so that it never replaces a tree under a running rebuild. Lock order, as in a
+/// deploy: the deploy lock first, then the destination's own.
+public enum SyncDeployLock {
+    /// Whether a sync into `path` takes the deploy lock of `root`: `path` is one of its sources' folders.
+    public static func applies(to path: String, root: String = "/var/src") -> Bool {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard p.hasPrefix(root + "/") else { return false }
+        let name = p.dropFirst(root.count + 1)
+        return !name.isEmpty && !name.contains("/") && name != "." && name != ".." && name != ".ferry"
+    }
+
+    /// Runs `body` holding `root`'s deploy lock on `session`: `wait` seconds at most for another
+    /// holder (0: refuse at once), `onBusy` told who it is first. Throws `DeployError.lockHeld`.
+    public static func holding<T>(session: any RemoteShell, root: String = "/var/src", wait: Int, cancel: CancellationToken?,
+                                  onBusy: @escaping (LockHolder) -> Void, _ body: () throws -> T) throws -> T {
+        let me = LockHolder(id: DeployRecord.newID(), operator_: Deployment.operatorName, pid: getpid(),
+                            since: DeployRecord.timestamp(), command: "sync")
+        let lock = try DeployLock(session: session, root: root, id: me.id, info: me, wait: wait, cancel: cancel, onBusy: onBusy)
+        defer { lock.release() }
+        return try body()
     }
 }
 
