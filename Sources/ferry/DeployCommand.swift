@@ -124,6 +124,7 @@ struct Deploy: ParsableCommand {
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }
+        for warning in deployment.warnings { printError("ferry: warning: \(warning)") }
         let sudoAccess = try sudo.access(for: Array(connections.values))
         access.withLock { $0 = sudoAccess }
 

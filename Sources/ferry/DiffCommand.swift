@@ -106,14 +106,14 @@ struct DiffFormat: ParsableArguments {
         options.open = { h in try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! }) }
         options.checksum = checksum
         options.listingCache = Ferry.listingCache
-        // The shared trees are scanned once for several hosts, as a fleet deploy does; for one,
-        // the scan overlaps the host's listing.
+        // The shared trees are scanned once, before connecting, as a deploy does.
         let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))
         do {
-            try prepared.prepare(scanning: hosts.count > 1, manifests: false)
+            try prepared.prepare(manifests: false)
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }
+        for warning in prepared.warnings { printError("ferry: warning: \(warning)") }
         let sudoAccess = try sudoOptions.access(for: Array(connections.values))
         access.withLock { $0 = sudoAccess }
         let deployments = prepared.deployments

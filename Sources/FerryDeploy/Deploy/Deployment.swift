@@ -216,6 +216,7 @@ public final class Deployment: @unchecked Sendable {
         /// The rendered source's tree: the fleet's folder plus the generated file (never written out).
         var rendered: (root: String, scanned: LocalScanner.Scanned, generated: [[UInt8]: [UInt8]])
         var renderedSource: String
+        var renderedWarnings: [String] = []
 
         /// Where `source` is read from, its scan when one is made already, and its in-memory files.
         func tree(of source: Fleet.Source, scans: [String: LocalScanner.Scanned])
@@ -244,7 +245,8 @@ public final class Deployment: @unchecked Sendable {
             }
         }
         do {
-            return Prepared(rendered: try RenderedConfig(host: host, fleet: fleet).tree, renderedSource: rendered.name)
+            let config = try RenderedConfig(host: host, fleet: fleet)
+            return Prepared(rendered: config.tree, renderedSource: rendered.name, renderedWarnings: config.warnings)
         } catch let error as InventoryError {
             throw DeployError.localCheck("\(error)")
         }

@@ -58,6 +58,8 @@ public final class FleetDeployment {
     public let options: Options
     /// One per host, after `prepare`.
     public private(set) var deployments: [Deployment] = []
+    /// What `prepare` found worth telling the operator (`.env` files a source would push).
+    public private(set) var warnings: [String] = []
 
     public init(fleet: Fleet, hosts: [Fleet.Host], options: Options) {
         self.fleet = fleet
@@ -66,24 +68,31 @@ public final class FleetDeployment {
     }
 
     /// Checks every host locally (sources, required files, each render) and scans each shared
-    /// source once (`manifests`: and hashes it for the manifests a deploy leaves; a diff needs
-    /// none; `scanning: false`: each host's sync scans, overlapping its remote listing — for one
-    /// host). Throws `DeployError.localCheck` naming the host; nothing is contacted.
-    public func prepare(scanning: Bool = true, manifests: Bool = true) throws {
+    /// source once, before any connection: for what it must not carry (`SourceSecrets`), and for
+    /// every host's sync (`manifests`: hashed too, for the manifests a deploy leaves; a diff needs
+    /// none). Throws `DeployError.localCheck` naming the host; nothing is contacted.
+    public func prepare(manifests: Bool = true) throws {
         var deploy = options.deploy
-        if !deploy.noSync && scanning {
+        warnings = []
+        if !deploy.noSync {
             for source in fleet.sources where !source.rendered {
                 // Only a folder that passed the checks is scanned; the checks below name what is wrong.
                 var isDirectory: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: source.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+                let scanned: LocalScanner.Scanned
                 do {
-                    let scanned = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
+                    scanned = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
                     deploy.scans[source.name] = scanned
                     if manifests {
                         deploy.manifests[source.name] = ManifestFile.encode(try ManifestFile.withChecksums(scanned.manifest, root: source.path))
                     }
                 } catch {
                     throw DeployError.localCheck("\(source.path): cannot scan sources.\(source.name): \(error)")
+                }
+                do {
+                    warnings += try SourceSecrets.check(source, root: source.path, manifest: scanned.manifest, fleet: fleet)
+                } catch let error as InventoryError {
+                    throw DeployError.localCheck("\(error)")
                 }
             }
         }
@@ -94,6 +103,7 @@ public final class FleetDeployment {
             }
             return deployment
         }
+        if let first = deployments.first, !deploy.noSync { warnings += (try? first.check().renderedWarnings) ?? [] }
     }
 
     /// Runs the deploys (after `prepare`). `emit` hears every host's events, from the hosts'

@@ -36,6 +36,8 @@ public struct Fleet: Sendable {
         public var rendered: Bool
         /// Paths (relative; a trailing "/" means a directory) that must exist before a deploy connects.
         public var require: [String]
+        /// Relative paths of files that may be sent although their content is a private key.
+        public var allow: [String] = []
         public var destination: String { "/var/src/\(name)" }
 
         /// What the LNBits flake needs to build and the service to run.
@@ -94,6 +96,14 @@ public struct Fleet: Sendable {
     }
 
     public func domain(of host: Host) -> String { host.domain ?? sharedDomain }
+
+    /// The files fleet.toml names for the operator's side (identities, known_hosts): never part
+    /// of a rendered tree, wherever they are.
+    public var operatorFiles: [String] {
+        var files = (defaults.identity ?? []) + (defaults.knownHosts.map { [$0] } ?? [])
+        for host in hosts { files += (host.identity ?? []) + (host.knownHosts.map { [$0] } ?? []) }
+        return files
+    }
 
     /// The source that carries each host's rendered configuration.
     public var renderedSource: Source? { sources.first { $0.rendered } }

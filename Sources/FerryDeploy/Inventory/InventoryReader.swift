@@ -165,7 +165,7 @@ private struct Reader {
                 guard !Fleet.Source.reservedNames.contains(name) else {
                     throw fail(path, "'\(name)' is reserved (ferry keeps \(Fleet.Source.reservedNames.joined(separator: ", ")) under /var/src/.ferry)")
                 }
-                try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered", "require"], at: path)
+                try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered", "require", "allow"], at: path)
                 let rendered = try bool(t, "rendered", at: "\(path).rendered") ?? false
                 if rendered, let other = sources.first(where: \.rendered) {
                     throw fail("\(path).rendered", "sources.\(other.name) is the rendered source already; exactly one source may be")
@@ -180,17 +180,18 @@ private struct Reader {
                 for (i, r) in require.enumerated() where r.isEmpty || r.hasPrefix("/") || r.split(separator: "/").contains("..") {
                     throw fail("\(path).require[\(i)]", "'\(r)' must be a path inside the source, without ..")
                 }
-                let source = Fleet.Source(
+                let allow = try strings(t, "allow", at: "\(path).allow") ?? []
+                for (i, r) in allow.enumerated() where r.isEmpty || r.hasPrefix("/") || r.hasSuffix("/") || r.split(separator: "/").contains("..") {
+                    throw fail("\(path).allow[\(i)]", "'\(r)' must be the path of a file inside the source, without ..")
+                }
+                var source = Fleet.Source(
                     name: name, path: InventoryReader.absolute(local, in: directory),
                     exclude: try strings(t, "exclude", at: "\(path).exclude") ?? (rendered ? Fleet.Source.renderedExcludes : []),
                     deleteExcluded: try bool(t, "delete_excluded", at: "\(path).delete_excluded") ?? true,
                     rendered: rendered, require: require)
+                source.allow = allow.map { $0.split(separator: "/").joined(separator: "/") }
                 do { _ = try ExcludeRules(validating: source.exclude) } catch {
                     throw fail("\(path).exclude", "\(error)")
-                }
-                if !rendered && FileManager.default.fileExists(atPath: source.path + "/.env")
-                    && !ExcludeRules(source.exclude).excludes(Array(".env".utf8), isDirectory: false) {
-                    warnings.append("\(file): \(path): \(source.path)/.env would be pushed; a path: flake copies the whole tree into the world-readable Nix store. Add \".env\" to exclude.")
                 }
                 sources.append(source)
             }

@@ -21,13 +21,16 @@ public struct RenderedConfig {
     public let scanned: Manifest
     public let configuration: String
     let configurationMtime: Timestamp
+    /// Warnings for `.env` files the tree would carry.
+    public let warnings: [String]
 
     /// `skipping`: absolute paths left out besides the fixed ones (a render's output folder).
     public init(host: Fleet.Host, fleet: Fleet, skipping skipped: [String] = []) throws {
         self.host = host.name
         root = URL(fileURLWithPath: fleet.directory).standardizedFileURL.path
         let source = fleet.renderedSource
-        var left = [root + "/.ferry", fleet.file, root + "/" + Self.defaultOutput] + skipped
+        // The operator's keys and known_hosts go nowhere, even when they live in the folder.
+        var left = [root + "/.ferry", fleet.file, root + "/" + Self.defaultOutput] + skipped + fleet.operatorFiles
         left += fleet.sources.filter { !$0.rendered }.map(\.path)
         let root = self.root
         let inside = left.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
@@ -44,6 +47,11 @@ public struct RenderedConfig {
         scanned = Manifest(all.entries.filter { e in
             !inside.contains { e.path == $0 || (e.path.starts(with: $0) && e.path.count > $0.count && e.path[$0.count] == UInt8(ascii: "/")) }
         })
+        if let source {
+            warnings = try SourceSecrets.check(source, root: root, manifest: scanned, fleet: fleet)
+        } else {
+            warnings = []
+        }
         if scanned[Array(Self.entryPoint.utf8)] != nil {
             throw InventoryError(file: root + "/" + Self.entryPoint, key: nil, problem: "ferry generates \(Self.entryPoint) for each host; remove this file (host.nix is where the configuration goes)")
         }
