@@ -52,7 +52,7 @@ enum FuzzTarget: String, CaseIterable {
             let plan = SyncPlan(source: source, destination: destination, options: SyncPlan.Options(excludes: ExcludeRules(["*.x"])))
             for item in plan.items {
                 _ = Itemize.line(item)
-                _ = Itemize.escape(item.entry.path)
+                _ = DisplayText.escape(item.entry.path)
             }
             for e in plan.sends { precondition(source[e.path] != nil, "a send the source does not have") }
             for p in plan.deletions { precondition(destination[p] != nil, "a deletion the destination does not have") }

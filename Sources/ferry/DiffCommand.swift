@@ -182,7 +182,7 @@ struct DiffOutput {
 
     func show(_ diff: HostDiff, extra: [String]) {
         let host = diff.host
-        func say(_ line: String) { print((several ? "\(host) | " : "") + Terminal.escapingControls(line)) }
+        func say(_ line: String) { print((several ? "\(host) | " : "") + DisplayText.escape(line)) }
         let shown = sources.filter { format.source == nil || $0 == format.source }
         if format.json {
             json(Self.object(diff, extra: extra))
@@ -229,7 +229,7 @@ struct DiffOutput {
     }
 
     /// A path as rsync's --itemize shows it (`\#ooo` escapes); the tree's root is ".".
-    static func name(_ path: [UInt8]) -> String { path.isEmpty ? "." : Itemize.escape(path) }
+    static func name(_ path: [UInt8]) -> String { path.isEmpty ? "." : DisplayText.escape(path) }
 
     static let kinds: [HostDiff.Kind] = [.added, .changed, .deleted, .mtimeOnly, .type, .mode]
 

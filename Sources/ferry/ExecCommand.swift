@@ -200,18 +200,17 @@ struct Exec: ParsableCommand {
     static func execute(_ r: Resolved, _ remote: RemoteCommand, input: ExecInput?, cancel: CancellationToken, view: FleetView) -> (FleetDeployment.HostOutcome, Int32?) {
         var outcome = FleetDeployment.HostOutcome(host: r.name, state: .failed)
         let start = Date()
-        view.execLine(r.name, "\(r.target)", stream: nil)
+        view.execLine(r.name, Array("\(r.target)".utf8), stream: nil)
         var out = LineSplitter(), err = LineSplitter()
-        func text(_ line: [UInt8]) -> String { String(decoding: line, as: UTF8.self) }
         var status: Int32?
         do {
             let session = try ConnectionOptions.open(r.connection)
             defer { session.close() }
             let s = try session.exec(remote, stdin: input, cancel: cancel,
-                                     stdout: { out.feed($0) { view.execLine(r.name, text($0), stream: "stdout") } },
-                                     stderr: { err.feed($0) { view.execLine(r.name, text($0), stream: "stderr") } })
-            out.flush { view.execLine(r.name, text($0), stream: "stdout") }
-            err.flush { view.execLine(r.name, text($0), stream: "stderr") }
+                                     stdout: { out.feed($0) { view.execLine(r.name, $0, stream: "stdout") } },
+                                     stderr: { err.feed($0) { view.execLine(r.name, $0, stream: "stderr") } })
+            out.flush { view.execLine(r.name, $0, stream: "stdout") }
+            err.flush { view.execLine(r.name, $0, stream: "stderr") }
             status = s.shellCode
             outcome.state = s == .exited(0) ? .succeeded : .failed
             outcome.cause = "\(s)"

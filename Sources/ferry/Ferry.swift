@@ -41,12 +41,14 @@ struct Ferry: ParsableCommand {
             Glibc.exit(0)
         } catch let failure as Failure {
             if !failure.message.isEmpty { printError("ferry: " + failure.message) }
+            if let hint = failure.hint { printError(hint) }
             Glibc.exit(failure.code)
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
             if code == .validationFailure {
-                printError(fullMessage(for: error))
+                // ArgumentParser's own text, several lines by design.
+                for line in fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false) { printError(String(line)) }
                 Glibc.exit(2)
             }
             exit(withError: error)
@@ -58,10 +60,18 @@ struct Ferry: ParsableCommand {
 struct Failure: Error {
     let code: Int32
     let message: String
+    /// A line of ferry's own after the message (where to read more).
+    var hint: String?
+
+    init(code: Int32, message: String, hint: String? = nil) {
+        self.code = code
+        self.message = message
+        self.hint = hint
+    }
 
     /// Bad arguments found while running: exit 2, with a pointer to the command's help.
     static func usage(_ message: String, command: String) -> Failure {
-        Failure(code: 2, message: "\(message)\nSee 'ferry \(command) --help'.")
+        Failure(code: 2, message: message, hint: "See 'ferry \(command) --help'.")
     }
 
     /// Exit 255, as ssh does, for connection and authentication failures.

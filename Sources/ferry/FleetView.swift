@@ -64,7 +64,8 @@ final class FleetView: @unchecked Sendable {
             }
             for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
             if let resolved = result.resolvedDestination { lines.append("note: \(name) is in \(resolved) (a folder above it is a symlink)") }
-        case .phaseFinished, .output, .warning: break
+        case .output(let line): lines = [DisplayText.escape(line)]  // from the bytes: an invalid one is shown, not replaced
+        case .phaseFinished, .warning: break
         }
         lock.lock()
         defer { lock.unlock() }
@@ -75,7 +76,7 @@ final class FleetView: @unchecked Sendable {
             running[i].files += r.plan.sends.count
             running[i].bytes += r.plan.bytesToSend
         }
-        write(lines.map { prefix(host) + Terminal.escapingControls($0) })
+        write(lines.map { prefix(host) + DisplayText.escape($0) })
     }
 
     /// A host is done: its status line goes, its result line stays.
@@ -85,7 +86,7 @@ final class FleetView: @unchecked Sendable {
         defer { lock.unlock() }
         running.removeAll { $0.host == outcome.host }
         guard outcome.state != .notStarted else { return write([]) }
-        write([prefix(outcome.host) + Terminal.escapingControls(Self.resultText(outcome))])
+        write([prefix(outcome.host) + DisplayText.escape(Self.resultText(outcome))])
     }
 
     /// The table at the end, always (JSON: the summary object).
@@ -102,15 +103,16 @@ final class FleetView: @unchecked Sendable {
     // MARK: - exec
 
     /// One line of a host's command (`stream` nil: the resolved target, printed before it runs).
-    func execLine(_ host: String, _ text: String, stream: String?) {
+    func execLine(_ host: String, _ bytes: [UInt8], stream: String?) {
         if mode == .json {
+            let text = String(decoding: bytes, as: UTF8.self)
             var o: [String: Any] = ["type": "event", "host": host, "phase": "exec"]
             if let stream { o["state"] = "output"; o["stream"] = stream; o["line"] = text } else { o["state"] = "started"; o["detail"] = text }
             return emitJSON(o)
         }
         lock.lock()
         defer { lock.unlock() }
-        let line = prefix(host) + Terminal.escapingControls(text) + "\n"
+        let line = prefix(host) + DisplayText.escape(bytes) + "\n"
         if stream == "stderr" {
             line.utf8CString.withUnsafeBufferPointer { writeAll(2, UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count - 1)) }
         } else {
@@ -152,7 +154,7 @@ final class FleetView: @unchecked Sendable {
         erase()
         let all: [(String, [String])] = [("HOST", header)] + rows.map { row in
             var cells = row.cells
-            if let detail = cells.popLast() { cells.append(Terminal.escapingControls(detail.split(separator: "\n").first.map(String.init) ?? "")) }
+            if let detail = cells.popLast() { cells.append(DisplayText.escape(detail.split(separator: "\n").first.map(String.init) ?? "")) }
             return (row.host, cells)
         }
         var widths = [Int](repeating: 0, count: header.count + 1)
@@ -209,7 +211,7 @@ final class FleetView: @unchecked Sendable {
         let now = Date()
         for r in running {
             var line = "\(r.host): \(r.status) · \(r.files) files, \(Self.size(r.bytes)) sent · \(Int(now.timeIntervalSince(r.since))) s"
-            line = Terminal.escapingControls(line)
+            line = DisplayText.escape(line)
             if line.count >= columns { line = String(line.prefix(max(1, columns - 1))) }
             text += (colour ? "\u{1B}[2m" + line + "\u{1B}[0m" : line) + "\n"
         }

@@ -49,7 +49,7 @@ struct Status: ParsableCommand {
                 let session = try ConnectionOptions.shell(for: host, connections[host.name]!, sudo: access)
                 defer { session.close() }
                 for line in Self.describe(try HostStatus.read(fleet: fleet, host: host, shell: session)) {
-                    print("\(host.name) | " + Terminal.escapingControls(line))
+                    print("\(host.name) | " + DisplayText.escape(line))
                 }
             } catch {
                 printError("ferry: \(host.name): \(error)")
@@ -68,7 +68,7 @@ struct Status: ParsableCommand {
             defer { session.close() }
             outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
                                             reopen: { try ConnectionOptions.shell(for: host, connection, sudo: access) }) { event in
-                print("\(host.name) | " + Terminal.escapingControls(DeployEventText.line(event)))
+                print("\(host.name) | " + DisplayText.escape(DeployEventText.line(event)))
                 fflush(stdout)  // live, also into a file or a pipe
             }
         } catch SSHError.cancelled {
@@ -124,7 +124,7 @@ struct Status: ParsableCommand {
             if d.isEmpty { lines.append("\(d.source): unchanged since the deploy"); continue }
             lines.append("\(d.source): \(d.added.count) added, \(d.changed.count) changed, \(d.removed.count) removed since the deploy")
             for (mark, paths) in [("+", d.added), ("~", d.changed), ("-", d.removed)] {
-                for p in paths { lines.append("  \(mark) \(d.source)/\(Itemize.escape(p))") }
+                for p in paths { lines.append("  \(mark) \(d.source)/\(DisplayText.escape(p))") }
             }
         }
         return lines

@@ -4,11 +4,11 @@ import FerrySSH
 import Glibc
 #endif
 
-/// Prints one of ferry's own messages on stderr. Control characters (a hostile target's file
-/// names or stderr could carry terminal escapes) are shown as `\#ooo`, as rsync shows them.
+/// Prints one of ferry's own messages on stderr, as one line. Control characters (a hostile
+/// target's file names or stderr could carry terminal escapes) and newlines inside it are shown
+/// as `\#ooo`, as rsync shows them (`DisplayText`).
 func printError(_ text: String) {
-    let escaped = Terminal.escapingControls(text)
-    let line = escaped.hasSuffix("\n") ? escaped : escaped + "\n"
+    let line = DisplayText.escape(text.hasSuffix("\n") ? String(text.dropLast()) : text) + "\n"
     line.utf8CString.withUnsafeBufferPointer { buf in
         writeAll(2, UnsafeRawBufferPointer(start: buf.baseAddress, count: buf.count - 1))
     }
@@ -52,22 +52,4 @@ enum SignalRelay {
     static var exitCode: Int32 { 128 + (interruptSignal == 0 ? SIGINT : interruptSignal) }
 
     static var interrupted: Bool { interruptSignal != 0 }
-}
-
-enum Terminal {
-    /// Escapes control characters other than newline and tab.
-    static func escapingControls(_ text: String) -> String {
-        guard text.utf8.contains(where: { ($0 < 0x20 && $0 != 0x0A && $0 != 0x09) || $0 == 0x7F }) else { return text }
-        var out = ""
-        for scalar in text.unicodeScalars {
-            let v = scalar.value
-            if (v < 0x20 && v != 0x0A && v != 0x09) || v == 0x7F || (0x80..<0xA0).contains(v) {
-                let octal = String(v, radix: 8)
-                out += "\\#" + String(repeating: "0", count: max(0, 3 - octal.count)) + octal
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
 }

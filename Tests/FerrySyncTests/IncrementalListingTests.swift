@@ -15,7 +15,7 @@ final class IncrementalListingTests: SyncTestCase {
 
     func entries(_ r: Syncer.Result) -> [String] {
         r.destinationManifest.entries.map { e in
-            "\(e.kind) \(String(e.mode, radix: 8)) \(e.size) \(e.mtime) \(Itemize.escape(e.path)) \(e.linkTarget.map { Itemize.escape($0) } ?? "")"
+            "\(e.kind) \(String(e.mode, radix: 8)) \(e.size) \(e.mtime) \(DisplayText.escape(e.path)) \(e.linkTarget.map { DisplayText.escape($0) } ?? "")"
         }
     }
 

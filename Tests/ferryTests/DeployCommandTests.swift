@@ -495,6 +495,26 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(rec["exit_status"] as? Int, 1)
     }
 
+    /// C1 controls (CSI, OSC … ST) from the target reach the terminal escaped, in one form, on
+    /// every path: rebuild output, a fleet exec's lines, errors; invalid bytes too; `…` stays.
+    func testControlCharactersFromTheTargetAreEscapedInOneForm() throws {
+        let work = try makeWork()
+        let h = try host
+        try h.setStandInFailure("error: \u{9B}31mred\u{9D}0;title\u{9C} building…")
+        let r = try deploy(work)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        for text in [r.stdout, r.stderr] {
+            XCTAssertFalse(text.unicodeScalars.contains { (0x80..<0xA0).contains($0.value) }, text)
+        }
+        XCTAssertTrue(r.stderr.contains("alpha | error: \\#302\\#23331mred\\#302\\#2350;title\\#302\\#234 building…"), r.stderr)
+
+        let exec = try FerryBinary.run(["exec", "-f", work.fleetFile, "alpha", "--", "printf", "a\\302\\233b\\377c\\n"])
+        XCTAssertEqual(exec.status, 0, exec.stderr)
+        XCTAssertTrue(exec.stdout.contains("alpha | a\\#302\\#233b\\#377c\n"), exec.stdout)
+        let failing = try FerryBinary.run(["exec", "-f", work.fleetFile, "alpha", "--", "sh", "-c", "printf 'x\\302\\233y\\n' >&2; exit 1"])
+        XCTAssertTrue(failing.stderr.contains("alpha | x\\#302\\#233y\n"), failing.stderr)
+    }
+
     func testLinkCutDuringTheRebuildReconnectsAndReportsTheRealResult() throws {
         let proxy = try LinkProxy(to: try host.port)
         defer { proxy.stop() }

@@ -127,7 +127,7 @@ public struct HostDiff: Sendable {
                 newPath = work + "/new-\(n)"
                 _ = FileManager.default.createFile(atPath: newPath, contents: Data(contents))
             }
-            let label = Itemize.escape(path)
+            let label = DisplayText.escape(path)
             let out = try run(["diff", "-u", "--label", "a/" + label, "--label", "b/" + label, oldPath, newPath])
             budget -= out.utf8.count
             text += out
