@@ -140,10 +140,15 @@ final class InventoryTests: XCTestCase {
         defer { fixture.remove() }
         try fixture.write("shared.nix", goodShared)
         try fixture.write("src/.env", "LNBITS_ADMIN_KEY=secret\n")
+        func warnings() throws -> [String] {
+            let d = FleetDeployment(fleet: try fixture.load(), hosts: [], options: .init(deploy: Deployment.Options { _ in throw DeployError.local("unused") }))
+            try d.prepare(manifests: false)
+            return d.warnings
+        }
         try fixture.write("fleet.toml", head + "[sources.lnbits-src]\npath = \"src\"\n")
-        XCTAssertTrue(try fixture.load().warnings.first?.contains(".env would be pushed") ?? false)
+        XCTAssertTrue(try warnings().first?.contains(".env would be pushed") ?? false)
         try fixture.write("fleet.toml", head + "[sources.lnbits-src]\npath = \"src\"\nexclude = [\".env\"]\n")
-        XCTAssertEqual(try fixture.load().warnings, [])
+        XCTAssertEqual(try warnings(), [])
     }
 
     /// Issue 9: identity (a path or a list), known_hosts, host_key_policy and operation in
@@ -195,8 +200,11 @@ final class InventoryTests: XCTestCase {
     func testSourceRules() throws {
         try expectError(head + "[sources.a]\nrendered = true\n[sources.b]\nrendered = true\n", key: "sources.b.rendered", "sources.a is the rendered source already")
         try expectError(head + "[sources.a]\nrendered = true\npath = \"x\"\n", key: "sources.a.path", "always the fleet's folder")
-        for name in ["deploys", "lock", "last-deploy.json"] {
+        for name in ["deploys", "lock", "last-deploy.json", "lock-info", "lock-pid", "heartbeat", "heartbeat.0", "lock-info.tmp"] {
             try expectError(head + "[sources.\"\(name)\"]\npath = \"x\"\n", key: "sources.\(name)", "is reserved")
+        }
+        for name in ["-rf", "--", ".hidden"] {
+            try expectError(head + "[sources.\"\(name)\"]\npath = \"x\"\n", key: "sources.\(name)", "not starting with '.' or '-'")
         }
         try expectError(head + "[sources.s]\npath = \"x\"\nrequire = [\"../etc\"]\n", key: "sources.s.require[0]", "inside the source")
         try expectError(head + "[sources.s]\npath = \"x\"\nexclude = [\"[[:nope:]]\"]\n", key: "sources.s.exclude", "nope")

@@ -73,6 +73,22 @@ final class LocalPipelineTests: XCTestCase {
     /// A manifest the target holds already is not written again (its first line names its digest,
     /// which the lock holder reports), and a --sync-only deploy with nothing to write has the holder
     /// write the record as it lets go of the lock. A changed tree's manifest is written.
+    /// What sources no longer in fleet.toml left under .ferry (a name starting with "-", a
+    /// manifest.new that is a folder) never fails a deploy, and is left alone.
+    func testLeftOverStateOfAnOldSourceNeverFailsADeploy() throws {
+        for junk in ["-rf", "old/manifest.new"] {
+            try FileManager.default.createDirectory(atPath: root + "/.ferry/" + junk, withIntermediateDirectories: true)
+        }
+        try "ferry-manifest sha256:00\n".write(toFile: root + "/.ferry/-rf/manifest.new", atomically: false, encoding: .utf8)
+        let fleet = try fixture.load()
+        for _ in 0..<2 {
+            let outcome = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+            XCTAssertEqual(outcome.result, .syncOnly)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/.ferry/lnbits-src/manifest"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/.ferry/-rf/manifest.new"), "left alone")
+    }
+
     func testUnchangedManifestsAreKeptAndTheHolderWritesTheRecord() throws {
         let fleet = try fixture.load()
         _ = try deployment(fleet) { $0.syncOnly = true }.run { _ in }

@@ -153,7 +153,7 @@ public final class Deployment: @unchecked Sendable {
         // What each tree is now, for `ferry status` to compare the host with later: written by
         // the next command (the record, or the rebuild's preparation), one command less.
         let archive = manifests.isEmpty ? nil : ManifestFile.archive(manifests)
-        let manifestArguments = [archive == nil ? "0" : "1", options.root + "/.ferry"]
+        let manifestArguments = [String(manifests.count), options.root + "/.ferry"] + manifests.map { String($0.path.dropLast("/manifest.new".count)) }
         let written = archive == nil ? "" : "writing the manifests and "
 
         if options.syncOnly {
@@ -186,14 +186,21 @@ public final class Deployment: @unchecked Sendable {
         return Outcome(id: id, result: result, record: record)
     }
 
-    /// With $1 = 1, unpacks NAME/manifest.new files from stdin into $2 and renames each over
-    /// NAME/manifest; then shifts its two arguments away for the script that follows it.
+    /// $1 = N names, $2 the state folder, then the N source names: unpacks NAME/manifest.new files
+    /// from stdin into $2 (N > 0) and renames each named one over NAME/manifest — only those: what
+    /// a source no longer in fleet.toml left behind is never touched; then shifts its arguments
+    /// away for the script that follows it.
     static let manifestScript = #"""
-    if [ "$1" = 1 ]; then
-      cd "$2" && tar -x -f - --no-same-owner || exit 1
-      for f in */manifest.new; do [ ! -f "$f" ] || mv -f "$f" "${f%.new}" || exit 1; done
-    fi
+    n=$1 state=$2
     shift 2
+    if [ "$n" -gt 0 ]; then
+      (cd "$state" && tar -x -f - --no-same-owner) || exit 1
+      while [ "$n" -gt 0 ]; do
+        f=$state/$1/manifest.new
+        [ ! -f "$f" ] || mv -f -- "$f" "${f%.new}" || exit 1
+        shift; n=$((n - 1))
+      done
+    fi
 
     """#
 

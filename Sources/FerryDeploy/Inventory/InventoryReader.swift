@@ -159,11 +159,11 @@ private struct Reader {
             for name in s.keys {
                 let path = "sources.\(name)"
                 guard let t = try subtable(s, name, at: path) else { continue }
-                guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix(".") else {
-                    throw fail(path, "a source name becomes /var/src/NAME: it must be a plain file name")
+                guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), !name.hasPrefix("-") else {
+                    throw fail(path, "a source name becomes /var/src/NAME: it must be a plain file name, not starting with '.' or '-'")
                 }
-                guard !Fleet.Source.reservedNames.contains(name) else {
-                    throw fail(path, "'\(name)' is reserved (ferry keeps \(Fleet.Source.reservedNames.joined(separator: ", ")) under /var/src/.ferry)")
+                guard !Fleet.Source.isReserved(name) else {
+                    throw fail(path, "'\(name)' is reserved (ferry keeps \(Fleet.Source.reservedNames.joined(separator: ", ")) and their .SUFFIX variants under /var/src/.ferry)")
                 }
                 try checkKeys(t, allowed: ["path", "exclude", "delete_excluded", "rendered", "require", "allow"], at: path)
                 let rendered = try bool(t, "rendered", at: "\(path).rendered") ?? false
