@@ -27,7 +27,7 @@ struct Config: ParsableCommand {
             resolved = try connection.connection(forTarget: host)
         } else {
             let fleet = try InventoryOption.load(path!)
-            guard let h = try InventoryOption.select(fleet, [host], skip: []).first else { throw ExitCode(2) }
+            let h = try InventoryOption.selectOne(fleet, host, command: "config")
             resolved = try connection.connections(for: [h], in: fleet)[h.name]!
         }
         for line in Self.lines(resolved) { print(line) }

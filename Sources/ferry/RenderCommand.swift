@@ -22,6 +22,16 @@ struct InventoryOption: ParsableArguments {
         }
     }
 
+    /// The one host `target` names, for commands that act on one (`unlock`, `config`): a glob or
+    /// tag that matches several is a usage error listing them, before any connection.
+    static func selectOne(_ fleet: Fleet, _ target: String, command: String) throws -> Fleet.Host {
+        let hosts = try select(fleet, [target], skip: [])
+        guard hosts.count == 1 else {
+            throw Failure.usage("'\(target)' matches \(hosts.count) hosts (\(hosts.map(\.name).joined(separator: ", "))); \(command) acts on one host: name it", command: command)
+        }
+        return hosts[0]
+    }
+
     /// The hosts `targets` and `skip` name; an unknown one exits 2 listing hosts and tags.
     static func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
         do {

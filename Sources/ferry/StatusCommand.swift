@@ -151,7 +151,7 @@ struct Unlock: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        guard let host = try InventoryOption.select(fleet, [self.host], skip: []).first else { throw ExitCode(2) }
+        let host = try InventoryOption.selectOne(fleet, self.host, command: "unlock")
         let resolved = try connection.connections(for: [host], in: fleet)[host.name]!
         let access = try sudo.access(for: [resolved])
         do {

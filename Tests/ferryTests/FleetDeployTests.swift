@@ -343,4 +343,18 @@ final class FleetDeployTests: XCTestCase {
         let contradiction = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "-n", "--stdin-all", "--", "true"])
         XCTAssertEqual(contradiction.status, 2, contradiction.stderr)
     }
+
+    /// unlock and config act on one host: a selection of several is a usage error listing them,
+    /// before any connection (web-2 is unreachable: a connection would fail with 255).
+    func testUnlockAndConfigRefuseASelectionOfSeveral() throws {
+        for (selection, names) in [("@web", "web-1, web-2, web-3"), ("*", "web-1, web-2, web-3, db-1, db-2, db-3"), ("db-[23]", "db-2, db-3")] {
+            for command in [["unlock", selection, "--force"], ["config", selection]] {
+                let r = try FerryBinary.run([command[0], "-f", fleetFile] + command.dropFirst())
+                XCTAssertEqual(r.status, 2, "\(command): \(r.stdout) \(r.stderr)")
+                XCTAssertTrue(r.stderr.contains("'\(selection)' matches \(names.split(separator: ",").count) hosts (\(names)); \(command[0]) acts on one host"), r.stderr)
+                XCTAssertEqual(r.stdout, "")
+            }
+        }
+        XCTAssertEqual(try FerryBinary.run(["unlock", "-f", fleetFile, "db-[1]"]).status, 0, "one match is fine")
+    }
 }
