@@ -152,7 +152,7 @@ struct Deploy: ParsableCommand {
 
     /// `--dry-run`: the diff, with this command's --op and rebuild arguments in the command line.
     func showDryRun(fleet: Fleet, hosts: [Fleet.Host]) throws {
-        let format = try DiffFormat.parse(["--jobs", String(jobs)] + (json ? ["--json"] : []) + (checksum ? ["--checksum"] : []))
+        let format = try DiffFormat.parse(["--jobs", String(jobs)] + (json ? ["--json"] : []) + (checksum ? ["--checksum"] : []) + (force ? ["--force"] : []))
         var options = Deployment.Options { _ in throw DeployError.local("unused") }
         options.operation = operation
         options.extraArguments = split.extra

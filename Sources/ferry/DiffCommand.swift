@@ -72,6 +72,9 @@ struct DiffFormat: ParsableArguments {
     @Flag(help: "Compare file contents (SHA-256 on both ends), not size and mtime.")
     var checksum = false
 
+    @Flag(help: "Show what taking over a /var/src/NAME that ferry never synced would change (deploy --force would do it).")
+    var force = false
+
     @Option(name: .customLong("jobs"), help: ArgumentHelp("Hosts diffed at a time.", valueName: "N"))
     var jobs = 8
 
@@ -105,6 +108,7 @@ struct DiffFormat: ParsableArguments {
         var options = base ?? Deployment.Options { _ in throw DeployError.local("unused") }
         options.open = { h in try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! }) }
         options.checksum = checksum
+        options.force = force
         options.listingCache = Ferry.listingCache
         // The shared trees are scanned once, before connecting, as a deploy does.
         let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))

@@ -713,4 +713,26 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(try deploy(work).status, 0)
         XCTAssertEqual(try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--exit-code"]).status, 0)
     }
+
+    /// A /var/src/lnbits-src that krops left: diff and deploy --dry-run refuse without --force,
+    /// and with it show what the takeover would change — and change nothing.
+    func testDiffForceShowsWhatATakeoverWouldChange() throws {
+        let work = try makeWork()
+        let h = try host
+        try FileManager.default.createDirectory(atPath: h.varSrc + "/lnbits-src/old", withIntermediateDirectories: true)
+        try "krops".write(toFile: h.varSrc + "/lnbits-src/old/left-by-krops.txt", atomically: false, encoding: .utf8)
+        let snapshot = { try Command.run(["sh", "-c", "cd '\(h.varSrc)' && find . -printf '%p %s %T@ %m\\n' | sort"]).output }
+        let before = try snapshot()
+        let refused = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha"])
+        XCTAssertEqual(refused.status, 2, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("was never synced by ferry"), refused.stderr)
+        let shown = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--force", "--exit-code"])
+        XCTAssertEqual(shown.status, 1, shown.stdout + shown.stderr)
+        XCTAssertTrue(shown.stdout.contains("  - old/left-by-krops.txt\n"), shown.stdout)
+        XCTAssertTrue(shown.stdout.contains("  + flake.nix\n"), shown.stdout)
+        let dry = try deploy(work, ["--dry-run", "--force"])
+        XCTAssertEqual(dry.status, 0, dry.stdout + dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("  - old/left-by-krops.txt\n") && dry.stdout.contains("would run: "), dry.stdout)
+        XCTAssertEqual(try snapshot(), before, "diff and --dry-run changed nothing")
+    }
 }
