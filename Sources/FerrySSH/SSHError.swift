@@ -15,6 +15,8 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
     case connectionLost(target: String, reason: String)
     /// The channel closed without an exit status or signal (as `ssh`, this is never success).
     case noExitStatus(target: String)
+    /// The login shell did not run the command's wrapper in time (a blocking ~/.bashrc).
+    case loginShellSilent(target: String, seconds: Double)
     case protocolFailure(target: String, operation: String, code: Int32, message: String)
     case cancelled
 
@@ -58,6 +60,8 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
             return "\(target): the connection is dead (no answer to keepalives for \(format(s)) s)"
         case .connectionLost(let target, let reason):
             return "\(target): lost the connection: \(reason)"
+        case .loginShellSilent(let target, let s):
+            return "\(target): the login shell did not start the command within \(format(s)) s (the connect timeout): something in the deploying user's ~/.bashrc or profile blocks or waits for input; a non-interactive session must run its command at once"
         case .noExitStatus(let target):
             return "\(target): the command's channel closed without an exit status; its outcome is unknown"
         case .protocolFailure(let target, let op, let code, let message):

@@ -19,9 +19,12 @@ extension SSHSession {
         // sshd starts each command as a session leader, so the shell's pid is the process group
         // of everything the command starts; `exec` keeps that pid for the command itself.
         // sudo (without a pty) keeps that process group, so the pid still names every process.
-        let wrapped = Array("printf '\\036ferry-pgid %s\\n' \"$$\" >&2; exec ".utf8) + (sudo?.commandLine(command) ?? command.bytes)
+        // The line goes on both streams: whatever comes before it on either was printed by the
+        // login shell (a chatty ~/.bashrc), never by the command, and is kept out of its output.
+        let wrapped = Array("printf '\\036ferry-pgid %s\\n' \"$$\" >&2; printf '\\036ferry-pgid %s\\n' \"$$\"; exec ".utf8)
+            + (sudo?.commandLine(command) ?? command.bytes)
         let stdin = sudo.map { $0.input(stdin) } ?? stdin
-        var filter = ProcessGroupLine()
+        var filter = CommandStart(), outFilter = CommandStart()
         // Other threads may run commands on this session meanwhile: their reads can take this
         // channel's data off the socket, and then wake this one.
         let waiter = try io.join()
@@ -39,14 +42,19 @@ extension SSHSession {
                 try start(channel, wrapped, cancel: cancel, waiter: waiter)
             }
             var reported = false
-            let answered = try pump(channel, stdin: stdin, cancel: cancel, waiter: waiter, stdout: stdout, stderr: { chunk in
+            let answered = try pump(channel, stdin: stdin, cancel: cancel, waiter: waiter, stdout: { chunk in
+                outFilter.feed(chunk, stdout)
+                noteLoginShellText(outFilter)
+            }, stderr: { chunk in
                 filter.feed(chunk, stderr)
                 if !reported, let group = filter.processGroup {
                     reported = true
                     onRemoteProcessGroup?(group)
                 }
-            })
+                noteLoginShellText(filter)
+            }, started: { filter.processGroup != nil }, startDeadline: Deadline(after: configuration.connectTimeout))
             filter.finish(stderr)
+            outFilter.finish(stdout)
             guard answered else {
                 // Not closed yet: on a close, sshd drops what it has not yet written to the
                 // command. Freed once the command's end has arrived (see `freeEnded`).
@@ -125,7 +133,9 @@ extension SSHSession {
         waiter: SessionIO.Waiter,
         stdout: (UnsafeRawBufferPointer) -> Void,
         stderr: (UnsafeRawBufferPointer) -> Void,
-        deadline: Deadline? = nil
+        deadline: Deadline? = nil,
+        started: () -> Bool = { true },
+        startDeadline: Deadline? = nil
     ) throws -> Bool {
         let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         defer { readBuffer.deallocate() }
@@ -201,8 +211,15 @@ extension SSHSession {
 
             if drained && io.call(waiter, { libssh2_channel_eof(channel) }) != 0 { return true }
             if !progressed {
+                var wait = deadline
+                var onTimeout = deadline.map { _ in SSHError.cancelled }
+                // Until the login shell has started the command, it has as long as a connection.
+                if let startDeadline, !started() {
+                    if startDeadline.expired { throw SSHError.loginShellSilent(target: target.description, seconds: configuration.connectTimeout) }
+                    if wait == nil || startDeadline.at < wait!.at { wait = startDeadline; onTimeout = nil }
+                }
                 let waitForInput = !inputDone && !inputEnded && pendingStart == pendingEnd ? stdin?.pollDescriptor : nil
-                try waitSocket(deadline: deadline, onTimeout: deadline.map { _ in SSHError.cancelled }, cancel: cancel, alsoReadable: waitForInput, waiter: waiter)
+                try waitSocket(deadline: wait, onTimeout: onTimeout, cancel: cancel, alsoReadable: waitForInput, waiter: waiter)
             }
         }
     }
@@ -237,10 +254,15 @@ extension SSHSession {
     }
 }
 
-/// Strips the `\036ferry-pgid N` line the command wrapper writes first on stderr, and keeps N.
-struct ProcessGroupLine {
+/// Strips the `\036ferry-pgid N` line the command wrapper writes first on each stream, keeps N
+/// (from stderr), and keeps apart what came before it: text the login shell printed.
+struct CommandStart {
     private static let marker = Array("\u{1e}ferry-pgid ".utf8)
+    /// More than this before the line: no line will come (a shell that does not run the wrapper).
+    private static let patience = 64 * 1024
     private(set) var processGroup: Int32?
+    /// What the login shell printed before the line.
+    private(set) var loginText: [UInt8] = []
     private var buffer: [UInt8] = []
     private var done = false
 
@@ -250,15 +272,12 @@ struct ProcessGroupLine {
         if let start = buffer.firstRange(of: Self.marker)?.lowerBound {
             guard let newline = buffer[start...].firstIndex(of: 0x0A) else { return }
             processGroup = Int32(String(decoding: buffer[(start + Self.marker.count)..<newline], as: UTF8.self))
-            buffer.removeSubrange(start...newline)
-            done = true
-        } else if buffer.count < 4096 {
-            return  // a login shell may print before the wrapper runs; wait for the line a little
+            loginText = Array(buffer[..<start])
+            buffer.removeSubrange(...newline)
+        } else if buffer.count < Self.patience {
+            return
         }
-        done = true
-        let rest = buffer
-        buffer = []
-        rest.withUnsafeBytes { if $0.count > 0 { out($0) } }
+        finish(out)
     }
 
     mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
@@ -266,6 +285,20 @@ struct ProcessGroupLine {
         let rest = buffer
         buffer = []
         rest.withUnsafeBytes { if $0.count > 0 { out($0) } }
+    }
+}
+
+extension SSHSession {
+    /// Says once per session what the login shell printed before ferry's command ran (it is left
+    /// out of every command's output, but the operator should make the shell quiet).
+    fileprivate func noteLoginShellText(_ start: CommandStart) {
+        guard !start.loginText.isEmpty, io.call(nil, { () -> Bool in
+            defer { io.loginShellNoticed = true }
+            return !io.loginShellNoticed
+        }) else { return }
+        let text = String(decoding: start.loginText.prefix(200), as: UTF8.self)
+        configuration.notice("warning: the login shell printed text before ferry's command ran: \"\(text)\"\(start.loginText.count > 200 ? " …" : ""); "
+            + "ferry left it out, but a shell must print nothing for non-interactive sessions (in ~/.bashrc, print only when [[ $- == *i* ]])")
     }
 }
 

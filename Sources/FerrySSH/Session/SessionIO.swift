@@ -34,6 +34,8 @@ final class SessionIO: @unchecked Sendable {
     private var waiters: [Waiter] = []
     /// Channels of commands whose exit was not waited for, until their end arrives.
     var lingering: [OpaquePointer] = []
+    /// The operator was told once that the login shell prints text (see `CommandStart`).
+    var loginShellNoticed = false
 
     /// A writer holds back while this much is queued (the channel window bounds it anyway).
     static let backlogLimit = 256 * 1024
