@@ -7,8 +7,14 @@ struct InventoryOption: ParsableArguments {
     @Option(name: .customShort("f"), help: ArgumentHelp("The inventory (default: fleet.toml, else deployments/fleet.toml).", valueName: "fleet.toml"))
     var file: String?
 
+    static let defaultFiles = ["fleet.toml", "deployments/fleet.toml"]
+
     func load() throws -> Fleet {
-        try Self.load(file ?? (FileManager.default.fileExists(atPath: "fleet.toml") ? "fleet.toml" : "deployments/fleet.toml"))
+        if let file { return try Self.load(file) }
+        guard let found = Self.defaultFiles.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw Failure(code: 2, message: "no fleet.toml or deployments/fleet.toml here; give one with -f")
+        }
+        return try Self.load(found)
     }
 
     static func load(_ path: String) throws -> Fleet {
@@ -17,7 +23,8 @@ struct InventoryOption: ParsableArguments {
             for warning in fleet.warnings { printError("ferry: warning: \(warning)") }
             return fleet
         } catch let error as InventoryError {
-            printError("ferry: \(error)")
+            // Every problem of the read, one line each.
+            for problem in error.all { printError("ferry: \(problem)") }
             throw ExitCode(2)  // an inventory failure: nothing was contacted
         }
     }

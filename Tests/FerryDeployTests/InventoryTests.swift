@@ -79,6 +79,45 @@ final class InventoryTests: XCTestCase {
         try expectError(head + "[hosts.a]\naddress = \"a.example\"\nvars.tiny = 5e-324\n", key: "hosts.a.vars.tiny", "subnormal")
     }
 
+    /// user, domain and tags are checked, printed escaped in the error; one read names every bad
+    /// value of every host and source.
+    func testUsersDomainsAndTagsAreValidatedAndEveryProblemReportedAtOnce() throws {
+        for bad in ["root;id", "-r", "a b", String(repeating: "u", count: 33), "\\u001b]0;T\\u0007"] {
+            try expectError(head + "[hosts.a]\naddress = \"a.example\"\nuser = \"\(bad)\"\n", key: "hosts.a.user", "is not a user name")
+            try expectError(head + "[defaults]\nuser = \"\(bad)\"\n", key: "defaults.user", "is not a user name")
+        }
+        for bad in ["a b", "a..b", "-a.example", "ex_ample.org", "1.2.3.4", "\\u001b]0;T\\u0007.org", String(repeating: "a", count: 64) + ".org"] {
+            try expectError(head + "[hosts.a]\naddress = \"a.example\"\ndomain = \"\(bad)\"\n", key: "hosts.a.domain", "is not a DNS name")
+        }
+        for bad in ["a b", "x_y", "\\u001b]0;T\\u0007"] {
+            try expectError(head + "[hosts.a]\naddress = \"a.example\"\ntags = [\"ok\", \"\(bad)\"]\n", key: "hosts.a.tags[1]", "is not a tag")
+        }
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\n", shared: "{ domain = \"a b\"; }", key: "shared", "\"a b\": not a DNS name")
+        for good in ["ops", "deploy.bot", "_svc", "a-b_c.d"] { XCTAssertTrue(InventoryReader.isValidUserName(good), good) }
+        for good in ["example.org", "pay.example.net.", "xn--bcher-kva.example", "a1.b2"] { XCTAssertTrue(InventoryReader.isValidDomain(good), good) }
+
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", goodShared)
+        try fixture.write("fleet.toml", head + """
+            [sources."-x"]
+            path = "x"
+            [hosts.a]
+            address = "a.example"
+            user = "root;id"
+            domain = "a b"
+            tags = ["\\u001b[31m"]
+            [hosts.b]
+            address = "-b"
+
+            """)
+        XCTAssertThrowsError(try fixture.load()) { error in
+            let all = (error as? InventoryError)?.all ?? []
+            XCTAssertEqual(all.map(\.key), ["sources.-x", "hosts.a.user", "hosts.a.tags[0]", "hosts.a.domain", "hosts.b.address"], "\(all)")
+            XCTAssertFalse("\(all)".contains("\u{1B}"), "values are escaped: \(all)")
+        }
+    }
+
     func testHostsNamesAndAddresses() throws {
         try expectError(head + "[hosts.a]\nport = 22\n", key: "hosts.a.address", "missing")
         for bad in ["bad_name", "-lead", "trail-", String(repeating: "a", count: 64), "dot.ted", "ünï"] {

@@ -158,4 +158,26 @@ final class CLIConventionTests: HostTestCase {
         XCTAssertEqual(empty.status, 1)
         XCTAssertTrue(empty.stderr.contains("path is empty"), empty.stderr)
     }
+
+    /// Without -f in a folder that has no fleet file, the commands that need one say so plainly;
+    /// a broken inventory names every problem, one line each.
+    func testNoFleetFileHereAndEveryInventoryProblemOnItsOwnLine() throws {
+        let dir = NSTemporaryDirectory() + "ferry-no-fleet-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for command in ["hosts", "render", "deploy", "diff", "status"] {
+            let r = try FerryBinary.run(executable: "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" \(command)", "sh", dir, FerryBinary.path()])
+            XCTAssertEqual(r.status, 2, "\(command): \(r.stderr)")
+            XCTAssertEqual(r.stderr, "ferry: no fleet.toml or deployments/fleet.toml here; give one with -f\n", command)
+        }
+        try "{ domain = \"example.org\"; }".write(toFile: dir + "/shared.nix", atomically: true, encoding: .utf8)
+        try "shared = \"shared.nix\"\n[hosts.a]\naddress = \"a.example\"\nuser = \"root;id\"\ntags = [\"\\u001b]0;T\\u0007\"]\n[hosts.b]\naddress = \"b.example\"\ndomain = \"a b\"\n"
+            .write(toFile: dir + "/fleet.toml", atomically: true, encoding: .utf8)
+        let r = try FerryBinary.run(["hosts", "-f", dir + "/fleet.toml"])
+        XCTAssertEqual(r.status, 2)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 3, r.stderr)
+        XCTAssertTrue(lines.allSatisfy { $0.hasPrefix("ferry: \(dir)/fleet.toml: hosts.") }, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\"\\#033]0;T\\#007\" is not a tag"), r.stderr)
+    }
 }

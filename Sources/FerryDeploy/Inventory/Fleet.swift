@@ -146,12 +146,23 @@ public struct InventoryError: Error, Equatable, CustomStringConvertible {
     public let file: String
     public let key: String?
     public let problem: String
+    /// Further problems found in the same read, each a line of its own.
+    public private(set) var more: [InventoryError] = []
 
     public init(file: String, key: String?, problem: String) {
         self.file = file
         self.key = key
         self.problem = problem
     }
+
+    func with(more: [InventoryError]) -> InventoryError {
+        var e = self
+        e.more = more
+        return e
+    }
+
+    /// This problem and the others, one line each.
+    public var all: [InventoryError] { [self.with(more: [])] + more }
 
     public var description: String {
         key.map { "\(file): \($0): \(problem)" } ?? "\(file): \(problem)"

@@ -27,6 +27,22 @@ public enum InventoryReader {
         return URL(fileURLWithPath: expanded, relativeTo: URL(fileURLWithPath: directory, isDirectory: true)).standardizedFileURL.path
     }
 
+    /// A POSIX portable user name (letters, digits, ".", "_", "-"; not starting with "-"), at most
+    /// 32 bytes as useradd allows.
+    public static func isValidUserName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...32).contains(bytes.count), bytes[0] != UInt8(ascii: "-") else { return false }
+        return bytes.allSatisfy { ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || "._-".utf8.contains($0) }
+    }
+
+    /// An RFC 1123 domain name: dot-separated host-name labels, at most 253 bytes, not all digits.
+    public static func isValidDomain(_ name: String) -> Bool {
+        let bytes = name.hasSuffix(".") ? String(name.dropLast()) : name
+        guard !bytes.isEmpty, bytes.utf8.count <= 253 else { return false }
+        let labels = bytes.split(separator: ".", omittingEmptySubsequences: false)
+        return labels.allSatisfy { isValidHostName(String($0)) } && !labels.allSatisfy { $0.allSatisfy(\.isNumber) }
+    }
+
     /// Host names NixOS accepts: letters, digits and hyphens, at most 63, no hyphen at either end.
     public static func isValidHostName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
@@ -70,6 +86,9 @@ public enum InventoryReader {
 
 private struct Reader {
     let file: String
+    /// Problems found so far: a host or source with one is left out and the next one read, so
+    /// that one run names them all.
+    var problems: [InventoryError] = []
     var directory: String { (file as NSString).deletingLastPathComponent }
 
     func fail(_ key: String?, _ problem: String) -> InventoryError { InventoryError(file: file, key: key, problem: problem) }
@@ -93,6 +112,41 @@ private struct Reader {
         guard let s = try string(table, key, at: path) else { return nil }
         guard !s.isEmpty else { throw fail(path, "must not be empty") }
         return s
+    }
+
+    /// A value's problem is recorded and reading goes on (the value counts as unset): one run
+    /// names every bad value of a table.
+    mutating func collecting<T>(_ read: Result<T?, any Error>) -> T? {
+        switch read {
+        case .success(let value): return value
+        case .failure(let error):
+            problems.append(error as? InventoryError ?? fail(nil, "\(error)"))
+            return nil
+        }
+    }
+
+    func user(_ table: TOMLTable, at path: String) throws -> String? {
+        guard let u = try nonEmpty(table, "user", at: path) else { return nil }
+        guard InventoryReader.isValidUserName(u) else {
+            throw fail(path, "\(DisplayText.escape("\"" + u + "\"")) is not a user name (letters, digits, '.', '_' and '-', not starting with '-', at most 32)")
+        }
+        return u
+    }
+
+    func domain(_ table: TOMLTable, at path: String) throws -> String? {
+        guard let d = try nonEmpty(table, "domain", at: path) else { return nil }
+        guard InventoryReader.isValidDomain(d) else {
+            throw fail(path, "\(DisplayText.escape("\"" + d + "\"")) is not a DNS name (RFC 1123: letters, digits and hyphens in dot-separated labels)")
+        }
+        return d
+    }
+
+    func tags(_ table: TOMLTable, at path: String) throws -> [String]? {
+        guard let list = try strings(table, "tags", at: path) else { return nil }
+        for (i, tag) in list.enumerated() where !InventoryReader.isValidHostName(tag) {
+            throw fail("\(path)[\(i)]", "\(DisplayText.escape("\"" + tag + "\"")) is not a tag (tags are spelled as host names: letters, digits and hyphens)")
+        }
+        return list
     }
 
     func int(_ table: TOMLTable, _ key: String, at path: String) throws -> Int? {
@@ -140,11 +194,14 @@ private struct Reader {
             throw fail("shared", "\(shared) is outside the fleet's folder \(directory); the rendered configuration imports it from there")
         }
         let sharedDomain = try checkShared(shared)
+        guard InventoryReader.isValidDomain(sharedDomain) else {
+            throw fail("shared", "`domain` in \(shared) is \(DisplayText.escape("\"" + sharedDomain + "\"")): not a DNS name (RFC 1123: letters, digits and hyphens in dot-separated labels)")
+        }
 
         var defaults = Fleet.Defaults()
         if let d = try subtable(table, "defaults", at: "defaults") {
             try checkKeys(d, allowed: ["user", "port"] + Self.connectionKeys, at: "defaults")
-            defaults.user = try nonEmpty(d, "user", at: "defaults.user")
+            defaults.user = try user(d, at: "defaults.user")
             defaults.port = try port(d, at: "defaults.port")
             defaults.identity = try identities(d, at: "defaults.identity")
             defaults.knownHosts = try nonEmpty(d, "known_hosts", at: "defaults.known_hosts").map { InventoryReader.absolute($0, in: directory) }
@@ -157,6 +214,7 @@ private struct Reader {
         var sources: [Fleet.Source] = []
         if let s = try subtable(table, "sources", at: "sources") {
             for name in s.keys {
+              do {
                 let path = "sources.\(name)"
                 guard let t = try subtable(s, name, at: path) else { continue }
                 guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), !name.hasPrefix("-") else {
@@ -194,6 +252,9 @@ private struct Reader {
                     throw fail("\(path).exclude", "\(error)")
                 }
                 sources.append(source)
+              } catch let error as InventoryError {
+                problems.append(error)
+              }
             }
         }
 
@@ -201,6 +262,7 @@ private struct Reader {
         var seen: [String: String] = [:]
         if let h = try subtable(table, "hosts", at: "hosts") {
             for name in h.keys {
+              do {
                 let path = "hosts.\(name)"
                 guard let t = try subtable(h, name, at: path) else { continue }
                 guard InventoryReader.isValidHostName(name) else {
@@ -215,12 +277,14 @@ private struct Reader {
                 guard InventoryReader.isValidAlias(address) else {
                     throw fail("\(path).address", "'\(address)' is not a DNS name, an IPv4/IPv6 address or an ssh_config Host alias")
                 }
+                // Each of these is checked whatever the others hold: one run names them all.
+                let hostUser = collecting(Result { try user(t, at: "\(path).user") })
+                let hostTags = collecting(Result { try tags(t, at: "\(path).tags") })
+                let hostDomain = collecting(Result { try domain(t, at: "\(path).domain") })
                 let host = Fleet.Host(
                     name: name, address: address,
                     port: try port(t, at: "\(path).port"),
-                    user: try nonEmpty(t, "user", at: "\(path).user"),
-                    tags: try strings(t, "tags", at: "\(path).tags") ?? [],
-                    domain: try nonEmpty(t, "domain", at: "\(path).domain"),
+                    user: hostUser, tags: hostTags ?? [], domain: hostDomain,
                     vars: try vars(t, at: "\(path).vars"),
                     identity: try identities(t, at: "\(path).identity"),
                     knownHosts: try nonEmpty(t, "known_hosts", at: "\(path).known_hosts").map { InventoryReader.absolute($0, in: directory) },
@@ -236,8 +300,12 @@ private struct Reader {
                     seen[endpoint] = name
                 }
                 hosts.append(host)
+              } catch let error as InventoryError {
+                problems.append(error)
+              }
             }
         }
+        if let first = problems.first { throw first.with(more: Array(problems.dropFirst())) }
         return Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts, warnings: warnings)
     }
 
