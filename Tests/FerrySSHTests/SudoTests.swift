@@ -53,6 +53,31 @@ final class SudoTests: HostTestCase {
         XCTAssertEqual("\(try SudoPassword(Array("x".utf8)))", "(hidden)")
     }
 
+    /// A host whose sudo speaks another language: the probe reads it in the C locale.
+    func testProbeReadsSudoInTheCLocale() throws {
+        let h = try host
+        try h.setTool("sudo", script: """
+            #!/bin/sh
+            # Test double: real sudo, its messages in German unless LC_ALL=C.
+            [ "$LC_ALL" = C ] && exec /usr/bin/sudo "$@"
+            exec 4>&1
+            rc=$( { { /usr/bin/sudo "$@" 2>&1 1>&4 4>&-; echo $? >&5; } | sed -e 's/a password is required/ein Passwort ist notwendig/' \\
+                -e 's/incorrect password attempt/falscher Passwortversuch/' -e 's/Sorry, try again/Tut mir leid, bitte erneut versuchen/' >&2; } 5>&1 )
+            exit "$rc"
+            """)
+        defer { try? h.setTool("sudo", script: nil) }
+        let session = try connect(user: "withpw")
+        defer { session.close() }
+        XCTAssertTrue(try run(session, ["sudo", "-k", "-n", "true"]).stderr.contains("ein Passwort ist notwendig"), "the double speaks German")
+        func probe(_ password: String?) throws -> SudoError? {
+            do { _ = try Sudo.probe(session, password: try password.map { try SudoPassword(Array($0.utf8)) }) } catch let error as SudoError { return error }
+            return nil
+        }
+        XCTAssertEqual(try probe(nil), .passwordRequired(target: session.target.description))
+        XCTAssertEqual(try probe("wrong"), .passwordRejected(target: session.target.description))
+        XCTAssertNoThrow(try Sudo.probe(session, password: try SudoPassword(Array(Self.password.utf8))))
+    }
+
     func testCancelStopsTheRootProcessesToo() throws {
         for (user, password) in [("nopw", nil), ("withpw", Self.password)] {
             let marker = "29.\(Int.random(in: 100_000...999_999))"
@@ -74,3 +99,4 @@ final class SudoTests: HostTestCase {
         }
     }
 }
+

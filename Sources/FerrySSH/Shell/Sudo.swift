@@ -38,13 +38,14 @@ public struct Sudo: Sendable {
     public static func probe(_ shell: any RemoteShell, password: SudoPassword?) throws -> Sudo {
         // -k: only a NOPASSWD rule passes (a cached timestamp could expire mid-deploy). Else
         // `-n -v` tells a user who may not use sudo at all from one who needs a password.
-        let plain = try shell.run(.script("sudo -k -n true 2>/dev/null && exit 0; sudo -n -v; exit 1"))
+        // sudo's words are read below: in the C locale, whatever the host's language.
+        let plain = try shell.run(.script("export LC_ALL=C LANGUAGE=C; sudo -k -n true 2>/dev/null && exit 0; sudo -n -v; exit 1"))
         if plain.status == .exited(0) { return Sudo(password: nil) }
         let said = String(decoding: plain.stderr, as: UTF8.self)
         guard said.contains("password is required") else { throw refusal(said, shell, plain.status) }
         guard let password else { throw SudoError.passwordRequired(target: shell.name) }
         // Only the password and then end of input: after a wrong one sudo reads more lines.
-        let checked = try shell.run(RemoteCommand(["sudo", "-k", "-S", "-p", "", "true"]), stdin: password.line)
+        let checked = try shell.run(RemoteCommand(["env", "LC_ALL=C", "LANGUAGE=C", "sudo", "-k", "-S", "-p", "", "true"]), stdin: password.line)
         guard checked.status == .exited(0) else {
             let said = String(decoding: checked.stderr, as: UTF8.self)
             if said.contains("incorrect password") || said.contains("try again") { throw SudoError.passwordRejected(target: shell.name) }
