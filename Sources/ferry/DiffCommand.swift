@@ -197,7 +197,8 @@ struct DiffOutput {
             for e in diff.entries {
                 if several { bytes += Array(host.utf8) + [0x09] }
                 if !format.nameOnly { bytes += Array(e.kind.rawValue.utf8) + [0x20] }
-                bytes += (format.source != nil ? e.path : Array(e.source.utf8) + (e.path.isEmpty ? [] : [0x2F] + e.path)) + [0]
+                // The source's root is "." within the source, as the list and rsync name it.
+                bytes += (format.source != nil ? (e.path.isEmpty ? [0x2E] : e.path) : Array(e.source.utf8) + (e.path.isEmpty ? [] : [0x2F] + e.path)) + [0]
             }
             bytes.withUnsafeBytes { writeAll(1, $0) }
             return

@@ -31,6 +31,8 @@ final class ItemizeTests: SyncTestCase {
             try fixture.write(src + "/" + f, size: 100, text: true)
         }
         try fixture.symlink("same", src + "/keep/link")
+        try fixture.symlink("../keep/same", src + "/gone/sym")
+        try fixture.symlink("same", src + "/keep/touched-link")
         try sync(src, "itemize")
         XCTAssertEqual(try rsyncLines(src, "itemize"), [], "in sync before the changes")
 
@@ -48,6 +50,7 @@ final class ItemizeTests: SyncTestCase {
         try fixture.symlink("../keep/same", src + "/new-link")
         Bytes.removeTree(Array((src + "/keep/link").utf8))
         try fixture.symlink("content", src + "/keep/link")
+        Bytes.setMtime(Array((src + "/keep/touched-link").utf8), seconds: 1_300_000_000, nanoseconds: 0)
         _ = mkfifo(src + "/new-fifo", 0o644)
 
         // One difference on purpose: ferry escapes DEL (DisplayText), which rsync prints raw.

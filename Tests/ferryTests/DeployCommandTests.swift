@@ -735,4 +735,19 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(dry.stdout.contains("  - old/left-by-krops.txt\n") && dry.stdout.contains("would run: "), dry.stdout)
         XCTAssertEqual(try snapshot(), before, "diff and --dry-run changed nothing")
     }
+
+    /// A symlink whose mtime alone changed is `m`, as rsync's `.L..t`; with -z and --source the
+    /// source's root is ".", as in the list.
+    func testDiffNamesASymlinksMtimeAndTheRootAsRsyncDoes() throws {
+        let work = try makeWork()
+        try FileManager.default.createSymbolicLink(atPath: work.lnbits + "/readme-link", withDestinationPath: "README.md")
+        XCTAssertEqual(try deploy(work).status, 0)
+        Bytes.setMtime(Array((work.lnbits + "/readme-link").utf8), seconds: 1_300_000_000, nanoseconds: 0)
+        try "x".write(toFile: work.lnbits + "/new.txt", atomically: false, encoding: .utf8)
+        let r = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--source", "lnbits-src"])
+        XCTAssertTrue(r.stdout.contains("  m readme-link\n"), r.stdout)
+        XCTAssertEqual(Set(try rsyncKinds(work).filter { $0.key == "readme-link" }.values), ["m"])
+        let z = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--source", "lnbits-src", "--name-only", "-z"])
+        XCTAssertEqual(Set(z.stdout.split(separator: "\0").map(String.init)), [".", "new.txt", "readme-link"], z.stdout)
+    }
 }

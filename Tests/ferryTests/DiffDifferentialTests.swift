@@ -32,7 +32,7 @@ extension DeployCommandTests {
                 let existed = Bytes.stat(Bytes.path(try host.varSrc + "/lnbits-src", Self.unescape(path))) != nil
                 kind = existed || kinds[path] == "-" ? "t" : "+"
             } else if chars[1] == "L" {
-                kind = "t"
+                kind = chars[2] == "c" ? "t" : "m"
             } else if chars[2] == "c" || chars[3] == "s" {
                 kind = "~"
             } else if chars[5] == "p" {

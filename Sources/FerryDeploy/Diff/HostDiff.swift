@@ -60,7 +60,8 @@ public struct HostDiff: Sendable {
             case .updated(let content, let size, _, let permissions, _):
                 let kind: Kind
                 if item.entry.kind == .symlink {
-                    kind = .type
+                    // A symlink has no mode of its own: its target, or only its mtime.
+                    kind = content ? .type : .mtimeOnly
                 } else if item.entry.kind == .file && !sameContents.contains(path) && (content || size || sent.contains(path)) {
                     kind = .changed
                 } else {

@@ -14,7 +14,8 @@ public enum Itemize {
         }
         var name = e.path.isEmpty ? "." : DisplayText.escape(e.path)
         if e.kind == .directory { name += "/" }
-        if e.kind == .symlink, let target = e.linkTarget { name += " -> " + DisplayText.escape(target) }
+        // rsync names a deleted symlink without its target.
+        if e.kind == .symlink, item.change != .deleted, let target = e.linkTarget { name += " -> " + DisplayText.escape(target) }
         switch item.change {
         case .deleted:
             return "*deleting   \(name)"
