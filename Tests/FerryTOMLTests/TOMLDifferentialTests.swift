@@ -78,6 +78,16 @@ final class TOMLDifferentialTests: XCTestCase {
         XCTAssertNoThrow(try TOMLReader.parse(dotted))
     }
 
+    /// The README's bound, exactly: 256 levels of arrays or inline tables read, 257 refused.
+    func testNestingBoundIsTheREADMEs() {
+        func arrays(_ n: Int) -> String { "a = " + String(repeating: "[", count: n) + String(repeating: "]", count: n) }
+        func tables(_ n: Int) -> String { "a = " + String(repeating: "{b = ", count: n) + "1" + String(repeating: "}", count: n) }
+        for make in [arrays, tables] {
+            XCTAssertNoThrow(try TOMLReader.parse(make(TOMLReader.maximumDepth)))
+            XCTAssertThrowsError(try TOMLReader.parse(make(TOMLReader.maximumDepth + 1))) { XCTAssertTrue("\($0)".contains("nested more than 256"), "\($0)") }
+        }
+    }
+
     /// Random documents: mostly valid shapes, a third of them with a few bytes changed.
     static func generate(_ rng: inout FixtureRandom) -> String {
         func key() -> String {
