@@ -194,6 +194,11 @@ struct Exec: ParsableCommand {
         let (outcomes, statuses) = shared.withLock { ($0.outcomes, $0.statuses) }
         let code: Int32 = cancel.isCancelled ? SignalRelay.exitCode : (statuses.allSatisfy { $0 == 0 } ? 0 : 1)
         view.execSummary(outcomes, statuses: statuses, exitStatus: code)
+        // The table shows a reason's first line; the whole of it (a refused host key's
+        // fingerprint and the ssh-keygen -R to run) goes to stderr, as deploy prints it.
+        if !json {
+            for o in outcomes where o.phase == .connect { printError("ferry: \(o.host): \(o.cause ?? "failed")") }
+        }
         Glibc.exit(code)
     }
 

@@ -47,8 +47,7 @@ struct Ferry: ParsableCommand {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
             if code == .validationFailure {
-                // ArgumentParser's own text, several lines by design.
-                for line in fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false) { printError(String(line)) }
+                printError(fullMessage(for: error))
                 Glibc.exit(2)
             }
             exit(withError: error)

@@ -4,14 +4,30 @@ import FerrySSH
 import Glibc
 #endif
 
-/// Prints one of ferry's own messages on stderr, as one line. Control characters (a hostile
-/// target's file names or stderr could carry terminal escapes) and newlines inside it are shown
-/// as `\#ooo`, as rsync shows them (`DisplayText`).
+/// Prints one of ferry's messages on stderr. Control characters (a hostile target's file names or
+/// stderr could carry terminal escapes) are shown as `\#ooo`, as rsync shows them (`DisplayText`).
+/// A message of several lines (ferry's host-key texts, a target's stderr) keeps its form: each
+/// further line gets the first one's `ferry: HOST: ` prefix, so no line stands unattributed.
 func printError(_ text: String) {
-    let line = DisplayText.escape(text.hasSuffix("\n") ? String(text.dropLast()) : text) + "\n"
-    line.utf8CString.withUnsafeBufferPointer { buf in
+    var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    if lines.count > 1 && lines.last == "" { lines.removeLast() }
+    let prefix = messagePrefix(lines.first ?? "")
+    var out = DisplayText.escape(lines.first ?? "") + "\n"
+    for line in lines.dropFirst() { out += prefix + DisplayText.escape(line) + "\n" }
+    out.utf8CString.withUnsafeBufferPointer { buf in
         writeAll(2, UnsafeRawBufferPointer(start: buf.baseAddress, count: buf.count - 1))
     }
+}
+
+/// `ferry: HOST: ` when the line names a host (a word without spaces before ": "), else `ferry: `;
+/// "" for a line of ArgumentParser's own.
+func messagePrefix(_ line: String) -> String {
+    guard line.hasPrefix("ferry: ") else { return "" }
+    let rest = line.dropFirst("ferry: ".count)
+    if let colon = rest.range(of: ": "), !rest[..<colon.lowerBound].contains(" "), !rest[..<colon.lowerBound].isEmpty {
+        return "ferry: " + rest[..<colon.lowerBound] + ": "
+    }
+    return "ferry: "
 }
 
 func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {

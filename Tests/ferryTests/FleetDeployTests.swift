@@ -357,4 +357,24 @@ final class FleetDeployTests: XCTestCase {
         }
         XCTAssertEqual(try FerryBinary.run(["unlock", "-f", fleetFile, "db-[1]"]).status, 0, "one match is fine")
     }
+
+    /// A host whose key changed: a fleet exec's summary names it, and stderr carries the whole
+    /// reason — the fingerprint and the ssh-keygen -R to run — one prefixed line each.
+    func testExecOverAFleetShowsARefusedHostKeyInFull() throws {
+        let key = work + "/impostor"
+        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key])
+        let impostor = try String(contentsOfFile: key + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        let port = host("db-1").port
+        let lines = try String(contentsOfFile: Self.harness!.knownHostsFile, encoding: .utf8).split(separator: "\n")
+            .map { $0.hasPrefix("[127.0.0.1]:\(port) ") ? "[127.0.0.1]:\(port) \(impostor)" : String($0) }
+        let knownHosts = work + "/known_hosts"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: knownHosts, atomically: true, encoding: .utf8)
+        let r = try FerryBinary.run(["exec", "-f", fleetFile, "@db", "--known-hosts", knownHosts, "--", "true"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(row(r.stdout, "db-1").contains("FAILED"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("ferry: db-1: host key verification failed: REMOTE HOST IDENTIFICATION HAS CHANGED"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("ferry: db-1: The ED25519 key it sent has fingerprint SHA256:"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("ssh-keygen -R '[127.0.0.1]:\(port)'"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("db-2:"), "only the refused host: \(r.stderr)")
+    }
 }

@@ -2,7 +2,8 @@
 /// the operator's terminal, as rsync shows names: valid UTF-8 text stays as it is (Nix's `…`
 /// too); C0 controls but tab, DEL, the C1 controls U+0080–U+009F (a lone `\u{9B}` is a CSI to
 /// many terminals) and every byte that is not part of a valid sequence become `\#ooo`, one per
-/// byte. A newline is escaped too, so that one message stays on one `ferry: HOST:` or `HOST | ` line.
+/// byte. A newline is escaped too: callers split a message into lines first where it may have
+/// several (the CLI's error lines), so what stays is one line of ferry's line formats.
 public enum DisplayText {
     public static func escape(_ text: String) -> String {
         // The common case costs one pass and no copy.
