@@ -23,6 +23,7 @@ struct Eval: ParsableCommand {
             // All on the evaluator's large stack, so even a huge value is freed there.
             let text = try NativeStack.run { () throws -> [UInt8] in
                 let evaluator = Evaluator()
+                evaluator.traceHandler = { printError("trace: \($0)") }
                 var value = try evaluator.evaluate(file: file)
                 if let attr {
                     value = try evaluator.select(value, attrPath: attr)

@@ -116,7 +116,7 @@ struct Sync: ParsableCommand {
         notes += result.plan.keptDirectories.map { "kept \(parsed.path)/\(String(decoding: $0, as: UTF8.self)): it holds excluded entries (--delete-excluded removes them)" }
         printSummarised(notes.map { "\(host): warning: \($0)" })
         if let resolved = result.resolvedDestination {
-            FileHandle.standardError.write(Data("\(host): note: \(parsed.path) is \(resolved) (a folder above it is a symlink); synced there\n".utf8))
+            printError("ferry: \(host): note: \(parsed.path) is \(resolved) (a folder above it is a symlink); synced there")
         }
         var errors = result.unreadable.map { "\(host): cannot read \($0.path): \($0.reason); the target keeps its old copy" }
         errors += result.plan.blocked.map {

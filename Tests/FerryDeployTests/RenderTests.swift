@@ -173,6 +173,14 @@ final class RenderTests: XCTestCase {
         // A path Nix's lexer cannot read as a literal is still imported exactly.
         XCTAssertEqual(ConfigurationRenderer.relativePath("my shared.nix"), "(./. + \"/my shared.nix\")")
         XCTAssertEqual(ConfigurationRenderer.relativePath("a/${b}.nix"), "(./. + \"/a/\\${b}.nix\")")
+        // A name with a line break stays inside the header comment: the file parses, and the
+        // text after the break is no code.
+        let text = try ConfigurationRenderer.render(.init(name: "alpha", vars: [], domain: nil), shared: "a\nthrow \"x\";\r.nix")
+        XCTAssertTrue(text.contains("# \"a\\nthrow \\\"x\\\";\\r.nix\" or host.nix"), text)
+        let file = out + "-header.nix"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try Command.run(["nix-instantiate", "--parse", file]).status, 0, text)
     }
 }
 

@@ -750,4 +750,19 @@ final class DeployCommandTests: HostTestCase {
         let z = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--source", "lnbits-src", "--name-only", "-z"])
         XCTAssertEqual(Set(z.stdout.split(separator: "\0").map(String.init)), [".", "new.txt", "readme-link"], z.stdout)
     }
+
+    /// A full disk under the local deploy log: the deploy goes on (FileHandle.write trapped).
+    func testAFullDiskUnderTheLocalLogDoesNotStopTheDeploy() throws {
+        let work = try makeWork()
+        let logs = work.root + "/deployments/.ferry/logs"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        try Command.check(["mount", "-t", "tmpfs", "-o", "size=64k", "ferry-full-test", logs])
+        addTeardownBlock { _ = try? Command.run(["umount", "-l", logs]) }
+        try FileManager.default.createDirectory(atPath: logs + "/alpha", withIntermediateDirectories: true)
+        // Fill it, leaving a few bytes: the log's file is made, its lines do not fit.
+        _ = try Command.run(["dd", "if=/dev/zero", "of=\(logs)/filler", "bs=1k", "count=1000"])
+        let r = try deploy(work, ["--stats"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("deployed"), r.stdout)
+    }
 }

@@ -281,7 +281,9 @@ public final class Deployment: @unchecked Sendable {
 /// `$XDG_STATE_HOME/ferry/logs/HOST/` when that folder is read-only); the newest 50 per host.
 final class LocalLog {
     let path: String
-    private var handle: FileHandle?
+    /// -1 until the first write; closed for good after a failed one.
+    private var descriptor: Int32 = -1
+    private var failed = false
 
     /// Finds a writable folder now; the file is made at the first write (a host of a fleet that
     /// never starts leaves none).
@@ -297,21 +299,35 @@ final class LocalLog {
         return nil
     }
 
+    /// Appends the event's line. A log that cannot be written (a full disk) is given up quietly:
+    /// it must never stop the deploy it records (FileHandle.write would trap).
     func write(_ event: DeployEvent) {
-        if handle == nil {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else { return }
-            handle = FileHandle(forWritingAtPath: path)
+        if descriptor < 0 && !failed {
+            descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else { failed = true; return }
             let folder = (path as NSString).deletingLastPathComponent
             let old = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
             for name in old.dropLast(50) { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
         }
+        guard !failed else { return }
+        let bytes: [UInt8]
         switch event {
-        case .output(let line): handle?.write(Data(line + [0x0A]))
-        default: handle?.write(Data((DeployEventText.line(event) + "\n").utf8))
+        case .output(let line): bytes = line + [0x0A]
+        default: bytes = Array((DeployEventText.line(event) + "\n").utf8)
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { close(); failed = true; return }
+            offset += n
         }
     }
 
-    func close() { try? handle?.close() }
+    func close() {
+        if descriptor >= 0 { Glibc.close(descriptor) }
+        descriptor = -1
+    }
 }
 
 /// Plain words for events: the local log's lines, and the CLI's (which adds a host prefix and

@@ -7,8 +7,8 @@ public final class Evaluator {
     /// Files parsed once, also while their first import is still being evaluated.
     private var parsed: [String: Expr] = [:]
     private(set) var baseEnvironment: Environment!
-    /// Messages from `builtins.trace`.
-    public var traceHandler: (String) -> Void = { FileHandle.standardError.write(Data("trace: \($0)\n".utf8)) }
+    /// Messages from `builtins.trace` (by default none are shown: the caller decides where they go).
+    public var traceHandler: (String) -> Void = { _ in }
     /// Frames filled after the thunks that point into them exist: reference cycles, which ARC
     /// never frees on its own. `tearDown()` breaks them.
     private var lazyFrames: [Environment] = []
