@@ -119,7 +119,7 @@ public struct FixtureError: Error, CustomStringConvertible {
 }
 
 /// Seeded randomness for fixtures (SplitMix64).
-public struct FixtureRandom {
+public struct FixtureRandom: RandomNumberGenerator {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
 

@@ -13,27 +13,40 @@ final class SSHConfigDifferentialTests: XCTestCase {
     static let seed: UInt64 = ProcessInfo.processInfo.environment["FERRY_SSHCONFIG_SEED"].flatMap { UInt64($0, radix: 16) } ?? 0x55C0_F16
 
     var work: String!
-    /// The password database's home, which OpenSSH uses for `~` (ferry is given the same).
-    let home: String = getpwuid(getuid()).flatMap { $0.pointee.pw_dir.map { String(cString: $0) } } ?? "/root"
+    /// The password database's home, which OpenSSH uses for `~`. Never touched: ssh runs in a
+    /// mount namespace of its own where `home` below is mounted over it.
+    let realHome: String = getpwuid(getuid()).flatMap { $0.pointee.pw_dir.map { String(cString: $0) } } ?? "/root"
+    /// A private home in the work folder: ferry is given it, ssh sees it at `realHome`.
+    var home = ""
     let localUser = SSHConfiguration.localUserName
-    /// Relative Includes are read from ~/.ssh: a private folder there, removed afterwards.
+    /// Relative Includes are read from ~/.ssh: a folder there.
     var relativeDir: String!
-    var createdSSHDir = false
 
     override func setUpWithError() throws {
         _ = try requireSSH()
         work = NSTemporaryDirectory() + "ferry-sshconfig-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        createdSSHDir = !FileManager.default.fileExists(atPath: home + "/.ssh")
+        home = work + "/home"
         relativeDir = "ferry-test-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: home + "/.ssh/" + relativeDir, withIntermediateDirectories: true)
-        if createdSSHDir { chmod(home + "/.ssh", 0o700) }
+        chmod(home + "/.ssh", 0o700)
     }
 
     override func tearDown() {
         if let work { try? FileManager.default.removeItem(atPath: work) }
-        if let relativeDir { try? FileManager.default.removeItem(atPath: home + "/.ssh/" + relativeDir) }
-        if createdSSHDir { try? FileManager.default.removeItem(atPath: home + "/.ssh") }
+    }
+
+    /// Runs `ssh -G` with `home` mounted over the real home (and `mounts` after it), in a mount
+    /// namespace of its own.
+    func sshG(_ arguments: [String], mounts: [(String, String)] = []) throws -> Command.Result {
+        let binds = ([(home, realHome)] + mounts).enumerated().map { i, _ in "mount --bind \"$\(2 * i + 1)\" \"$\(2 * i + 2)\"" }
+        let count = 2 * (mounts.count + 1)
+        let script = binds.joined(separator: " && ") + " && shift \(count) && exec ssh -G \"$@\""
+        let r = try Command.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+                                + ([(home, realHome)] + mounts).flatMap { [$0.0, $0.1] } + arguments)
+        if r.status != 0 && (r.errorOutput.hasPrefix("unshare:") || r.errorOutput.hasPrefix("mount:")) {
+            throw TestHostError.missingPrerequisite("unshare and mount (root): \(r.errorOutput)")
+        }
+        return r
     }
 
     func requireSSH() throws -> String {
@@ -45,18 +58,13 @@ final class SSHConfigDifferentialTests: XCTestCase {
 
     /// What `ssh -G` printed for the compared keys, or nil when it refused the config.
     func openSSH(_ config: String, _ host: String) throws -> [String: String]? {
-        try parseOpenSSH(try Command.run(["ssh", "-G", "-F", config, host]))
+        parseOpenSSH(try sshG(["-F", config, host]))
     }
 
     /// The same without `-F`: ssh reads ~/.ssh/config and then /etc/ssh/ssh_config, here the
     /// folders given, mounted over those two in a mount namespace of its own.
     func openSSH(dotSSH: String, etcSSH: String, _ host: String) throws -> [String: String]? {
-        let script = "mount --bind \"$1\" \"$2/.ssh\" && mount --bind \"$3\" /etc/ssh && exec ssh -G \"$4\""
-        let r = try Command.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", dotSSH, home, etcSSH, host])
-        if r.status != 0 && (r.errorOutput.hasPrefix("unshare:") || r.errorOutput.hasPrefix("mount:")) {
-            throw TestHostError.missingPrerequisite("unshare and mount (root): \(r.errorOutput)")
-        }
-        return parseOpenSSH(r)
+        parseOpenSSH(try sshG([host], mounts: [(dotSSH, realHome + "/.ssh"), (etcSSH, "/etc/ssh")]))
     }
 
     func parseOpenSSH(_ r: Command.Result) -> [String: String]? {
@@ -65,7 +73,9 @@ final class SSHConfigDifferentialTests: XCTestCase {
         for line in r.output.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
             guard parts.count == 2, ["hostname", "user", "port", "identityfile", "proxyjump", "userknownhostsfile"].contains(parts[0]) else { continue }
-            values[parts[0]] = values[parts[0]].map { $0 + "\n" + parts[1] } ?? parts[1]
+            // ssh names the home it sees; ferry was given the private one mounted there.
+            let value = parts[1].replacingOccurrences(of: realHome + "/", with: home + "/")
+            values[parts[0]] = values[parts[0]].map { $0 + "\n" + value } ?? value
         }
         return values
     }
@@ -125,7 +135,7 @@ final class SSHConfigDifferentialTests: XCTestCase {
 
     /// A user config and a system config, read as ssh reads them without `-F`. Files named
     /// `~/.ssh/REL/…` (relative Includes of the user file) are written where both readers see them:
-    /// under the real ~/.ssh for ferry, and in the folder ssh has mounted there. Names not
+    /// under the private home's .ssh for ferry, and in the folder ssh has mounted there. Names not
     /// starting with "/" go beside the system file (its relative Includes).
     func compareWithSystemFile(user: String?, system: String?, hosts: [String], files: [String: String] = [:], _ label: String,
                                file: StaticString = #filePath, line: UInt = #line) throws {

@@ -1,4 +1,5 @@
 import FerrySync
+import FerryXCTestSupport
 import Foundation
 import XCTest
 
@@ -97,8 +98,11 @@ final class HostileListingTests: XCTestCase {
     }
 
     /// Random bytes and random cuts of a good listing: an answer or an error, never a crash.
+    /// Seeded (FERRY_LISTING_SEED=hex replays another run), so a failure can be reproduced.
     func testRandomGarbageNeverCrashes() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = ProcessInfo.processInfo.environment["FERRY_LISTING_SEED"].flatMap { UInt64($0, radix: 16) } ?? 0x11_5713
+        print("hostile listing seed: \(String(seed, radix: 16))")
+        var rng = FixtureRandom(seed: seed)
         let good = listing([root, ["f", "644", "3", "1700000000.5", "a/b", ""], ["l", "777", "0", "1.0", "a/l", "b"], ["checksums", String(repeating: "a", count: 64) + "  ./a/b"]])
         for i in 0..<3_000 {
             var bytes = good
