@@ -13,7 +13,8 @@ final class ConnectionTests: HostTestCase {
         var config = try harness.configuration(for: try host)
         config.target.port = port
         let error = expectSSHError { _ = try SSHSession(connecting: config) }
-        XCTAssertLessThan(Date().timeIntervalSince(start), 1)
+        // Fast means not the connect timeout's 10 s; a loaded machine may take a while.
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
         XCTAssertEqual(error, .connect(host: "127.0.0.1", port: port, reason: "Connection refused"))
         XCTAssertTrue("\(error!)".contains("cannot connect to 127.0.0.1 port \(port): Connection refused"))
     }
@@ -31,7 +32,7 @@ final class ConnectionTests: HostTestCase {
         let elapsed = Date().timeIntervalSince(start)
         XCTAssertEqual(error, .handshakeTimeout(host: "127.0.0.1", port: port, seconds: 1))
         XCTAssertGreaterThanOrEqual(elapsed, 0.9)
-        XCTAssertLessThan(elapsed, 2)
+        XCTAssertLessThan(elapsed, 6, "the 1 s timeout, with room for a loaded machine")
         XCTAssertTrue("\(error!)".contains("is an SSH server listening there?"))
     }
 
@@ -68,7 +69,7 @@ final class ConnectionTests: HostTestCase {
         let start = Date()
         let error = expectSSHError { _ = try self.run(session, ["sleep", "30"]) }
         XCTAssertEqual(error, .peerUnresponsive(target: host.target().description, seconds: 4))
-        XCTAssertLessThan(Date().timeIntervalSince(start), 8)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20, "within a few keepalives, never the command's 30 s")
     }
 
     /// A listener that never accepts: the kernel completes the TCP handshake anyway.

@@ -83,7 +83,7 @@ final class ExecCommandTests: HostTestCase {
         let start = Date()
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
-        XCTAssertLessThan(Date().timeIntervalSince(start), 2)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 15, "never the command's 30 s")
         XCTAssertEqual(process.terminationStatus, 130)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertTrue(stderr.contains("interrupted"), stderr)

@@ -157,7 +157,7 @@ final class JumpHostTests: XCTestCase {
         process.waitUntilExit()
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         XCTAssertEqual(process.terminationStatus, 1, text)
-        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "not the command's 29.5 s")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "not the command's 29.5 s")
         for h in ["h1", "h2"] {
             XCTAssertTrue(text.contains("\(h) | ") && text.contains("the jump host root@127.0.0.1:\(Self.jump1.port) failed"), "\(h): \(text)")
         }
