@@ -113,6 +113,7 @@ struct Deploy: ParsableCommand {
         options.force = force
         options.ferryVersion = Ferry.version
         options.listingCache = Ferry.listingCache
+        options.keyCheckCache = Ferry.keyCheckCache
         options.cancel = cancel
         options.stop = stop
         var fleetOptions = FleetDeployment.Options(deploy: options)

@@ -110,6 +110,7 @@ struct DiffFormat: ParsableArguments {
         options.checksum = checksum
         options.force = force
         options.listingCache = Ferry.listingCache
+        options.keyCheckCache = Ferry.keyCheckCache
         // The shared trees are scanned once, before connecting, as a deploy does.
         let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))
         do {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryDeploy
 import FerrySSH
 import FerrySync
 import Foundation
@@ -12,10 +13,15 @@ struct Ferry: ParsableCommand {
 
     /// `$XDG_CACHE_HOME/ferry/listings` (else `~/.cache/ferry/listings`): what each destination
     /// held at the last sync, so the next listing asks only for what changed since.
-    static var listingCache: ListingCache? {
+    static var listingCache: ListingCache? { cacheDirectory.map { ListingCache(directory: $0 + "/listings") } }
+
+    /// `$XDG_CACHE_HOME/ferry/key-check`: the source files already found to be no private key.
+    static var keyCheckCache: SourceSecrets.Cache? { cacheDirectory.map { SourceSecrets.Cache(directory: $0 + "/key-check") } }
+
+    static var cacheDirectory: String? {
         let env = ProcessInfo.processInfo.environment
         guard let base = env["XDG_CACHE_HOME"].flatMap({ $0.hasPrefix("/") ? $0 : nil }) ?? env["HOME"].map({ $0 + "/.cache" }) else { return nil }
-        return ListingCache(directory: base + "/ferry/listings")
+        return base + "/ferry"
     }
 
     static let configuration = CommandConfiguration(

@@ -116,6 +116,32 @@ final class SourceSecretsTests: XCTestCase {
         XCTAssertFalse(warnings.contains(".sample"), warnings)
     }
 
+    /// The cache of files found clean: a second look reads only what changed (size or mtime), so
+    /// a key written over a clean file is still found.
+    func testTheCacheRemembersCleanFilesOnlyWhileTheyAreUnchanged() throws {
+        let cache = SourceSecrets.Cache(directory: fixture.directory + "-cache")
+        defer { try? FileManager.default.removeItem(atPath: cache.directory) }
+        func look() throws -> SourceSecrets.Findings {
+            let scanned = try LocalScanner(root: lnbits, excludes: ExcludeRules()).scanAll()
+            return SourceSecrets.inspect(root: lnbits, manifest: scanned.manifest, allow: [], cache: cache)
+        }
+        XCTAssertEqual(try look().privateKeys, [])
+        let known = cache.load(root: lnbits)
+        XCTAssertGreaterThan(known.count, 10, "the clean files are remembered")
+        XCTAssertEqual(try look().privateKeys, [])
+        XCTAssertEqual(cache.load(root: lnbits), known)
+        // A clean file becomes a key: new size and mtime, read again, found.
+        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", fixture.directory + "/k"])
+        try FileManager.default.removeItem(atPath: lnbits + "/README.md")
+        try FileManager.default.copyItem(atPath: fixture.directory + "/k", toPath: lnbits + "/README.md")
+        XCTAssertEqual(try look().privateKeys, ["README.md"])
+        XCTAssertEqual(try look().privateKeys, ["README.md"], "a key is never remembered as clean")
+        // An unreadable cache is only a slower look.
+        try "garbage".write(toFile: cache.file(root: lnbits), atomically: false, encoding: .utf8)
+        XCTAssertEqual(cache.load(root: lnbits), [])
+        XCTAssertEqual(try look().privateKeys, ["README.md"])
+    }
+
     func testAllowMustNameAFileInsideTheSource() throws {
         let toml = try String(contentsOfFile: fixture.fleetFile, encoding: .utf8)
         for bad in ["/etc/key", "../key", "dir/"] {

@@ -33,6 +33,8 @@ public final class Deployment: @unchecked Sendable {
         public var root = "/var/src"
         /// What each destination held at the last sync, so listings can be incremental.
         public var listingCache: ListingCache?
+        /// Files of the sources already found to be no private key (see `SourceSecrets`).
+        public var keyCheckCache: SourceSecrets.Cache?
         public var cancel: CancellationToken?
         /// Stops gently: no new step starts (a sync in progress finishes) and a rebuild is no
         /// longer followed (it goes on on the host). `cancel` stops at once; whoever trips

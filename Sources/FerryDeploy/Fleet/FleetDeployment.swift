@@ -90,7 +90,7 @@ public final class FleetDeployment {
                     throw DeployError.localCheck("\(source.path): cannot scan sources.\(source.name): \(error)")
                 }
                 do {
-                    warnings += try SourceSecrets.check(source, root: source.path, manifest: scanned.manifest, fleet: fleet)
+                    warnings += try SourceSecrets.check(source, root: source.path, manifest: scanned.manifest, fleet: fleet, cache: deploy.keyCheckCache)
                 } catch let error as InventoryError {
                     throw DeployError.localCheck("\(error)")
                 }
