@@ -111,10 +111,11 @@ struct DiffFormat: ParsableArguments {
         options.force = force
         options.listingCache = Ferry.listingCache
         options.keyCheckCache = Ferry.keyCheckCache
-        // The shared trees are scanned once, before connecting, as a deploy does.
+        // The shared trees are scanned once for several hosts, before connecting, as a deploy
+        // does; for one, the scan overlaps the host's listing.
         let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))
         do {
-            try prepared.prepare(manifests: false)
+            try prepared.prepare(scanning: hosts.count > 1, manifests: false)
         } catch DeployError.localCheck(let text) {
             throw Failure(code: 2, message: text)
         }
@@ -155,6 +156,7 @@ struct DiffFormat: ParsableArguments {
         let out = DiffOutput(format: self, sources: fleet.sources.map(\.name), several: several)
         for (d, r) in zip(deployments, all) {
             if let note = r.note { printError("ferry: \(d.host.name): note: \(note)") }
+            for warning in r.diff?.warnings ?? [] { printError("ferry: warning: \(warning)") }
             if let error = r.error {
                 printError("ferry: \(d.host.name): \(error)")
                 if json { out.json(["type": "diff", "host": d.host.name, "error": error]) }

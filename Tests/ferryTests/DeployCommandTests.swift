@@ -765,4 +765,22 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("deployed"), r.stdout)
     }
+
+    /// A private key in the checkout: deploy refuses before connecting (exit 2, nothing on the
+    /// host, no login); a one-host diff, which scans while it lists, names it too.
+    func testAPrivateKeyInTheCheckoutStopsDeployAndDiff() throws {
+        let work = try makeWork()
+        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", work.lnbits + "/lnbits/deploy_key"])
+        let before = try logins()
+        let deployed = try deploy(work)
+        XCTAssertEqual(deployed.status, 2, deployed.stdout + deployed.stderr)
+        XCTAssertTrue(deployed.stderr.contains("\(work.lnbits)/lnbits/deploy_key: a private key"), deployed.stderr)
+        XCTAssertEqual(try logins(), before, "no connection")
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: try host.varSrc)) ?? [], [])
+        for args in [["diff", "-f", work.fleetFile, "alpha"], ["deploy", "-f", work.fleetFile, "alpha", "--dry-run"]] {
+            let r = try FerryBinary.run(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stdout) \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("lnbits/deploy_key: a private key"), r.stderr)
+        }
+    }
 }

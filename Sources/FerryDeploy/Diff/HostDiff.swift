@@ -35,6 +35,8 @@ public struct HostDiff: Sendable {
     public var patchOmitted: [Entry] = []
     /// What a deploy would run on the host.
     public var rebuildCommand: String
+    /// `.env` files a source would push (when the diff scanned the sources itself).
+    public var warnings: [String] = []
 
     public var isEmpty: Bool { entries.isEmpty && configDiff.isEmpty }
 
@@ -87,6 +89,15 @@ public struct HostDiff: Sendable {
             options.generated = generated
             let destination = deployment.options.root + "/" + source.name
             let result = try Syncer.sync(from: local, to: destination, over: shell, options: options, scanned: scanned)
+            if scanned == nil && !source.rendered {
+                // Not checked before connecting (nothing is sent): what a deploy would refuse.
+                do {
+                    diff.warnings += try SourceSecrets.check(source, root: local, manifest: result.scannedManifest, fleet: deployment.fleet,
+                                                             cache: deployment.options.keyCheckCache)
+                } catch let error as InventoryError {
+                    throw DeployError.localCheck("\(error)")
+                }
+            }
             let found = classify(result.plan, destination: result.destinationManifest, source: source.name)
             diff.entries += found
             let texts = found.filter { [.added, .changed, .deleted, .type].contains($0.kind) && ($0.old?.kind == .file || $0.new?.kind == .file) }

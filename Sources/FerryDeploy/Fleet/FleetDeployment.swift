@@ -71,10 +71,12 @@ public final class FleetDeployment {
     /// source once, before any connection: for what it must not carry (`SourceSecrets`), and for
     /// every host's sync (`manifests`: hashed too, for the manifests a deploy leaves; a diff needs
     /// none). Throws `DeployError.localCheck` naming the host; nothing is contacted.
-    public func prepare(manifests: Bool = true) throws {
+    /// `scanning: false` (one host's diff, which sends nothing): the sources are scanned by the
+    /// host's dry run, overlapping its listing, and checked there (`HostDiff`).
+    public func prepare(scanning: Bool = true, manifests: Bool = true) throws {
         var deploy = options.deploy
         warnings = []
-        if !deploy.noSync {
+        if !deploy.noSync && scanning {
             for source in fleet.sources where !source.rendered {
                 // Only a folder that passed the checks is scanned; the checks below name what is wrong.
                 var isDirectory: ObjCBool = false
