@@ -93,21 +93,31 @@ struct Status: ParsableCommand {
 
     static func describe(_ s: HostStatus) -> [String] {
         var lines: [String] = []
-        if let r = s.record {
-            func f(_ k: String) -> String { (r[k] as? String) ?? (r[k].map { "\($0)" } ?? "?") }
-            var line = "last deploy \(f("id")) by \(f("operator")), \(f("operation")): "
-            line += r["state"] as? String == "started" ? "started \(f("started_at")), no result recorded" : "\(f("result")), \(f("started_at")) → \(f("finished_at"))"
-            lines.append(line)
-            if let sources = r["sources"] as? [String: [String: Any]] {
-                for (name, state) in sources.sorted(by: { $0.key < $1.key }) {
-                    if let commit = state["commit"] as? String {
-                        lines.append("\(name): commit \(commit)" + ((state["dirty"] as? Bool) == true ? " (with uncommitted changes)" : ""))
-                    }
+        func record(_ read: DeployRecord.Read, _ what: String) {
+            switch read {
+            case .none: break
+            case .unreadable(let file, let reason): lines.append("\(what): the record \(file) is unreadable: \(reason)")
+            case .record(let r):
+                var line = "\(what) \(r.id) by \(r.operator_), \(r.operation): "
+                if let o = r.outcome {
+                    line += "\(o.result.rawValue)" + (o.exitStatus.map { o.result == .failed ? " (exit status \($0))" : "" } ?? "")
+                        + ", \(r.startedAt) → \(o.finishedAt)"
+                } else {
+                    line += "started \(r.startedAt), no result recorded"
+                }
+                lines.append(line)
+                for (name, state) in r.sources.sorted(by: { $0.key < $1.key }) {
+                    if let commit = state.commit { lines.append("\(name): commit \(commit)" + (state.dirty == true ? " (with uncommitted changes)" : "")) }
                 }
             }
-        } else {
+        }
+        if s.rebuild == .none && s.sync == .none {
             lines.append("never deployed by ferry")
         }
+        record(s.rebuild, "last deploy")
+        // Shown when it came after the last rebuild (ids sort by time).
+        if let sync = s.sync.record, sync.id > (s.rebuild.record?.id ?? "") { record(s.sync, "last sync-only deploy") }
+        if case .unreadable = s.sync { record(s.sync, "last sync-only deploy") }
         switch s.lock {
         case .free: lines.append("lock: free")
         case .held(let h): lines.append("lock: held by " + (h.map { "\($0)" } ?? "a deploy"))
@@ -115,7 +125,7 @@ struct Status: ParsableCommand {
         }
         let system = s.currentSystem.isEmpty ? "(not a symlink)" : s.currentSystem
         if s.systemChanged {
-            lines.append("system: \(system), CHANGED since the deploy, which left \((s.record?["current_system"] as? String) ?? "?") (a manual rebuild or a rollback)")
+            lines.append("system: \(system), CHANGED since the deploy, which left \(s.rebuild.record?.outcome?.currentSystem ?? "?") (a manual rebuild or a rollback)")
         } else {
             lines.append("system: \(system)")
         }

@@ -36,6 +36,12 @@ final class LocalPipelineTests: XCTestCase {
         if let root { try? FileManager.default.removeItem(atPath: root) }
     }
 
+    func syncRecord() throws -> DeployRecord {
+        let file = root + "/.ferry/last-sync.record"
+        let read = DeployRecord.read(Array(try Data(contentsOf: URL(fileURLWithPath: file))), file: file)
+        return try XCTUnwrap(read.record, "\(read)")
+    }
+
     func deployment(_ fleet: Fleet, opened: UnsafeMutablePointer<Int>? = nil, adjust: (inout Deployment.Options) -> Void = { _ in }) -> Deployment {
         var options = Deployment.Options { _ in
             opened?.pointee += 1
@@ -60,10 +66,10 @@ final class LocalPipelineTests: XCTestCase {
         // nixos-config: the render, without the checkout that lies inside the fleet's folder.
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/nixos-config/lnbits"))
         XCTAssertEqual(try Command.run(["nix-instantiate", "--parse", root + "/nixos-config/configuration.nix"]).status, 0)
-        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/.ferry/last-deploy.json"))) as? [String: Any]
-        XCTAssertEqual(record?["result"] as? String, "sync-only")
-        XCTAssertEqual(record?["id"] as? String, outcome.id)
-        let digest = (record?["sources"] as? [String: [String: Any]])?["lnbits-src"]?["digest"] as? String
+        let record = try syncRecord()
+        XCTAssertEqual(record.outcome?.result, .syncOnly)
+        XCTAssertEqual(record.id, outcome.id)
+        let digest = record.sources["lnbits-src"]?.digest
         XCTAssertEqual(digest, outcome.record.sources["lnbits-src"]?.digest)
         XCTAssertTrue(digest?.hasPrefix("sha256:") == true)
         // The lock is free again.
@@ -97,13 +103,11 @@ final class LocalPipelineTests: XCTestCase {
         let first = try identity(manifestPath)[.systemFileNumber] as? Int
         let again = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
         XCTAssertEqual(try identity(manifestPath)[.systemFileNumber] as? Int, first, "an unchanged manifest is left alone")
-        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/.ferry/last-deploy.json"))) as? [String: Any]
-        XCTAssertEqual(record?["id"] as? String, again.id)
-        XCTAssertEqual(record?["result"] as? String, "sync-only")
-        XCTAssertEqual(record?["state"] as? String, "finished")
-        XCTAssertNotNil(record?["finished_at"] as? String)
+        let record = try syncRecord()
+        XCTAssertEqual(record.id, again.id)
+        XCTAssertEqual(record.outcome?.result, .syncOnly)
         XCTAssertEqual(try Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status, 0, "the lock is free")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/.ferry/last-deploy.json.tmp"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/.ferry/last-sync.record.tmp"))
 
         try "print('changed')\n".write(toFile: lnbits + "/lnbits/added.py", atomically: true, encoding: .utf8)
         let changed = try deployment(try fixture.load()) { $0.syncOnly = true }.run { _ in }

@@ -1,3 +1,4 @@
+import FerryDeploy
 import FerryXCTestSupport
 import Foundation
 import XCTest
@@ -118,9 +119,12 @@ final class DeployCommandTests: HostTestCase {
         }
     }
 
-    func record() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: try host.varSrc + "/.ferry/last-deploy.json"))
-        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    /// The last rebuild's record on the host (or the last sync-only deploy's).
+    func record(sync: Bool = false, varSrc: String? = nil) throws -> DeployRecord {
+        let file = (try varSrc ?? host.varSrc) + "/.ferry/" + (sync ? "last-sync.record" : "last-rebuild.record")
+        let read = DeployRecord.read(Array(try Data(contentsOf: URL(fileURLWithPath: file))), file: file)
+        guard case .record(let r) = read else { throw TestHostError.missingPrerequisite("a readable record: \(read)") }
+        return r
     }
 
     func logins() throws -> Int {
@@ -163,7 +167,7 @@ final class DeployCommandTests: HostTestCase {
 
         // The stand-ins saw exactly the command lines a NixOS host must get.
         let unitLine = try XCTUnwrap(h.systemdRunCalls().last)
-        let id = try XCTUnwrap(record()["id"] as? String)
+        let id = try record().id
         XCTAssertTrue(unitLine.hasPrefix("systemd-run --unit ferry-deploy-\(id) --collect --pipe --quiet --setenv=PATH="), unitLine)
         XCTAssertTrue(unitLine.hasSuffix(" -- /bin/sh /var/src/.ferry/deploys/\(id)/job.sh"), unitLine)
         XCTAssertEqual(h.standInCalls().last, "nixos-rebuild switch --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes'")
@@ -172,13 +176,14 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(env.contains("cwd=/var/src/.ferry/deploys/\(id)"), env)
 
         var r = try record()
-        XCTAssertEqual(r["state"] as? String, "finished")
-        XCTAssertEqual(r["result"] as? String, "success")
-        XCTAssertEqual(r["exit_status"] as? Int, 0)
-        XCTAssertEqual(r["operation"] as? String, "switch")
-        XCTAssertEqual(r["ferry_version"] as? String, "0.4.0")
-        XCTAssertNotNil((r["sources"] as? [String: Any])?["lnbits-src"])
-        XCTAssertTrue((r["operator"] as? String)?.hasPrefix("root@") == true)
+        XCTAssertEqual(r.outcome?.result, .success)
+        XCTAssertEqual(r.outcome?.exitStatus, 0)
+        XCTAssertNotNil(r.outcome?.durationSeconds)
+        XCTAssertNil(r.outcome?.currentSystem, "the test host's /run/current-system is no store path")
+        XCTAssertEqual(r.operation, "switch")
+        XCTAssertEqual(r.ferryVersion, "0.4.0")
+        XCTAssertNotNil(r.sources["lnbits-src"])
+        XCTAssertTrue(r.operator_.hasPrefix("root@"))
         XCTAssertEqual(try String(contentsOfFile: h.varSrc + "/.ferry/deploys/\(id)/status", encoding: .utf8), "0\n")
 
         // The rendered configuration is the render, and parses.
@@ -207,7 +212,7 @@ final class DeployCommandTests: HostTestCase {
         let config = try String(contentsOfFile: h.varSrc + "/nixos-config/configuration.nix", encoding: .utf8)
         XCTAssertTrue(config.contains("lnbitsPort = 5001;"), config)
         r = try record()
-        XCTAssertEqual(r["result"] as? String, "success")
+        XCTAssertEqual(r.outcome?.result, .success)
         XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
 
         // The full output is kept beside fleet.toml.
@@ -230,9 +235,8 @@ final class DeployCommandTests: HostTestCase {
         let syncOnly = try deploy(work, ["--sync-only"])
         XCTAssertEqual(syncOnly.status, 0, syncOnly.stderr)
         XCTAssertEqual(h2.standInCalls().count, 1, "--sync-only does not rebuild")
-        let data = try Data(contentsOf: URL(fileURLWithPath: h2.varSrc + "/.ferry/last-deploy.json"))
-        let record = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        XCTAssertEqual(record?["result"] as? String, "sync-only")
+        XCTAssertEqual(try record(sync: true, varSrc: h2.varSrc).outcome?.result, .syncOnly)
+        XCTAssertEqual(try record(varSrc: h2.varSrc).operation, "build", "the rebuild's record stays")
     }
 
     // MARK: - Refusals before and at connection
@@ -415,7 +419,7 @@ final class DeployCommandTests: HostTestCase {
         waitFor("the rebuild") { h.standInCalls().count == 1 }
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
-        let id = try XCTUnwrap(record()["id"] as? String)
+        let id = try record().id
 
         let out = temporaryFile()
         let follower = Process()
@@ -458,11 +462,11 @@ final class DeployCommandTests: HostTestCase {
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         XCTAssertEqual(process.terminationStatus, 130, text)
         XCTAssertTrue(text.contains("interrupted; a rebuild that had started keeps running on the target"), text)
-        XCTAssertEqual(try record()["state"] as? String, "started")
+        XCTAssertNil(try record().outcome, "started, no result yet")
         let busy = try deploy(work)
         XCTAssertTrue(busy.stderr.contains(", rebuild running"), busy.stderr)
         h.holdRebuild(false)
-        waitFor("the record") { (try? self.record()["result"] as? String) == "success" }
+        waitFor("the record") { (try? self.record().outcome?.result) == .success }
         // --no-sync rebuilds what the target has; the newest 20 deploy folders are kept.
         for i in 0..<25 {
             try FileManager.default.createDirectory(atPath: h.varSrc + "/.ferry/deploys/20200101T0000\(String(format: "%02d", i))Z-0000", withIntermediateDirectories: true)
@@ -491,8 +495,8 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(log.contains("error: attribute 'lnbits' missing"), log)
         XCTAssertTrue(log.contains("sync: lnbits-src"), log)
         let rec = try record()
-        XCTAssertEqual(rec["result"] as? String, "failed")
-        XCTAssertEqual(rec["exit_status"] as? Int, 1)
+        XCTAssertEqual(rec.outcome?.result, .failed)
+        XCTAssertEqual(rec.outcome?.exitStatus, 1)
     }
 
     /// C1 controls (CSI, OSC … ST) from the target reach the terminal escaped, in one form, on
@@ -616,19 +620,28 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(s.stdout.contains("alpha |   ~ lnbits-src/README.md"), s.stdout)
         XCTAssertTrue(s.stdout.contains("alpha |   - lnbits-src/pyproject.toml"), s.stdout)
 
-        // A --sync-only deploy puts things right and records it: nothing to report.
+        // A --sync-only deploy puts things right and records it apart: nothing to report, and
+        // the last rebuild's record is still the one shown.
         XCTAssertEqual(try deploy(work, ["--sync-only"]).status, 0)
         s = try status(work)
         XCTAssertTrue(s.stdout.contains("alpha | lnbits-src: unchanged since the deploy"), s.stdout)
-        XCTAssertTrue(s.stdout.contains("sync-only"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("alpha | last sync-only deploy "), s.stdout)
+        XCTAssertTrue(s.stdout.contains(", switch: success, "), s.stdout)
 
-        // A system other than the recorded one (the test host's /run/current-system is no symlink).
-        let recordPath = h.varSrc + "/.ferry/last-deploy.json"
-        let record = try String(contentsOfFile: recordPath, encoding: .utf8)
-        try record.replacingOccurrences(of: "\"result\":\"sync-only\"", with: "\"result\":\"success\",\"current_system\":\"/nix/store/aaaa-nixos-system-old\"")
-            .write(toFile: recordPath, atomically: true, encoding: .utf8)
+        // A system other than the one the rebuild recorded (the test host's /run/current-system
+        // is no symlink): still named after the sync-only deploy.
+        let recordPath = h.varSrc + "/.ferry/last-rebuild.record"
+        let old = "/nix/store/" + String(repeating: "a", count: 32) + "-nixos-system-old"
+        let text = try String(contentsOfFile: recordPath, encoding: .utf8)
+        try text.replacingOccurrences(of: #" -\n$"#, with: " \(old)\n", options: .regularExpression).write(toFile: recordPath, atomically: true, encoding: .utf8)
         s = try status(work)
-        XCTAssertTrue(s.stdout.contains("CHANGED since the deploy, which left /nix/store/aaaa-nixos-system-old"), s.stdout)
+        XCTAssertTrue(s.stdout.contains("CHANGED since the deploy, which left \(old)"), s.stdout)
+
+        // A record cut short is named as such, never "never deployed".
+        try String(text.dropLast(5)).write(toFile: recordPath, atomically: true, encoding: .utf8)
+        s = try status(work)
+        XCTAssertTrue(s.stdout.contains("alpha | last deploy: the record /var/src/.ferry/last-rebuild.record is unreadable: it is cut short"), s.stdout)
+        XCTAssertFalse(s.stdout.contains("never deployed"), s.stdout)
     }
 
     func testUnlockFreesADeadHoldersLockAndRefusesARunningRebuild() throws {
@@ -652,6 +665,8 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(forced.stderr.contains("warning: stopped a running rebuild"), forced.stderr)
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 1, "the stopped rebuild is a failure, never success")
+        XCTAssertEqual(try record().outcome?.result, .stopped, "the record says so (it said \"started, no result\" for ever)")
+        XCTAssertTrue(try status(work).stdout.contains(", switch: stopped, "))
         h.holdRebuild(false)
         XCTAssertEqual(try deploy(work).status, 0)
     }

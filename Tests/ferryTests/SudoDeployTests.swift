@@ -1,3 +1,4 @@
+import FerryDeploy
 import FerryXCTestSupport
 import Foundation
 import Synchronization
@@ -22,7 +23,7 @@ extension DeployCommandTests {
         let result = try deploy(work)
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssertEqual(try oracle(work.lnbits, "lnbits-src", excludes: Self.excludes), "")
-        XCTAssertTrue((try record()["operator"] as? String)?.hasPrefix("root@") == true)
+        XCTAssertTrue(try record().operator_.hasPrefix("root@"))
         // State files are root's: status reads them through sudo too.
         let status = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha"])
         XCTAssertEqual(status.status, 0, status.stdout + status.stderr)

@@ -82,7 +82,7 @@ final class DeployLock: @unchecked Sendable {
     /// Holder script. $1 root, $2 deploy id, $3 the lock-info line, $4 seconds to wait for the lock.
     static let holderScript = #"""
     root=$1 id=$2 info=$3 wait=$4
-    state=$root/.ferry
+    state=$root/.ferry tab=$(printf '\t')
     [ -d "$state/deploys" ] || mkdir -p "$state/deploys" || exit 1
     exec 9>>"$state/lock" || exit 1
     if ! flock -n 9; then
@@ -145,13 +145,13 @@ final class DeployLock: @unchecked Sendable {
           [ -s "$d/pid" ] || { echo "the rebuild job did not start within 30 s" >&2; exit 1; }
           printf 'started %s\n' "$(cat "$d/pid")"
           exit 0 ;;
-        # A --sync-only deploy's record (ferry's finish time, then the record's JSON), then the end.
+        # A --sync-only deploy's record (its outcome line, a tab, its base), then the end.
         record\ *)
           kill $watchdog 2>/dev/null
           r=${line#record }
-          at=${r%% *} base=${r#* }
-          printf '%s,"state":"finished","result":"sync-only","finished_at":"%s"}\n' "${base%?}" "$at" > "$state/last-deploy.json.tmp" &&
-            mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json" && echo recorded
+          outcome=${r%%"$tab"*} base=${r#*"$tab"}
+          printf '%s\n%s\n' "$base" "$outcome" > "$state/\#(TargetState.syncRecordName).tmp" &&
+            mv -f "$state/\#(TargetState.syncRecordName).tmp" "$state/\#(TargetState.syncRecordName)" && echo recorded
           exit 0 ;;
         release) kill $watchdog 2>/dev/null; exit 0 ;;
       esac
@@ -260,12 +260,13 @@ final class DeployLock: @unchecked Sendable {
         }
     }
 
-    /// Writes a `--sync-only` deploy's record (`base`: the record's JSON, one line) and ends the
-    /// holder, which frees the lock: no command of its own. False when the holder could not be
-    /// asked (the line is too long for one atomic write, or the pipe is full); throws when it
-    /// was asked and did not write it.
-    func finishSyncOnly(base: String, finishedAt: String) throws -> Bool {
-        let line = Array("record \(finishedAt) \(base)\n".utf8)
+    /// Writes a `--sync-only` deploy's record (its outcome set) and ends the holder, which frees
+    /// the lock: no command of its own. False when the holder could not be asked (the line is
+    /// too long for one atomic write, or the pipe is full); throws when it was asked and did not
+    /// write it.
+    func finishSyncOnly(_ record: DeployRecord) throws -> Bool {
+        guard let outcome = record.outcome else { return false }
+        let line = Array("record \(outcome.line)\t\(record.json)\n".utf8)
         guard line.count <= Int(PIPE_BUF), !line.dropLast().contains(UInt8(ascii: "\n")) else { return false }
         condition.lock()
         if done { condition.unlock(); throw DeployError.lockLost(target: target, detail: failure) }

@@ -1,9 +1,10 @@
 import FerrySync
 import Foundation
 
-/// What `/var/src/.ferry/last-deploy.json` says about a deploy before its result is known; the
-/// target's job appends `state`, `result`, `exit_status`, `finished_at`, `duration_seconds` and
-/// `current_system`.
+/// A deploy's record on the target (`TargetState.rebuildRecord`, or `syncRecord` for a
+/// `--sync-only` deploy). Its first line is this base, encoded by ferry; the target's job, which
+/// cannot encode JSON safely, appends an `Outcome` line of fixed shape when the deploy ends. A
+/// record of one line is a deploy that started and has no result yet.
 public struct DeployRecord: Codable, Equatable, Sendable {
     public struct SourceState: Codable, Equatable, Sendable {
         /// "sha256:…" of the tree's manifest (`/var/src/.ferry/NAME/manifest`: every path, type,
@@ -11,6 +12,72 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         public var digest: String
         public var commit: String?
         public var dirty: Bool?
+    }
+
+    /// How a deploy ended: `finished RESULT EXIT FINISHED_AT SECONDS SYSTEM`, "-" for what is not
+    /// known (a sync-only deploy has no exit status or system).
+    public struct Outcome: Equatable, Sendable {
+        public enum Result: String, Sendable {
+            case success, failed
+            case syncOnly = "sync-only"
+            /// `ferry unlock --force` stopped the running rebuild.
+            case stopped
+        }
+
+        public var result: Result
+        public var exitStatus: Int?
+        public var finishedAt: String
+        public var durationSeconds: Int?
+        /// `readlink /run/current-system` once the rebuild had ended.
+        public var currentSystem: String?
+
+        public init(result: Result, exitStatus: Int? = nil, finishedAt: String, durationSeconds: Int? = nil, currentSystem: String? = nil) {
+            self.result = result
+            self.exitStatus = exitStatus
+            self.finishedAt = finishedAt
+            self.durationSeconds = durationSeconds
+            self.currentSystem = currentSystem
+        }
+
+        public var line: String {
+            ["finished", result.rawValue, exitStatus.map(String.init) ?? "-", finishedAt, durationSeconds.map(String.init) ?? "-",
+             currentSystem ?? "-"].joined(separator: " ")
+        }
+
+        /// The line as the job writes it; nil unless every field has its shape.
+        public init?(line: Substring) {
+            let f = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard f.count == 6, f[0] == "finished", let result = Result(rawValue: String(f[1])) else { return nil }
+            func number(_ s: Substring) -> Int?? { s == "-" ? .some(nil) : (s.allSatisfy(\.isASCII) ? Int(s).map { .some($0) } : nil) }
+            guard let exit = number(f[2]), let seconds = number(f[4]), Self.isTimestamp(f[3]),
+                  f[5] == "-" || Self.isStorePath(f[5]) else { return nil }
+            self.init(result: result, exitStatus: exit, finishedAt: String(f[3]), durationSeconds: seconds, currentSystem: f[5] == "-" ? nil : String(f[5]))
+        }
+
+        /// `YYYY-MM-DDTHH:MM:SSZ`, as `date -u +%Y-%m-%dT%H:%M:%SZ` prints it.
+        static func isTimestamp(_ s: Substring) -> Bool {
+            let b = Array(s.utf8)
+            guard b.count == 20 else { return false }
+            for (i, c) in b.enumerated() {
+                switch i {
+                case 4, 7: guard c == UInt8(ascii: "-") else { return false }
+                case 10: guard c == UInt8(ascii: "T") else { return false }
+                case 13, 16: guard c == UInt8(ascii: ":") else { return false }
+                case 19: guard c == UInt8(ascii: "Z") else { return false }
+                default: guard c >= 0x30 && c <= 0x39 else { return false }
+                }
+            }
+            return true
+        }
+
+        /// `^/nix/store/[0-9a-z]{32}-[-+._?=0-9A-Za-z]+$`.
+        static func isStorePath(_ s: Substring) -> Bool {
+            let b = Array(s.utf8), prefix = Array("/nix/store/".utf8)
+            guard b.count > prefix.count + 33, b.starts(with: prefix), b[prefix.count + 32] == UInt8(ascii: "-") else { return false }
+            let hash = b[prefix.count..<prefix.count + 32], name = b[(prefix.count + 33)...]
+            return hash.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) }
+                && name.allSatisfy { ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || ($0 >= 0x30 && $0 <= 0x39) || "-+._?=".utf8.contains($0) }
+        }
     }
 
     public var id: String
@@ -21,16 +88,76 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     public var ferryVersion: String
     public var operation: String
     public var sources: [String: SourceState]
+    /// Nil: started, no result yet (not part of the encoded base: the job appends it).
+    public var outcome: Outcome?
 
     enum CodingKeys: String, CodingKey {
         case id, host, startedAt = "started_at", operator_ = "operator", ferryVersion = "ferry_version", operation, sources
     }
 
-    /// One line, ending in "}" (the target's scripts append fields before it).
+    /// The base: one line of JSON.
     var json: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// The record file's text: the base, and the outcome when there is one.
+    public var fileText: String { json + "\n" + (outcome.map { $0.line + "\n" } ?? "") }
+
+    /// What a record file says, or why it cannot be read.
+    public enum Read: Equatable, Sendable {
+        case none
+        case record(DeployRecord)
+        case unreadable(file: String, reason: String)
+
+        public var record: DeployRecord? {
+            if case .record(let r) = self { return r }
+            return nil
+        }
+    }
+
+    /// Reads a record file's bytes (empty: no file). The record before records were kept apart
+    /// (`last-deploy.json`, JSON with the outcome's fields in it) is read too.
+    public static func read(_ bytes: [UInt8], file: String) -> Read {
+        guard !bytes.isEmpty else { return .none }
+        guard bytes.last == 0x0A else { return .unreadable(file: file, reason: "it is cut short (no line end)") }
+        let lines = bytes.dropLast().split(separator: 0x0A, omittingEmptySubsequences: false)
+        guard lines.count <= 2 else { return .unreadable(file: file, reason: "it has more than two lines") }
+        let decoder = JSONDecoder()
+        guard var record = try? decoder.decode(DeployRecord.self, from: Data(lines[0])) else {
+            return .unreadable(file: file, reason: "its first line is not a deploy's record")
+        }
+        if lines.count == 2 {
+            guard let outcome = Outcome(line: Substring(decoding: lines[1], as: UTF8.self)) else {
+                return .unreadable(file: file, reason: "its second line is not a deploy's outcome")
+            }
+            record.outcome = outcome
+        } else if let legacy = try? decoder.decode(Legacy.self, from: Data(lines[0])), legacy.state == "finished" {
+            guard let outcome = legacy.outcome else { return .unreadable(file: file, reason: "its result is not one ferry writes") }
+            record.outcome = outcome
+        }
+        return .record(record)
+    }
+
+    /// The fields the JSON record of earlier versions carried beside the base.
+    struct Legacy: Decodable {
+        var state: String?
+        var result: String?
+        var exitStatus: Int?
+        var finishedAt: String?
+        var durationSeconds: Int?
+        var currentSystem: String?
+
+        enum CodingKeys: String, CodingKey {
+            case state, result, exitStatus = "exit_status", finishedAt = "finished_at", durationSeconds = "duration_seconds", currentSystem = "current_system"
+        }
+
+        var outcome: Outcome? {
+            guard let result = result.flatMap(Outcome.Result.init(rawValue:)), let finishedAt else { return nil }
+            return Outcome(result: result, exitStatus: exitStatus, finishedAt: finishedAt, durationSeconds: durationSeconds,
+                           currentSystem: currentSystem.flatMap { $0.isEmpty ? nil : $0 })
+        }
     }
 
     /// The checkout's commit and whether it has changes, when it is a git checkout and git is here.
@@ -56,7 +183,7 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     }
 
     /// `20261127T171502Z-3fa9`: sorts by time, unique enough for one host's deploys.
-    static func newID(now: Date = Date()) -> String {
+    public static func newID(now: Date = Date()) -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")

@@ -155,17 +155,19 @@ public final class Deployment: @unchecked Sendable {
         // What each tree is now, for `ferry status` to compare the host with later: written by
         // the next command (the record, or the rebuild's preparation), one command less.
         let archive = manifests.isEmpty ? nil : ManifestFile.archive(manifests)
-        let manifestArguments = [String(manifests.count), options.root + "/.ferry"] + manifests.map { String($0.path.dropLast("/manifest.new".count)) }
+        let state = TargetState(root: options.root)
+        let manifestArguments = [String(manifests.count), state.directory] + manifests.map { String($0.path.dropLast("/manifest.new".count)) }
         let written = archive == nil ? "" : "writing the manifests and "
 
         if options.syncOnly {
+            record.outcome = DeployRecord.Outcome(result: .syncOnly, finishedAt: DeployRecord.timestamp())
             // Nothing else to write: the holder writes the record as it lets go of the lock.
-            if archive == nil, try lock.finishSyncOnly(base: record.json, finishedAt: DeployRecord.timestamp()) {
+            if archive == nil, try lock.finishSyncOnly(record) {
                 released = true
                 return Outcome(id: id, result: .syncOnly, record: record)
             }
             try runChecked(session, .script(Self.manifestScript + Rebuild.recordScript,
-                                            arguments: (manifestArguments + [record.json, options.root, DeployRecord.timestamp()]).map { Array($0.utf8) }),
+                                            arguments: (manifestArguments + [record.fileText, state.syncRecord]).map { Array($0.utf8) }),
                            stdin: archive, step: written + "writing the record")
             return Outcome(id: id, result: .syncOnly, record: record)
         }
@@ -175,10 +177,10 @@ public final class Deployment: @unchecked Sendable {
         phase = Date()
         let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: prepared.renderedSource, extra: options.extraArguments)
         report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
-        let directory = options.root + "/.ferry/deploys/" + id
+        let directory = state.deploy(id)
         let job = Rebuild.jobScript(directory: directory, root: options.root, command: command)
         try runChecked(session, .script(Self.manifestScript + Rebuild.prepareScript,
-                                        arguments: (manifestArguments + [directory, job, record.json, options.root]).map { Array($0.utf8) }),
+                                        arguments: (manifestArguments + [directory, job, record.json, state.rebuildRecord, state.deploys]).map { Array($0.utf8) }),
                        stdin: archive, step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
         lock.release()

@@ -21,42 +21,41 @@ enum Rebuild {
         #!/bin/sh
         # ferry deploy job: nixos-rebuild, detached from ferry's SSH channel.
         exec 9<&0 </dev/null
-        d=\(q(directory)) state=\(q(root + "/.ferry"))
+        d=\(q(directory)) record=\(q(TargetState(root: root).rebuildRecord))
         cd "$d" || exit 1
         echo $$ > pid.tmp && mv -f pid.tmp pid
         start=$(date +%s)
         \(command.map(q).joined(separator: " ")) >> log 2>&1
         rc=$?
         end=$(date +%s)
-        system=$(readlink /run/current-system 2>/dev/null | sed 's/[\\\\"]/\\\\&/g')
+        # The outcome line (DeployRecord.Outcome): words and numbers only, a store path or "-".
+        system=$(readlink /run/current-system 2>/dev/null)
+        case $system in /nix/store/*) case $system in *[!-+._?=/0-9A-Za-z]*) system=- ;; esac ;; *) system=- ;; esac
         if [ "$rc" = 0 ]; then result=success; else result=failed; fi
-        base=$(cat record-base.json)
-        printf '%s,"state":"finished","result":"%s","exit_status":%s,"finished_at":"%s","duration_seconds":%s,"current_system":"%s"}\\n' \\
-          "${base%?}" "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" "$system" > "$state/last-deploy.json.tmp" &&
-          mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json"
+        { cat record-base.json && printf '\\nfinished %s %s %s %s %s\\n' "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" "$system"; } \\
+          > "$record.tmp" && mv -f "$record.tmp" "$record"
         echo "$rc" > status.tmp && mv -f status.tmp status
 
         """
     }
 
-    /// Writes the deploy's folder (job, record base, empty log) and the "started" record, and keeps
-    /// the newest 20 deploy folders. $1 folder, $2 job script, $3 record base (JSON), $4 root.
+    /// Writes the deploy's folder (job, record base, empty log) and the rebuild record's first
+    /// line (started, no result), and keeps the newest 20 deploy folders. $1 folder, $2 job
+    /// script, $3 record base (one line of JSON), $4 the rebuild record, $5 the deploys folder.
     static let prepareScript = #"""
-    d=$1 state=$4/.ferry
+    d=$1 record=$4
     mkdir -p "$d" && cd "$d" || exit 1
     printf '%s' "$2" > job.sh && printf '%s' "$3" > record-base.json && : > log || exit 1
-    base=$3
-    printf '%s,"state":"started"}\n' "${base%?}" > "$state/last-deploy.json.tmp" && mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json" || exit 1
-    cd "$state/deploys" && ls -1 | sort | head -n -20 | while IFS= read -r old; do [ "$old" = "${d##*/}" ] || rm -rf -- "$old"; done
+    printf '%s\n' "$3" > "$record.tmp" && mv -f "$record.tmp" "$record" || exit 1
+    cd "$5" && ls -1 | sort | head -n -20 | while IFS= read -r old; do [ "$old" = "${d##*/}" ] || rm -rf -- "$old"; done
     exit 0
     """#
 
-    /// A record without a rebuild (`--sync-only`). $1 record base, $2 root, $3 when it finished.
+    /// A `--sync-only` deploy's record, whole. $1 the record's text, $2 the sync record.
     static let recordScript = #"""
-    base=$1 state=$2/.ferry
-    [ -d "$state" ] || mkdir -p "$state" || exit 1
-    printf '%s,"state":"finished","result":"sync-only","finished_at":"%s"}\n' "${base%?}" "$3" > "$state/last-deploy.json.tmp" &&
-      mv -f "$state/last-deploy.json.tmp" "$state/last-deploy.json"
+    record=$2
+    [ -d "${record%/*}" ] || mkdir -p "${record%/*}" || exit 1
+    printf '%s' "$1" > "$record.tmp" && mv -f "$record.tmp" "$record"
     """#
 
     /// Streams the log from byte $2 until the job (pid in $1/pid, waited for $3 × 50 ms: as long as

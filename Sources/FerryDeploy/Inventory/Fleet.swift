@@ -45,7 +45,7 @@ public struct Fleet: Sendable {
         /// The rendered source's excludes unless it names its own: VCS, secrets, editor litter, build links.
         public static let renderedExcludes = [".git", ".env", ".ferry/", "*~", "*.swp", ".#*", "result"]
         /// Names ferry uses itself under /var/src/.ferry.
-        public static let reservedNames = ["deploys", "lock", "lock-info", "lock-pid", "heartbeat", "last-deploy.json"]
+        public static var reservedNames: [String] { TargetState.reservedNames }
 
         /// A reserved name, or one with a suffix after a dot (`heartbeat.0`, `lock-info.tmp`).
         public static func isReserved(_ name: String) -> Bool {

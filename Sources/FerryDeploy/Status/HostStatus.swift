@@ -24,17 +24,19 @@ public struct HostStatus {
         public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
     }
 
-    /// `/var/src/.ferry/last-deploy.json`, as the host has it (nil: never deployed).
-    public var record: [String: Any]?
+    /// The last deploy that rebuilt, as its record on the host says.
+    public var rebuild: DeployRecord.Read
+    /// The last `--sync-only` deploy.
+    public var sync: DeployRecord.Read
     public var lock: Lock
     /// `readlink /run/current-system` now.
     public var currentSystem: String
     public var drift: [Drift]
 
-    /// The running system differs from the one the finished deploy recorded (a manual rebuild or
-    /// a rollback since).
+    /// The running system differs from the one the last rebuild recorded (a manual rebuild or a
+    /// rollback since).
     public var systemChanged: Bool {
-        guard let recorded = record?["current_system"] as? String, !recorded.isEmpty else { return false }
+        guard let recorded = rebuild.record?.outcome?.currentSystem else { return false }
         return recorded != currentSystem
     }
 
@@ -47,30 +49,47 @@ public struct HostStatus {
     [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
     """#
 
-    /// $1 root. NUL-separated: current system, lock state, lock info, record.
+    /// $1 root, $2… the record files. NUL-separated: current system, lock state, lock info, each
+    /// record file (empty when there is none).
     static let script = #"""
     state=$1/.ferry
+    shift
     printf '%s\0' "$(readlink /run/current-system 2>/dev/null)"
     \#(readLockNotes)
     held=free
     if [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then held=held; fi
     if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then held=running; fi
     printf '%s\0%s\0' "$held" "$info"
-    tr -d '\0' < "$state/last-deploy.json" 2>/dev/null; printf '\0'
+    for f in "$@"; do tr -d '\0' < "$f" 2>/dev/null; printf '\0'; done
     """#
 
-    /// The record, the lock and the running system, in one command (no manifests, no drift).
-    static func basics(shell: any RemoteShell, root: String) throws -> (record: [String: Any]?, lock: Lock, currentSystem: String) {
-        let (status, out, err) = try shell.run(.script(script, arguments: [Array(root.utf8)]))
+    struct Basics {
+        var rebuild: DeployRecord.Read
+        var sync: DeployRecord.Read
+        var lock: Lock
+        var currentSystem: String
+    }
+
+    /// The records, the lock and the running system, in one command (no manifests, no drift).
+    static func basics(shell: any RemoteShell, root: String) throws -> Basics {
+        let state = TargetState(root: root)
+        let files = [state.rebuildRecord, state.syncRecord, state.legacyRecord]
+        let (status, out, err) = try shell.run(.script(script, arguments: ([root] + files).map { Array($0.utf8) }))
         guard status == .exited(0) else {
             throw DeployError.remote(target: shell.name, step: "reading the status", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
         }
-        let fields = out.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-        guard fields.count >= 4 else { throw DeployError.remote(target: shell.name, step: "reading the status", detail: "a short answer") }
-        let holder = try? JSONDecoder().decode(LockHolder.self, from: Data(fields[2].utf8))
-        let lock: Lock = fields[1] == "running" ? .rebuildRunning(holder) : fields[1] == "held" ? .held(holder) : .free
-        let record = (try? JSONSerialization.jsonObject(with: Data(fields[3].utf8))) as? [String: Any]
-        return (record, lock, fields[0])
+        let fields = out.split(separator: 0, omittingEmptySubsequences: false).map { Array($0) }
+        guard fields.count >= 6 else { throw DeployError.remote(target: shell.name, step: "reading the status", detail: "a short answer") }
+        let holder = try? JSONDecoder().decode(LockHolder.self, from: Data(fields[2]))
+        let held = String(decoding: fields[1], as: UTF8.self)
+        let lock: Lock = held == "running" ? .rebuildRunning(holder) : held == "held" ? .held(holder) : .free
+        var rebuild = DeployRecord.read(fields[3], file: files[0]), sync = DeployRecord.read(fields[4], file: files[1])
+        if rebuild == .none && sync == .none {
+            // A host last deployed by a ferry that kept one record for both.
+            let legacy = DeployRecord.read(fields[5], file: files[2])
+            if legacy.record?.outcome?.result == .syncOnly { sync = legacy } else { rebuild = legacy }
+        }
+        return Basics(rebuild: rebuild, sync: sync, lock: lock, currentSystem: String(decoding: fields[0], as: UTF8.self))
     }
 
     /// Who holds the host's deploy lock, read without touching it.
@@ -79,12 +98,13 @@ public struct HostStatus {
     }
 
     public static func read(fleet: Fleet, host: Fleet.Host, shell: any RemoteShell, root: String = "/var/src") throws -> HostStatus {
-        let (record, lock, currentSystem) = try basics(shell: shell, root: root)
+        let basics = try basics(shell: shell, root: root)
+        let state = TargetState(root: root)
 
         var drift: [Drift] = []
         for source in fleet.sources {
             let destination = root + "/" + source.name
-            let manifestPath = root + "/.ferry/" + source.name + "/manifest"
+            let manifestPath = state.manifest(source.name)
             let (s, bytes, _) = try shell.run(RemoteCommand(["cat", manifestPath]))
             guard s == .exited(0) else { drift.append(Drift(source: source.name, recorded: false)); continue }
             let recorded = try ManifestFile.decode(bytes, target: shell.name)
@@ -92,29 +112,31 @@ public struct HostStatus {
             let changes = ManifestFile.drift(recorded: recorded, current: current, excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude))
             drift.append(Drift(source: source.name, recorded: true, added: changes.added, changed: changes.changed, removed: changes.removed))
         }
-        return HostStatus(record: record, lock: lock, currentSystem: currentSystem, drift: drift)
+        return HostStatus(rebuild: basics.rebuild, sync: basics.sync, lock: basics.lock, currentSystem: basics.currentSystem, drift: drift)
     }
 
     /// The last deploy's rebuild output from its start, followed until the job ends (re-attaching
     /// after a deploy whose outcome was unknown); reconnects like a deploy. Nil: never deployed.
     public static func follow(shell: any RemoteShell, root: String = "/var/src", reconnectTimeout: Double, cancel: CancellationToken?,
                               reopen: @escaping () throws -> any RemoteShell, report: (DeployEvent) -> Void) throws -> (id: String, result: DeployResult)? {
-        let (record, lock, _) = try basics(shell: shell, root: root)
-        guard let record, let id = record["id"] as? String, !id.isEmpty, !id.contains("/") else { return nil }
-        let operation = record["operation"] as? String ?? "switch"
-        if operation == "sync-only" { return (id, .syncOnly) }
+        let basics = try basics(shell: shell, root: root)
+        if case .unreadable(let file, let reason) = basics.rebuild {
+            throw DeployError.remote(target: shell.name, step: "reading the last rebuild's record", detail: "\(file) is unreadable: \(reason)")
+        }
+        guard let record = basics.rebuild.record, !record.id.isEmpty, !record.id.contains("/"), record.id != ".." else { return nil }
         // A deploy holding the lock may be about to start its job; with the lock free, a job
         // without a pid never started.
-        let follower = RebuildFollower(directory: root + "/.ferry/deploys/" + id, operation: operation, reconnectTimeout: reconnectTimeout,
-                                       waitForStart: lock != .free, stop: cancel, cancel: cancel, reopen: reopen)
-        return (id, try follower.follow(first: shell, report: report))
+        let follower = RebuildFollower(directory: TargetState(root: root).deploy(record.id), operation: record.operation, reconnectTimeout: reconnectTimeout,
+                                       waitForStart: basics.lock != .free, stop: cancel, cancel: cancel, reopen: reopen)
+        return (record.id, try follower.follow(first: shell, report: report))
     }
 
     /// $1 root, $2 "1" to force. Frees a lock whose holder is gone (clearing its notes); refuses
     /// (exit 75, the holder's info on stdout) while a deploy or rebuild holds it, unless forced:
-    /// then the holder's process group is sent SIGTERM.
+    /// then the holder's process group is sent SIGTERM, and a rebuild stopped that way gets its
+    /// outcome in its record ("stopped"), which its job, killed, never writes.
     static let unlockScript = #"""
-    state=$1/.ferry force=$2
+    state=$1/.ferry force=$2 record=$1/.ferry/\#(TargetState.rebuildRecordName)
     [ -e "$state/lock" ] || { echo free; exit 0; }
     exec 9>>"$state/lock" || exit 1
     if flock -n 9; then rm -f "$state/lock-pid"; echo free; exit 0; fi
@@ -127,6 +149,15 @@ public struct HostStatus {
     [ -z "$hpid" ] || kill -TERM "-$hpid" 2>/dev/null || kill -TERM "$hpid" 2>/dev/null
     flock -w 10 9 || { echo "the lock is still held 10 s after SIGTERM to its holder" >&2; exit 1; }
     rm -f "$state/lock-pid"
+    if [ "$what" = running ]; then
+      base= outcome=
+      { IFS= read -r base; IFS= read -r outcome; } 2>/dev/null < "$record"
+      case $base in
+        *"\"id\":\"$hid\""*)
+          [ -n "$outcome" ] || { printf '%s\nfinished stopped - %s - -\n' "$base" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$record.tmp" &&
+            mv -f "$record.tmp" "$record"; } ;;
+      esac
+    fi
     echo forced
     """#
 

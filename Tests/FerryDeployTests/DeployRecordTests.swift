@@ -1,0 +1,54 @@
+@testable import FerryDeploy
+import Foundation
+import XCTest
+
+/// The record's two lines (ferry's base, the job's outcome), the earlier JSON record, and what is
+/// refused: every unreadable record says why, none reads as "never deployed".
+final class DeployRecordTests: XCTestCase {
+    let base = DeployRecord(id: "20261207T120000Z-0a1b", host: "alpha", startedAt: "2026-12-07T12:00:00Z", operator_: "root@laptop",
+                            ferryVersion: "0.4.0", operation: "switch", sources: ["lnbits-src": .init(digest: "sha256:00", commit: "abc", dirty: false)])
+    let store = "/nix/store/" + String(repeating: "0", count: 32) + "-nixos-system-alpha-24.05"
+
+    func read(_ text: String) -> DeployRecord.Read { DeployRecord.read(Array(text.utf8), file: "F") }
+
+    func testTwoLinesReadBackAsTheOneType() {
+        var finished = base
+        finished.outcome = .init(result: .success, exitStatus: 0, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 60, currentSystem: store)
+        XCTAssertEqual(read(finished.fileText), .record(finished))
+        XCTAssertEqual(read(base.fileText), .record(base), "started, no result")
+        var synced = base
+        synced.outcome = .init(result: .syncOnly, finishedAt: "2026-12-07T12:01:00Z")
+        XCTAssertTrue(synced.fileText.hasSuffix("\nfinished sync-only - 2026-12-07T12:01:00Z - -\n"), synced.fileText)
+        XCTAssertEqual(read(synced.fileText), .record(synced))
+        XCTAssertEqual(read(""), .none)
+    }
+
+    func testTheJobsLineIsCheckedFieldByField() {
+        let good = "finished failed 1 2026-12-07T12:01:00Z 5 \(store)"
+        XCTAssertNotNil(DeployRecord.Outcome(line: Substring(good)))
+        for bad in ["finished failed 1 2026-12-07T12:01:00Z 5 /nix/store/short-name", "finished failed 1 2026-12-07T12:01:00Z 5 /etc/passwd",
+                    "finished weird 1 2026-12-07T12:01:00Z 5 -", "finished failed x 2026-12-07T12:01:00Z 5 -", "finished failed 1 yesterday 5 -",
+                    "finished failed 1 2026-12-07T12:01:00Z 5", "finished failed 1 2026-12-07T12:01:00Z 5 - extra",
+                    "finished failed 1 2026-12-07T12:01:00Z 5 /nix/store/" + String(repeating: "A", count: 32) + "-x",
+                    "started", "finished failed ١ 2026-12-07T12:01:00Z 5 -"] {
+            XCTAssertNil(DeployRecord.Outcome(line: Substring(bad)), bad)
+            XCTAssertEqual(read(base.json + "\n" + bad + "\n"), .unreadable(file: "F", reason: "its second line is not a deploy's outcome"), bad)
+        }
+    }
+
+    func testUnreadableRecordsSayWhy() {
+        XCTAssertEqual(read(String(base.fileText.dropLast(9))), .unreadable(file: "F", reason: "it is cut short (no line end)"))
+        XCTAssertEqual(read("{\"id\":\n"), .unreadable(file: "F", reason: "its first line is not a deploy's record"))
+        XCTAssertEqual(read(base.json + "\na\nb\n"), .unreadable(file: "F", reason: "it has more than two lines"))
+    }
+
+    func testTheEarlierJSONRecordIsRead() {
+        let json = String(base.json.dropLast())
+        var expected = base
+        XCTAssertEqual(read(json + ",\"state\":\"started\"}\n"), .record(expected))
+        expected.outcome = .init(result: .success, exitStatus: 0, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 7, currentSystem: "/nix/store/x")
+        XCTAssertEqual(read(json + ",\"state\":\"finished\",\"result\":\"success\",\"exit_status\":0,\"finished_at\":\"2026-12-07T12:01:00Z\",\"duration_seconds\":7,\"current_system\":\"/nix/store/x\"}\n"),
+                       .record(expected))
+        XCTAssertEqual(read(json + ",\"state\":\"finished\",\"result\":\"odd\"}\n"), .unreadable(file: "F", reason: "its result is not one ferry writes"))
+    }
+}
