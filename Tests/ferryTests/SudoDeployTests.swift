@@ -142,4 +142,32 @@ extension DeployCommandTests {
     }
 
     func shellQuoted(_ word: String) -> String { "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    /// The state under /var/src/.ferry is root's alone, while the sources stay readable: a user
+    /// without sudo reads /var/src/lnbits-src after a first deploy, and nothing under .ferry.
+    /// State an earlier ferry left open is closed by the next deploy; local logs are private too.
+    func testStateIsRootsAloneWhileSourcesStayReadable() throws {
+        let work = try makeWork()
+        XCTAssertEqual(try deploy(work).status, 0)
+        let h = try host
+        let plain = ["exec", "plain@127.0.0.1:\(h.port)", "-i", try harness.clientKey(.ed25519), "--known-hosts", try harness.knownHostsFile, "--"]
+        let reads = try FerryBinary.run(plain + ["sh", "-c", "head -c 1 /var/src/lnbits-src/flake.nix >/dev/null && echo readable; ls /var/src/.ferry; cat /var/src/.ferry/last-rebuild.record"])
+        XCTAssertTrue(reads.stdout.hasPrefix("readable\n"), reads.stdout + reads.stderr)
+        XCTAssertTrue(reads.stderr.contains("ls: cannot open directory '/var/src/.ferry': Permission denied"), reads.stderr)
+        XCTAssertTrue(reads.stderr.contains("last-rebuild.record: Permission denied"), reads.stderr)
+        func open(_ type: [String] = ["!", "-type", "l"]) throws -> String {
+            try Command.check(["find", h.varSrc + "/.ferry"] + type + ["-perm", "/077"]).output
+        }
+        XCTAssertEqual(try open(["-type", "d"]), "", "no folder under .ferry is open to group or others")
+        // Opened by hand (as an earlier ferry left it): the next deploy closes every folder and
+        // file of it as it takes the lock.
+        try Command.check(["chmod", "-R", "go+rX", h.varSrc + "/.ferry"])
+        XCTAssertNotEqual(try open(), "")
+        XCTAssertEqual(try deploy(work).status, 0)
+        XCTAssertEqual(try open(["-type", "d"]), "")
+        XCTAssertEqual(try open(["-type", "f", "!", "-path", "*/.ferry/lnbits-src/*", "!", "-path", "*/.ferry/nixos-config/*"]), "",
+                       "the deploy's own files (records, lock notes, deploy folders) are root's alone")
+        let local = work.root + "/deployments/.ferry"
+        XCTAssertEqual(try Command.check(["find", local, "-perm", "/077"]).output, "", "the local logs are private")
+    }
 }

@@ -83,6 +83,10 @@ final class DeployLock: @unchecked Sendable {
     static let holderScript = #"""
     root=$1 id=$2 info=$3 wait=$4
     state=$root/.ferry tab=$(printf '\t')
+    # The state is root's alone (logs and records may hold what an operator would not publish);
+    # the root above it, and the sources in it, stay readable for the services that use them.
+    [ -d "$root" ] || (umask 022 && mkdir -p "$root") || exit 1
+    umask 077
     [ -d "$state/deploys" ] || mkdir -p "$state/deploys" || exit 1
     exec 9>>"$state/lock" || exit 1
     if ! flock -n 9; then
@@ -93,6 +97,8 @@ final class DeployLock: @unchecked Sendable {
       printf 'busy %s %s\n' "$held" "$hinfo"
       [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
     fi
+    # State an earlier ferry left open is closed now (chmod skips what is right already).
+    chmod -R go= "$state" 2>/dev/null
     # Who holds it now (line 1) and the deploy's id (line 2), for `ferry status` and `ferry unlock`.
     printf '%s\n%s\n' "$info" "$id" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
     printf '%s\n' "$$" > "$state/lock-pid"

@@ -195,6 +195,7 @@ public final class Deployment: @unchecked Sendable {
     /// a source no longer in fleet.toml left behind is never touched; then shifts its arguments
     /// away for the script that follows it.
     static let manifestScript = #"""
+    umask 077
     n=$1 state=$2
     shift 2
     if [ "$n" -gt 0 ]; then
@@ -297,6 +298,8 @@ final class LocalLog {
             let folder = base + "/" + host
             guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil,
                   access(folder, W_OK) == 0 else { continue }
+            // A deploy's output may hold what an operator would not publish: the folders are theirs alone.
+            for dir in [(base as NSString).deletingLastPathComponent, base, folder] { chmod(dir, 0o700) }
             path = folder + "/" + id + ".log"
             return
         }
@@ -307,7 +310,7 @@ final class LocalLog {
     /// it must never stop the deploy it records (FileHandle.write would trap).
     func write(_ event: DeployEvent) {
         if descriptor < 0 && !failed {
-            descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             guard descriptor >= 0 else { failed = true; return }
             let folder = (path as NSString).deletingLastPathComponent
             let old = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".log") }.sorted()

@@ -21,11 +21,13 @@ enum Rebuild {
         #!/bin/sh
         # ferry deploy job: nixos-rebuild, detached from ferry's SSH channel.
         exec 9<&0 </dev/null
+        # The job's own files are root's alone; nixos-rebuild runs with a root's usual umask.
+        umask 077
         d=\(q(directory)) record=\(q(TargetState(root: root).rebuildRecord))
         cd "$d" || exit 1
         echo $$ > pid.tmp && mv -f pid.tmp pid
         start=$(date +%s)
-        \(command.map(q).joined(separator: " ")) >> log 2>&1
+        (umask 022 && exec \(command.map(q).joined(separator: " "))) >> log 2>&1
         rc=$?
         end=$(date +%s)
         # The outcome line (DeployRecord.Outcome): words and numbers only, a store path or "-".

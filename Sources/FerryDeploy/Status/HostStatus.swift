@@ -136,6 +136,7 @@ public struct HostStatus {
     /// then the holder's process group is sent SIGTERM, and a rebuild stopped that way gets its
     /// outcome in its record ("stopped"), which its job, killed, never writes.
     static let unlockScript = #"""
+    umask 077
     state=$1/.ferry force=$2 record=$1/.ferry/\#(TargetState.rebuildRecordName)
     [ -e "$state/lock" ] || { echo free; exit 0; }
     exec 9>>"$state/lock" || exit 1

@@ -100,7 +100,8 @@ package enum RemoteTree {
         mv -f "$state/generation.new" "$state/generation"; } || true
     }
     if [ "$mode" = apply ]; then
-      [ -d "$state" ] || mkdir -p "$state" || exit 1
+      # The state folders are root's alone (the destination keeps its own modes).
+      [ -d "$state" ] || { mkdir -p "$state" && chmod 700 "${state%/*}" "$state"; } || exit 1
       exec 9>>"$state/lock" || exit 1
       # A second's grace at least: a run that ended without waiting for its command's exit (it
       # had nothing left to do) may still hold the lock for a moment.
