@@ -141,6 +141,8 @@ struct DiffFormat: ParsableArguments {
                     case .free: break
                     case .held(let who), .rebuildRunning(let who):
                         result.note = "a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now"
+                    case .heldByOther:
+                        result.note = "the deploy lock is held by \(LockHolder.notFerrys); this diff is against the tree as it is now"
                     }
                     result.diff = try HostDiff.compute(d, over: session, only: source, patch: patch, maxPatchBytes: maxPatchBytes)
                 } catch {

@@ -263,7 +263,7 @@ enum EventJSON {
         case .phaseFinished(let phase, let seconds, let detail):
             o["phase"] = phase.rawValue; o["state"] = "finished"; o["detail"] = detail; o["seconds"] = seconds
         case .lockBusy(let holder, let waiting):
-            o["phase"] = "lock"; o["state"] = "busy"; o["detail"] = "\(holder)"; o["waiting_seconds"] = waiting
+            o["phase"] = "lock"; o["state"] = "busy"; o["detail"] = holder.map { "\($0)" } ?? LockHolder.notFerrys; o["waiting_seconds"] = waiting
         case .sourceSynced(let name, let r):
             o["phase"] = "sync"; o["state"] = "synced"; o["source"] = name
             o["files_sent"] = r.plan.sends.count; o["bytes_sent"] = r.plan.bytesToSend

@@ -122,6 +122,7 @@ struct Status: ParsableCommand {
         case .free: lines.append("lock: free")
         case .held(let h): lines.append("lock: held by " + (h.map { "\($0)" } ?? "a deploy"))
         case .rebuildRunning(let h): lines.append("lock: rebuild running (" + (h.map { "\($0)" } ?? "a deploy") + ")")
+        case .heldByOther: lines.append("lock: held by " + LockHolder.notFerrys)
         }
         let system = s.currentSystem.isEmpty ? "(not a symlink)" : s.currentSystem
         if s.systemChanged {

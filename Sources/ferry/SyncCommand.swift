@@ -89,7 +89,7 @@ struct Sync: ParsableCommand {
                 options.lockWait = 10
                 result = try SyncDeployLock.holding(session: session, wait: lockTimeout, cancel: cancel, onBusy: { holder in
                     guard lockTimeout > 0 else { return }
-                    printError("ferry: \(parsed.target): the deploy lock is held by \(holder); waiting up to \(lockTimeout) s")
+                    printError("ferry: \(parsed.target): the deploy lock is held by \(holder.map { "\($0)" } ?? LockHolder.notFerrys); waiting up to \(lockTimeout) s")
                 }) {
                     try Syncer.sync(from: local, to: parsed.path, over: session, options: options, pending: scan)
                 }

@@ -169,7 +169,7 @@ final class LocalPipelineTests: XCTestCase {
         let deadline = Date().addingTimeInterval(5)
         while (try? Command.run(["flock", "-n", root + "/.ferry/lock", "true"]).status) == 0, Date() < deadline { usleep(20_000) }
 
-        var busy: [LockHolder] = []
+        var busy: [LockHolder?] = []
         XCTAssertThrowsError(try deployment(try fixture.load()).run { if case .lockBusy(let who, _) = $0 { busy.append(who) } }) { error in
             guard case DeployError.lockHeld(_, let who, let waited) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(waited, 0)
@@ -177,7 +177,7 @@ final class LocalPipelineTests: XCTestCase {
             XCTAssertEqual(who?.rebuildRunning, true)
             XCTAssertTrue("\(error)".contains("held by deploy 20261127T000000Z-abcd by alice@laptop (ferry pid 4242) since 2026-11-27T00:00:00Z, rebuild running"), "\(error)")
         }
-        XCTAssertEqual(busy.map(\.id), ["20261127T000000Z-abcd"])
+        XCTAssertEqual(busy.map { $0?.id }, ["20261127T000000Z-abcd"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/lnbits-src"), "nothing was synced without the lock")
     }
 

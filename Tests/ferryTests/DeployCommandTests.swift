@@ -644,6 +644,32 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertFalse(s.stdout.contains("never deployed"), s.stdout)
     }
 
+    /// One answer to "who holds the lock" for deploy, status and unlock: a process that is not
+    /// ferry's flocking it is named as such by all three (status said "lock: free").
+    func testALockHeldByAnotherProcessIsNamedAlikeByStatusDeployAndUnlock() throws {
+        let work = try makeWork()
+        XCTAssertEqual(try deploy(work).status, 0)
+        let h = try host
+        let holder = Process()
+        // One process that holds the lock until it is stopped (flock(1) would leave its command holding it).
+        holder.executableURL = URL(fileURLWithPath: try Command.which("python3"))
+        holder.arguments = ["-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\ntime.sleep(60)", h.varSrc + "/.ferry/lock"]
+        try holder.run()
+        addTeardownBlock { if holder.isRunning { holder.terminate(); holder.waitUntilExit() } }
+        waitFor("the flock") { (try? Command.run(["flock", "-n", h.varSrc + "/.ferry/lock", "true"]).status) == 1 }
+        XCTAssertTrue(try status(work).stdout.contains("alpha | lock: held by a process that is not ferry's (no live holder is recorded)"))
+        let refused = try deploy(work)
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("the deploy lock is held by a process that is not ferry's"), refused.stderr)
+        let unlock = try FerryBinary.run(["unlock", "-f", work.fleetFile, "alpha", "--force"])
+        XCTAssertEqual(unlock.status, 1, unlock.stdout + unlock.stderr)
+        XCTAssertTrue(unlock.stderr.contains("is held by a process that is not ferry's (no live holder is recorded), which ferry will not stop"), unlock.stderr)
+        XCTAssertTrue(holder.isRunning, "unlock left it alone")
+        holder.terminate()
+        holder.waitUntilExit()
+        XCTAssertTrue(try status(work).stdout.contains("alpha | lock: free"))
+    }
+
     func testUnlockFreesADeadHoldersLockAndRefusesARunningRebuild() throws {
         let work = try makeWork()
         let h = try host

@@ -10,8 +10,9 @@ public enum DeployPhase: String, Sendable, CaseIterable {
 public enum DeployEvent: Sendable {
     case phaseStarted(DeployPhase, detail: String)
     case phaseFinished(DeployPhase, seconds: Double, detail: String)
-    /// The lock is held by another deploy; this one waits (or refuses, after this event).
-    case lockBusy(LockHolder, waiting: Int)
+    /// The lock is held by another deploy (nil: by a process that is not ferry's); this one
+    /// waits (or refuses, after this event).
+    case lockBusy(LockHolder?, waiting: Int)
     case sourceSynced(name: String, result: Syncer.Result)
     /// One line of the rebuild's output, raw (Nix prints ANSI sequences), without its newline.
     case output([UInt8])
@@ -51,7 +52,7 @@ public enum DeployError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .localCheck(let text), .local(let text): return text
         case .lockHeld(let target, let holder, let waited):
-            let who = holder.map { "\($0)" } ?? "another deploy"
+            let who = holder.map { "\($0)" } ?? LockHolder.notFerrys
             return "\(target): the deploy lock is held by \(who)" + (waited > 0 ? "; gave up after \(waited) s" : "; wait for it with --lock-timeout SECONDS")
         case .lockLost(let target, let detail):
             return "\(target): lost the deploy lock before the rebuild started: \(detail)"

@@ -28,6 +28,9 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
         self.command = command
     }
 
+    /// Who holds the lock when no live holder is recorded.
+    public static let notFerrys = "a process that is not ferry's (no live holder is recorded)"
+
     public var description: String {
         "\(command ?? "deploy") \(id) by \(operator_) (ferry pid \(pid)) since \(since)" + (rebuildRunning ? ", rebuild running" : "")
     }
@@ -49,7 +52,7 @@ public enum SyncDeployLock {
     /// Runs `body` holding `root`'s deploy lock on `session`: `wait` seconds at most for another
     /// holder (0: refuse at once), `onBusy` told who it is first. Throws `DeployError.lockHeld`.
     public static func holding<T>(session: any RemoteShell, root: String = "/var/src", wait: Int, cancel: CancellationToken?,
-                                  onBusy: @escaping (LockHolder) -> Void, _ body: () throws -> T) throws -> T {
+                                  onBusy: @escaping (LockHolder?) -> Void, _ body: () throws -> T) throws -> T {
         let me = LockHolder(id: DeployRecord.newID(), operator_: Deployment.operatorName, pid: getpid(),
                             since: DeployRecord.timestamp(), command: "sync")
         let lock = try DeployLock(session: session, root: root, id: me.id, info: me, wait: wait, cancel: cancel, onBusy: onBusy)
@@ -68,7 +71,7 @@ final class DeployLock: @unchecked Sendable {
     static let heartbeatInterval = 5.0
     static let heartbeatTimeout = 30
 
-    enum State { case waiting, busy(LockHolder), locked, started(Int32) }
+    enum State { case waiting, busy(HostStatus.Lock), locked, started(Int32) }
 
     // Guarded by `condition`.
     private var state = State.waiting
@@ -90,11 +93,9 @@ final class DeployLock: @unchecked Sendable {
     [ -d "$state/deploys" ] || mkdir -p "$state/deploys" || exit 1
     exec 9>>"$state/lock" || exit 1
     if ! flock -n 9; then
-      held=idle hinfo= hid= hpid=
-      { IFS= read -r hinfo; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
-      [ -z "$hid" ] || IFS= read -r hpid 2>/dev/null < "$state/deploys/$hid/pid"
-      if [ -n "$hid" ] && [ -n "$hpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$hpid" 2>/dev/null; then held=running; fi
-      printf 'busy %s %s\n' "$held" "$hinfo"
+      \#(TargetState.lockQuery)
+      lock_state
+      printf 'busy %s %s\n' "$held" "$info"
       [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
     fi
     # State an earlier ferry left open is closed now (chmod skips what is right already).
@@ -168,7 +169,7 @@ final class DeployLock: @unchecked Sendable {
     /// once). `onBusy` hears who holds it before the wait. From here on the process group of every
     /// other command on `session` goes to the holder, which ends them if the heartbeat stops.
     init(session: any RemoteShell, root: String, id: String, info: LockHolder, wait: Int, cancel: CancellationToken?,
-         onBusy: @escaping (LockHolder) -> Void) throws {
+         onBusy: @escaping (LockHolder?) -> Void) throws {
         // The write end never blocks: a line for a holder that is gone is dropped.
         guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[1], F_SETFL, O_NONBLOCK) == 0 else { throw DeployError.local("cannot create a pipe: \(String(cString: strerror(errno)))") }
         stop = try CancellationToken()
@@ -200,8 +201,9 @@ final class DeployLock: @unchecked Sendable {
         var told = false
         while true {
             if case .locked = state { return }
-            if case .busy(let who) = state, !told {
+            if case .busy = state, !told {
                 told = true
+                let who = lastHolder
                 condition.unlock(); onBusy(who); condition.lock()
                 continue
             }
@@ -337,11 +339,12 @@ final class DeployLock: @unchecked Sendable {
                 recorded = true
             } else if line.hasPrefix("busy ") {
                 let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
-                var who = (parts.count == 3 ? try? JSONDecoder().decode(LockHolder.self, from: Data(parts[2].utf8)) : nil)
-                    ?? LockHolder(id: "unknown", operator_: "unknown", pid: 0, since: "unknown")
-                who.rebuildRunning = parts.count > 1 && parts[1] == "running"
-                lastHolder = who
-                state = .busy(who)
+                let lock = HostStatus.Lock(word: parts.count > 1 ? parts[1] : "", info: Array((parts.count == 3 ? parts[2] : "").utf8))
+                switch lock {
+                case .held(let who?), .rebuildRunning(let who?): lastHolder = who
+                default: lastHolder = nil
+                }
+                state = .busy(lock)
             } else if line.hasPrefix("started "), let pid = Int32(line.dropFirst(8)) {
                 state = .started(pid)
             }

@@ -345,7 +345,7 @@ public enum DeployEventText {
         case .phaseStarted(let phase, let detail): return "\(phase.rawValue): \(detail)"
         case .phaseFinished(let phase, let seconds, let detail): return "\(phase.rawValue): \(detail) (\(String(format: "%.2f", seconds)) s)"
         case .lockBusy(let holder, let waiting):
-            return "lock: held by \(holder)" + (waiting > 0 ? "; waiting up to \(waiting) s" : "")
+            return "lock: held by \(holder.map { "\($0)" } ?? LockHolder.notFerrys)" + (waiting > 0 ? "; waiting up to \(waiting) s" : "")
         case .sourceSynced(let name, let r):
             let deleted = r.plan.items.filter { $0.change == .deleted }.count
             return "sync: \(name): \(r.plan.sends.count) files sent (\(r.plan.bytesToSend) bytes), \(deleted) deleted"

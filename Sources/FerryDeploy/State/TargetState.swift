@@ -36,3 +36,31 @@ public struct TargetState: Sendable {
     public static let reservedNames = ["deploys", "lock", "lock-info", "lock-pid", "heartbeat", "last-deploy.json",
                                        rebuildRecordName, syncRecordName]
 }
+
+extension TargetState {
+    /// Who holds the deploy lock — one answer for deploy, status and unlock alike. A shell
+    /// function (`$state` the state folder) that sets `held`: `free`; `running` (a deploy's
+    /// detached rebuild holds it); `held` (a live holder: a deploy, or a sync into ROOT/NAME);
+    /// `other` (something that is not ferry's flocks it) — and `info`, `hid`, `hpid`, `jpid`: the
+    /// holder's line and deploy id (lock-info), its pid, its job's pid. Touches nothing.
+    static let lockQuery = #"""
+    lock_state() {
+      held=free info= hid= hpid= jpid=
+      [ -e "$state/lock" ] || return 0
+      flock -n "$state/lock" true 2>/dev/null && return 0
+      held=other
+      { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
+      IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
+      [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
+      if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then
+        held=running
+      elif [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then
+        held=held
+      else
+        info= hid=
+      fi
+      return 0
+    }
+
+    """#
+}

@@ -6,12 +6,25 @@ import Foundation
 /// the lock, whether a rebuild runs, the running system, and what changed in each synced tree
 /// since (against the manifest the deploy left in `/var/src/.ferry/NAME/manifest`).
 public struct HostStatus {
-    public enum Lock: Equatable {
+    public enum Lock: Equatable, Sendable {
         case free
-        /// A deploy holds it (its holder process is alive).
+        /// A deploy holds it (its holder process is alive), or a sync into `/var/src/NAME`.
         case held(LockHolder?)
         /// A detached rebuild holds it.
         case rebuildRunning(LockHolder?)
+        /// Something that is not ferry's flocks it (no live holder is recorded).
+        case heldByOther
+
+        /// From `TargetState.lockQuery`'s word and the holder's line.
+        init(word: String, info: [UInt8]) {
+            var holder = try? JSONDecoder().decode(LockHolder.self, from: Data(info))
+            switch word {
+            case "running": holder?.rebuildRunning = true; self = .rebuildRunning(holder)
+            case "held": self = .held(holder)
+            case "other": self = .heldByOther
+            default: self = .free
+            }
+        }
     }
 
     public struct Drift: Equatable {
@@ -40,25 +53,14 @@ public struct HostStatus {
         return recorded != currentSystem
     }
 
-    /// Reads the lock's notes with the shell's own `read` (no process): `info` and `hid` (the
-    /// holder's line and deploy id, from lock-info), `hpid` (the holder), `jpid` (its rebuild job).
-    static let readLockNotes = #"""
-    info= hid= hpid= jpid=
-    { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
-    IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
-    [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
-    """#
-
     /// $1 root, $2… the record files. NUL-separated: current system, lock state, lock info, each
     /// record file (empty when there is none).
     static let script = #"""
     state=$1/.ferry
     shift
     printf '%s\0' "$(readlink /run/current-system 2>/dev/null)"
-    \#(readLockNotes)
-    held=free
-    if [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then held=held; fi
-    if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then held=running; fi
+    \#(TargetState.lockQuery)
+    lock_state
     printf '%s\0%s\0' "$held" "$info"
     for f in "$@"; do tr -d '\0' < "$f" 2>/dev/null; printf '\0'; done
     """#
@@ -80,9 +82,7 @@ public struct HostStatus {
         }
         let fields = out.split(separator: 0, omittingEmptySubsequences: false).map { Array($0) }
         guard fields.count >= 6 else { throw DeployError.remote(target: shell.name, step: "reading the status", detail: "a short answer") }
-        let holder = try? JSONDecoder().decode(LockHolder.self, from: Data(fields[2]))
-        let held = String(decoding: fields[1], as: UTF8.self)
-        let lock: Lock = held == "running" ? .rebuildRunning(holder) : held == "held" ? .held(holder) : .free
+        let lock = Lock(word: String(decoding: fields[1], as: UTF8.self), info: fields[2])
         var rebuild = DeployRecord.read(fields[3], file: files[0]), sync = DeployRecord.read(fields[4], file: files[1])
         if rebuild == .none && sync == .none {
             // A host last deployed by a ferry that kept one record for both.
@@ -140,11 +140,13 @@ public struct HostStatus {
     state=$1/.ferry force=$2 record=$1/.ferry/\#(TargetState.rebuildRecordName)
     [ -e "$state/lock" ] || { echo free; exit 0; }
     exec 9>>"$state/lock" || exit 1
-    if flock -n 9; then rm -f "$state/lock-pid"; echo free; exit 0; fi
-    \#(readLockNotes)
-    what=held
-    if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then what=running; fi
+    \#(TargetState.lockQuery)
+    lock_state
+    if [ "$held" = free ] && flock -n 9; then rm -f "$state/lock-pid"; echo free; exit 0; fi
+    what=$held
     printf '%s %s\n' "$what" "$info"
+    # Nothing of ferry's to stop: the holder is not known.
+    [ "$what" != other ] || exit 76
     [ "$force" = 1 ] || exit 75
     if [ "$what" = running ]; then kill -TERM "-$jpid" 2>/dev/null || kill -TERM "$jpid"; fi
     [ -z "$hpid" ] || kill -TERM "-$hpid" 2>/dev/null || kill -TERM "$hpid" 2>/dev/null
@@ -181,6 +183,9 @@ public struct HostStatus {
         switch status {
         case .exited(0) where text.hasPrefix("free"): return .wasFree
         case .exited(0): return .forced(holder: holder, rebuild: rebuild)
+        case .exited(76):
+            throw DeployError.remote(target: shell.name, step: "unlocking", detail: "\(TargetState(root: root).lock) is held by a process that is not ferry's "
+                + "(no live holder is recorded), which ferry will not stop; find it with: fuser -v \(TargetState(root: root).lock)")
         case .exited(75):
             let who = holder.map { "\($0)" } ?? "a deploy"
             throw DeployError.remote(target: shell.name, step: "unlocking", detail: rebuild
