@@ -95,8 +95,12 @@ final class DeployLock: @unchecked Sendable {
     if ! flock -n 9; then
       \#(TargetState.lockQuery)
       lock_state
-      printf 'busy %s %s\n' "$held" "$info"
-      [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
+      # A status or unlock asking the same question holds the lock for an instant: free now, it
+      # is taken after a second's grace at most, never called busy.
+      if ! { [ "$held" = free ] && flock -w 1 9; }; then
+        printf 'busy %s %s\n' "$held" "$info"
+        [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
+      fi
     fi
     # State an earlier ferry left open is closed now (chmod skips what is right already).
     chmod -R go= "$state" 2>/dev/null
