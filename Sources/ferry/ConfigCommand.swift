@@ -22,7 +22,7 @@ struct Config: ParsableCommand {
 
     func run() throws {
         let resolved: HostConnection
-        let path = inventory.file ?? ["fleet.toml", "deployments/fleet.toml"].first { FileManager.default.fileExists(atPath: $0) }
+        let path = inventory.file ?? InventoryOption.defaultFiles.first { FileManager.default.fileExists(atPath: $0) }
         if Exec.looksRaw(host) || path == nil {
             resolved = try connection.connection(forTarget: host)
         } else {

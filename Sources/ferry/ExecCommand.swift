@@ -116,7 +116,7 @@ struct Exec: ParsableCommand {
     }
 
     func resolve(_ targets: [String]) throws -> [Resolved] {
-        let path = file ?? ["fleet.toml", "deployments/fleet.toml"].first { FileManager.default.fileExists(atPath: $0) }
+        let path = file ?? InventoryOption.defaultFiles.first { FileManager.default.fileExists(atPath: $0) }
         var fleet: Fleet?
         if path != nil && (targets.isEmpty || targets.contains { !Self.looksRaw($0) } || !skip.isEmpty) {
             fleet = try InventoryOption.load(path!)

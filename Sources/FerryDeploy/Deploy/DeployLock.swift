@@ -344,10 +344,7 @@ final class DeployLock: @unchecked Sendable {
             } else if line.hasPrefix("busy ") {
                 let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
                 let lock = HostStatus.Lock(word: parts.count > 1 ? parts[1] : "", info: Array((parts.count == 3 ? parts[2] : "").utf8))
-                switch lock {
-                case .held(let who?), .rebuildRunning(let who?): lastHolder = who
-                default: lastHolder = nil
-                }
+                lastHolder = lock.holder
                 state = .busy(lock)
             } else if line.hasPrefix("started "), let pid = Int32(line.dropFirst(8)) {
                 state = .started(pid)

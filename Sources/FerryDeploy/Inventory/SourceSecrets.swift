@@ -72,19 +72,24 @@ public enum SourceSecrets {
 
         static let magic = Array("ferry-key-check 1\n".utf8)
 
-        /// FNV-1a over the path, size and mtime: stable from run to run (Swift's Hasher is not).
+        /// FNV-1a: stable from run to run (Swift's Hasher is not).
+        static func fnv1a(_ h: inout UInt64, _ bytes: some Sequence<UInt8>) {
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        }
+        static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+
+        /// The path, size and mtime.
         static func key(_ entry: FileEntry) -> UInt64 {
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 { for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
-            mix(entry.path)
-            mix([0])
-            for value in [entry.size, entry.mtime.seconds, entry.mtime.nanoseconds] { withUnsafeBytes(of: value.littleEndian) { mix($0) } }
+            var h = fnvOffset
+            fnv1a(&h, entry.path)
+            fnv1a(&h, [0])
+            for value in [entry.size, entry.mtime.seconds, entry.mtime.nanoseconds] { withUnsafeBytes(of: value.littleEndian) { fnv1a(&h, $0) } }
             return h
         }
 
         func file(root: String) -> String {
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for b in root.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            var h = Self.fnvOffset
+            Self.fnv1a(&h, root.utf8)
             return directory + "/" + String(h, radix: 16)
         }
 

@@ -42,7 +42,8 @@ extension TargetState {
     /// function (`$state` the state folder) that sets `held`: `free`; `running` (a deploy's
     /// detached rebuild holds it); `held` (a live holder: a deploy, or a sync into ROOT/NAME);
     /// `other` (something that is not ferry's flocks it) — and `info`, `hid`, `hpid`, `jpid`: the
-    /// holder's line and deploy id (lock-info), its pid, its job's pid. Touches nothing.
+    /// holder's line and deploy id (lock-info), its pid, its job's pid. It changes nothing, but
+    /// `flock -n` holds a free lock for an instant (the deploy's holder allows for that).
     static let lockQuery = #"""
     lock_state() {
       held=free info= hid= hpid= jpid=

@@ -25,6 +25,14 @@ public struct HostStatus {
             default: self = .free
             }
         }
+
+        /// Who holds it, when ferry recorded a live holder.
+        public var holder: LockHolder? {
+            switch self {
+            case .held(let who), .rebuildRunning(let who): return who
+            case .free, .heldByOther: return nil
+            }
+        }
     }
 
     public struct Drift: Equatable {
@@ -177,9 +185,9 @@ public struct HostStatus {
         let text = String(decoding: out, as: UTF8.self)
         let first = text.split(separator: "\n").first.map(String.init) ?? ""
         let parts = first.split(separator: " ", maxSplits: 1).map(String.init)
-        var holder = parts.count == 2 ? try? JSONDecoder().decode(LockHolder.self, from: Data(parts[1].utf8)) : nil
-        let rebuild = parts.first == "running"
-        holder?.rebuildRunning = rebuild
+        let lock = Lock(word: parts.first ?? "", info: Array((parts.count == 2 ? parts[1] : "").utf8))
+        let holder = lock.holder
+        let rebuild = if case .rebuildRunning = lock { true } else { false }
         switch status {
         case .exited(0) where text.hasPrefix("free"): return .wasFree
         case .exited(0): return .forced(holder: holder, rebuild: rebuild)
