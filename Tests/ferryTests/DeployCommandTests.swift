@@ -111,6 +111,16 @@ final class DeployCommandTests: HostTestCase {
         return (process, out)
     }
 
+    /// A deploy in the background once its rebuild has started, held there by the stand-in
+    /// (`holdRebuild(false)` lets it end).
+    func startDeployHeldInItsRebuild(_ work: Work) throws -> (Process, String) {
+        let h = try host
+        h.holdRebuild(true)
+        let started = try startDeploy(work)
+        waitFor("the deploy's rebuild") { h.standInCalls().count == 1 }
+        return started
+    }
+
     func waitFor(_ what: String, seconds: Double = 30, _ condition: () -> Bool) {
         let deadline = Date().addingTimeInterval(seconds)
         while !condition() {
@@ -275,9 +285,7 @@ final class DeployCommandTests: HostTestCase {
     func testHeldLockRefusesThenWaitsWithLockTimeout() throws {
         let work = try makeWork()
         let h = try host
-        h.holdRebuild(true)
-        let (first, firstOut) = try startDeploy(work)
-        waitFor("the first deploy's rebuild") { h.standInCalls().count == 1 }
+        let (first, firstOut) = try startDeployHeldInItsRebuild(work)
 
         let refused = try deploy(work)
         XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
@@ -304,9 +312,7 @@ final class DeployCommandTests: HostTestCase {
     func testSyncIntoVarSrcTakesTheDeployLock() throws {
         let work = try makeWork()
         let h = try host
-        h.holdRebuild(true)
-        let (first, firstOut) = try startDeploy(work)
-        waitFor("the deploy's rebuild") { h.standInCalls().count == 1 }
+        let (first, firstOut) = try startDeployHeldInItsRebuild(work)
         let other = NSTemporaryDirectory() + "ferry-sync-other-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: other) }
@@ -390,9 +396,7 @@ final class DeployCommandTests: HostTestCase {
     func testKillNineDuringTheRebuildKeepsTheLockUntilTheStatusIsWritten() throws {
         let work = try makeWork()
         let h = try host
-        h.holdRebuild(true)
-        let (first, _) = try startDeploy(work)
-        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        let (first, _) = try startDeployHeldInItsRebuild(work)
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         usleep(300_000)
@@ -414,9 +418,7 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(never.status, 0, never.stderr)
         XCTAssertTrue(never.stdout.contains("alpha | never deployed by ferry: nothing to follow"), never.stdout)
 
-        h.holdRebuild(true)
-        let (first, _) = try startDeploy(work)
-        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        let (first, _) = try startDeployHeldInItsRebuild(work)
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         let id = try record().id
@@ -454,9 +456,7 @@ final class DeployCommandTests: HostTestCase {
     func testInterruptDuringTheRebuildLeavesItRunning() throws {
         let work = try makeWork()
         let h = try host
-        h.holdRebuild(true)
-        let (process, out) = try startDeploy(work)
-        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        let (process, out) = try startDeployHeldInItsRebuild(work)
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
@@ -524,9 +524,7 @@ final class DeployCommandTests: HostTestCase {
         defer { proxy.stop() }
         let work = try makeWork(port: proxy.port, knownHosts: temporaryFile(), policy: "accept-new")
         let h = try host
-        h.holdRebuild(true)
-        let (process, out) = try startDeploy(work)
-        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        let (process, out) = try startDeployHeldInItsRebuild(work)
         usleep(300_000)
         proxy.reset()
         waitFor("ferry to notice") { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("reconnecting") }
@@ -677,9 +675,7 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(free.status, 0, free.stderr)
         XCTAssertTrue(free.stdout.contains("alpha | the lock is free"), free.stdout)
 
-        h.holdRebuild(true)
-        let (first, _) = try startDeploy(work)
-        waitFor("the rebuild") { h.standInCalls().count == 1 }
+        let (first, _) = try startDeployHeldInItsRebuild(work)
         let refused = try FerryBinary.run(["unlock", "-f", work.fleetFile, "alpha"])
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.stderr.contains("a rebuild holds the lock (deploy "), refused.stderr)
