@@ -25,8 +25,10 @@ let package = Package(
             providers: [.apt(["libssh2-1-dev"])]
         ),
         .target(name: "FerrySSH", dependencies: ["CLibSSH2", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
+        // The target's side: tree records, the layout of ROOT/.ferry, every remote script.
+        .target(name: "FerryTarget", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
         // rsync-equivalent tree sync over FerrySSH: scan, plan, transfer.
-        .target(name: "FerrySync", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
+        .target(name: "FerrySync", dependencies: ["FerryTarget", "FerrySSH", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.
         .target(name: "FerryNix", dependencies: ["CNativeStack"], swiftSettings: swift6),
         // The calling thread's stack bounds (pthread_getattr_np, a GNU extension Swift cannot see).
@@ -36,18 +38,18 @@ let package = Package(
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",
-            dependencies: ["FerryNix", "FerrySync", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["FerryNix", "FerrySync", "FerryTarget", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swift6
         ),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerrySSH", "FerrySync", "FerryNix", "FerryDeploy",
+                "FerrySSH", "FerryTarget", "FerrySync", "FerryNix", "FerryDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // libFuzzer targets for every parser (scripts/fuzz); a replayer in ordinary builds.
-        .executableTarget(name: "FerryFuzz", dependencies: ["FerryDeploy", "FerryNix", "FerrySSH", "FerrySync", "FerryTOML"]),
+        .executableTarget(name: "FerryFuzz", dependencies: ["FerryDeploy", "FerryNix", "FerrySSH", "FerryTarget", "FerrySync", "FerryTOML"]),
         // Real-sshd test hosts: used by the tests, the demo and the benchmarks.
         .target(name: "FerryTestSupport", dependencies: ["FerrySSH"]),
         .executableTarget(
@@ -66,9 +68,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "FerrySyncTests", dependencies: ["FerrySync", "FerryXCTestSupport"]),
+        .testTarget(name: "FerrySyncTests", dependencies: ["FerrySync", "FerryTarget", "FerryXCTestSupport"]),
         .testTarget(name: "FerryNixTests", dependencies: ["FerryNix", "FerryXCTestSupport"]),
-        .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerrySync", "FerryXCTestSupport"]),
+        .testTarget(name: "FerryDeployTests", dependencies: ["FerryDeploy", "FerryTarget", "FerrySync", "FerryXCTestSupport"]),
         .testTarget(name: "FerryTOMLTests", dependencies: ["FerryTOML", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox", "FerryFuzz"]),
     ],

@@ -3,6 +3,7 @@ import FerryNix
 import FerrySSH
 import FerrySync
 import FerryTOML
+import FerryTarget
 import Foundation
 
 /// The parsers, each on its real entry point, for libFuzzer (`scripts/fuzz`). One product holds
@@ -33,9 +34,9 @@ enum FuzzTarget: String, CaseIterable {
         case .listing:
             // Full, and incremental over a known tree: every path stays inside, in tree order, once.
             for base in [nil, Self.listingBase] {
-                guard let listing = try? RemoteTree.parse(bytes, target: "fuzz", base: base) else { continue }
+                guard let listing = try? TargetState.Tree.parse(bytes, target: "fuzz", base: base) else { continue }
                 let entries = listing.manifest.entries
-                for e in entries.dropFirst() { precondition(RemoteTree.isSafeRelativePath(e.path[...])) }
+                for e in entries.dropFirst() { precondition(TargetState.Tree.isSafeRelativePath(e.path[...])) }
                 if base != nil {
                     precondition(zip(entries, entries.dropFirst()).allSatisfy { Manifest.treeOrder($0.path, $1.path) }, "an incremental merge out of order")
                 }
@@ -45,7 +46,7 @@ enum FuzzTarget: String, CaseIterable {
                 precondition(ListingCache.decode(ListingCache.encode(manifest, generation: "ab"))?.manifest.entries == manifest.entries)
             }
         case .hashes:
-            _ = try? RemoteTree.parseHashes(bytes, target: "fuzz")
+            _ = try? TargetState.Tree.parseHashes(bytes, target: "fuzz")
         case .plan:
             // Two valid trees made from the bytes, planned against each other, printed and classified.
             let (source, destination) = Self.trees(bytes)

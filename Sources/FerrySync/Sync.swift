@@ -1,5 +1,6 @@
 import Crypto
 import FerrySSH
+import FerryTarget
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -73,8 +74,8 @@ public struct Syncer {
 
     /// Where ferry keeps its sentinel, lock and staging for `destination`: beside it, never inside.
     public static func stateDirectory(for destination: String) -> String {
-        let url = URL(fileURLWithPath: destination)
-        return url.deletingLastPathComponent().path + "/.ferry/" + url.lastPathComponent
+        let (state, name) = TargetState.forDestination(destination)
+        return state.source(name)
     }
 
     public static func validate(destination: String) throws {
@@ -88,7 +89,7 @@ public struct Syncer {
     /// The plan's excludes and the staging folder inside a mount-point destination.
     static func excludes(_ options: Options) throws -> ExcludeRules {
         var rules = options.plan.excludes
-        try rules.add("/.ferry-stage")
+        try rules.add("/" + TargetState.Tree.inTreeStage)
         return rules
     }
 
@@ -126,7 +127,6 @@ public struct Syncer {
     private static func run(from local: String, to destination: String, over session: any RemoteShell, options: Options,
                             scanned: LocalScanner.Scanned?, pending: PendingScan?, cache: ListingCache?, known: ListingCache.Pending?) throws -> Result {
         let start = Date()
-        let state = stateDirectory(for: destination)
         var planOptions = options.plan
         planOptions.excludes = try excludes(options)
 
@@ -137,24 +137,23 @@ public struct Syncer {
         let generation = ListingCache.newGeneration()
         var committing = false
         var err: [UInt8] = []
-        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, listing: RemoteTree.Listing)?
+        var prepared: (plan: SyncPlan, scanned: LocalScanner.Scanned, listing: TargetState.Tree.Listing)?
         var stream: TarStream?
         var extras: ExtraStreams?
         // Never leave an extra stream running past a throw.
         defer { extras?.cancelAndWait() }
         let target = session.name
-        func command(_ mode: String) -> RemoteCommand {
-            .script(RemoteTree.syncScript, arguments: [Array(destination.utf8), Array(state.utf8),
-                                                       Array((planOptions.checksum ? "1" : "0").utf8), Array(mode.utf8),
-                                                       Array(String(options.lockWait).utf8), Array((known?.generation ?? "").utf8)])
+        func command(_ mode: TargetState.Tree.Request.Mode) -> RemoteCommand {
+            TargetState.Tree.Request(destination: destination, mode: mode, checksum: planOptions.checksum, lockWait: options.lockWait,
+                                     known: known?.generation).command
         }
-        func prepare() throws -> (RemoteTree.Listing, SyncPlan, LocalScanner.Scanned) {
+        func prepare() throws -> (TargetState.Tree.Listing, SyncPlan, LocalScanner.Scanned) {
             var base: Manifest?
             if let known {
                 guard let manifest = known.manifest() else { throw ListingCache.Unusable() }
                 base = manifest
             }
-            var listing = try RemoteTree.parse(collector.bytes, target: target, base: base)
+            var listing = try TargetState.Tree.parse(collector.bytes, target: target, base: base)
             var scanned = try scan.wait()
             let plan = try makePlan(&scanned.manifest, root: local, listing: &listing, destination: destination,
                                     session: session, options: options, planOptions: planOptions)
@@ -166,7 +165,7 @@ public struct Syncer {
         let status: ExitStatus
         do {
             if options.dryRun {
-                status = try session.exec(command("list"), stdin: nil, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
+                status = try session.exec(command(.list), stdin: nil, cancel: options.cancel, stdout: collector.feed, stderr: { err.append(contentsOf: $0) })
                 if status == .exited(0) { _ = try prepare() }
             } else {
                 let input = DeferredInput(ready: { collector.complete }) {
@@ -194,12 +193,12 @@ public struct Syncer {
                     extras = more
                     return PrefixedInput(line, then: GatedInput(tar, until: more))
                 }
-                status = try session.exec(command("apply"), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { chunk in
+                status = try session.exec(command(.apply), stdin: input, cancel: options.cancel, stdout: collector.feed, stderr: { chunk in
                     err.append(contentsOf: chunk)
                     if let more = extras, !more.started, let stage = ExtraStreams.takeMarker(&err) {
                         // Only where this sync stages (the destination as the target resolved it).
                         let resolved = prepared?.listing.resolvedDestination ?? destination
-                        let expected = [stateDirectory(for: resolved) + "/stage", resolved + "/.ferry-stage"].map { Array($0.utf8) }
+                        let expected = TargetState.Tree.stagingFolders(destination: resolved).map { Array($0.utf8) }
                         if expected.contains(stage) { more.start(stage: stage, over: session) } else { more.refuse(stage) }
                     }
                 })
@@ -219,7 +218,7 @@ public struct Syncer {
         if let cache, committing {
             // The target listed what changed since the listing's reference (this run's writes, and
             // anyone else's): the destination as of the new sentinel.
-            if let after = try? RemoteTree.parseChanges(collector.takeTail(), target: target) {
+            if let after = try? TargetState.Tree.parseChanges(collector.takeTail(), target: target) {
                 cache.store(destinationManifest.applying(changes: after), generation: generation, target: target, destination: destination)
             } else {
                 cache.remove(target: target, destination: destination)
@@ -251,7 +250,7 @@ public struct Syncer {
     /// into metadata-only updates (hashing both ends), for real runs and dry runs alike, so a
     /// dry run predicts exactly what the real run does.
     /// Hashes the target gives are kept in `listing`'s manifest (the listing cache keeps them).
-    static func makePlan(_ source: inout Manifest, root: String, listing: inout RemoteTree.Listing, destination: String,
+    static func makePlan(_ source: inout Manifest, root: String, listing: inout TargetState.Tree.Listing, destination: String,
                          session: any RemoteShell, options: Options, planOptions: SyncPlan.Options) throws -> SyncPlan {
         let target = session.name
         if listing.kind == .link {
@@ -276,7 +275,7 @@ public struct Syncer {
                                           uniquingKeysWith: { a, _ in a })
             let missing = candidates.map(\.path).filter { remoteHashes[$0] == nil }
             if !planOptions.checksum && !missing.isEmpty {
-                for (path, hash) in try RemoteTree.hashes(session, destination: destination, paths: missing, cancel: options.cancel) {
+                for (path, hash) in try TargetState.Tree.hashes(session, destination: destination, paths: missing, cancel: options.cancel) {
                     remoteHashes[path] = hash
                     listing.manifest.setChecksum(hash, at: path)
                 }

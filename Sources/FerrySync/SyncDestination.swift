@@ -1,4 +1,5 @@
 import FerrySSH
+import FerryTarget
 
 /// `[user@]host[:port]:/abs/path` or `ssh://[user@]host[:port]/abs/path`.
 public struct SyncDestination: Equatable {

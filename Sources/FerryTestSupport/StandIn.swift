@@ -14,6 +14,8 @@ enum StandIn {
         state=\(ShellQuote.quote(stateDir))
         { printf nixos-rebuild; for a in "$@"; do case $a in *" "*) printf " '%s'" "$a" ;; *) printf ' %s' "$a" ;; esac; done; echo; } >> "$state/calls.log"
         { echo "PATH=$PATH"; echo "NIX_PATH=${NIX_PATH:-}"; echo "cwd=$(pwd)"; } > "$state/env.log"
+        # A real nixos-rebuild brings its own Nix; this one uses the machine's.
+        PATH=$PATH:/usr/bin:/bin
         i=0
         while [ -e "$state/hold" ] && [ $i -lt 1200 ]; do
           [ $i -gt 0 ] || echo "stand-in: holding while $state/hold exists"

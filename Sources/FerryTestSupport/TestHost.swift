@@ -96,10 +96,15 @@ public final class TestHost {
     }
 
     /// Puts an executable first on the host's PATH (`/run/current-system/sw/bin`), for faults
-    /// the tests inject (a failing `tar`, a Perl-style `rename`); nil removes it.
+    /// the tests inject (a failing `tar`, a Perl-style `rename`); nil puts back what the host had.
     public func setTool(_ name: String, script: String?) throws {
         let path = currentSystem + "/sw/bin/" + name
-        guard let script else { try? FileManager.default.removeItem(atPath: path); return }
+        guard let script else {
+            // Back to what the host had: the minimal NixOS tool of that name, or none.
+            try? FileManager.default.removeItem(atPath: path)
+            if let tool = try? TestHostHarness.minimalNixOSTools.get()[name] { symlink(tool, path) }
+            return
+        }
         try script.write(toFile: path, atomically: true, encoding: .utf8)
         chmod(path, 0o755)
     }

@@ -69,8 +69,10 @@ public final class TestHostHarness {
     /// `systemd-run` path, through the labelled stand-in); without it, the `setsid` path.
     /// `names`: a private /etc/hosts (name → address) that only this host's sshd resolves with:
     /// a name known only there proves a connection went through this host (a jump host).
+    /// `tools`: programs of this machine put on the host's PATH beside the minimal NixOS ones
+    /// (the sandbox's hosts get rsync, for the comparisons by hand).
     public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = [],
-                          systemd: Bool = true, names: [String: String] = [:]) throws -> TestHost {
+                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = []) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
         for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd"] + (systemd ? ["run-systemd/system"] : []) {
@@ -93,6 +95,7 @@ public final class TestHostHarness {
             try text.write(toFile: "\(dir)/etc/hosts", atomically: true, encoding: .utf8)
             chmod("\(dir)/etc/hosts", 0o644)
         }
+        try Self.installMinimalNixOSTools(in: "\(dir)/current-system/sw/bin", extra: tools + (users.contains { $0.sudo } ? ["sudo"] : []))
         let standIn = "\(dir)/current-system/sw/bin/nixos-rebuild"
         try StandIn.nixosRebuild(stateDir: "\(dir)/stand-in").write(toFile: standIn, atomically: true, encoding: .utf8)
         chmod(standIn, 0o755)
@@ -170,7 +173,7 @@ public final class TestHostHarness {
         PrintLastLog no
         MaxStartups 64
         MaxSessions 64
-        SetEnv PATH=/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        SetEnv PATH=/run/current-system/sw/bin
         Subsystem sftp internal-sftp
         """ + "\n"
     }
@@ -248,6 +251,49 @@ public final class TestHostHarness {
         process.standardError = log
         try process.run()
         return process
+    }
+
+    /// What a minimal NixOS system has on its PATH, as the Debian packages that ship the same
+    /// tools (NixOS: coreutils, findutils, util-linux, gnutar, gzip, xz, zstd, bash, sed, grep,
+    /// gawk, diffutils, procps, curl, which, getent — no jq, openssl, python3 or perl). A test
+    /// host's PATH is `/run/current-system/sw/bin` holding links to these alone, as on NixOS, so
+    /// every remote script the suite runs fails here if it needs anything else.
+    public static let minimalNixOSPackages = ["coreutils", "findutils", "util-linux", "mount", "tar", "gzip", "xz-utils", "zstd",
+                                              "bash", "sed", "grep", "gawk", "diffutils", "procps", "curl"]
+
+    /// Tool name → path on this machine: every program the packages above ship, plus `which`,
+    /// `getent`, and `sh` and `awk` as NixOS names them (bash, gawk).
+    static let minimalNixOSTools: Result<[String: String], Error> = Result {
+        var tools: [String: String] = [:]
+        for package in minimalNixOSPackages {
+            let listed = try Command.check(["dpkg", "-L", package]).output.split(separator: "\n").map(String.init)
+            for path in listed where ["/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/"].contains(where: { path.hasPrefix($0) }) {
+                let name = (path as NSString).lastPathComponent
+                guard !name.contains("/"), tools[name] == nil, access(path, X_OK) == 0 else { continue }
+                var info = stat()
+                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+                tools[name] = path
+            }
+        }
+        for name in ["which", "getent"] { tools[name] = try Command.which(name) }
+        tools["sh"] = tools["bash"]
+        tools["awk"] = tools["gawk"]
+        for needed in ["bash", "gawk", "zstd", "curl", "flock", "tar", "find"] where tools[needed] == nil {
+            throw TestHostError.missingPrerequisite("\(needed) (for a test host's minimal NixOS PATH; scripts/install installs it)")
+        }
+        return tools
+    }
+
+    /// Links the minimal NixOS tools into a host's `sw/bin`, and `extra` ones (with sudo users,
+    /// `sudo`: NixOS has it in `/run/wrappers/bin`, also on its PATH).
+    static func installMinimalNixOSTools(in bin: String, extra: [String]) throws {
+        var tools = try minimalNixOSTools.get()
+        for name in extra { tools[name] = try Command.which(name) }
+        for (name, path) in tools {
+            guard symlink(path, bin + "/" + name) == 0 || errno == EEXIST else {
+                throw TestHostError.missingPrerequisite("a link to \(path) in \(bin): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     /// Waits (at most 5 s) until the port answers with an SSH banner.

@@ -40,7 +40,8 @@ struct Run: ParsableCommand {
     func run() throws {
         let harness = try TestHostHarness()
         defer { harness.shutdown() }
-        let started = try (0..<hosts).map { _ in try harness.startHost() }
+        // rsync too: the benchmarks compare with it by hand.
+        let started = try (0..<hosts).map { _ in try harness.startHost(tools: ["rsync"]) }
         let targets = started.map { "root@\($0.address):\($0.port)" }
         // The command dies with the sandbox too (setpriv --pdeathsig), as the hosts do.
         let process = Process()

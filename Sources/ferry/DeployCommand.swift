@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryDeploy
 import FerrySSH
 import FerrySync
+import FerryTarget
 import Foundation
 import Synchronization
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import FerryDeploy
 import FerrySSH
+import FerryTarget
 import Foundation
 #if canImport(Glibc)
 import Glibc

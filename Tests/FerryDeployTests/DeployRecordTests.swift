@@ -1,4 +1,5 @@
 @testable import FerryDeploy
+import FerryTarget
 import Foundation
 import XCTest
 

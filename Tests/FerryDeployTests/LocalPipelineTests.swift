@@ -1,5 +1,6 @@
 @testable import FerryDeploy
 import FerrySync
+import FerryTarget
 import FerryXCTestSupport
 import Foundation
 import XCTest
@@ -118,6 +119,27 @@ final class LocalPipelineTests: XCTestCase {
         let manifest = try ManifestFile.decode(bytes, target: "test")
         XCTAssertNotNil(manifest[Array("lnbits/added.py".utf8)])
         XCTAssertEqual(ManifestFile.digest(Array(bytes.drop(while: { $0 != UInt8(ascii: "\n") }).dropFirst())), digest)
+    }
+
+    /// A manifest whose records no longer match its header (changed or cut short on the host) is
+    /// not taken for what the tree is: decoding it names the file and the cause, the lock holder does
+    /// not report it, and the next deploy writes it again.
+    func testAManifestThatDoesNotMatchItsHeaderIsRewrittenAndNamed() throws {
+        let fleet = try fixture.load()
+        _ = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+        let manifestPath = root + "/.ferry/lnbits-src/manifest"
+        let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: manifestPath)))
+        XCTAssertNoThrow(try ManifestFile.decode(good, target: "t"))
+        for bad in [Array(good.dropLast(7)), good.map { $0 == UInt8(ascii: "7") ? UInt8(ascii: "6") : $0 }] {
+            XCTAssertThrowsError(try ManifestFile.decode(bad, target: "t", path: manifestPath)) { error in
+                XCTAssertEqual("\(error)", "t: \(manifestPath) is unreadable: its records do not match the digest its header names (changed or cut short on the host)")
+            }
+            try Data(bad).write(to: URL(fileURLWithPath: manifestPath))
+            let outcome = try deployment(fleet) { $0.syncOnly = true }.run { _ in }
+            XCTAssertEqual(try [UInt8](Data(contentsOf: URL(fileURLWithPath: manifestPath))), good, "written again")
+            XCTAssertEqual(outcome.result, .syncOnly)
+        }
+        XCTAssertThrowsError(try ManifestFile.decode(Array("ferry-manifest sha256:00".utf8), target: "t"))
     }
 
     /// Twenty deploys in one process leave no descriptor and no thread behind (lock holders,

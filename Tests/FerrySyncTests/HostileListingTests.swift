@@ -1,4 +1,5 @@
 import FerrySync
+import FerryTarget
 import FerryXCTestSupport
 import Foundation
 import XCTest
@@ -16,7 +17,7 @@ final class HostileListingTests: XCTestCase {
     let root = ["d", "755", "4096", "1700000000.0", "", ""]
 
     func testAGoodListingParses() throws {
-        let l = try RemoteTree.parse(listing([root, ["f", "644", "3", "1700000000.5", "a/b", ""]]), target: "t")
+        let l = try TargetState.Tree.parse(listing([root, ["f", "644", "3", "1700000000.5", "a/b", ""]]), target: "t")
         XCTAssertEqual(l.manifest.count, 2)
         XCTAssertTrue(l.syncedBefore)
     }
@@ -45,7 +46,7 @@ final class HostileListingTests: XCTestCase {
             ("bytes after the end", listing([root]) + Array("more\0".utf8)),
         ]
         for (name, bytes) in bad {
-            XCTAssertThrowsError(try RemoteTree.parse(bytes, target: "host"), name) { error in
+            XCTAssertThrowsError(try TargetState.Tree.parse(bytes, target: "host"), name) { error in
                 XCTAssertTrue("\(error)".hasPrefix("host: unexpected listing from the target"), "\(name): \(error)")
             }
         }
@@ -53,22 +54,22 @@ final class HostileListingTests: XCTestCase {
 
     /// An incremental answer ("./"-relative, any order, repeats allowed) applied to what the caller knew.
     func testIncrementalListingsApplyToTheBaseOrAreRefused() throws {
-        let base = try RemoteTree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["f", "644", "3", "1.0", "a/x", ""],
+        let base = try TargetState.Tree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["f", "644", "3", "1.0", "a/x", ""],
                                                  ["f", "644", "3", "1.0", "b", ""]]), target: "t").manifest
         let incremental = ["dir", "synced", "incremental", "/var/src/t"]
         // "a" was relisted whole (now holding only y); "b" changed; "c" is new.
-        let l = try RemoteTree.parse(listing([["f", "644", "9", "2.0", "./b", ""], ["d", "700", "0", "2.0", "./a", ""],
+        let l = try TargetState.Tree.parse(listing([["f", "644", "9", "2.0", "./b", ""], ["d", "700", "0", "2.0", "./a", ""],
                                               ["f", "600", "1", "2.0", "./a/y", ""], ["f", "644", "9", "3.0", "./b", ""],
                                               ["l", "777", "0", "2.0", "./c", "a/y"]], header: incremental), target: "t", base: base)
         XCTAssertEqual(l.changes, 5)
         XCTAssertEqual(l.manifest.entries.map(\.displayPath), ["", "a", "a/y", "b", "c"])
         XCTAssertEqual(l.manifest[Array("b".utf8)]?.mtime, Timestamp(seconds: 3, nanoseconds: 0), "the later record wins")
-        XCTAssertEqual(try RemoteTree.parse(listing([], header: incremental), target: "t", base: base).manifest.count, base.count)
+        XCTAssertEqual(try TargetState.Tree.parse(listing([], header: incremental), target: "t", base: base).manifest.count, base.count)
         // Nested relisted directories: everything old below the outer one goes.
-        let nested = try RemoteTree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["d", "755", "0", "1.0", "a/b", ""],
+        let nested = try TargetState.Tree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["d", "755", "0", "1.0", "a/b", ""],
                                                    ["f", "644", "1", "1.0", "a/b/x", ""], ["f", "644", "1", "1.0", "a/c", ""],
                                                    ["f", "644", "1", "1.0", "z", ""]]), target: "t").manifest
-        let relisted = try RemoteTree.parse(listing([["d", "755", "0", "2.0", "./a/b", ""], ["d", "755", "0", "2.0", "./a", ""]],
+        let relisted = try TargetState.Tree.parse(listing([["d", "755", "0", "2.0", "./a/b", ""], ["d", "755", "0", "2.0", "./a", ""]],
                                                     header: incremental), target: "t", base: nested)
         XCTAssertEqual(relisted.manifest.entries.map(\.displayPath), ["", "a", "a/b", "z"])
         let bad: [(String, [UInt8], Manifest?)] = [
@@ -83,7 +84,7 @@ final class HostileListingTests: XCTestCase {
             ("no resolved destination", listing([], header: ["dir", "synced", "full"], end: false), nil),
         ]
         for (name, bytes, base) in bad {
-            XCTAssertThrowsError(try RemoteTree.parse(bytes, target: "host", base: base), name) { error in
+            XCTAssertThrowsError(try TargetState.Tree.parse(bytes, target: "host", base: base), name) { error in
                 XCTAssertTrue("\(error)".hasPrefix("host: unexpected listing from the target"), "\(name): \(error)")
             }
         }
@@ -91,9 +92,9 @@ final class HostileListingTests: XCTestCase {
 
     func testHostileHashAnswersAreRefused() {
         let hash = String(repeating: "0", count: 64)
-        XCTAssertEqual(try RemoteTree.parseHashes(Array("\(hash)  a/b\0".utf8), target: "t")[Array("a/b".utf8)], Array(hash.utf8))
+        XCTAssertEqual(try TargetState.Tree.parseHashes(Array("\(hash)  a/b\0".utf8), target: "t")[Array("a/b".utf8)], Array(hash.utf8))
         for bad in ["\(hash)  ../x\0", "\(hash)  /etc/x\0", "short  x\0", "\(hash)x\0", String(repeating: "z", count: 70) + "\0"] {
-            XCTAssertThrowsError(try RemoteTree.parseHashes(Array(bad.utf8), target: "t"), bad)
+            XCTAssertThrowsError(try TargetState.Tree.parseHashes(Array(bad.utf8), target: "t"), bad)
         }
     }
 
@@ -112,8 +113,8 @@ final class HostileListingTests: XCTestCase {
             for _ in 0..<Int.random(in: 0...4, using: &rng) where !bytes.isEmpty {
                 bytes[Int.random(in: 0..<bytes.count, using: &rng)] = [0, 0x2E, 0x2F, 0x45, UInt8.random(in: 0...255, using: &rng)].randomElement(using: &rng)!
             }
-            if let l = try? RemoteTree.parse(bytes, target: "t") {
-                for e in l.manifest.entries.dropFirst() { XCTAssertTrue(RemoteTree.isSafeRelativePath(e.path[...]), "\(e.displayPath)") }
+            if let l = try? TargetState.Tree.parse(bytes, target: "t") {
+                for e in l.manifest.entries.dropFirst() { XCTAssertTrue(TargetState.Tree.isSafeRelativePath(e.path[...]), "\(e.displayPath)") }
             }
         }
     }

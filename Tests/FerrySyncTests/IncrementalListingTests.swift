@@ -1,4 +1,5 @@
 import FerrySync
+import FerryTarget
 import FerryTestSupport
 import FerryXCTestSupport
 import Foundation

@@ -13,7 +13,7 @@ final class ItemizeTests: SyncTestCase {
         let h = try host
         let ssh = "ssh -F none -p \(h.port) -i \(try harness.clientKey(.ed25519)) -o IdentitiesOnly=yes -o BatchMode=yes " +
                   "-o UserKnownHostsFile=\(try harness.knownHostsFile) -o StrictHostKeyChecking=yes"
-        let r = try Command.run(["rsync", "-rlptD", "-n", "-i", "--delete", "--modify-window=-1", "-e", ssh, src + "/", "root@127.0.0.1:/var/src/\(name)/"],
+        let r = try Command.run(["rsync", "-rlptD", "-n", "-i", "--delete", "--modify-window=-1", "--rsync-path=" + (try Command.which("rsync")), "-e", ssh, src + "/", "root@127.0.0.1:/var/src/\(name)/"],
                                 environment: ["LC_ALL": "C.UTF-8"])
         XCTAssertEqual(r.status, 0, r.errorOutput)
         return r.output.split(separator: "\n").map(String.init).sorted()

@@ -56,7 +56,7 @@ class SyncTestCase: HostTestCase {
         let h = try host
         let ssh = "ssh -F none -p \(h.port) -i \(try harness.clientKey(.ed25519)) -o IdentitiesOnly=yes -o BatchMode=yes " +
                   "-o UserKnownHostsFile=\(try harness.knownHostsFile) -o StrictHostKeyChecking=yes"
-        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes", "-e", ssh,
+        let r = try Command.run(["rsync", "-rlptDn", "--delete", "-c", "--modify-window=-1", "--itemize-changes", "--rsync-path=" + (try Command.which("rsync")), "-e", ssh,
                                  source + "/", "root@127.0.0.1:\(path)/"])
         XCTAssertEqual(r.status, 0, r.errorOutput)
         return r.output

@@ -1,5 +1,6 @@
-@testable import FerrySync
 import FerrySSH
+@testable import FerrySync
+@testable import FerryTarget
 import FerryXCTestSupport
 import Foundation
 import XCTest

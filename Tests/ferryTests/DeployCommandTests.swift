@@ -1,4 +1,5 @@
 import FerryDeploy
+import FerryTarget
 import FerryXCTestSupport
 import Foundation
 import XCTest
@@ -182,7 +183,7 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(unitLine.hasSuffix(" -- /bin/sh /var/src/.ferry/deploys/\(id)/job.sh"), unitLine)
         XCTAssertEqual(h.standInCalls().last, "nixos-rebuild switch --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes'")
         let env = try String(contentsOfFile: h.standInState + "/env.log", encoding: .utf8)
-        XCTAssertTrue(env.contains("PATH=/run/current-system/sw/bin:"), "PATH came through --setenv: \(env)")
+        XCTAssertTrue(env.split(separator: "\n").contains("PATH=/run/current-system/sw/bin"), "PATH came through --setenv: \(env)")
         XCTAssertTrue(env.contains("cwd=/var/src/.ferry/deploys/\(id)"), env)
 
         var r = try record()

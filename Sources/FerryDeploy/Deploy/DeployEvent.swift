@@ -1,5 +1,6 @@
 import FerrySSH
 import FerrySync
+import FerryTarget
 
 /// The steps of a deploy, in order.
 public enum DeployPhase: String, Sendable, CaseIterable {

@@ -1,5 +1,6 @@
 import FerrySSH
 import FerrySync
+import FerryTarget
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -114,7 +115,7 @@ public final class Deployment: @unchecked Sendable {
         report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
 
         phase = Date()
-        report(.phaseStarted(.lock, detail: "\(options.root)/.ferry/lock"))
+        report(.phaseStarted(.lock, detail: TargetState(root: options.root).lock))
         let me = LockHolder(id: id, operator_: Self.operatorName, pid: getpid(), since: DeployRecord.timestamp())
         let lock = try DeployLock(session: session, root: options.root, id: id, info: me, wait: options.lockTimeout,
                                   cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
@@ -126,7 +127,7 @@ public final class Deployment: @unchecked Sendable {
         var record = DeployRecord(id: id, host: host.name, startedAt: DeployRecord.timestamp(start), operator_: me.operator_,
                                   ferryVersion: options.ferryVersion, operation: options.syncOnly ? "sync-only" : operation.rawValue, sources: [:])
         // With --no-sync the record names no sources: what the target has was not checked.
-        var manifests: [(path: String, contents: [UInt8])] = []
+        var manifests: [(source: String, contents: [UInt8])] = []
         for source in fleet.sources where !options.noSync {
             if options.stop?.isCancelled == true { throw SSHError.cancelled }
             let (local, scanned, generated) = prepared.tree(of: source, scans: options.scans)
@@ -141,7 +142,7 @@ public final class Deployment: @unchecked Sendable {
                 ?? ManifestFile.encode(ManifestFile.withChecksums(result.scannedManifest, root: local, generated: generated))
             state.digest = ManifestFile.digest(manifest)
             if lock.recordedManifests[source.name] != state.digest {
-                manifests.append((source.name + "/manifest.new", ManifestFile.withHeader(manifest, digest: state.digest)))
+                manifests.append((source.name, ManifestFile.withHeader(manifest, digest: state.digest)))
             }
             report(.sourceSynced(name: source.name, result: result))
             guard result.complete else {
@@ -154,9 +155,8 @@ public final class Deployment: @unchecked Sendable {
 
         // What each tree is now, for `ferry status` to compare the host with later: written by
         // the next command (the record, or the rebuild's preparation), one command less.
-        let archive = manifests.isEmpty ? nil : ManifestFile.archive(manifests)
+        let archive = manifests.isEmpty ? nil : ManifestFile.archive(manifests.map { (TargetState.Job.manifestUpload($0.source), $0.contents) })
         let state = TargetState(root: options.root)
-        let manifestArguments = [String(manifests.count), state.directory] + manifests.map { String($0.path.dropLast("/manifest.new".count)) }
         let written = archive == nil ? "" : "writing the manifests and "
 
         if options.syncOnly {
@@ -166,8 +166,7 @@ public final class Deployment: @unchecked Sendable {
                 released = true
                 return Outcome(id: id, result: .syncOnly, record: record)
             }
-            try runChecked(session, .script(Self.manifestScript + Rebuild.recordScript,
-                                            arguments: (manifestArguments + [record.fileText, state.syncRecord]).map { Array($0.utf8) }),
+            try runChecked(session, TargetState.Job.recordSyncOnly(state, manifests: manifests.map(\.source), record: record),
                            stdin: archive, step: written + "writing the record")
             return Outcome(id: id, result: .syncOnly, record: record)
         }
@@ -177,37 +176,15 @@ public final class Deployment: @unchecked Sendable {
         phase = Date()
         let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: prepared.renderedSource, extra: options.extraArguments)
         report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
-        let directory = state.deploy(id)
-        let job = Rebuild.jobScript(directory: directory, root: options.root, command: command)
-        try runChecked(session, .script(Self.manifestScript + Rebuild.prepareScript,
-                                        arguments: (manifestArguments + [directory, job, record.json, state.rebuildRecord, state.deploys]).map { Array($0.utf8) }),
+        try runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command),
                        stdin: archive, step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
         lock.release()
         released = true
-        let result = try follow(directory: directory, first: session, report: report)
+        let result = try follow(id: id, first: session, report: report)
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
         return Outcome(id: id, result: result, record: record)
     }
-
-    /// $1 = N names, $2 the state folder, then the N source names: unpacks NAME/manifest.new files
-    /// from stdin into $2 (N > 0) and renames each named one over NAME/manifest — only those: what
-    /// a source no longer in fleet.toml left behind is never touched; then shifts its arguments
-    /// away for the script that follows it.
-    static let manifestScript = #"""
-    umask 077
-    n=$1 state=$2
-    shift 2
-    if [ "$n" -gt 0 ]; then
-      (cd "$state" && tar -x -f - --no-same-owner) || exit 1
-      while [ "$n" -gt 0 ]; do
-        f=$state/$1/manifest.new
-        [ ! -f "$f" ] || mv -f -- "$f" "${f%.new}" || exit 1
-        shift; n=$((n - 1))
-      done
-    fi
-
-    """#
 
     static var operatorName: String {
         let user = getpwuid(geteuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } } ?? "uid\(geteuid())"
@@ -273,10 +250,10 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Streams the job's log until its status is written (see `RebuildFollower`).
-    func follow(directory: String, first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
+    func follow(id: String, first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
         let open = options.open
         let host = self.host
-        let follower = RebuildFollower(directory: directory, operation: operation.rawValue, reconnectTimeout: options.reconnectTimeout,
+        let follower = RebuildFollower(state: TargetState(root: options.root), id: id, operation: operation.rawValue, reconnectTimeout: options.reconnectTimeout,
                                        waitForStart: true, stop: options.stop ?? options.cancel, cancel: options.cancel) { try open(host) }
         return try follower.follow(first: first, report: report)
     }
@@ -354,5 +331,29 @@ public enum DeployEventText {
         case .warning(let text): return "warning: \(text)"
         case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting"
         }
+    }
+}
+
+extension DeployRecord {
+    /// The checkout's commit and whether it has changes, when it is a git checkout and git is here.
+    static func gitState(of path: String) -> (commit: String, dirty: Bool)? {
+        func git(_ args: [String]) -> String? {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["git", "-C", path] + args
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            guard (try? process.run()) != nil else { return nil }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { return nil }
+            return String(decoding: data, as: UTF8.self)
+        }
+        guard FileManager.default.fileExists(atPath: path + "/.git"),
+              let head = git(["rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines), !head.isEmpty,
+              let status = git(["status", "--porcelain"]) else { return nil }
+        return (head, !status.isEmpty)
     }
 }

@@ -1,4 +1,5 @@
 import FerrySSH
+import FerryTarget
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -8,8 +9,9 @@ import Glibc
 /// right after starting it, `ferry status --follow` later. Reconnects when the link drops, for at
 /// most `reconnectTimeout` seconds, after which the outcome is unknown.
 struct RebuildFollower {
-    /// `/var/src/.ferry/deploys/ID`.
-    var directory: String
+    var state: TargetState
+    /// The deploy whose job is followed (`state.deploy(id)`).
+    var id: String
     var operation: String
     var reconnectTimeout: Double
     /// Wait for the job to write its pid (a deploy that has just started it); false: a job
@@ -37,21 +39,20 @@ struct RebuildFollower {
             var errors: [UInt8] = []
             do {
                 if session == nil { session = try reopen() }
-                let arguments = [directory, String(offset), waitForStart ? "700" : "0"]
-                let command = RemoteCommand.script(Rebuild.followScript, arguments: arguments.map { Array($0.utf8) })
+                let command = TargetState.Job.follow(state, id: id, from: offset, waitForStart: waitForStart)
                 let status = try session!.exec(command, cancel: stop ?? cancel, stdout: { chunk in
                     offset += chunk.count
                     splitter.feed(chunk, emit)
                 }, stderr: { errors.append(contentsOf: $0) })
                 splitter.flush(emit)
                 let text = String(decoding: errors, as: UTF8.self)
-                guard status == .exited(0), let marker = text.range(of: "\u{1E}ferry-status ") else {
+                switch status == .exited(0) ? TargetState.Job.ending(stderr: text) : .noMarker {
+                case .exited("0"): return .succeeded
+                case .exited(let value): return .rebuildFailed(status: "exit status \(value)", lastLines: tail)
+                case .noStatus: return .rebuildFailed(status: "the rebuild job ended without writing its exit status (killed, or the host rebooted)", lastLines: tail)
+                case .noMarker:
                     throw DeployError.remote(target: first.name, step: "following the rebuild", detail: "\(status): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
                 }
-                let value = text[marker.upperBound...].prefix { $0 != "\n" }
-                if value == "0" { return .succeeded }
-                if value == "none" { return .rebuildFailed(status: "the rebuild job ended without writing its exit status (killed, or the host rebooted)", lastLines: tail) }
-                return .rebuildFailed(status: "exit status \(value)", lastLines: tail)
             } catch let error as SSHError where error != .cancelled && Self.isTransient(error) {
                 if let s = session, s !== first { s.close() }
                 session = nil

@@ -1,5 +1,6 @@
 import FerrySSH
 import FerrySync
+import FerryTarget
 import Foundation
 
 /// What a deploy would change on one host, found with the deploy's own read-only steps (scan,
@@ -128,7 +129,7 @@ public struct HostDiff: Sendable {
             let path = entry.path
             var oldPath = "/dev/null"
             if entry.old?.kind == .file {
-                let (status, bytes, _) = try shell.run(.script(#"[ -f "$1" ] && [ ! -L "$1" ] && cat -- "$1""#, arguments: [Array(remote.utf8) + [UInt8(ascii: "/")] + path]))
+                let (status, bytes, _) = try shell.run(TargetState.TreeFile.command(Array(remote.utf8) + [UInt8(ascii: "/")] + path))
                 if status == .exited(0) {
                     oldPath = work + "/old-\(n)"
                     _ = FileManager.default.createFile(atPath: oldPath, contents: Data(bytes))

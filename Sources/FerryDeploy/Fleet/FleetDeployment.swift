@@ -1,5 +1,6 @@
 import FerrySSH
 import FerrySync
+import FerryTarget
 import Foundation
 import Synchronization
 

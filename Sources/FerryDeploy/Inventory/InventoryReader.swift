@@ -1,8 +1,8 @@
 import FerryNix
 import FerrySSH
 import FerrySync
-import Foundation
 import FerryTOML
+import Foundation
 
 /// Reads and checks `fleet.toml`: every key known, every value of the right type, every host
 /// reachable by a distinct address and port, and shared.nix evaluating to a set with a string domain.

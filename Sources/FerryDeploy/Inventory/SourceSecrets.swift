@@ -1,4 +1,5 @@
 import FerrySync
+import FerryTarget
 import Foundation
 import Synchronization
 #if canImport(Glibc)

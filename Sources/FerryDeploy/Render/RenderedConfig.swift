@@ -1,5 +1,6 @@
 import FerryNix
 import FerrySync
+import FerryTarget
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import FerryTarget
 /// What it takes to make the destination equal the source, decided locally from two manifests,
 /// with rsync -rlptD --delete's rules.
 public struct SyncPlan: Sendable {

@@ -1,4 +1,5 @@
 import Crypto
+import FerryTarget
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -6,7 +7,7 @@ import Glibc
 #endif
 
 /// What ferry last saw in each destination, kept on this machine so the next listing asks the
-/// target only for what changed since (see `RemoteTree.syncScript`). One file per target and
+/// target only for what changed since (see `TargetState.Tree.syncScript`). One file per target and
 /// destination, named by a hash of both; it holds the generation the target committed with it.
 /// The cache is only ever a shortcut: any mismatch or unreadable file means a full listing.
 public struct ListingCache: Sendable {
@@ -157,10 +158,10 @@ public struct ListingCache: Sendable {
             guard let hashLength = int() else { return nil }
             var hash: [UInt8]?
             if hashLength >= 0 {
-                guard kind == .file, let h = slice(hashLength), RemoteTree.isHexHash(h[...]) else { return nil }
+                guard kind == .file, let h = slice(hashLength), TargetState.Tree.isHexHash(h[...]) else { return nil }
                 hash = h
             }
-            guard entries.isEmpty ? path.isEmpty && kind == .directory : RemoteTree.isSafeRelativePath(path[...]) && Manifest.treeOrder(entries[entries.count - 1].path, path) else { return nil }
+            guard entries.isEmpty ? path.isEmpty && kind == .directory : TargetState.Tree.isSafeRelativePath(path[...]) && Manifest.treeOrder(entries[entries.count - 1].path, path) else { return nil }
             entries.append(FileEntry(path: path, kind: kind, mode: UInt32(mode), size: size,
                                      mtime: Timestamp(seconds: seconds, nanoseconds: ns), linkTarget: link, checksum: hash))
         }

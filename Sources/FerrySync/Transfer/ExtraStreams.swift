@@ -1,4 +1,5 @@
 import FerrySSH
+import FerryTarget
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -137,7 +138,7 @@ final class ExtraStreams: @unchecked Sendable {
         for (n, group) in groups.enumerated() {
             let stream = TarStream(group, discardName: "discard.\(n + 1)")
             streams.append(stream)
-            let command = RemoteCommand.script(RemoteTree.extractScript, arguments: [stage, Array(String(n + 1).utf8)])
+            let command = TargetState.Tree.extract(stage: stage, stream: n + 1)
             let stop = self.stop
             // Only this thread reads the stream until it has ended; `streams` is read after.
             nonisolated(unsafe) let input = stream

@@ -1,4 +1,5 @@
 import FerrySSH
+import FerryTarget
 import Foundation
 #if canImport(Glibc)
 import Glibc

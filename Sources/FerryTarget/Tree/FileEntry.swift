@@ -5,7 +5,7 @@ public struct FileEntry: Equatable, Sendable {
 
         /// From `find -printf %y`'s letter: sockets and devices count as files (replaced or
         /// deleted like them).
-        init(findType letter: UInt8?) {
+        package init(findType letter: UInt8?) {
             switch letter {
             case UInt8(ascii: "d"): self = .directory
             case UInt8(ascii: "l"): self = .symlink
@@ -15,7 +15,7 @@ public struct FileEntry: Equatable, Sendable {
         }
 
         /// `find -printf %y`'s letter for this kind.
-        var findType: UInt8 {
+        package var findType: UInt8 {
             switch self {
             case .file: return UInt8(ascii: "f")
             case .directory: return UInt8(ascii: "d")
@@ -97,7 +97,7 @@ public struct Manifest: Sendable {
     }
 
     /// Entries already in tree order, without duplicates (a merge's or the listing cache's output).
-    init(sorted list: [FileEntry]) {
+    package init(sorted list: [FileEntry]) {
         entries = list
     }
 
@@ -117,7 +117,7 @@ public struct Manifest: Sendable {
         return a.count < b.count
     }
 
-    func index(of path: [UInt8]) -> Int? {
+    package func index(of path: [UInt8]) -> Int? {
         var lo = 0, hi = entries.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -129,11 +129,11 @@ public struct Manifest: Sendable {
     public subscript(path: [UInt8]) -> FileEntry? { index(of: path).map { entries[$0] } }
 
     /// Whether `path` lies below the directory `dir` (not `dir` itself, not a sibling like "dir2").
-    static func isInside(_ path: [UInt8], _ dir: [UInt8]) -> Bool {
+    package static func isInside(_ path: [UInt8], _ dir: [UInt8]) -> Bool {
         path.count > dir.count && path[dir.count] == UInt8(ascii: "/") && path.starts(with: dir)
     }
 
-    mutating func setChecksum(_ hash: [UInt8], at path: [UInt8]) {
+    package mutating func setChecksum(_ hash: [UInt8], at path: [UInt8]) {
         if let i = index(of: path) { entries[i].checksum = hash }
     }
 
@@ -141,7 +141,7 @@ public struct Manifest: Sendable {
 }
 
 extension Manifest {
-    /// This tree with a target's changed entries applied (see `RemoteTree.syncScript`): each
+    /// This tree with a target's changed entries applied (see `TargetState.Tree.syncScript`): each
     /// entry replaces its path (the last record of a path wins), and a listed directory's subtree
     /// is exactly what the changes hold below it, since the target lists every such subtree whole.
     package func applying(changes: [FileEntry]) -> Manifest {

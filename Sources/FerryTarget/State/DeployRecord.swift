@@ -1,4 +1,3 @@
-import FerrySync
 import Foundation
 
 /// A deploy's record on the target (`TargetState.rebuildRecord`, or `syncRecord` for a
@@ -12,6 +11,12 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         public var digest: String
         public var commit: String?
         public var dirty: Bool?
+
+        public init(digest: String, commit: String? = nil, dirty: Bool? = nil) {
+            self.digest = digest
+            self.commit = commit
+            self.dirty = dirty
+        }
     }
 
     /// How a deploy ended: `finished RESULT EXIT FINISHED_AT SECONDS SYSTEM`, "-" for what is not
@@ -91,12 +96,24 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     /// Nil: started, no result yet (not part of the encoded base: the job appends it).
     public var outcome: Outcome?
 
+    public init(id: String, host: String, startedAt: String, operator_: String, ferryVersion: String, operation: String,
+                sources: [String: SourceState], outcome: Outcome? = nil) {
+        self.id = id
+        self.host = host
+        self.startedAt = startedAt
+        self.operator_ = operator_
+        self.ferryVersion = ferryVersion
+        self.operation = operation
+        self.sources = sources
+        self.outcome = outcome
+    }
+
     enum CodingKeys: String, CodingKey {
         case id, host, startedAt = "started_at", operator_ = "operator", ferryVersion = "ferry_version", operation, sources
     }
 
     /// The base: one line of JSON.
-    var json: String {
+    package var json: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
@@ -160,28 +177,6 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         }
     }
 
-    /// The checkout's commit and whether it has changes, when it is a git checkout and git is here.
-    static func gitState(of path: String) -> (commit: String, dirty: Bool)? {
-        func git(_ args: [String]) -> String? {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["git", "-C", path] + args
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            guard (try? process.run()) != nil else { return nil }
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { return nil }
-            return String(decoding: data, as: UTF8.self)
-        }
-        guard FileManager.default.fileExists(atPath: path + "/.git"),
-              let head = git(["rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines), !head.isEmpty,
-              let status = git(["status", "--porcelain"]) else { return nil }
-        return (head, !status.isEmpty)
-    }
-
     /// `20261127T171502Z-3fa9`: sorts by time, unique enough for one host's deploys.
     public static func newID(now: Date = Date()) -> String {
         let f = DateFormatter()
@@ -191,7 +186,7 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         return f.string(from: now) + "-" + String(format: "%04x", UInt16.random(in: 0...UInt16.max))
     }
 
-    static func timestamp(_ date: Date = Date()) -> String {
+    package static func timestamp(_ date: Date = Date()) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f.string(from: date)

@@ -1,11 +1,22 @@
-/// Where ferry keeps its state on a target: `ROOT/.ferry` (ROOT is `/var/src`). Every path under
-/// it is named here, and the source names it reserves follow from them.
+import Foundation
+
+/// Where ferry keeps its state on a target: `ROOT/.ferry` (ROOT is `/var/src` for a deploy, the
+/// folder above the destination for `ferry sync`). Every path under it is named here, the source
+/// names it reserves follow from them, and every script that runs on the target is an extension
+/// of this type (`Scripts/`), beside the typed request it is sent and the answer it gives.
 public struct TargetState: Sendable {
     public let root: String
 
     public init(root: String = "/var/src") { self.root = root }
 
-    public var directory: String { root + "/.ferry" }
+    /// The state of a sync into `destination`: `PARENT/.ferry/NAME`, beside it, never inside.
+    public static func forDestination(_ destination: String) -> (state: TargetState, source: String) {
+        let url = URL(fileURLWithPath: destination)
+        return (TargetState(root: url.deletingLastPathComponent().path), url.lastPathComponent)
+    }
+
+    public static let folderName = ".ferry"
+    public var directory: String { root + "/" + Self.folderName }
     /// `flock`ed by a deploy (and a sync into `ROOT/NAME`) for as long as it runs.
     public var lock: String { directory + "/lock" }
     /// The holder's `LockHolder` line and its deploy id.
@@ -24,7 +35,9 @@ public struct TargetState: Sendable {
     public var syncRecord: String { directory + "/" + Self.syncRecordName }
     /// Before records were kept apart: one JSON record for both (read, never written).
     public var legacyRecord: String { directory + "/last-deploy.json" }
-    /// Per source: the manifest of the tree the last deploy left, its sync's lock and stage.
+    /// Per source (`ROOT/NAME`): the manifest of the tree the last deploy left; the sync's lock,
+    /// listing sentinel (`sentinel`, `sentinel.clock`, `generation`: see `Tree.Request`), `synced`
+    /// mark and staging folder.
     public func source(_ name: String) -> String { directory + "/" + name }
     public func manifest(_ source: String) -> String { self.source(source) + "/manifest" }
 
@@ -35,33 +48,4 @@ public struct TargetState: Sendable {
     /// `.SUFFIX` forms too (`heartbeat.0`, `lock-info.tmp`).
     public static let reservedNames = ["deploys", "lock", "lock-info", "lock-pid", "heartbeat", "last-deploy.json",
                                        rebuildRecordName, syncRecordName]
-}
-
-extension TargetState {
-    /// Who holds the deploy lock — one answer for deploy, status and unlock alike. A shell
-    /// function (`$state` the state folder) that sets `held`: `free`; `running` (a deploy's
-    /// detached rebuild holds it); `held` (a live holder: a deploy, or a sync into ROOT/NAME);
-    /// `other` (something that is not ferry's flocks it) — and `info`, `hid`, `hpid`, `jpid`: the
-    /// holder's line and deploy id (lock-info), its pid, its job's pid. It changes nothing, but
-    /// `flock -n` holds a free lock for an instant (the deploy's holder allows for that).
-    static let lockQuery = #"""
-    lock_state() {
-      held=free info= hid= hpid= jpid=
-      [ -e "$state/lock" ] || return 0
-      flock -n "$state/lock" true 2>/dev/null && return 0
-      held=other
-      { IFS= read -r info; IFS= read -r hid; } 2>/dev/null < "$state/lock-info"
-      IFS= read -r hpid 2>/dev/null < "$state/lock-pid"
-      [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
-      if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then
-        held=running
-      elif [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then
-        held=held
-      else
-        info= hid=
-      fi
-      return 0
-    }
-
-    """#
 }

@@ -1,0 +1,159 @@
+import FerrySSH
+import Foundation
+
+extension TargetState {
+    /// The deploy lock's holder: a shell on the deploy's session that takes `lock` and keeps it
+    /// while ferry's heartbeat lasts (see `DeployLock`). It reads `Order` lines on stdin and
+    /// answers `Answer` lines on stdout.
+    package enum Holder {
+        /// No heartbeat for this long (ferry gone, the link blackholed): the holder ends itself.
+        package static let heartbeatTimeout = 30
+
+        /// Takes the lock of `state` for deploy `id`, waiting `wait` seconds at most (0: refuse at once, exit 75).
+        package static func command(_ state: TargetState, id: String, holder: LockHolder, wait: Int) throws -> RemoteCommand {
+            let info = String(decoding: try JSONEncoder().encode(holder), as: UTF8.self)
+            return .script(script, arguments: [state.root, id, info, String(wait)].map { Array($0.utf8) })
+        }
+
+        /// What ferry sends the holder, one line each.
+        package enum Order: Equatable {
+            /// The heartbeat.
+            case beat
+            /// A process group on the target that ends with the holder (another command of the deploy).
+            case group(Int32)
+            /// Start the rebuild job (`deploys/ID/job.sh`), which inherits the lock.
+            case rebuild
+            /// Write a `--sync-only` deploy's record (its outcome set), then end.
+            case record(DeployRecord)
+            case release
+
+            /// Nil: a record that does not fit one line.
+            package var line: String? {
+                switch self {
+                case .beat: return "beat"
+                case .group(let g): return "group \(g)"
+                case .rebuild: return "rebuild"
+                case .release: return "release"
+                case .record(let r):
+                    guard let outcome = r.outcome else { return nil }
+                    let json = r.json
+                    return json.contains("\n") ? nil : "record \(outcome.line)\t\(json)"
+                }
+            }
+        }
+
+        /// What the holder says, one line each.
+        package enum Answer: Equatable {
+            /// The lock is held by someone else (said before waiting for it).
+            case busy(LockState)
+            /// A source's manifest on the target (its header matches its records) and its digest.
+            case manifest(source: String, digest: String)
+            case locked
+            /// The rebuild job's pid.
+            case started(Int32)
+            /// The sync-only record is written.
+            case recorded
+
+            package init?(line: String) {
+                let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+                switch parts[0] {
+                case "locked": self = .locked
+                case "recorded": self = .recorded
+                case "manifest" where parts.count == 3: self = .manifest(source: parts[2], digest: parts[1])
+                case "busy": self = .busy(LockState(word: parts.count > 1 ? parts[1] : "", info: Array((parts.count == 3 ? parts[2] : "").utf8)))
+                case "started" where parts.count == 2: guard let pid = Int32(parts[1]) else { return nil }; self = .started(pid)
+                default: return nil
+                }
+            }
+        }
+
+        /// $1 root, $2 deploy id, $3 the lock-info line, $4 seconds to wait for the lock.
+            static let script = #"""
+        root=$1 id=$2 info=$3 wait=$4
+        state=$root/.ferry tab=$(printf '\t')
+        # The state is root's alone (logs and records may hold what an operator would not publish);
+        # the root above it, and the sources in it, stay readable for the services that use them.
+        [ -d "$root" ] || (umask 022 && mkdir -p "$root") || exit 1
+        umask 077
+        [ -d "$state/deploys" ] || mkdir -p "$state/deploys" || exit 1
+        exec 9>>"$state/lock" || exit 1
+        if ! flock -n 9; then
+          \#(TargetState.lockQuery)
+          lock_state
+          # A status or unlock asking the same question holds the lock for an instant: free now, it
+          # is taken after a second's grace at most, never called busy.
+          if ! { [ "$held" = free ] && flock -w 1 9; }; then
+            printf 'busy %s %s\n' "$held" "$info"
+            [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
+          fi
+        fi
+        # State an earlier ferry left open is closed now (chmod skips what is right already).
+        chmod -R go= "$state" 2>/dev/null
+        # Who holds it now (line 1) and the deploy's id (line 2), for `ferry status` and `ferry unlock`.
+        printf '%s\n%s\n' "$info" "$id" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
+        printf '%s\n' "$$" > "$state/lock-pid"
+        hb=$state/heartbeat
+        # Emptied, not removed, on the way out: no process. (The heartbeat files are reused.)
+        trap ': > "$state/lock-pid"' EXIT
+        # The first line of each manifest names its digest: a deploy that would write the same skips it.
+        # Only a manifest whose records match its header is named (one sha256sum each, no copy).
+        for m in "$state"/*/manifest; do
+          { IFS= read -r h && case $h in "\#(ManifestFile.header)sha256:"*) sum=$(sha256sum) ;; *) false ;; esac; } 2>/dev/null < "$m" || continue
+          [ "sha256:${sum%% *}" = "${h#\#(ManifestFile.header)}" ] || continue
+          n=${m%/manifest}; printf 'manifest %s %s\n' "${h#\#(ManifestFile.header)}" "${n##*/}"
+        done
+        echo locked
+        # No line for \#(Holder.heartbeatTimeout) s (ferry gone, the link blackholed), or the channel
+        # closed: the deploy is gone. Its other commands (a sync waiting on a blackholed link) end
+        # too, so nothing keeps a lock. A line costs no process: the reader touches a file, and a
+        # watchdog looks every 5 s whether it is newer than a mark made \#(Holder.heartbeatTimeout) s before.
+        : > "$hb"
+        ( exec 9>&-
+          trap 'kill $s 2>/dev/null; exit 0' TERM
+          i=0
+          while :; do
+            m=$hb.$((i % \#(Holder.heartbeatTimeout / 5)))
+            if [ $i -ge \#(Holder.heartbeatTimeout / 5) ] && ! [ "$hb" -nt "$m" ]; then kill -TERM $$; exit 0; fi
+            : > "$m"
+            sleep 5 & s=$!
+            wait $s
+            i=$((i + 1))
+          done ) </dev/null >/dev/null 2>&1 &
+        watchdog=$!
+        groups=
+        gone() { kill $watchdog 2>/dev/null; for g in $groups; do kill -TERM "-$g" 2>/dev/null; done; exit 0; }
+        trap gone TERM
+        while IFS= read -r line || gone; do
+          : > "$hb"
+          case $line in
+            group\ *) groups="$groups ${line#group }" ;;
+            rebuild)
+              kill $watchdog 2>/dev/null
+              d=$state/deploys/$id
+              # The job gets the locked open file on its stdin (systemd-run --pipe passes it on).
+              if [ -d /run/systemd/system ]; then
+                setsid systemd-run --unit "ferry-deploy-$id" --collect --pipe --quiet \
+                  --setenv=PATH="$PATH" ${NIX_PATH:+"--setenv=NIX_PATH=$NIX_PATH"} ${LOCALE_ARCHIVE:+"--setenv=LOCALE_ARCHIVE=$LOCALE_ARCHIVE"} \
+                  -- /bin/sh "$d/job.sh" <&9 >/dev/null 2>&1 &
+              else
+                setsid /bin/sh "$d/job.sh" <&9 >/dev/null 2>&1 &
+              fi
+              i=0
+              while [ ! -s "$d/pid" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+              [ -s "$d/pid" ] || { echo "the rebuild job did not start within 30 s" >&2; exit 1; }
+              printf 'started %s\n' "$(cat "$d/pid")"
+              exit 0 ;;
+            # A --sync-only deploy's record (its outcome line, a tab, its base), then the end.
+            record\ *)
+              kill $watchdog 2>/dev/null
+              r=${line#record }
+              outcome=${r%%"$tab"*} base=${r#*"$tab"}
+              printf '%s\n%s\n' "$base" "$outcome" > "$state/\#(TargetState.syncRecordName).tmp" &&
+                mv -f "$state/\#(TargetState.syncRecordName).tmp" "$state/\#(TargetState.syncRecordName)" && echo recorded
+              exit 0 ;;
+            release) kill $watchdog 2>/dev/null; exit 0 ;;
+          esac
+        done
+        """#
+    }
+}
