@@ -38,8 +38,7 @@ struct Deploy: ParsableCommand {
     @Option(name: .customLong("op"), help: "switch, boot, test, dry-activate or build (default: the host's operation, else [defaults], else switch).")
     var operation: Fleet.Operation?
 
-    @Option(help: ArgumentHelp("Hosts deployed at a time.", valueName: "N"))
-    var jobs = 8
+    @OptionGroup var jobs: JobsOption
 
     @Flag(help: "Start every selected host even after one failed (by default no new host starts).")
     var keepGoing = false
@@ -83,7 +82,6 @@ struct Deploy: ParsableCommand {
     }
 
     func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard lockTimeout >= 0 else { throw ValidationError("--lock-timeout must be 0 or more") }
         guard reconnectTimeout >= 0 else { throw ValidationError("--reconnect-timeout must be 0 or more") }
         if syncOnly && noSync { throw ValidationError("--sync-only and --no-sync together would do nothing") }
@@ -92,8 +90,7 @@ struct Deploy: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let hosts = try InventoryOption.select(fleet, split.targets, skip: skip)
-        guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: "deploy") }
+        let hosts = try InventoryOption.select(fleet, split.targets, skip: skip, command: "deploy")
         if dryRun { return try showDryRun(fleet: fleet, hosts: hosts) }
         let cancel = try CancellationToken()
         let stop = try CancellationToken()
@@ -118,7 +115,7 @@ struct Deploy: ParsableCommand {
         options.cancel = cancel
         options.stop = stop
         var fleetOptions = FleetDeployment.Options(deploy: options)
-        fleetOptions.jobs = jobs
+        fleetOptions.jobs = jobs.value
         fleetOptions.keepGoing = keepGoing
         let deployment = FleetDeployment(fleet: fleet, hosts: hosts, options: fleetOptions)
         do {
@@ -154,7 +151,7 @@ struct Deploy: ParsableCommand {
 
     /// `--dry-run`: the diff, with this command's --op and rebuild arguments in the command line.
     func showDryRun(fleet: Fleet, hosts: [Fleet.Host]) throws {
-        let format = try DiffFormat.parse(["--jobs", String(jobs)] + (json ? ["--json"] : []) + (checksum ? ["--checksum"] : []) + (force ? ["--force"] : []))
+        let format = try DiffFormat.parse(["--jobs", String(jobs.value)] + (json ? ["--json"] : []) + (checksum ? ["--checksum"] : []) + (force ? ["--force"] : []))
         var options = Deployment.Options { _ in throw DeployError.local("unused") }
         options.operation = operation
         options.extraArguments = split.extra
@@ -164,18 +161,12 @@ struct Deploy: ParsableCommand {
         }
     }
 
-    /// The README's table: interrupted 130/143; a failure 1 (255 when the only host could not be
-    /// reached or logged in to); an unknown rebuild outcome 3.
+    /// `ExitStatus`'s table for a deploy's outcomes.
     func exitStatus(_ outcomes: [FleetDeployment.HostOutcome], interrupted: Bool) -> Int32 {
         if interrupted { return SignalRelay.exitCode }
-        if outcomes.contains(where: { $0.state == .failed || $0.state == .notStarted || $0.state == .interrupted }) {
-            if outcomes.count == 1, let error = outcomes[0].error {
-                if error is SSHError { return 255 }
-                if case SyncError.transport = error { return 255 }
-            }
-            return 1
-        }
-        if outcomes.contains(where: { $0.state == .unknown }) { return 3 }
+        let failed = outcomes.filter { [.failed, .notStarted, .interrupted].contains($0.state) }
+        if let code = ExitStatus.forFailures(failed.map(\.error), selected: outcomes.count) { return code }
+        if outcomes.contains(where: { $0.state == .unknown }) { return ExitStatus.unknownOutcome }
         return 0
     }
 }

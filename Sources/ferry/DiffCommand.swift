@@ -17,8 +17,10 @@ struct Diff: ParsableCommand {
         agree: per source, + added, ~ changed, - deleted, m mtime only (same size and contents), \
         t type or symlink target, p mode; then the rendered configuration as diff -u prints it. \
         Takes no lock and writes nothing on the host (unlike --op dry-activate, which syncs and \
-        builds there); a deploy in progress is noted. Exit status: 2 when a host could not be \
-        diffed (the others are still shown); with --exit-code, 0 nothing would change, 1 something would.
+        builds there); a deploy in progress is noted. Exit status: 1 when a host could not be \
+        diffed (the others are still shown; 255 when it was the only one and could not be reached \
+        or logged in to); with --exit-code, 0 nothing would change, 1 something would (a failure \
+        wins: its host is named on stderr).
         """
     )
 
@@ -41,7 +43,7 @@ struct Diff: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip, command: "diff")
         let changed = try format.run(fleet: fleet, hosts: hosts, connection: connection, sudo: sudo, command: "diff") { _ in [] }
         if exitCode && changed { throw Failure(code: 1, message: "") }
     }
@@ -76,11 +78,9 @@ struct DiffFormat: ParsableArguments {
     @Flag(help: "Show what taking over a /var/src/NAME that ferry never synced would change (deploy --force would do it).")
     var force = false
 
-    @Option(name: .customLong("jobs"), help: ArgumentHelp("Hosts diffed at a time.", valueName: "N"))
-    var jobs = 8
+    @OptionGroup var jobs: JobsOption
 
     func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard maxPatchBytes >= 0 else { throw ValidationError("--max-patch-bytes must be 0 or more") }
         if json && (nameOnly || stat || patch || nulTerminated) { throw ValidationError("--json is a format of its own: drop --name-only, --stat, --patch and -z") }
         if nameOnly && (stat || patch) { throw ValidationError("--name-only lists paths only: drop --stat and --patch") }
@@ -91,7 +91,7 @@ struct DiffFormat: ParsableArguments {
     struct HostResult {
         var diff: HostDiff?
         var note: String?
-        var error: String?
+        var error: (any Error)?
     }
 
     /// Diffs `hosts`, `jobs` at a time, and prints them in inventory order; `extra` adds lines
@@ -126,7 +126,7 @@ struct DiffFormat: ParsableArguments {
         let deployments = prepared.deployments
 
         let results = Mutex<[HostResult?]>(Array(repeating: nil, count: deployments.count))
-        let slots = DispatchSemaphore(value: jobs)
+        let slots = DispatchSemaphore(value: jobs.value)
         let group = DispatchGroup()
         let (source, patch, maxPatchBytes) = (self.source, self.patch, self.maxPatchBytes)
         for (i, d) in deployments.enumerated() {
@@ -147,7 +147,7 @@ struct DiffFormat: ParsableArguments {
                     }
                     result.diff = try HostDiff.compute(d, over: session, only: source, patch: patch, maxPatchBytes: maxPatchBytes)
                 } catch {
-                    result.error = "\(error)"
+                    result.error = error
                 }
                 results.withLock { $0[i] = result }
             }
@@ -162,19 +162,20 @@ struct DiffFormat: ParsableArguments {
             for warning in r.diff?.warnings ?? [] { printError("ferry: warning: \(warning)") }
             if let error = r.error {
                 printError("ferry: \(d.host.name): \(error)")
-                if json { out.json(["type": "diff", "host": d.host.name, "error": error]) }
+                if json { out.json(["type": "diff", "host": d.host.name, "error": "\(error)"]) }
                 continue
             }
             out.show(r.diff!, extra: extra(r.diff!))
         }
         let failed = zip(deployments, all).filter { $0.1.error != nil }.map(\.0.host.name)
+        let code = ExitStatus.forFailures(all.filter { $0.error != nil }.map(\.error), selected: hosts.count)
         let changed = all.contains { $0.diff.map { !$0.isEmpty } ?? false }
         if json {
             let counts = ["changed": all.filter { $0.diff.map { !$0.isEmpty } ?? false }.count,
                           "unchanged": all.filter { $0.diff?.isEmpty ?? false }.count, "failed": failed.count]
-            out.json(["type": "summary", "hosts": hosts.count, "results": counts, "exit_status": failed.isEmpty ? 0 : 2, "failed_hosts": failed])
+            out.json(["type": "summary", "hosts": hosts.count, "results": counts, "exit_status": code ?? 0, "failed_hosts": failed])
         }
-        if !failed.isEmpty { throw Failure(code: 2, message: "") }
+        if let code { throw Failure(code: code, message: "") }
         return changed
     }
 }

@@ -13,12 +13,15 @@ struct Exec: ParsableCommand {
         discussion: """
         A TARGET is [user@]host[:port], [user@][v6addr]:port or ssh://[user@]host[:port]; when a \
         fleet file is in effect (-f, or fleet.toml / deployments/fleet.toml here) it may also be a \
-        host name, a glob over names or an @tag, and no TARGET means every host. With one raw \
-        target ferry streams the command's output as it is and exits with its status (128 + N when \
-        it was killed by signal N); otherwise it runs on --jobs hosts at a time, prefixes every \
-        line with `HOST | `, prints a summary and exits 0 only if the command exited 0 everywhere, \
-        else 1. Arguments are quoted for the remote shell one by one: `ferry exec host -- ls "a b"` \
-        lists the file "a b". For shell syntax, run a shell: `ferry exec host -- sh -c 'echo $HOME'`. \
+        host name, a glob over names or an @tag, and no TARGET means every host. With one \
+        host (an address, or a selection of one inventory host) ferry streams the command's output \
+        as it is and exits with its status (128 + N when it was killed by signal N; 255 when the \
+        host could not be reached); otherwise, and with --json, it runs on --jobs hosts at a time, \
+        prefixes every line with `HOST | `, prints a summary and exits 0 only if the command exited \
+        0 everywhere, else 1. Without a fleet file a plain name is an ssh_config Host or a DNS \
+        name, as for ssh; with one, fleet names win (ssh://NAME reaches a host outside it). \
+        Arguments are quoted for the remote shell one by one: `ferry exec host -- ls "a b"` lists \
+        the file "a b". For shell syntax, run a shell: `ferry exec host -- sh -c 'echo $HOME'`. \
         Arguments are passed as the exact bytes given (they need not be UTF-8). On Ctrl-C the remote \
         command's process group is sent SIGTERM.
         """
@@ -34,8 +37,7 @@ struct Exec: ParsableCommand {
     @Option(name: .customLong("skip"), help: ArgumentHelp("Leave out these inventory hosts (repeatable).", valueName: "TARGET"))
     var skip: [String] = []
 
-    @Option(help: ArgumentHelp("Hosts at a time.", valueName: "N"))
-    var jobs = 8
+    @OptionGroup var jobs: JobsOption
 
     @Flag(help: "JSON Lines on stdout: one event per output line, a result per host, a summary.")
     var json = false
@@ -52,7 +54,6 @@ struct Exec: ParsableCommand {
         guard let command = wordsAfterDashes(), !command.isEmpty else {
             throw ValidationError("give the command after --, e.g. ferry exec host -- uname -a")
         }
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard !(noStdin && stdinAll) else { throw ValidationError("-n and --stdin-all contradict each other") }
     }
 
@@ -70,7 +71,7 @@ struct Exec: ParsableCommand {
         let resolved = try resolve(targets)
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
-        if resolved.count == 1 && !json && targets.count == 1 && Self.looksRaw(targets[0]) {
+        if resolved.count == 1 && !json {
             try runOne(resolved[0], remote, cancel: cancel)
         }
         try runMany(resolved, remote, input: try input(forHosts: resolved.count), cancel: cancel)
@@ -124,18 +125,24 @@ struct Exec: ParsableCommand {
         guard !targets.isEmpty || fleet != nil else {
             throw Failure.usage("name a target (no fleet file is in effect to select hosts from)", command: "exec")
         }
+        guard skip.isEmpty || fleet != nil else { throw Failure.usage("--skip leaves out inventory hosts, and no fleet file is in effect", command: "exec") }
         var out: [Resolved] = []
         let inventoryTargets = targets.filter { !Self.looksRaw($0) }
         if let fleet, !(inventoryTargets.isEmpty && !targets.isEmpty) {
-            let hosts = try InventoryOption.select(fleet, inventoryTargets, skip: skip)
+            // A plain name no host has may be meant for ssh_config or DNS: say how to write that.
+            let plain = inventoryTargets.first { t in !t.hasPrefix("@") && !t.contains(where: { "*?[".contains($0) }) && !fleet.hosts.contains { $0.name == t } }
+            let hint = plain.map { "ferry: to reach '\($0)' outside the fleet (an ssh_config Host, a DNS name), write ssh://\($0)" }
+            let hosts = try InventoryOption.select(fleet, inventoryTargets, skip: skip, command: "exec", hint: hint)
             let connections = try connection.connections(for: hosts, in: fleet)
             for h in hosts {
                 out.append(Resolved(name: h.name, connection: connections[h.name]!))
             }
-        } else if !inventoryTargets.isEmpty {
-            throw Failure.usage("'\(inventoryTargets[0])' is no address, and no fleet file is in effect to find it in", command: "exec")
         }
-        for raw in targets where Self.looksRaw(raw) {
+        // Without a fleet, a plain name is what ssh would take it for: an ssh_config Host or a DNS name.
+        for raw in targets where Self.looksRaw(raw) || fleet == nil {
+            if !Self.looksRaw(raw) && (raw.hasPrefix("@") || raw.contains(where: { "*?[".contains($0) })) {
+                throw Failure.usage("'\(raw)' selects inventory hosts, and no fleet file is in effect to find them in", command: "exec")
+            }
             let target: SSHTarget
             do { target = try SSHTarget(parsing: raw, allowPath: false) } catch { throw Failure.usage("\(error)", command: "exec") }
             let resolved = try connection.connection(forTarget: raw)
@@ -144,19 +151,19 @@ struct Exec: ParsableCommand {
         return out
     }
 
-    /// One raw target: the output as it comes, the remote status as ferry's.
+    /// One host: the output as it comes, the remote status as ferry's.
     func runOne(_ r: Resolved, _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
         do {
             let session = try ConnectionOptions.open(r.connection)
             defer { session.close() }
             let status = try session.exec(remote, stdin: try input(forHosts: 1).make(), cancel: cancel, stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
-            if case .signaled = status { printError("ferry: \(r.target): remote command \(status)") }
+            if case .signaled = status { printError("ferry: \(r.name): remote command \(status)") }
             throw ExitCode(status.shellCode)
         } catch SSHError.cancelled {
-            printError("ferry: \(r.target): interrupted; the remote command was sent SIGTERM")
+            printError("ferry: \(r.name): interrupted; the remote command was sent SIGTERM")
             throw Failure.interrupted()
         } catch let error as SSHError {
-            throw Failure.connection(error)
+            throw Failure(code: ExitStatus.connection, message: "\(r.name): \(error)")
         }
     }
 
@@ -171,7 +178,7 @@ struct Exec: ParsableCommand {
         let shared = Mutex(Shared(outcomes: hosts.map { FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) },
                                   statuses: [Int32?](repeating: nil, count: hosts.count)))
         let group = DispatchGroup()
-        for _ in 0..<min(jobs, hosts.count) {
+        for _ in 0..<min(jobs.value, hosts.count) {
             group.enter()
             Thread {
                 defer { group.leave() }

@@ -23,7 +23,7 @@ struct Hosts: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip, command: "hosts")
         // User and port as they apply after ssh_config and [defaults] (see `ferry config`).
         let connections = try connection.connections(for: hosts, in: fleet)
         if json {

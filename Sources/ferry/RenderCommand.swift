@@ -32,21 +32,26 @@ struct InventoryOption: ParsableArguments {
     /// The one host `target` names, for commands that act on one (`unlock`, `config`): a glob or
     /// tag that matches several is a usage error listing them, before any connection.
     static func selectOne(_ fleet: Fleet, _ target: String, command: String) throws -> Fleet.Host {
-        let hosts = try select(fleet, [target], skip: [])
+        let hosts = try select(fleet, [target], skip: [], command: command)
         guard hosts.count == 1 else {
             throw Failure.usage("'\(target)' matches \(hosts.count) hosts (\(hosts.map(\.name).joined(separator: ", "))); \(command) acts on one host: name it", command: command)
         }
         return hosts[0]
     }
 
-    /// The hosts `targets` and `skip` name; an unknown one exits 2 listing hosts and tags.
-    static func select(_ fleet: Fleet, _ targets: [String], skip: [String]) throws -> [Fleet.Host] {
+    /// The hosts `targets` and `skip` name; an unknown one exits 2 listing hosts and tags (with
+    /// `hint` after it), and so does a selection that leaves no host: nothing is contacted.
+    static func select(_ fleet: Fleet, _ targets: [String], skip: [String], command: String, hint: String? = nil) throws -> [Fleet.Host] {
+        let hosts: [Fleet.Host]
         do {
-            return try fleet.select(targets, skip: skip)
+            hosts = try fleet.select(targets, skip: skip)
         } catch let error as InventoryError {
             printError("ferry: \(error)")
-            throw ExitCode(2)
+            if let hint { printError(hint) }
+            throw ExitCode(ExitStatus.usage)
         }
+        guard !hosts.isEmpty else { throw Failure.usage("the selection leaves no host", command: command) }
+        return hosts
     }
 }
 
@@ -92,7 +97,7 @@ struct Render: ParsableCommand {
             }
         }
         do {
-            for host in try InventoryOption.select(fleet, targets, skip: skip) {
+            for host in try InventoryOption.select(fleet, targets, skip: skip, command: "render") {
                 let rendered = try RenderedConfig(host: host, fleet: fleet, skipping: [out])
                 do {
                     try rendered.write(to: out + "/" + host.name)

@@ -36,8 +36,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let fleet = try inventory.load()
-        var failed = false
-        let hosts = try InventoryOption.select(fleet, targets, skip: skip)
+        let hosts = try InventoryOption.select(fleet, targets, skip: skip, command: "status")
         let connections = try connection.connections(for: hosts, in: fleet)
         let access = try sudo.access(for: Array(connections.values))
         if follow {
@@ -45,6 +44,7 @@ struct Status: ParsableCommand {
             try followRebuild(hosts[0], connections[hosts[0].name]!, access: access)
             return
         }
+        var failures: [any Error] = []
         for host in hosts {
             do {
                 let session = try ConnectionOptions.shell(for: host, connections[host.name]!, sudo: access)
@@ -54,10 +54,10 @@ struct Status: ParsableCommand {
                 }
             } catch {
                 printError("ferry: \(host.name): \(error)")
-                failed = true
+                failures.append(error)
             }
         }
-        if failed { throw Failure(code: 1, message: "") }
+        if let code = ExitStatus.forFailures(failures, selected: hosts.count) { throw Failure(code: code, message: "") }
     }
 
     func followRebuild(_ host: Fleet.Host, _ connection: HostConnection, access: SudoAccess) throws {

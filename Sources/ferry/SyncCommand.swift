@@ -75,6 +75,11 @@ struct Sync: ParsableCommand {
         } catch let error as ExcludeRuleError {
             throw Failure.usage("\(error)", command: "sync")
         }
+        // The source is read before anything is contacted: a missing one is a local error.
+        guard let dir = opendir(local.isEmpty ? "" : local) else {
+            throw Failure(code: ExitStatus.usage, message: "cannot read the source folder '\(local)': \(String(cString: strerror(errno)))")
+        }
+        closedir(dir)
         let cancel = try CancellationToken()
         SignalRelay.onInterrupt(cancel)
         var options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),

@@ -162,9 +162,13 @@ final class CLIConventionTests: HostTestCase {
         let r = try FerryBinary.run(["sync", link, "\(try target()):/var/src/linked"] + (try options()))
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: try host.varSrc + "/linked/f"))
-        let empty = try FerryBinary.run(["sync", "", "\(try target()):/var/src/linked"] + (try options()))
-        XCTAssertEqual(empty.status, 1)
-        XCTAssertTrue(empty.stderr.contains("path is empty"), empty.stderr)
+        // A source that cannot be read is a local error: 2, and nothing is contacted or made there.
+        for source in ["", "/nonexistent", src + "/f"] {
+            let r = try FerryBinary.run(["sync", source, "\(try target()):/var/src/missing"] + (try options()))
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertTrue(r.stderr.hasPrefix("ferry: cannot read the source folder '\(source)': "), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: try host.varSrc + "/.ferry/missing"))
     }
 
     /// Without -f in a folder that has no fleet file, the commands that need one say so plainly;

@@ -513,11 +513,9 @@ final class DeployCommandTests: HostTestCase {
         }
         XCTAssertTrue(r.stderr.contains("alpha | error: \\#302\\#23331mred\\#302\\#2350;title\\#302\\#234 building…"), r.stderr)
 
-        let exec = try FerryBinary.run(["exec", "-f", work.fleetFile, "alpha", "--", "printf", "a\\302\\233b\\377c\\n"])
-        XCTAssertEqual(exec.status, 0, exec.stderr)
-        XCTAssertTrue(exec.stdout.contains("alpha | a\\#302\\#233b\\#377c\n"), exec.stdout)
-        let failing = try FerryBinary.run(["exec", "-f", work.fleetFile, "alpha", "--", "sh", "-c", "printf 'x\\302\\233y\\n' >&2; exit 1"])
-        XCTAssertTrue(failing.stderr.contains("alpha | x\\#302\\#233y\n"), failing.stderr)
+        // One host's exec output is its bytes, as ssh gives them (a fleet's prefixed lines are escaped).
+        let raw = try FerryBinary.run(["exec", "-f", work.fleetFile, "alpha", "--", "printf", "a\\302\\233b\\377c\\n"])
+        XCTAssertEqual(raw.stdout, "a\u{9B}b\u{FFFD}c\n")
     }
 
     func testLinkCutDuringTheRebuildReconnectsAndReportsTheRealResult() throws {
@@ -762,7 +760,7 @@ final class DeployCommandTests: HostTestCase {
         let snapshot = { try Command.run(["sh", "-c", "cd '\(h.varSrc)' && find . -printf '%p %s %T@ %m\\n' | sort"]).output }
         let before = try snapshot()
         let refused = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha"])
-        XCTAssertEqual(refused.status, 2, refused.stdout + refused.stderr)
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
         XCTAssertTrue(refused.stderr.contains("was never synced by ferry"), refused.stderr)
         let shown = try FerryBinary.run(["diff", "-f", work.fleetFile, "alpha", "--force", "--exit-code"])
         XCTAssertEqual(shown.status, 1, shown.stdout + shown.stderr)

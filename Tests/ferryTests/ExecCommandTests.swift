@@ -27,6 +27,31 @@ final class ExecCommandTests: HostTestCase {
         }
     }
 
+    /// Without a fleet file a plain name is what ssh takes it for: an ssh_config Host (its
+    /// HostName, Port and User apply); an IdentityFile there that does not exist is skipped, as
+    /// OpenSSH skips it.
+    func testAnSSHConfigAliasIsATargetWithoutAFleet() throws {
+        let dir = NSTemporaryDirectory() + "ferry-alias-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+        Host myalias
+          HostName 127.0.0.1
+          Port \(try host.port)
+          User root
+          IdentityFile /nonexistent/key
+          IdentityFile \(try harness.clientKey(.ed25519))
+          UserKnownHostsFile \(try harness.knownHostsFile)
+
+        """.write(toFile: dir + "/config", atomically: true, encoding: .utf8)
+        let r = try FerryBinary.run(executable: "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" exec -F config myalias -- sh -c 'echo ok; exit 5'", "sh", dir, FerryBinary.path()])
+        XCTAssertEqual(r.status, 5, r.stderr)
+        XCTAssertEqual(r.stdout, "ok\n")
+        let tag = try FerryBinary.run(executable: "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" exec @web -- true", "sh", dir, FerryBinary.path()])
+        XCTAssertEqual(tag.status, 2)
+        XCTAssertTrue(tag.stderr.contains("'@web' selects inventory hosts, and no fleet file is in effect"), tag.stderr)
+    }
+
     func testArgumentsAreQuotedNotPasted() throws {
         let r = try FerryBinary.run(["exec", try target()] + (try options()) + ["--", "printf", "[%s]", "a b", "$(id)", "it's"])
         XCTAssertEqual(r.stdout, "[a b][$(id)][it's]")
@@ -57,7 +82,7 @@ final class ExecCommandTests: HostTestCase {
         let unknown = try FerryBinary.run(["exec", try target(), "-i", try harness.clientKey(.ed25519),
                                            "--known-hosts", emptyKnownHosts, "--", "true"])
         XCTAssertEqual(unknown.status, 255)
-        XCTAssertTrue(unknown.stderr.hasPrefix("ferry: host key verification failed"), unknown.stderr)
+        XCTAssertTrue(unknown.stderr.hasPrefix("ferry: \(try target()): host key verification failed"), unknown.stderr)
         XCTAssertTrue(unknown.stderr.contains("SHA256:"), unknown.stderr)
 
         let accepted = try FerryBinary.run(["exec", try target(), "-i", try harness.clientKey(.ed25519),

@@ -70,6 +70,62 @@ final class FleetDeployTests: XCTestCase {
 
     func host(_ name: String) -> TestHost { Self.hosts.first { $0.name == name }! }
 
+    /// One exit-code table for every command (README): the only selected host unreachable is 255;
+    /// several with one failed is 1, the failed one named; one inventory host's exec exits with
+    /// the command's status, unprefixed; usage and inventory errors are 2 before any connection.
+    func testOneExitCodeTableForEveryCommand() throws {
+        let f = ["-f", fleetFile]
+        for argv in [["deploy", "web-2"], ["diff", "web-2"], ["status", "web-2"], ["exec", "web-2", "--", "true"], ["unlock", "web-2"]] {
+            let r = try FerryBinary.run([argv[0]] + f + argv.dropFirst())
+            XCTAssertEqual(r.status, 255, "\(argv): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("web-2"), "\(argv): \(r.stderr)")
+        }
+        for argv in [["deploy", "web-1", "web-2", "--keep-going", "--sync-only"], ["diff", "web-1", "web-2"], ["diff", "--exit-code", "web-1", "web-2"],
+                     ["status", "web-1", "web-2"], ["exec", "web-1", "web-2", "--", "true"]] {
+            let r = try FerryBinary.run([argv[0]] + f + argv.dropFirst())
+            XCTAssertEqual(r.status, 1, "\(argv): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("ferry: web-2: "), "\(argv): \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("ferry: web-1: "), "\(argv): \(r.stderr)")
+        }
+        let one = try FerryBinary.run(["exec"] + f + ["web-1", "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
+        XCTAssertEqual(one.status, 3, one.stderr)
+        XCTAssertEqual(one.stdout, "out\n")
+        XCTAssertEqual(one.stderr, "err\n")
+        let glob = try FerryBinary.run(["exec"] + f + ["web-[1]", "--", "sh", "-c", "exit 4"])
+        XCTAssertEqual(glob.status, 4, "a selection of one host is one host: \(glob.stderr)")
+        for argv in [["exec", "web-1", "--skip", "@web", "--", "true"], ["diff", "--exit-code", "web-1", "--skip", "web-1"], ["status", "--skip", "*"],
+                     ["hosts", "web-1", "--skip", "web-1"], ["deploy", "@db", "--skip", "db-*"], ["render", "web-1", "--skip", "web-1"]] {
+            let r = try FerryBinary.run([argv[0]] + f + argv.dropFirst())
+            XCTAssertEqual(r.status, 2, "\(argv): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("ferry: the selection leaves no host\n"), "\(argv): \(r.stderr)")
+        }
+        for argv in [["deploy", "--jobs", "-1"], ["diff", "--jobs", "-1"], ["exec", "--jobs", "-1", "--", "true"], ["deploy", "--jobs", "0"]] {
+            let r = try FerryBinary.run([argv[0]] + f + argv.dropFirst())
+            XCTAssertEqual(r.status, 2, "\(argv): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("--jobs must be at least 1"), "\(argv): \(r.stderr)")
+        }
+        let unknown = try FerryBinary.run(["exec"] + f + ["nope", "--", "true"])
+        XCTAssertEqual(unknown.status, 2)
+        XCTAssertTrue(unknown.stderr.contains("no host matches 'nope'"), unknown.stderr)
+        XCTAssertTrue(unknown.stderr.contains("write ssh://nope"), unknown.stderr)
+
+        // An identity ferry was told to use that does not exist: 2, before any connection.
+        let logins = try String(contentsOfFile: host("web-1").directory + "/sshd.log", encoding: .utf8).components(separatedBy: "Accepted publickey").count
+        let flag = try FerryBinary.run(["exec"] + f + ["web-1", "-i", "/nonexistent/key", "--", "true"])
+        XCTAssertEqual(flag.status, 2, flag.stderr)
+        XCTAssertEqual(flag.stderr, "ferry: web-1: the identity file /nonexistent/key (from -i) does not exist\n")
+        let toml = try String(contentsOfFile: fleetFile, encoding: .utf8)
+        try toml.replacingOccurrences(of: "identity = \"\(Self.harness!.clientKey(.ed25519))\"", with: "identity = \"/nonexistent/key\"")
+            .write(toFile: fleetFile, atomically: true, encoding: .utf8)
+        for command in ["deploy", "diff", "status", "unlock"] {
+            let r = try FerryBinary.run([command] + f + ["web-1"])
+            XCTAssertEqual(r.status, 2, "\(command): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("web-1: the identity file /nonexistent/key (from fleet.toml [defaults]) does not exist"), "\(command): \(r.stderr)")
+        }
+        let after = try String(contentsOfFile: host("web-1").directory + "/sshd.log", encoding: .utf8).components(separatedBy: "Accepted publickey").count
+        XCTAssertEqual(after, logins, "no login")
+    }
+
     /// One sudo password for the fleet: hosts that accept it deploy; one whose sudo rejects it
     /// fails before anything is sent there, and is not asked again.
     func testOneSudoPasswordForTheFleet() throws {
@@ -316,10 +372,10 @@ final class FleetDeployTests: XCTestCase {
         XCTAssertTrue(failing.stdout.contains("\"exit_status\":3"), failing.stdout)
     }
 
-    /// Three hosts, one unreachable: the other two are shown, the failure named, exit 2.
+    /// Three hosts, one unreachable: the other two are shown, the failure named, exit 1.
     func testDiffOverThreeHostsWithOneUnreachable() throws {
         let r = try FerryBinary.run(["diff", "-f", fleetFile, "web-1", "web-2", "db-1", "--connect-timeout", "3"])
-        XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("web-1 | total: "), r.stdout)
         XCTAssertTrue(r.stdout.contains("db-1 | total: "), r.stdout)
         XCTAssertTrue(r.stderr.contains("ferry: web-2: cannot connect to 127.0.0.1 port"), r.stderr)
@@ -331,9 +387,9 @@ final class FleetDeployTests: XCTestCase {
     func testExecStdinForFleetHosts() throws {
         let one = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "--", "wc", "-c"], input: "K=v\n")
         XCTAssertEqual(one.status, 0, one.stdout + one.stderr)
-        XCTAssertTrue(one.stdout.contains("db-1 | 4\n"), one.stdout)
+        XCTAssertEqual(one.stdout, "4\n")
         let none = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "-n", "--", "wc", "-c"], input: "K=v\n")
-        XCTAssertTrue(none.stdout.contains("db-1 | 0\n"), none.stdout)
+        XCTAssertEqual(none.stdout, "0\n")
         let several = try FerryBinary.run(["exec", "-f", fleetFile, "db-1", "db-2", "--", "wc", "-c"], input: "K=v\n")
         XCTAssertEqual(several.status, 0, several.stdout + several.stderr)
         for name in ["db-1", "db-2"] { XCTAssertTrue(several.stdout.contains("\(name) | 0\n"), several.stdout) }

@@ -74,6 +74,7 @@ public enum ConnectionError: Error, CustomStringConvertible {
     case jumpLoop(host: String, source: String)
     case badJump(host: String, value: String, source: String)
     indirect case jumpHost(host: String, hop: String, ConnectionError)
+    case missingIdentity(host: String, path: String, source: String)
 
     public var description: String {
         switch self {
@@ -84,6 +85,7 @@ public enum ConnectionError: Error, CustomStringConvertible {
         case .jumpLoop(let host, let source): return "\(host): the last jump host (from \(source)) is the host itself"
         case .badJump(let host, let value, let source): return "\(host): '\(value)' (from \(source)) is not a jump host list ([user@]host[:port], comma-separated)"
         case .jumpHost(let host, let hop, let error): return "\(host): jump host \(hop): \(error)"
+        case .missingIdentity(let host, let path, let source): return "\(host): the identity file \(path) (from \(source)) does not exist"
         }
     }
 }
@@ -135,9 +137,15 @@ extension Fleet {
                 throw ConnectionError.sshConfig(host: host.name, error)
             }
         }
-        let sshIdentities = ssh.identityFiles.isEmpty ? nil : try ssh.identityFiles.map(expand)
+        // An ssh_config IdentityFile that does not exist is skipped, as OpenSSH skips it; one that
+        // ferry was told to use (-i, fleet.toml) must exist.
+        let sshIdentities = ssh.identityFiles.isEmpty ? nil : try ssh.identityFiles.map(expand).filter { FileManager.default.fileExists(atPath: $0) }
         let identityFiles = pick([(flags.identity.isEmpty ? nil : flags.identity, "flag"), (host.identity, table),
-                                  (sshIdentities, ssh.identityFiles.first?.origin ?? ""), (defaults.identity, defaultsTable)], [])
+                                  (sshIdentities.flatMap { $0.isEmpty ? nil : $0 }, ssh.identityFiles.first?.origin ?? ""), (defaults.identity, defaultsTable)], [])
+        if identityFiles.source == "flag" || identityFiles.source == table || identityFiles.source == defaultsTable,
+           let missing = identityFiles.value.first(where: { !FileManager.default.fileExists(atPath: $0) }) {
+            throw ConnectionError.missingIdentity(host: host.name, path: missing, source: identityFiles.source == "flag" ? "-i" : identityFiles.source)
+        }
         let identitiesOnly = pick([(ssh.identitiesOnly?.value, ssh.identitiesOnly?.origin ?? "")], false)
         var agent = V<String?>(value: SSHConfiguration.environment("SSH_AUTH_SOCK"), source: "default (SSH_AUTH_SOCK)")
         if let setting = ssh.identityAgent {
