@@ -42,8 +42,9 @@ struct ConnectionOptions: ParsableArguments {
     /// bad ssh_config, a bad name or two hosts at one address); ssh_config warnings printed once.
     func connections(for hosts: [Fleet.Host], in fleet: Fleet) throws -> [String: HostConnection] {
         do {
-            let all = try fleet.connections(for: hosts, flags: flags, sshConfig: sshConfig)
+            var all = try fleet.connections(for: hosts, flags: flags, sshConfig: sshConfig)
             for warning in Set(all.values.flatMap(\.warnings)).sorted() { printError("ferry: warning: \(warning)") }
+            for (name, c) in all { all[name] = try c.checkingIdentityFiles(host: name) }
             return all
         } catch let error as ConnectionError {
             throw Failure(code: 2, message: "\(error)")
@@ -56,7 +57,7 @@ struct ConnectionOptions: ParsableArguments {
         do {
             let c = try Fleet.connection(forTarget: written, flags: flags, sshConfig: sshConfig)
             for warning in c.warnings { printError("ferry: warning: \(warning)") }
-            return c
+            return try c.checkingIdentityFiles(host: written)
         } catch {
             throw Failure(code: 2, message: "\(error)")  // a bad target or ssh_config: nothing contacted
         }

@@ -22,9 +22,13 @@ enum ExitStatus {
     }
 
     /// The code for hosts that failed (`failed`: each one's error, where it is known), of
-    /// `selected` hosts: 255 when the only one could not be reached, else 1; nil: none failed.
+    /// `selected` hosts: 2 for a local check, 255 when the only one could not be reached, else 1;
+    /// nil: none failed.
     static func forFailures(_ failed: [(any Error)?], selected: Int) -> Int32? {
         guard !failed.isEmpty else { return nil }
+        // A local check that only a host's run could make (one host's diff checks the scan it
+        // listed with) is still a local error.
+        if failed.contains(where: { if case DeployError.localCheck? = $0 { true } else { false } }) { return usage }
         if selected == 1, failed.count == 1, let error = failed[0], isConnectionFailure(error) { return connection }
         return failure
     }

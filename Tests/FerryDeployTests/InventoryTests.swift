@@ -239,7 +239,8 @@ final class InventoryTests: XCTestCase {
     func testSourceRules() throws {
         try expectError(head + "[sources.a]\nrendered = true\n[sources.b]\nrendered = true\n", key: "sources.b.rendered", "sources.a is the rendered source already")
         try expectError(head + "[sources.a]\nrendered = true\npath = \"x\"\n", key: "sources.a.path", "always the fleet's folder")
-        for name in ["deploys", "lock", "last-deploy.json", "lock-info", "lock-pid", "heartbeat", "heartbeat.0", "lock-info.tmp"] {
+        for name in ["deploys", "lock", "last-deploy.json", "lock-info", "lock-pid", "heartbeat", "heartbeat.0", "lock-info.tmp",
+                     "last-rebuild.record", "last-sync.record", "snapshots", "staged", "secrets"] {
             try expectError(head + "[sources.\"\(name)\"]\npath = \"x\"\n", key: "sources.\(name)", "is reserved")
         }
         for name in ["-rf", "--", ".hidden"] {

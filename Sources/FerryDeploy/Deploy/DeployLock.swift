@@ -112,11 +112,14 @@ final class DeployLock: @unchecked Sendable {
     private var ended = ""
     private var recorded = false
     private var manifests: [String: String] = [:]
+    private var manifestsDone = false
 
-    /// Each source's manifest digest on the target when the lock was taken, by source name.
+    /// Each source's manifest digest on the target when the lock was taken, by source name
+    /// (waits for the holder to have named them all, which it does while the sync runs).
     var recordedManifests: [String: String] {
         condition.lock()
         defer { condition.unlock() }
+        while !manifestsDone && !done { condition.wait() }
         return manifests
     }
 
@@ -218,6 +221,7 @@ final class DeployLock: @unchecked Sendable {
             switch TargetState.Holder.Answer(line: line) {
             case .locked: state = .locked
             case .manifest(let source, let digest): manifests[source] = digest
+            case .manifestsDone: manifestsDone = true
             case .recorded: recorded = true
             case .busy(let lock): lastHolder = lock.holder; state = .busy(lock)
             case .started(let pid): state = .started(pid)

@@ -137,15 +137,9 @@ extension Fleet {
                 throw ConnectionError.sshConfig(host: host.name, error)
             }
         }
-        // An ssh_config IdentityFile that does not exist is skipped, as OpenSSH skips it; one that
-        // ferry was told to use (-i, fleet.toml) must exist.
-        let sshIdentities = ssh.identityFiles.isEmpty ? nil : try ssh.identityFiles.map(expand).filter { FileManager.default.fileExists(atPath: $0) }
+        let sshIdentities = ssh.identityFiles.isEmpty ? nil : try ssh.identityFiles.map(expand)
         let identityFiles = pick([(flags.identity.isEmpty ? nil : flags.identity, "flag"), (host.identity, table),
-                                  (sshIdentities.flatMap { $0.isEmpty ? nil : $0 }, ssh.identityFiles.first?.origin ?? ""), (defaults.identity, defaultsTable)], [])
-        if identityFiles.source == "flag" || identityFiles.source == table || identityFiles.source == defaultsTable,
-           let missing = identityFiles.value.first(where: { !FileManager.default.fileExists(atPath: $0) }) {
-            throw ConnectionError.missingIdentity(host: host.name, path: missing, source: identityFiles.source == "flag" ? "-i" : identityFiles.source)
-        }
+                                  (sshIdentities, ssh.identityFiles.first?.origin ?? ""), (defaults.identity, defaultsTable)], [])
         let identitiesOnly = pick([(ssh.identitiesOnly?.value, ssh.identitiesOnly?.origin ?? "")], false)
         var agent = V<String?>(value: SSHConfiguration.environment("SSH_AUTH_SOCK"), source: "default (SSH_AUTH_SOCK)")
         if let setting = ssh.identityAgent {
@@ -224,5 +218,24 @@ extension Fleet {
             result[host.name] = c
         }
         return result
+    }
+}
+
+extension HostConnection {
+    /// The connection as it will be opened, checked on this machine first: an identity file ferry
+    /// was told to use (`-i`, fleet.toml) that does not exist is an error before any connection;
+    /// one from ssh_config that does not exist is skipped, as OpenSSH skips it. Jump hosts too.
+    public func checkingIdentityFiles(host: String) throws -> HostConnection {
+        var c = self
+        let exists = { (path: String) in FileManager.default.fileExists(atPath: path) }
+        if identityFiles.source.hasPrefix("fleet.toml") || identityFiles.source == "flag" {
+            if let missing = identityFiles.value.first(where: { !exists($0) }) {
+                throw ConnectionError.missingIdentity(host: host, path: missing, source: identityFiles.source == "flag" ? "-i" : identityFiles.source)
+            }
+        } else {
+            c.identityFiles.value = identityFiles.value.filter(exists)
+        }
+        c.hops = try hops.map { try $0.checkingIdentityFiles(host: host) }
+        return c
     }
 }

@@ -48,6 +48,8 @@ extension TargetState {
             case busy(LockState)
             /// A source's manifest on the target (its header matches its records) and its digest.
             case manifest(source: String, digest: String)
+            /// Every manifest has been named.
+            case manifestsDone
             case locked
             /// The rebuild job's pid.
             case started(Int32)
@@ -59,6 +61,7 @@ extension TargetState {
                 switch parts[0] {
                 case "locked": self = .locked
                 case "recorded": self = .recorded
+                case "manifests": self = .manifestsDone
                 case "manifest" where parts.count == 3: self = .manifest(source: parts[2], digest: parts[1])
                 case "busy": self = .busy(LockState(word: parts.count > 1 ? parts[1] : "", info: Array((parts.count == 3 ? parts[2] : "").utf8)))
                 case "started" where parts.count == 2: guard let pid = Int32(parts[1]) else { return nil }; self = .started(pid)
@@ -95,14 +98,16 @@ extension TargetState {
         hb=$state/heartbeat
         # Emptied, not removed, on the way out: no process. (The heartbeat files are reused.)
         trap ': > "$state/lock-pid"' EXIT
-        # The first line of each manifest names its digest: a deploy that would write the same skips it.
-        # Only a manifest whose records match its header is named (one sha256sum each, no copy).
+        echo locked
+        # The first line of each manifest names its digest: a deploy that would write the same skips
+        # it. Only a manifest whose records match its header is named (one sha256sum each, no copy);
+        # said after "locked", while the deploy syncs, which needs them only at its end.
         for m in "$state"/*/manifest; do
           { IFS= read -r h && case $h in "\#(ManifestFile.header)sha256:"*) sum=$(sha256sum) ;; *) false ;; esac; } 2>/dev/null < "$m" || continue
           [ "sha256:${sum%% *}" = "${h#\#(ManifestFile.header)}" ] || continue
           n=${m%/manifest}; printf 'manifest %s %s\n' "${h#\#(ManifestFile.header)}" "${n##*/}"
         done
-        echo locked
+        echo manifests
         # No line for \#(Holder.heartbeatTimeout) s (ferry gone, the link blackholed), or the channel
         # closed: the deploy is gone. Its other commands (a sync waiting on a blackholed link) end
         # too, so nothing keeps a lock. A line costs no process: the reader touches a file, and a

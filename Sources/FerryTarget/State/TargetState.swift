@@ -44,8 +44,13 @@ public struct TargetState: Sendable {
     static let rebuildRecordName = "last-rebuild.record"
     static let syncRecordName = "last-sync.record"
 
+    /// Kept free beside the sources' folders for what deploys will keep next: snapshots of the
+    /// trees a deploy synced (to restore them with the system they built), staged copies built
+    /// before a switch, and the digests of the secrets each host holds.
+    static let plannedNames = ["snapshots", "staged", "secrets"]
+
     /// Names under `.ferry` that a source's folder (`.ferry/NAME`) would collide with; their
     /// `.SUFFIX` forms too (`heartbeat.0`, `lock-info.tmp`).
     public static let reservedNames = ["deploys", "lock", "lock-info", "lock-pid", "heartbeat", "last-deploy.json",
-                                       rebuildRecordName, syncRecordName]
+                                       rebuildRecordName, syncRecordName] + plannedNames
 }

@@ -5,7 +5,7 @@ public struct FileEntry: Equatable, Sendable {
 
         /// From `find -printf %y`'s letter: sockets and devices count as files (replaced or
         /// deleted like them).
-        package init(findType letter: UInt8?) {
+        @inlinable package init(findType letter: UInt8?) {
             switch letter {
             case UInt8(ascii: "d"): self = .directory
             case UInt8(ascii: "l"): self = .symlink
@@ -15,7 +15,7 @@ public struct FileEntry: Equatable, Sendable {
         }
 
         /// `find -printf %y`'s letter for this kind.
-        package var findType: UInt8 {
+        @inlinable package var findType: UInt8 {
             switch self {
             case .file: return UInt8(ascii: "f")
             case .directory: return UInt8(ascii: "d")
@@ -36,7 +36,7 @@ public struct FileEntry: Equatable, Sendable {
     /// Content hash, when asked for (--checksum).
     public var checksum: [UInt8]?
 
-    public init(path: [UInt8], kind: Kind, mode: UInt32, size: Int64, mtime: Timestamp, linkTarget: [UInt8]? = nil, checksum: [UInt8]? = nil) {
+    @inlinable public init(path: [UInt8], kind: Kind, mode: UInt32, size: Int64, mtime: Timestamp, linkTarget: [UInt8]? = nil, checksum: [UInt8]? = nil) {
         self.path = path
         self.kind = kind
         self.mode = mode
@@ -54,7 +54,7 @@ public struct Timestamp: Equatable, Comparable, Sendable, CustomStringConvertibl
     public var seconds: Int64
     public var nanoseconds: Int64
 
-    public init(seconds: Int64, nanoseconds: Int64) {
+    @inlinable public init(seconds: Int64, nanoseconds: Int64) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
     }
@@ -73,7 +73,7 @@ public struct Timestamp: Equatable, Comparable, Sendable, CustomStringConvertibl
         nanoseconds = ns
     }
 
-    public static func < (a: Timestamp, b: Timestamp) -> Bool {
+    @inlinable public static func < (a: Timestamp, b: Timestamp) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }
 
@@ -102,7 +102,7 @@ public struct Manifest: Sendable {
     }
 
     /// Byte order with "/" lowest, which keeps each directory's contents together.
-    public static func treeOrder(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    @inlinable public static func treeOrder(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         let n = min(a.count, b.count)
         var i = 0
         while i < n {
@@ -117,7 +117,7 @@ public struct Manifest: Sendable {
         return a.count < b.count
     }
 
-    package func index(of path: [UInt8]) -> Int? {
+    @inlinable package func index(of path: [UInt8]) -> Int? {
         var lo = 0, hi = entries.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -126,10 +126,10 @@ public struct Manifest: Sendable {
         return lo < entries.count && entries[lo].path == path ? lo : nil
     }
 
-    public subscript(path: [UInt8]) -> FileEntry? { index(of: path).map { entries[$0] } }
+    @inlinable public subscript(path: [UInt8]) -> FileEntry? { index(of: path).map { entries[$0] } }
 
     /// Whether `path` lies below the directory `dir` (not `dir` itself, not a sibling like "dir2").
-    package static func isInside(_ path: [UInt8], _ dir: [UInt8]) -> Bool {
+    @inlinable package static func isInside(_ path: [UInt8], _ dir: [UInt8]) -> Bool {
         path.count > dir.count && path[dir.count] == UInt8(ascii: "/") && path.starts(with: dir)
     }
 
@@ -137,7 +137,7 @@ public struct Manifest: Sendable {
         if let i = index(of: path) { entries[i].checksum = hash }
     }
 
-    public var count: Int { entries.count }
+    @inlinable public var count: Int { entries.count }
 }
 
 extension Manifest {
