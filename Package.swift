@@ -1,10 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// The library targets build in Swift 6 language mode (full data-race checking); tools and tests
-/// stay in 5 (XCTest's and ArgumentParser's patterns).
-let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
-
 let package = Package(
     name: "ferry",
     // Linux only: the code calls Glibc directly, and the targets are NixOS.
@@ -24,22 +20,21 @@ let package = Package(
             pkgConfig: "libssh2",
             providers: [.apt(["libssh2-1-dev"])]
         ),
-        .target(name: "FerrySSH", dependencies: ["CLibSSH2", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
+        .target(name: "FerrySSH", dependencies: ["CLibSSH2", .product(name: "Crypto", package: "swift-crypto")]),
         // The target's side: tree records, the layout of ROOT/.ferry, every remote script.
-        .target(name: "FerryTarget", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
+        .target(name: "FerryTarget", dependencies: ["FerrySSH", .product(name: "Crypto", package: "swift-crypto")]),
         // rsync-equivalent tree sync over FerrySSH: scan, plan, transfer.
-        .target(name: "FerrySync", dependencies: ["FerryTarget", "FerrySSH", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swift6),
+        .target(name: "FerrySync", dependencies: ["FerryTarget", "FerrySSH", .product(name: "Crypto", package: "swift-crypto")]),
         // Nix reader, evaluator, writer and renderer; needs no Nix installed.
-        .target(name: "FerryNix", dependencies: ["CNativeStack"], swiftSettings: swift6),
+        .target(name: "FerryNix", dependencies: ["CNativeStack"]),
         // The calling thread's stack bounds (pthread_getattr_np, a GNU extension Swift cannot see).
         .target(name: "CNativeStack"),
         // A TOML 1.0 reader that refuses bad input instead of crashing.
-        .target(name: "FerryTOML", swiftSettings: swift6),
+        .target(name: "FerryTOML"),
         // Inventory (fleet.toml), and later the deploy pipeline, fleet runs and diff.
         .target(
             name: "FerryDeploy",
-            dependencies: ["FerryNix", "FerrySync", "FerryTarget", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")],
-            swiftSettings: swift6
+            dependencies: ["FerryNix", "FerrySync", "FerryTarget", "FerrySSH", "FerryTOML", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "ferry",
@@ -74,5 +69,6 @@ let package = Package(
         .testTarget(name: "FerryTOMLTests", dependencies: ["FerryTOML", "FerryXCTestSupport"]),
         .testTarget(name: "ferryTests", dependencies: ["FerryXCTestSupport", "ferry", "ferry-sandbox", "FerryFuzz"]),
     ],
-    swiftLanguageModes: [.v5]
+    // Every target, tools and tests too, in Swift 6 language mode (full data-race checking).
+    swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs local helper programs for the harness (ssh-keygen, mount, …).
 public enum Command {
@@ -30,17 +31,17 @@ public enum Command {
             try? inPipe.fileHandleForWriting.close()
         }
         // Read both pipes concurrently so neither can fill up and stall the child.
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
+        let errBox = Mutex(Data())
         let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
-            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            errBox.withLock { $0 = data }
             group.leave()
         }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
-        let errData = errBox.data
+        let errData = errBox.withLock { $0 }
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: outData, stderr: errData)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,6 +7,7 @@ import Glibc
 /// A userspace TCP link on 127.0.0.1 (these machines have no `tc netem`): every connection to
 /// `port` is forwarded to `127.0.0.1:target` with a one-way delay and a bandwidth cap per
 /// direction, and can be cut after some bytes, blackholed (accepted, never forwarded) or reset.
+/// Unchecked Sendable: `blackholed` and `sockets` are touched only under `lock`.
 public final class LinkProxy: @unchecked Sendable {
     public struct Shape: Sendable {
         /// Added to every byte, each way (so the round trip grows by twice this).
@@ -86,26 +88,25 @@ public final class LinkProxy: @unchecked Sendable {
     }
 
     /// Bytes client → server still allowed before the cut.
-    final class Budget: @unchecked Sendable {
-        private let lock = NSLock()
-        private var left: Int?
-        private var total = 0
-        init(_ n: Int?) { left = n }
+    final class Budget: Sendable {
+        private let state: Mutex<(left: Int?, total: Int)>
+        init(_ n: Int?) { state = Mutex((n, 0)) }
         /// How many of `n` bytes may pass; 0 once the budget is spent.
         func take(_ n: Int) -> Int {
-            lock.lock(); defer { lock.unlock() }
-            guard let l = left else { total += n; return n }
-            let k = min(n, l)
-            left = l - k
-            total += k
-            return k
+            state.withLock { s in
+                guard let l = s.left else { s.total += n; return n }
+                let k = min(n, l)
+                s.left = l - k
+                s.total += k
+                return k
+            }
         }
-        var taken: Int { lock.lock(); defer { lock.unlock() }; return total }
-        var spent: Bool { lock.lock(); defer { lock.unlock() }; return left == 0 }
+        var taken: Int { state.withLock { $0.total } }
+        var spent: Bool { state.withLock { $0.left == 0 } }
     }
 
     /// One direction: a reader stamps chunks with their due time, a writer delivers them then,
-    /// paced to the bandwidth cap.
+    /// paced to the bandwidth cap. Unchecked Sendable: `queue` and `ended` are touched only under `cond`.
     final class Pipe: @unchecked Sendable {
         let proxy: LinkProxy, from: Int32, to: Int32, budget: Budget?
         private let cond = NSCondition()

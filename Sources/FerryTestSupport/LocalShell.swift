@@ -9,6 +9,8 @@ import Glibc
 /// own (as sshd starts commands): the deploy pipeline's logic, tested without sshd. Point the
 /// pipeline's remote root at a temporary folder; this machine's real `/var/src` is never touched.
 /// Commands may run from several threads at once, as on an SSH session.
+/// Unchecked Sendable: `onRemoteProcessGroup` is set before commands run (as on `SSHSession`); the
+/// list of commands is a Mutex.
 public final class LocalShell: RemoteShell, @unchecked Sendable {
     public let name: String
     public var onRemoteProcessGroup: ((Int32) -> Void)?

@@ -7,7 +7,8 @@ import Glibc
 /// One real OpenSSH sshd on 127.0.0.1, in its own mount and PID namespace, whose `/var/src`,
 /// `/run/current-system`, `/root` (and, with extra users, `/etc/passwd`, `/etc/shadow`,
 /// `/etc/group`, `/etc/sudoers.d`) are private directories under `directory`.
-public final class TestHost {
+/// Unchecked Sendable: every stored property is a constant; `Process` is only signalled and waited on.
+public final class TestHost: @unchecked Sendable {
     public let name: String
     public let port: Int
     /// Host-side paths of the private directories.

@@ -7,6 +7,7 @@ import Glibc
 /// Relays an SSH session to a test host through a socketpair, optionally cutting the connection
 /// after a number of client-to-server bytes (a link that drops mid-transfer). `blackhole()`
 /// stops forwarding with both connections left open (a link that silently drops everything).
+/// Unchecked Sendable: `blackholed`, `forwarded` and `sentUpstream` are touched only under `stateLock`.
 public final class SocketRelay: @unchecked Sendable {
     private let stateLock = NSLock()
     private var blackholed = false

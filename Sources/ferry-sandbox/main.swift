@@ -133,7 +133,7 @@ struct Proxy: ParsableCommand {
     func run() throws {
         let proxy = try LinkProxy(to: to, shape: .init(delay: delayMs / 1000, bytesPerSecond: kibPerSecond * 1024))
         print(proxy.port)
-        fflush(stdout)
+        fflush(nil)
         while true { sleep(3600) }
     }
 }

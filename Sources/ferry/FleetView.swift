@@ -13,6 +13,7 @@ import Glibc
 ///   below them (colour unless NO_COLOR is set);
 /// - JSON Lines: one object per event and a summary, and nothing else on stdout.
 /// Control characters from targets are escaped in text modes (the per-host logs keep them raw).
+/// Unchecked Sendable: `running`, `ticker` and `drawn` are touched only under `lock`.
 final class FleetView: @unchecked Sendable {
     enum Mode { case plain, terminal, json }
 

@@ -70,7 +70,7 @@ struct Status: ParsableCommand {
             outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
                                             reopen: { try ConnectionOptions.shell(for: host, connection, sudo: access) }) { event in
                 print("\(host.name) | " + DisplayText.escape(DeployEventText.line(event)))
-                fflush(stdout)  // live, also into a file or a pipe
+                fflush(nil)  // live, also into a file or a pipe
             }
         } catch SSHError.cancelled {
             printError("ferry: \(host.name): stopped following; the rebuild goes on on the host")

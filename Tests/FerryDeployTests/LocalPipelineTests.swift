@@ -3,6 +3,7 @@ import FerrySync
 import FerryTarget
 import FerryXCTestSupport
 import Foundation
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -43,9 +44,14 @@ final class LocalPipelineTests: XCTestCase {
         return try XCTUnwrap(read.record, "\(read)")
     }
 
-    func deployment(_ fleet: Fleet, opened: UnsafeMutablePointer<Int>? = nil, adjust: (inout Deployment.Options) -> Void = { _ in }) -> Deployment {
+    /// How many shells a deployment opened.
+    final class Opened: Sendable {
+        let count = Mutex(0)
+    }
+
+    func deployment(_ fleet: Fleet, opened: Opened? = nil, adjust: (inout Deployment.Options) -> Void = { _ in }) -> Deployment {
         var options = Deployment.Options { _ in
-            opened?.pointee += 1
+            opened?.count.withLock { $0 += 1 }
             return LocalShell(name: "local")
         }
         options.root = root
@@ -159,20 +165,20 @@ final class LocalPipelineTests: XCTestCase {
     }
 
     func testLocalChecksOpenNoShell() throws {
-        var opened = 0
+        let opened = Opened()
         try FileManager.default.removeItem(atPath: lnbits + "/lnbits")
         let fleet = try fixture.load()
-        XCTAssertThrowsError(try deployment(fleet, opened: &opened).run { _ in }) { error in
+        XCTAssertThrowsError(try deployment(fleet, opened: opened).run { _ in }) { error in
             guard case DeployError.localCheck(let text) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(text.contains("\(lnbits)/lnbits: missing; sources.lnbits-src requires lnbits/"), text)
         }
         try fixture.write("fleet.toml", try String(contentsOfFile: fixture.fleetFile, encoding: .utf8)
             .replacingOccurrences(of: "rendered = true", with: "rendered = false\npath = \"config\""))
         try FileManager.default.createDirectory(atPath: lnbits + "/lnbits", withIntermediateDirectories: true)
-        XCTAssertThrowsError(try deployment(try fixture.load(), opened: &opened).run { _ in }) { error in
+        XCTAssertThrowsError(try deployment(try fixture.load(), opened: opened).run { _ in }) { error in
             XCTAssertTrue("\(error)".contains("no source has rendered = true"), "\(error)")
         }
-        XCTAssertEqual(opened, 0, "nothing was contacted")
+        XCTAssertEqual(opened.count.withLock { $0 }, 0, "nothing was contacted")
     }
 
     func testAHeldLockIsRefusedNamingItsHolder() throws {

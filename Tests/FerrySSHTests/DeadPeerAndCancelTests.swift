@@ -1,5 +1,6 @@
 import FerryXCTestSupport
 import Foundation
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -34,11 +35,11 @@ final class DeadPeerAndCancelTests: HostTestCase {
         config.keepaliveCountMax = 3
         let session = try SSHSession(socket: relay.clientSocket, configuration: config)
         defer { session.close() }
-        let lock = NSLock()
-        var brokeAt = 0.0, cpuAtBreak = 0.0
+        let broke = Mutex((at: 0.0, cpu: 0.0))
+        let target = try host
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) {
-            lock.lock(); brokeAt = Date().timeIntervalSince1970; cpuAtBreak = Self.cpuSeconds(); lock.unlock()
-            if kill { (try? self.host)?.killSessions() } else { relay.blackhole() }
+            broke.withLock { $0 = (Date().timeIntervalSince1970, Self.cpuSeconds()) }
+            if kill { target.killSessions() } else { relay.blackhole() }
         }
         var caught: SSHError?
         do {
@@ -47,8 +48,8 @@ final class DeadPeerAndCancelTests: HostTestCase {
         } catch let error as SSHError {
             caught = error
         }
-        lock.lock(); defer { lock.unlock() }
-        return (caught, Date().timeIntervalSince1970 - brokeAt, Self.cpuSeconds() - cpuAtBreak)
+        let (at, cpu) = broke.withLock { $0 }
+        return (caught, Date().timeIntervalSince1970 - at, Self.cpuSeconds() - cpu)
     }
 
     func testFrozenLinkFailsWithinTheKeepaliveBoundWithoutSpinning() throws {

@@ -1,5 +1,6 @@
 import FerryXCTestSupport
 import Foundation
+import Synchronization
 import XCTest
 
 /// Issue 7.4: known_hosts files read and matched as OpenSSH reads them. For each file, ferry
@@ -134,9 +135,8 @@ final class KnownHostsDifferentialTests: HostTestCase {
     }
 }
 
-final class NoticeLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    func add(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
-    var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+final class NoticeLog: Sendable {
+    private let lines = Mutex<[String]>([])
+    func add(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
 }

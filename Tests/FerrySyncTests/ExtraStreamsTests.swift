@@ -158,7 +158,8 @@ final class ExtraStreamsTests: SyncTestCase {
     }
 }
 
-/// The real session, except that every extra stream's command fails at once.
+/// The real session, except that every extra stream's command fails at once. Unchecked Sendable:
+/// `count` is touched only under `lock`; the session is Sendable.
 final class FailingExtraStreams: RemoteShell, @unchecked Sendable {
     let inner: SSHSession
     private let lock = NSLock()

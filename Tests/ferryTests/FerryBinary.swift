@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -53,16 +54,16 @@ enum FerryBinary {
             inPipe.fileHandleForWriting.write(Data(input.utf8))
             try inPipe.fileHandleForWriting.close()
         }
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
+        let errBox = Mutex(Data())
         let errDone = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
-            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            errBox.withLock { $0 = data }
             errDone.signal()
         }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         errDone.wait()
-        let errData = errBox.data
+        let errData = errBox.withLock { $0 }
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                       stderr: String(decoding: errData, as: UTF8.self))

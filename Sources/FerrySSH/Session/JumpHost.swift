@@ -21,6 +21,7 @@ public final class JumpHost: @unchecked Sendable {
     private var links: [Link] = []
     private var thread: Thread?
 
+    /// Unchecked Sendable: `result` is written by the relay thread before `done` is signalled, and read after.
     private final class Request: @unchecked Sendable {
         let host: String
         let port: Int
