@@ -125,35 +125,26 @@ struct DiffFormat: ParsableArguments {
         access.withLock { $0 = sudoAccess }
         let deployments = prepared.deployments
 
-        let results = Mutex<[HostResult?]>(Array(repeating: nil, count: deployments.count))
-        let slots = DispatchSemaphore(value: jobs.value)
-        let group = DispatchGroup()
         let (source, patch, maxPatchBytes) = (self.source, self.patch, self.maxPatchBytes)
-        for (i, d) in deployments.enumerated() {
-            slots.wait()
-            group.enter()
-            DispatchQueue.global().async {
-                defer { slots.signal(); group.leave() }
-                var result = HostResult()
-                do {
-                    let session = try d.options.open(d.host)
-                    defer { session.close() }
-                    switch try HostStatus.lock(shell: session) {
-                    case .free: break
-                    case .held(let who), .rebuildRunning(let who):
-                        result.note = "a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now"
-                    case .heldByOther:
-                        result.note = "the deploy lock is held by \(LockHolder.notFerrys); this diff is against the tree as it is now"
-                    }
-                    result.diff = try HostDiff.compute(d, over: session, only: source, patch: patch, maxPatchBytes: maxPatchBytes)
-                } catch {
-                    result.error = error
+        let all = HostRunner(jobs: jobs.value).run(deployments.count) { i in
+            let d = deployments[i]
+            var result = HostResult()
+            do {
+                let session = try d.options.open(d.host)
+                defer { session.close() }
+                switch try HostStatus.lock(shell: session) {
+                case .free: break
+                case .held(let who), .rebuildRunning(let who):
+                    result.note = "a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now"
+                case .heldByOther:
+                    result.note = "the deploy lock is held by \(LockHolder.notFerrys); this diff is against the tree as it is now"
                 }
-                results.withLock { $0[i] = result }
+                result.diff = try HostDiff.compute(d, over: session, only: source, patch: patch, maxPatchBytes: maxPatchBytes)
+            } catch {
+                result.error = error
             }
-        }
-        group.wait()
-        let all = results.withLock { $0.map { $0! } }
+            return result
+        }.map { $0! }
 
         let several = hosts.count > 1
         let out = DiffOutput(format: self, sources: fleet.sources.map(\.name), several: several)

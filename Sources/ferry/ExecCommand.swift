@@ -2,7 +2,6 @@ import ArgumentParser
 import FerryDeploy
 import FerrySSH
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -170,35 +169,11 @@ struct Exec: ParsableCommand {
     /// Many hosts: `jobs` at a time, every line prefixed, a summary; 0 only if all exited 0.
     func runMany(_ hosts: [Resolved], _ remote: RemoteCommand, input: Input, cancel: CancellationToken) throws -> Never {
         let view = FleetView(json: json, stats: false)
-        struct Shared: Sendable {
-            var next = 0
-            var outcomes: [FleetDeployment.HostOutcome]
-            var statuses: [Int32?]
+        let results = HostRunner(jobs: jobs.value, stop: cancel).run(hosts.count) { i in
+            Self.execute(hosts[i], remote, input: input.make(), cancel: cancel, view: view)
         }
-        let shared = Mutex(Shared(outcomes: hosts.map { FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) },
-                                  statuses: [Int32?](repeating: nil, count: hosts.count)))
-        let group = DispatchGroup()
-        for _ in 0..<min(jobs.value, hosts.count) {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                while true {
-                    let next: Int? = shared.withLock { s in
-                        guard s.next < hosts.count, !cancel.isCancelled else { return nil }
-                        s.next += 1
-                        return s.next - 1
-                    }
-                    guard let i = next else { return }
-                    let (outcome, status) = Self.execute(hosts[i], remote, input: input.make(), cancel: cancel, view: view)
-                    shared.withLock { s in
-                        s.outcomes[i] = outcome
-                        s.statuses[i] = status
-                    }
-                }
-            }.start()
-        }
-        group.wait()
-        let (outcomes, statuses) = shared.withLock { ($0.outcomes, $0.statuses) }
+        let outcomes = zip(hosts, results).map { $1?.0 ?? FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) }
+        let statuses = results.map { $0?.1 }
         let code: Int32 = cancel.isCancelled ? SignalRelay.exitCode : (statuses.allSatisfy { $0 == 0 } ? 0 : 1)
         view.execSummary(outcomes, statuses: statuses, exitStatus: code)
         // The table shows a reason's first line; the whole of it (a refused host key's

@@ -30,6 +30,8 @@ struct Status: ParsableCommand {
     @Option(name: .customLong("reconnect-timeout"), help: ArgumentHelp("With --follow: keep reconnecting this long when the link drops.", valueName: "SECONDS"))
     var reconnectTimeout: Double = 600
 
+    @OptionGroup var jobs: JobsOption
+
     @OptionGroup var connection: ConnectionOptions
 
     @OptionGroup var sudo: SudoOptions
@@ -44,15 +46,21 @@ struct Status: ParsableCommand {
             try followRebuild(hosts[0], connections[hosts[0].name]!, access: access)
             return
         }
-        var failures: [any Error] = []
-        for host in hosts {
-            do {
+        // Read in parallel, shown in inventory order.
+        let results = HostRunner(jobs: jobs.value).run(hosts.count) { i -> Result<HostStatus, any Error> in
+            let host = hosts[i]
+            return Result {
                 let session = try ConnectionOptions.shell(for: host, connections[host.name]!, sudo: access)
                 defer { session.close() }
-                for line in Self.describe(try HostStatus.read(fleet: fleet, host: host, shell: session)) {
-                    print("\(host.name) | " + DisplayText.escape(line))
-                }
-            } catch {
+                return try HostStatus.read(fleet: fleet, host: host, shell: session)
+            }
+        }
+        var failures: [any Error] = []
+        for (host, result) in zip(hosts, results) {
+            switch result! {
+            case .success(let status):
+                for line in Self.describe(status) { print("\(host.name) | " + DisplayText.escape(line)) }
+            case .failure(let error):
                 printError("ferry: \(host.name): \(error)")
                 failures.append(error)
             }

@@ -190,7 +190,7 @@ final class LocalPipelineTests: XCTestCase {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         let hold = root + "/hold"
-        FileManager.default.createFile(atPath: hold, contents: nil)
+        _ = FileManager.default.createFile(atPath: hold, contents: nil)
         process.arguments = ["-c", "echo $$ > \"$1/.ferry/deploys/20261127T000000Z-abcd/pid\"; exec flock \"$1/.ferry/lock\" sh -c 'i=0; while [ -e \"$1\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done' sh \"$1/hold\"", "sh", root]
         try process.run()
         defer { try? FileManager.default.removeItem(atPath: hold); process.waitUntilExit() }

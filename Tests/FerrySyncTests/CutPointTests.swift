@@ -52,7 +52,7 @@ final class CutPointTests: SyncTestCase {
                 let old = scratch("old")
                 for (rel, data) in oldVersion {
                     try FileManager.default.createDirectory(atPath: (old + "/" + rel as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                    FileManager.default.createFile(atPath: old + "/" + rel, contents: data)
+                    _ = FileManager.default.createFile(atPath: old + "/" + rel, contents: data)
                 }
                 try sync(old, name)
             }

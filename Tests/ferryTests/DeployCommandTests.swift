@@ -98,7 +98,7 @@ final class DeployCommandTests: HostTestCase {
     /// ferry deploy in the background, its output in files.
     func startDeploy(_ work: Work, _ extra: [String] = [], fleetFile: String? = nil) throws -> (Process, String) {
         let out = NSTemporaryDirectory() + "ferry-deploy-out-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FerryBinary.path())

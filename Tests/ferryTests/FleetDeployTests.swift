@@ -287,7 +287,7 @@ final class FleetDeployTests: XCTestCase {
     func testInterruptMidFleet() throws {
         for h in Self.hosts { h.holdRebuild(true); try h.setStandInFailure(nil) }
         let out = NSTemporaryDirectory() + "ferry-fleet-out-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FerryBinary.path())

@@ -138,7 +138,7 @@ final class JumpHostTests: XCTestCase {
     func testALostJumpHostFailsTheHostsBehindItWithItsCause() throws {
         try writeFleet(jump: "root@127.0.0.1:\(Self.jump1.port)", names: "secret", count: 2)
         let out = NSTemporaryDirectory() + "ferry-jump-out-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FerryBinary.path())

@@ -116,40 +116,14 @@ public final class FleetDeployment {
     public func run(_ emit: @escaping @Sendable (String, DeployEvent) -> Void,
                     finished: @escaping @Sendable (HostOutcome) -> Void = { _ in }) -> [HostOutcome] {
         precondition(deployments.count == hosts.count, "prepare() first")
-        struct Shared: Sendable {
-            var next = 0
-            var stopStarting = false
-            var outcomes: [HostOutcome]
-        }
-        let shared = Mutex(Shared(outcomes: hosts.map { HostOutcome(host: $0.name, state: .notStarted) }))
-        let stop = options.deploy.stop ?? options.deploy.cancel
         let deployments = self.deployments
-        let keepGoing = options.keepGoing
-
-        @Sendable func work() {
-            while true {
-                let index: Int? = shared.withLock { s in
-                    guard !s.stopStarting, s.next < deployments.count, stop?.isCancelled != true else { return nil }
-                    s.next += 1
-                    return s.next - 1
-                }
-                guard let index else { return }
-                let outcome = Self.deploy(deployments[index], emit: emit)
-                finished(outcome)
-                shared.withLock { s in
-                    s.outcomes[index] = outcome
-                    if outcome.state != .succeeded && outcome.state != .syncOnly && !keepGoing { s.stopStarting = true }
-                }
-            }
+        let runner = HostRunner(jobs: options.jobs, stop: options.deploy.stop ?? options.deploy.cancel, stopAfterFailure: !options.keepGoing)
+        let outcomes = runner.run(deployments.count, failed: { (o: HostOutcome) in o.state != .succeeded && o.state != .syncOnly }) { index in
+            let outcome = Self.deploy(deployments[index], emit: emit)
+            finished(outcome)
+            return outcome
         }
-
-        let group = DispatchGroup()
-        for _ in 0..<max(1, min(options.jobs, hosts.count)) {
-            group.enter()
-            Thread { work(); group.leave() }.start()
-        }
-        group.wait()
-        return shared.withLock { $0.outcomes }
+        return zip(hosts, outcomes).map { host, outcome in outcome ?? HostOutcome(host: host.name, state: .notStarted) }
     }
 
     private static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (String, DeployEvent) -> Void) -> HostOutcome {

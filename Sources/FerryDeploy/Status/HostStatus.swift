@@ -6,8 +6,8 @@ import Foundation
 /// What a host says about its deploys, read without taking its lock: the last record, who holds
 /// the lock, whether a rebuild runs, the running system, and what changed in each synced tree
 /// since (against the manifest the deploy left in `/var/src/.ferry/NAME/manifest`).
-public struct HostStatus {
-    public struct Drift: Equatable {
+public struct HostStatus: Sendable {
+    public struct Drift: Equatable, Sendable {
         public var source: String
         /// False: no manifest on the host (never synced by this ferry, or synced before manifests).
         public var recorded: Bool
