@@ -129,7 +129,7 @@ struct Exec: ParsableCommand {
         let inventoryTargets = targets.filter { !Self.looksRaw($0) }
         if let fleet, !(inventoryTargets.isEmpty && !targets.isEmpty) {
             // A plain name no host has may be meant for ssh_config or DNS: say how to write that.
-            let plain = inventoryTargets.first { t in !t.hasPrefix("@") && !t.contains(where: { "*?[".contains($0) }) && !fleet.hosts.contains { $0.name == t } }
+            let plain = inventoryTargets.first { t in Fleet.isName(t) && !fleet.hosts.contains { $0.name == t } }
             let hint = plain.map { "ferry: to reach '\($0)' outside the fleet (an ssh_config Host, a DNS name), write ssh://\($0)" }
             let hosts = try InventoryOption.select(fleet, inventoryTargets, skip: skip, command: "exec", hint: hint)
             let connections = try connection.connections(for: hosts, in: fleet)
@@ -139,7 +139,7 @@ struct Exec: ParsableCommand {
         }
         // Without a fleet, a plain name is what ssh would take it for: an ssh_config Host or a DNS name.
         for raw in targets where Self.looksRaw(raw) || fleet == nil {
-            if !Self.looksRaw(raw) && (raw.hasPrefix("@") || raw.contains(where: { "*?[".contains($0) })) {
+            if !Self.looksRaw(raw) && !Fleet.isName(raw) {
                 throw Failure.usage("'\(raw)' selects inventory hosts, and no fleet file is in effect to find them in", command: "exec")
             }
             let target: SSHTarget
@@ -162,7 +162,7 @@ struct Exec: ParsableCommand {
             printError("ferry: \(r.name): interrupted; the remote command was sent SIGTERM")
             throw Failure.interrupted()
         } catch let error as SSHError {
-            throw Failure(code: ExitStatus.connection, message: "\(r.name): \(error)")
+            throw Failure.connection(error, host: r.name)
         }
     }
 

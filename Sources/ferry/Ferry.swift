@@ -79,9 +79,9 @@ struct Failure: Error {
         Failure(code: 2, message: message, hint: "See 'ferry \(command) --help'.")
     }
 
-    /// Exit 255, as ssh does, for connection and authentication failures.
-    static func connection(_ error: SSHError) -> Failure {
-        Failure(code: 255, message: "\(error)")
+    /// Exit 255, as ssh does, for connection and authentication failures (naming `host` first).
+    static func connection(_ error: any Error, host: String? = nil) -> Failure {
+        Failure(code: ExitStatus.connection, message: (host.map { $0 + ": " } ?? "") + "\(error)")
     }
 
     static func interrupted() -> Failure {

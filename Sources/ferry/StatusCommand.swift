@@ -84,7 +84,7 @@ struct Status: ParsableCommand {
             printError("ferry: \(host.name): stopped following; the rebuild goes on on the host")
             throw Failure.interrupted()
         } catch let error as SSHError {
-            throw Failure(code: 255, message: "\(host.name): \(error)")
+            throw Failure.connection(error, host: host.name)
         } catch {
             throw Failure(code: 1, message: "\(host.name): \(error)")
         }
@@ -185,7 +185,7 @@ struct Unlock: ParsableCommand {
                 print("\(host.name) | the lock is free")
             }
         } catch let error as SSHError {
-            throw Failure(code: 255, message: "\(host.name): \(error)")
+            throw Failure.connection(error, host: host.name)
         } catch {
             throw Failure(code: 1, message: "\(host.name): \(error)")
         }

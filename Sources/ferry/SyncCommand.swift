@@ -76,7 +76,7 @@ struct Sync: ParsableCommand {
             throw Failure.usage("\(error)", command: "sync")
         }
         // The source is read before anything is contacted: a missing one is a local error.
-        guard let dir = opendir(local.isEmpty ? "" : local) else {
+        guard let dir = opendir(local) else {
             throw Failure(code: ExitStatus.usage, message: "cannot read the source folder '\(local)': \(String(cString: strerror(errno)))")
         }
         closedir(dir)
@@ -107,7 +107,7 @@ struct Sync: ParsableCommand {
         } catch let error as SSHError {
             throw Failure.connection(error)
         } catch SyncError.transport(let step, let error) {
-            throw Failure(code: 255, message: "\(parsed.target): \(step): \(error)")
+            throw Failure.connection(SyncError.transport(step: step, error: error), host: "\(parsed.target)")
         } catch let error as SyncError {
             throw Failure(code: 1, message: "\(error)")
         } catch let error as DeployError {

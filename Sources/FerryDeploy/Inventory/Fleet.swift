@@ -117,12 +117,18 @@ public struct Fleet: Sendable {
     /// The hosts a selection names, in inventory order: each target is a host name, a glob over
     /// names (`web-*`, `db-[12]`) or `@tag`; none selects every host. `skip` removes hosts, in the
     /// same grammar. A target or skip that matches nothing is an error listing hosts and tags.
+    /// Whether a selection's target is a glob over host names (`web-*`, `db-[12]`).
+    public static func isGlob(_ target: String) -> Bool { target.contains(where: { "*?[".contains($0) }) }
+
+    /// Whether a target names one host by name, not a tag (`@web`) or a glob.
+    public static func isName(_ target: String) -> Bool { !target.hasPrefix("@") && !isGlob(target) }
+
     public func select(_ targets: [String], skip: [String] = []) throws -> [Host] {
         func matching(_ target: String) throws -> Set<String> {
             let found: [Host]
             if target.hasPrefix("@") {
                 found = hosts.filter { $0.tags.contains(String(target.dropFirst())) }
-            } else if target.contains(where: { "*?[".contains($0) }) {
+            } else if Self.isGlob(target) {
                 found = hosts.filter { fnmatch(target, $0.name, 0) == 0 }
             } else {
                 found = hosts.filter { $0.name == target }
