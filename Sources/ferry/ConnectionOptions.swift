@@ -63,29 +63,14 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    /// The session settings for a resolved connection.
-    static func configuration(_ connection: HostConnection) -> SSHConfiguration {
-        let target = connection.target
-        return connection.configuration { printError("ferry: \(target): \($0)") }
+    /// The sessions to `hosts`, their connections resolved and checked (see `connections`);
+    /// `cancel` stops one being opened.
+    func connector(for hosts: [Fleet.Host], in fleet: Fleet, cancel: CancellationToken? = nil) throws -> HostConnector {
+        HostConnector(connections: try connections(for: hosts, in: fleet), cancel: cancel, notice: Self.notice)
     }
 
-    /// Opens a session: directly, or through its jump hosts (one login per jump host for the
-    /// whole process).
-    static func open(_ connection: HostConnection) throws -> SSHSession {
-        try JumpRoute.session(configuration(connection), through: connection.hops.map(configuration))
-    }
-
-    /// A session to an inventory host, with sudo set up when its user is not root.
-    static func shell(for host: Fleet.Host, _ connection: HostConnection, sudo: SudoAccess) throws -> SSHSession {
-        let session = try open(connection)
-        do {
-            try sudo.apply(to: session, host: host)
-        } catch {
-            session.close()
-            throw error
-        }
-        return session
-    }
+    /// A session's words for the operator (a host key recorded), on stderr.
+    static let notice: @Sendable (String, String) -> Void = { target, text in printError("ferry: \(target): \(text)") }
 
     func validate() throws {
         if let connectTimeout { guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") } }
@@ -108,10 +93,14 @@ struct SudoOptions: ParsableArguments {
         if let fd = sudoPasswordFD, fd < 0 { throw ValidationError("--sudo-password-fd must be a descriptor number (0 or more)") }
     }
 
-    /// The fleet's sudo access; reads the password only when a selected host logs in as someone
-    /// other than root. Call after the local checks and before the first connection.
-    func access(for connections: [HostConnection]) throws -> SudoAccess {
-        let users = Set(connections.map(\.user.value).filter { SudoAccess.needed(user: $0) }).sorted()
+    /// Gives `connector` the fleet's sudo access, reading the password only when a selected host
+    /// logs in as someone other than root. Call after the local checks and before the first
+    /// connection.
+    func grant(_ connector: HostConnector) throws {
+        connector.grant(try access(users: connector.sudoUsers))
+    }
+
+    private func access(users: [String]) throws -> SudoAccess {
         guard !users.isEmpty else { return SudoAccess(password: nil) }
         var line: [UInt8]?
         if let fd = sudoPasswordFD {

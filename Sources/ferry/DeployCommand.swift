@@ -4,7 +4,6 @@ import FerrySSH
 import FerrySync
 import FerryTarget
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,15 +91,9 @@ struct Deploy: ParsableCommand {
         let fleet = try inventory.load()
         let hosts = try InventoryOption.select(fleet, split.targets, skip: skip, command: "deploy")
         if dryRun { return try showDryRun(fleet: fleet, hosts: hosts) }
-        let cancel = try CancellationToken()
-        let stop = try CancellationToken()
-        SignalRelay.onInterrupt(cancel, stop: stop)
-        let connections = try connection.connections(for: hosts, in: fleet)
-        // Filled after the local checks: the password is asked for only when they pass.
-        let access = Mutex<SudoAccess?>(nil)
-        var options = Deployment.Options { h in
-            try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! })
-        }
+        let interrupt = try SignalRelay.stopping()
+        let connector = try connection.connector(for: hosts, in: fleet, cancel: interrupt.cancel)
+        var options = Deployment.Options(connector: connector)
         options.operation = operation
         options.extraArguments = split.extra
         options.lockTimeout = lockTimeout
@@ -112,8 +105,8 @@ struct Deploy: ParsableCommand {
         options.ferryVersion = Ferry.version
         options.listingCache = Ferry.listingCache
         options.keyCheckCache = Ferry.keyCheckCache
-        options.cancel = cancel
-        options.stop = stop
+        options.cancel = interrupt.cancel
+        options.stop = interrupt.stop
         var fleetOptions = FleetDeployment.Options(deploy: options)
         fleetOptions.jobs = jobs.value
         fleetOptions.keepGoing = keepGoing
@@ -124,12 +117,19 @@ struct Deploy: ParsableCommand {
             throw Failure(code: 2, message: text)
         }
         for warning in deployment.warnings { printError("ferry: warning: \(warning)") }
-        let sudoAccess = try sudo.access(for: Array(connections.values))
-        access.withLock { $0 = sudoAccess }
+        // The password is asked for only when the local checks pass.
+        try sudo.grant(connector)
 
         let view = FleetView(json: json, stats: stats)
-        let outcomes = deployment.run({ host, event in view.show(host, event) }, finished: { view.finished($0) })
-        let interrupted = stop.isCancelled
+        let names = hosts.map(\.name)
+        let outcomes = deployment.run { event in
+            switch event {
+            case .started: break
+            case .event(let i, let e): view.show(names[i], e)
+            case .finished(_, let outcome): view.finished(outcome)
+            }
+        }
+        let interrupted = interrupt.stop.isCancelled
         let code = exitStatus(outcomes, interrupted: interrupted)
         view.summary(outcomes, exitStatus: code)
         // One line per problem on stderr, as every ferry command reports them.
@@ -152,11 +152,9 @@ struct Deploy: ParsableCommand {
     /// `--dry-run`: the diff, with this command's --op and rebuild arguments in the command line.
     func showDryRun(fleet: Fleet, hosts: [Fleet.Host]) throws {
         let format = try DiffFormat.parse(["--jobs", String(jobs.value)] + (json ? ["--json"] : []) + (checksum ? ["--checksum"] : []) + (force ? ["--force"] : []))
-        var options = Deployment.Options { _ in throw DeployError.local("unused") }
-        options.operation = operation
-        options.extraArguments = split.extra
         let syncOnly = self.syncOnly
-        _ = try format.run(fleet: fleet, hosts: hosts, connection: connection, sudo: sudo, options: options, command: "deploy") { diff in
+        _ = try Diff.show(fleet: fleet, hosts: hosts, format: format, connection: connection, sudo: sudo,
+                          operation: operation, rebuildArguments: split.extra, command: "deploy") { diff in
             [syncOnly ? "would run: no rebuild (--sync-only)" : "would run: " + diff.rebuildCommand]
         }
     }

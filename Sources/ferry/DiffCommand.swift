@@ -4,7 +4,6 @@ import FerrySSH
 import FerrySync
 import FerryTarget
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,8 +43,65 @@ struct Diff: ParsableCommand {
     func run() throws {
         let fleet = try inventory.load()
         let hosts = try InventoryOption.select(fleet, targets, skip: skip, command: "diff")
-        let changed = try format.run(fleet: fleet, hosts: hosts, connection: connection, sudo: sudo, command: "diff") { _ in [] }
+        let changed = try Self.show(fleet: fleet, hosts: hosts, format: format, connection: connection, sudo: sudo, command: "diff") { _ in [] }
         if exitCode && changed { throw Failure(code: 1, message: "") }
+    }
+
+    /// Diffs `hosts` (`FleetDiff`) and prints them in inventory order; `extra` adds lines after
+    /// each host's diff (deploy --dry-run's command line). Returns whether anything would change;
+    /// throws the exit status when a host could not be diffed.
+    static func show(fleet: Fleet, hosts: [Fleet.Host], format: DiffFormat, connection: ConnectionOptions, sudo: SudoOptions,
+                     operation: Fleet.Operation? = nil, rebuildArguments: [String] = [], command: String,
+                     extra: (HostDiff) -> [String]) throws -> Bool {
+        if let source = format.source {
+            guard fleet.sources.contains(where: { $0.name == source }) else {
+                throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: command)
+            }
+        }
+        let connector = try connection.connector(for: hosts, in: fleet)
+        var options = Deployment.Options(connector: connector)
+        options.operation = operation
+        options.extraArguments = rebuildArguments
+        options.checksum = format.checksum
+        options.force = format.force
+        options.listingCache = Ferry.listingCache
+        options.keyCheckCache = Ferry.keyCheckCache
+        var diffOptions = FleetDiff.Options()
+        diffOptions.source = format.source
+        diffOptions.patch = format.patch
+        diffOptions.maxPatchBytes = format.maxPatchBytes
+        let diff: FleetDiff
+        do {
+            diff = try FleetDiff(fleet: fleet, hosts: hosts, deploy: options, options: diffOptions)
+        } catch DeployError.localCheck(let text) {
+            throw Failure(code: ExitStatus.usage, message: text)
+        }
+        for warning in diff.warnings { printError("ferry: warning: \(warning)") }
+        try sudo.grant(connector)
+        SignalRelay.cut()
+        let all = HostRunner(jobs: format.jobs.value).run(diff, hosts: hosts.count).map { $0! }
+
+        let out = DiffOutput(format: format, sources: fleet.sources.map(\.name), several: hosts.count > 1)
+        for (host, r) in zip(hosts, all) {
+            if let note = r.note { printError("ferry: \(host.name): note: \(note)") }
+            for warning in r.diff?.warnings ?? [] { printError("ferry: warning: \(warning)") }
+            if let error = r.error {
+                printError("ferry: \(host.name): \(error)")
+                if format.json { print(JSONLines.line(JSONLines.Diff(host: host.name, error: "\(error)"))) }
+                continue
+            }
+            out.show(r.diff!, extra: extra(r.diff!))
+        }
+        let failed = zip(hosts, all).filter { $0.1.error != nil }.map(\.0.name)
+        let code = ExitStatus.forFailures(all.compactMap(\.error), selected: hosts.count)
+        let changed = all.contains { $0.diff.map { !$0.isEmpty } ?? false }
+        if format.json {
+            let words = all.map { $0.error != nil ? "failed" : ($0.diff!.isEmpty ? "unchanged" : "changed") }
+            print(JSONLines.line(JSONLines.Summary(hosts: hosts.count, counting: ["changed", "unchanged", "failed"], found: words,
+                                                   exitStatus: code ?? 0, failedHosts: failed)))
+        }
+        if let code { throw Failure(code: code, message: "") }
+        return changed
     }
 }
 
@@ -86,89 +142,6 @@ struct DiffFormat: ParsableArguments {
         if nameOnly && (stat || patch) { throw ValidationError("--name-only lists paths only: drop --stat and --patch") }
         if nulTerminated && (stat || patch) { throw ValidationError("-z goes with the list or --name-only") }
     }
-
-    /// One host's outcome, printed in inventory order.
-    struct HostResult {
-        var diff: HostDiff?
-        var note: String?
-        var error: (any Error)?
-    }
-
-    /// Diffs `hosts`, `jobs` at a time, and prints them in inventory order; `extra` adds lines
-    /// after each host's diff (deploy --dry-run's command line). Returns whether anything would
-    /// change; throws exit 2 when a host could not be diffed.
-    func run(fleet: Fleet, hosts: [Fleet.Host], connection: ConnectionOptions, sudo sudoOptions: SudoOptions,
-             options base: Deployment.Options? = nil, command: String, extra: (HostDiff) -> [String]) throws -> Bool {
-        if let source {
-            guard fleet.sources.contains(where: { $0.name == source }) else {
-                throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: command)
-            }
-        }
-        let connections = try connection.connections(for: hosts, in: fleet)
-        let access = Mutex<SudoAccess?>(nil)
-        var options = base ?? Deployment.Options { _ in throw DeployError.local("unused") }
-        options.open = { h in try ConnectionOptions.shell(for: h, connections[h.name]!, sudo: access.withLock { $0! }) }
-        options.checksum = checksum
-        options.force = force
-        options.listingCache = Ferry.listingCache
-        options.keyCheckCache = Ferry.keyCheckCache
-        // The shared trees are scanned once for several hosts, before connecting, as a deploy
-        // does; for one, the scan overlaps the host's listing.
-        let prepared = FleetDeployment(fleet: fleet, hosts: hosts, options: FleetDeployment.Options(deploy: options))
-        do {
-            try prepared.prepare(scanning: hosts.count > 1, manifests: false)
-        } catch DeployError.localCheck(let text) {
-            throw Failure(code: 2, message: text)
-        }
-        for warning in prepared.warnings { printError("ferry: warning: \(warning)") }
-        let sudoAccess = try sudoOptions.access(for: Array(connections.values))
-        access.withLock { $0 = sudoAccess }
-        let deployments = prepared.deployments
-
-        let (source, patch, maxPatchBytes) = (self.source, self.patch, self.maxPatchBytes)
-        let all = HostRunner(jobs: jobs.value).run(deployments.count) { i in
-            let d = deployments[i]
-            var result = HostResult()
-            do {
-                let session = try d.options.open(d.host)
-                defer { session.close() }
-                switch try HostStatus.lock(shell: session) {
-                case .free: break
-                case .held(let who), .rebuildRunning(let who):
-                    result.note = "a deploy is in progress (\(who.map { "\($0)" } ?? "the lock is held")); this diff is against the tree as it is now"
-                case .heldByOther:
-                    result.note = "the deploy lock is held by \(LockHolder.notFerrys); this diff is against the tree as it is now"
-                }
-                result.diff = try HostDiff.compute(d, over: session, only: source, patch: patch, maxPatchBytes: maxPatchBytes)
-            } catch {
-                result.error = error
-            }
-            return result
-        }.map { $0! }
-
-        let several = hosts.count > 1
-        let out = DiffOutput(format: self, sources: fleet.sources.map(\.name), several: several)
-        for (d, r) in zip(deployments, all) {
-            if let note = r.note { printError("ferry: \(d.host.name): note: \(note)") }
-            for warning in r.diff?.warnings ?? [] { printError("ferry: warning: \(warning)") }
-            if let error = r.error {
-                printError("ferry: \(d.host.name): \(error)")
-                if json { out.json(["type": "diff", "host": d.host.name, "error": "\(error)"]) }
-                continue
-            }
-            out.show(r.diff!, extra: extra(r.diff!))
-        }
-        let failed = zip(deployments, all).filter { $0.1.error != nil }.map(\.0.host.name)
-        let code = ExitStatus.forFailures(all.filter { $0.error != nil }.map(\.error), selected: hosts.count)
-        let changed = all.contains { $0.diff.map { !$0.isEmpty } ?? false }
-        if json {
-            let counts = ["changed": all.filter { $0.diff.map { !$0.isEmpty } ?? false }.count,
-                          "unchanged": all.filter { $0.diff?.isEmpty ?? false }.count, "failed": failed.count]
-            out.json(["type": "summary", "hosts": hosts.count, "results": counts, "exit_status": code ?? 0, "failed_hosts": failed])
-        }
-        if let code { throw Failure(code: code, message: "") }
-        return changed
-    }
 }
 
 /// Prints diffs in the chosen format.
@@ -177,17 +150,12 @@ struct DiffOutput {
     let sources: [String]
     let several: Bool
 
-    func json(_ object: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        print(String(decoding: data, as: UTF8.self))
-    }
-
     func show(_ diff: HostDiff, extra: [String]) {
         let host = diff.host
         func say(_ line: String) { print((several ? "\(host) | " : "") + DisplayText.escape(line)) }
         let shown = sources.filter { format.source == nil || $0 == format.source }
         if format.json {
-            json(Self.object(diff, extra: extra))
+            print(JSONLines.line(JSONLines.Diff(diff, notes: extra)))
             return
         }
         if format.nulTerminated {
@@ -290,39 +258,5 @@ struct DiffOutput {
         var unit = 0
         while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
         return String(format: "%.1f %@", value, units[unit])
-    }
-
-    static func object(_ diff: HostDiff, extra: [String]) -> [String: Any] {
-        func meta(_ e: FileEntry?) -> Any? {
-            guard let e else { return nil }
-            var o: [String: Any] = ["type": "\(e.kind)", "size": e.size, "mode": String(format: "0%o", e.mode),
-                                    "mtime": e.mtime.seconds, "mtime_nsec": e.mtime.nanoseconds]
-            if let target = e.linkTarget {
-                if let text = String(bytes: target, encoding: .utf8) { o["target"] = text } else { o["target_b64"] = Data(target).base64EncodedString() }
-            }
-            return o
-        }
-        let entries: [[String: Any]] = diff.entries.map { e in
-            var o: [String: Any] = ["source": e.source, "kind": jsonKind(e.kind)]
-            if let text = String(bytes: e.path, encoding: .utf8) { o["path"] = text } else { o["path_b64"] = Data(e.path).base64EncodedString() }
-            if let old = meta(e.old) { o["old"] = old }
-            if let new = meta(e.new) { o["new"] = new }
-            return o
-        }
-        var o: [String: Any] = ["type": "diff", "host": diff.host, "changes": diff.entries.count, "entries": entries,
-                                "config_diff": diff.configDiff, "rebuild_command": diff.rebuildCommand]
-        if !extra.isEmpty { o["notes"] = extra }
-        return o
-    }
-
-    static func jsonKind(_ kind: HostDiff.Kind) -> String {
-        switch kind {
-        case .added: return "added"
-        case .changed: return "changed"
-        case .deleted: return "deleted"
-        case .mtimeOnly: return "mtime"
-        case .type: return "type"
-        case .mode: return "mode"
-        }
     }
 }

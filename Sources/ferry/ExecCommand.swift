@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryDeploy
 import FerrySSH
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,12 +69,13 @@ struct Exec: ParsableCommand {
         let remote: RemoteCommand
         do { remote = try RemoteCommand(validating: command) } catch { throw Failure.usage("\(error)", command: "exec") }
         let resolved = try resolve(targets)
-        let cancel = try CancellationToken()
-        SignalRelay.onInterrupt(cancel)
-        if resolved.count == 1 && !json {
-            try runOne(resolved[0], remote, cancel: cancel)
-        }
-        try runMany(resolved, remote, input: try input(forHosts: resolved.count), cancel: cancel)
+        let cancel = try SignalRelay.cancelling().cancel
+        let input = try input(forHosts: resolved.count)
+        let connector = HostConnector(connections: Dictionary(resolved.map { ($0.name, $0.connection) }, uniquingKeysWith: { first, _ in first }),
+                                      cancel: cancel, notice: ConnectionOptions.notice)
+        let run = CommandRun(targets: resolved.map(\.name), command: remote, input: { input.make() }, connector: connector, cancel: cancel)
+        if resolved.count == 1 && !json { try runOne(run) }
+        try runMany(run, resolved, cancel: cancel)
     }
 
     /// What each host's command reads, as ssh gives it: one host gets stdin as it comes (not a
@@ -151,65 +153,61 @@ struct Exec: ParsableCommand {
     }
 
     /// One host: the output as it comes, the remote status as ferry's.
-    func runOne(_ r: Resolved, _ remote: RemoteCommand, cancel: CancellationToken) throws -> Never {
-        do {
-            let session = try ConnectionOptions.open(r.connection)
-            defer { session.close() }
-            let status = try session.exec(remote, stdin: try input(forHosts: 1).make(), cancel: cancel, stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
-            if case .signaled = status { printError("ferry: \(r.name): remote command \(status)") }
-            throw ExitCode(status.shellCode)
-        } catch SSHError.cancelled {
-            printError("ferry: \(r.name): interrupted; the remote command was sent SIGTERM")
+    func runOne(_ run: CommandRun) throws -> Never {
+        let name = run.targets[0]
+        let outcome = HostRunner(jobs: 1).run(run, hosts: 1) { event in
+            if case .event(_, .output(let stream, let bytes)) = event {
+                bytes.withUnsafeBytes { writeAll(stream == .stdout ? 1 : 2, $0) }
+            }
+        }[0]!
+        if outcome.interrupted {
+            printError("ferry: \(name): interrupted; the remote command was sent SIGTERM")
             throw Failure.interrupted()
-        } catch let error as SSHError {
-            throw Failure.connection(error, host: r.name)
         }
+        if let error = outcome.error { throw Failure.connection(error, host: name) }
+        let status = outcome.status!
+        if case .signaled = status { printError("ferry: \(name): remote command \(status)") }
+        throw ExitCode(status.shellCode)
     }
 
     /// Many hosts: `jobs` at a time, every line prefixed, a summary; 0 only if all exited 0.
-    func runMany(_ hosts: [Resolved], _ remote: RemoteCommand, input: Input, cancel: CancellationToken) throws -> Never {
+    func runMany(_ run: CommandRun, _ hosts: [Resolved], cancel: CancellationToken) throws -> Never {
         let view = FleetView(json: json, stats: false)
-        let results = HostRunner(jobs: jobs.value, stop: cancel).run(hosts.count) { i in
-            Self.execute(hosts[i], remote, input: input.make(), cancel: cancel, view: view)
+        // Each host's output split into lines as it comes (a host's events are never concurrent).
+        let splitters = Mutex([Int: [CommandRun.Stream: LineSplitter]]())
+        let names = run.targets
+        let outcomes = HostRunner(jobs: jobs.value, stop: cancel).run(run, hosts: hosts.count) { event in
+            switch event {
+            case .started(let i):
+                view.execStarted(names[i], target: "\(hosts[i].target)")
+            case .event(let i, .output(let stream, let bytes)):
+                let lines = splitters.withLock { all -> [[UInt8]] in
+                    var splitter = all[i, default: [:]][stream] ?? LineSplitter()
+                    var lines: [[UInt8]] = []
+                    bytes.withUnsafeBytes { splitter.feed($0) { lines.append($0) } }
+                    all[i, default: [:]][stream] = splitter
+                    return lines
+                }
+                for line in lines { view.execLine(names[i], line, stream: stream) }
+            case .finished(let i, let outcome):
+                let rest = splitters.withLock { all -> [(CommandRun.Stream, [UInt8])] in
+                    var rest: [(CommandRun.Stream, [UInt8])] = []
+                    for stream in [CommandRun.Stream.stdout, .stderr] { all[i]?[stream]?.flush { rest.append((stream, $0)) } }
+                    return rest
+                }
+                for (stream, line) in rest { view.execLine(names[i], line, stream: stream) }
+                view.execFinished(names[i], outcome)
+            }
         }
-        let outcomes = zip(hosts, results).map { $1?.0 ?? FleetDeployment.HostOutcome(host: $0.name, state: .notStarted) }
-        let statuses = results.map { $0?.1 }
-        let code: Int32 = cancel.isCancelled ? SignalRelay.exitCode : (statuses.allSatisfy { $0 == 0 } ? 0 : 1)
-        view.execSummary(outcomes, statuses: statuses, exitStatus: code)
+        let code: Int32 = cancel.isCancelled ? SignalRelay.exitCode : (outcomes.allSatisfy { $0?.status == .exited(0) } ? 0 : 1)
+        view.execSummary(names, outcomes, exitStatus: code)
         // The table shows a reason's first line; the whole of it (a refused host key's
         // fingerprint and the ssh-keygen -R to run) goes to stderr, as deploy prints it.
         if !json {
-            for o in outcomes where o.phase == .connect { printError("ferry: \(o.host): \(o.cause ?? "failed")") }
+            for (name, o) in zip(names, outcomes) {
+                if let o, FleetView.execPhase(o) == "connect" { printError("ferry: \(name): \(FleetView.execCause(o))") }
+            }
         }
         Glibc.exit(code)
-    }
-
-    static func execute(_ r: Resolved, _ remote: RemoteCommand, input: ExecInput?, cancel: CancellationToken, view: FleetView) -> (FleetDeployment.HostOutcome, Int32?) {
-        var outcome = FleetDeployment.HostOutcome(host: r.name, state: .failed)
-        let start = Date()
-        view.execLine(r.name, Array("\(r.target)".utf8), stream: nil)
-        var out = LineSplitter(), err = LineSplitter()
-        var status: Int32?
-        do {
-            let session = try ConnectionOptions.open(r.connection)
-            defer { session.close() }
-            let s = try session.exec(remote, stdin: input, cancel: cancel,
-                                     stdout: { out.feed($0) { view.execLine(r.name, $0, stream: "stdout") } },
-                                     stderr: { err.feed($0) { view.execLine(r.name, $0, stream: "stderr") } })
-            out.flush { view.execLine(r.name, $0, stream: "stdout") }
-            err.flush { view.execLine(r.name, $0, stream: "stderr") }
-            status = s.shellCode
-            outcome.state = s == .exited(0) ? .succeeded : .failed
-            outcome.cause = "\(s)"
-        } catch SSHError.cancelled {
-            outcome.state = .interrupted
-            outcome.cause = "interrupted; the remote command was sent SIGTERM"
-        } catch {
-            outcome.phase = .connect
-            outcome.cause = "\(error)"
-        }
-        outcome.seconds = Date().timeIntervalSince(start)
-        view.execFinished(outcome, status: status)
-        return (outcome, status)
     }
 }

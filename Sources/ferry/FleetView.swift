@@ -49,7 +49,7 @@ final class FleetView: @unchecked Sendable {
     deinit { ticker?.cancel() }
 
     func show(_ host: String, _ event: DeployEvent) {
-        if mode == .json { return emitJSON(EventJSON.event(host: host, event)) }
+        if mode == .json { return emitJSON(JSONLines.Event(host: host, event)) }
         // The log's words. A phase's start is a line for the rebuild only (the live line shows the rest).
         let text = DeployEventText.line(event)
         var lines = [text]
@@ -83,7 +83,11 @@ final class FleetView: @unchecked Sendable {
 
     /// A host is done: its status line goes, its result line stays.
     func finished(_ outcome: FleetDeployment.HostOutcome) {
-        if mode == .json { return emitJSON(EventJSON.result(outcome)) }
+        if mode == .json {
+            return emitJSON(JSONLines.Result(host: outcome.host, result: Self.resultName(outcome.state), phase: outcome.phase?.rawValue, error: outcome.cause,
+                                             files_sent: outcome.filesSent, bytes_sent: outcome.bytesSent, seconds: outcome.seconds,
+                                             log: outcome.logFile, deploy_id: outcome.deployID))
+        }
         lock.lock()
         defer { lock.unlock() }
         running.removeAll { $0.host == outcome.host }
@@ -93,7 +97,11 @@ final class FleetView: @unchecked Sendable {
 
     /// The table at the end, always (JSON: the summary object).
     func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) {
-        if mode == .json { return emitJSON(EventJSON.summary(outcomes, exitStatus: exitStatus)) }
+        if mode == .json {
+            return emitJSON(JSONLines.Summary(hosts: outcomes.count, counting: ["deployed", "synced", "failed", "unknown", "interrupted", "not-started"],
+                                              found: outcomes.map { Self.resultName($0.state) }, exitStatus: exitStatus,
+                                              failedHosts: outcomes.filter { $0.state == .failed }.map(\.host)))
+        }
         table(header: ["RESULT", "FILES", "BYTES", "TIME", "DETAIL"], outcomes.map { o in
             var detail = o.cause ?? ""
             if let phase = o.phase, o.state == .failed { detail = "\(phase.rawValue): " + detail }
@@ -104,46 +112,68 @@ final class FleetView: @unchecked Sendable {
 
     // MARK: - exec
 
-    /// One line of a host's command (`stream` nil: the resolved target, printed before it runs).
-    func execLine(_ host: String, _ bytes: [UInt8], stream: String?) {
+    /// A host's command is about to run on `target` (as resolved).
+    func execStarted(_ host: String, target: String) {
         if mode == .json {
-            let text = String(decoding: bytes, as: UTF8.self)
-            var o: [String: Any] = ["type": "event", "host": host, "phase": "exec"]
-            if let stream { o["state"] = "output"; o["stream"] = stream; o["line"] = text } else { o["state"] = "started"; o["detail"] = text }
-            return emitJSON(o)
+            var event = JSONLines.Event(host: host, phase: "exec", state: "started")
+            event.detail = target
+            return emitJSON(event)
+        }
+        execLine(host, Array(target.utf8), stream: .stdout)
+    }
+
+    /// One line of a host's command's output.
+    func execLine(_ host: String, _ bytes: [UInt8], stream: CommandRun.Stream) {
+        if mode == .json {
+            var event = JSONLines.Event(host: host, phase: "exec", state: "output")
+            event.stream = stream.rawValue
+            event.line = String(decoding: bytes, as: UTF8.self)
+            return emitJSON(event)
         }
         lock.lock()
         defer { lock.unlock() }
         let line = prefix(host) + DisplayText.escape(bytes) + "\n"
-        if stream == "stderr" {
+        if stream == .stderr {
             line.utf8CString.withUnsafeBufferPointer { writeAll(2, UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count - 1)) }
         } else {
             write([String(line.dropLast())])
         }
     }
 
-    func execFinished(_ outcome: FleetDeployment.HostOutcome, status: Int32?) {
+    func execFinished(_ host: String, _ outcome: CommandRun.Outcome) {
         guard mode == .json else { return }
-        var o: [String: Any] = ["type": "result", "host": outcome.host, "files_sent": 0, "bytes_sent": 0, "seconds": outcome.seconds,
-                                "result": status == 0 ? "ok" : (outcome.state == .interrupted ? "interrupted" : "failed")]
-        if let status { o["exit_status"] = Int(status) }
-        if status != 0 { o["phase"] = outcome.phase?.rawValue ?? "exec"; o["error"] = outcome.cause ?? "failed" }
-        emitJSON(o)
+        let ok = outcome.status == .exited(0)
+        emitJSON(JSONLines.Result(host: host, result: ok ? "ok" : (outcome.interrupted ? "interrupted" : "failed"),
+                                  phase: ok ? nil : Self.execPhase(outcome), error: ok ? nil : Self.execCause(outcome),
+                                  seconds: outcome.seconds, exit_status: outcome.status?.shellCode))
     }
 
-    func execSummary(_ outcomes: [FleetDeployment.HostOutcome], statuses: [Int32?], exitStatus: Int32) {
-        if mode == .json {
-            var counts = ["deployed": 0, "synced": 0, "failed": 0, "unknown": 0, "interrupted": 0, "not-started": 0, "ok": 0]
-            for (o, s) in zip(outcomes, statuses) {
-                counts[s == 0 ? "ok" : (o.state == .notStarted ? "not-started" : (o.state == .interrupted ? "interrupted" : "failed")), default: 0] += 1
-            }
-            return emitJSON(["type": "summary", "hosts": outcomes.count, "results": counts, "exit_status": Int(exitStatus),
-                             "failed_hosts": zip(outcomes, statuses).filter { $0.1 != 0 && $0.0.state == .failed }.map(\.0.host)])
+    func execSummary(_ hosts: [String], _ outcomes: [CommandRun.Outcome?], exitStatus: Int32) {
+        let words = outcomes.map { o -> String in
+            guard let o else { return "not-started" }
+            return o.status == .exited(0) ? "ok" : (o.interrupted ? "interrupted" : "failed")
         }
-        table(header: ["RESULT", "TIME", "DETAIL"], zip(outcomes, statuses).map { o, s in
-            let result = s == 0 ? "ok" : (o.state == .notStarted ? "not started" : (o.state == .interrupted ? "interrupted" : "FAILED"))
-            return (o.host, [result, String(format: "%.2f s", o.seconds), o.cause ?? ""])
+        if mode == .json {
+            return emitJSON(JSONLines.Summary(hosts: hosts.count, counting: ["deployed", "synced", "failed", "unknown", "interrupted", "not-started", "ok"],
+                                              found: words, exitStatus: exitStatus,
+                                              failedHosts: zip(hosts, words).filter { $0.1 == "failed" }.map(\.0)))
+        }
+        table(header: ["RESULT", "TIME", "DETAIL"], zip(hosts, zip(outcomes, words)).map { host, row in
+            let (o, word) = row
+            let result = word == "ok" ? "ok" : (word == "failed" ? "FAILED" : word.replacingOccurrences(of: "-", with: " "))
+            return (host, [result, String(format: "%.2f s", o?.seconds ?? 0), o.map(Self.execCause) ?? ""])
         })
+    }
+
+    /// Where a command's run ended: the command itself, or the connection under it.
+    static func execPhase(_ o: CommandRun.Outcome) -> String {
+        o.error != nil && !o.interrupted ? "connect" : "exec"
+    }
+
+    static func execCause(_ o: CommandRun.Outcome) -> String {
+        if let status = o.status { return "\(status)" }
+        if o.interrupted { return "interrupted; the remote command was sent SIGTERM" }
+        return o.error.map { "\($0)" } ?? "failed"
     }
 
     /// The summary table after the live block is gone: columns padded, the last one (the
@@ -231,11 +261,11 @@ final class FleetView: @unchecked Sendable {
         drawn > 0 ? "\u{1B}[\(drawn)A\r\u{1B}[J" : ""
     }
 
-    private func emitJSON(_ object: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+    private func emitJSON(_ line: some Encodable) {
+        let text = JSONLines.line(line) + "\n"
         lock.lock()
         defer { lock.unlock() }
-        rawWrite(String(decoding: data, as: UTF8.self) + "\n")
+        rawWrite(text)
     }
 
     private func rawWrite(_ text: String) {
@@ -254,50 +284,8 @@ final class FleetView: @unchecked Sendable {
     }
 }
 
-/// The JSON Lines envelope shared by `deploy` (and later `exec` and `diff`): every object has a
-/// `type`; the schema is docs/events.schema.json.
-enum EventJSON {
-    static func event(host: String, _ event: DeployEvent) -> [String: Any] {
-        var o: [String: Any] = ["type": "event", "host": host]
-        switch event {
-        case .phaseStarted(let phase, let detail):
-            o["phase"] = phase.rawValue; o["state"] = "started"; o["detail"] = detail
-        case .phaseFinished(let phase, let seconds, let detail):
-            o["phase"] = phase.rawValue; o["state"] = "finished"; o["detail"] = detail; o["seconds"] = seconds
-        case .lockBusy(let holder, let waiting):
-            o["phase"] = "lock"; o["state"] = "busy"; o["detail"] = holder.map { "\($0)" } ?? LockHolder.notFerrys; o["waiting_seconds"] = waiting
-        case .sourceSynced(let name, let r):
-            o["phase"] = "sync"; o["state"] = "synced"; o["source"] = name
-            o["files_sent"] = r.plan.sends.count; o["bytes_sent"] = r.plan.bytesToSend
-            o["deleted"] = r.plan.items.filter { $0.change == .deleted }.count; o["seconds"] = r.seconds
-        case .output(let line):
-            o["phase"] = "rebuild"; o["state"] = "output"; o["line"] = String(decoding: line, as: UTF8.self)
-        case .warning(let text):
-            o["state"] = "warning"; o["detail"] = text
-        case .reconnecting(let reason):
-            o["phase"] = "rebuild"; o["state"] = "reconnecting"; o["detail"] = reason
-        }
-        return o
-    }
-
-    static func result(_ outcome: FleetDeployment.HostOutcome) -> [String: Any] {
-        var o: [String: Any] = ["type": "result", "host": outcome.host, "result": resultName(outcome.state),
-                                "files_sent": outcome.filesSent, "bytes_sent": outcome.bytesSent, "seconds": outcome.seconds]
-        if let phase = outcome.phase { o["phase"] = phase.rawValue }
-        if let cause = outcome.cause { o["error"] = cause }
-        if let log = outcome.logFile { o["log"] = log }
-        if let id = outcome.deployID { o["deploy_id"] = id }
-        return o
-    }
-
-    static func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) -> [String: Any] {
-        var counts: [String: Int] = [:]
-        for name in ["deployed", "synced", "failed", "unknown", "interrupted", "not-started"] { counts[name] = 0 }
-        for o in outcomes { counts[resultName(o.state), default: 0] += 1 }
-        return ["type": "summary", "hosts": outcomes.count, "results": counts, "exit_status": Int(exitStatus),
-                "failed_hosts": outcomes.filter { $0.state == .failed }.map(\.host)]
-    }
-
+extension FleetView {
+    /// A deploy result's name in JSON.
     static func resultName(_ state: FleetDeployment.HostOutcome.State) -> String {
         switch state {
         case .succeeded: return "deployed"

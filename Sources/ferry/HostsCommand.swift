@@ -29,10 +29,8 @@ struct Hosts: ParsableCommand {
         if json {
             for h in hosts {
                 let c = connections[h.name]!
-                let object: [String: Any] = ["type": "host", "name": h.name, "address": h.address, "port": c.port.value, "user": c.user.value,
-                                             "tags": h.tags, "domain": fleet.domain(of: h)]
-                let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-                print(String(decoding: data, as: UTF8.self))
+                print(JSONLines.line(JSONLines.Host(name: h.name, address: h.address, port: c.port.value, user: c.user.value,
+                                                    tags: h.tags, domain: fleet.domain(of: h))))
             }
             return
         }

@@ -19,9 +19,7 @@ struct InventoryOption: ParsableArguments {
 
     static func load(_ path: String) throws -> Fleet {
         do {
-            let fleet = try InventoryReader.load(path)
-            for warning in fleet.warnings { printError("ferry: warning: \(warning)") }
-            return fleet
+            return try InventoryReader.load(path)
         } catch let error as InventoryError {
             // Every problem of the read, one line each.
             for problem in error.all { printError("ferry: \(problem)") }

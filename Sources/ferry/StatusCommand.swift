@@ -39,22 +39,17 @@ struct Status: ParsableCommand {
     func run() throws {
         let fleet = try inventory.load()
         let hosts = try InventoryOption.select(fleet, targets, skip: skip, command: "status")
-        let connections = try connection.connections(for: hosts, in: fleet)
-        let access = try sudo.access(for: Array(connections.values))
-        if follow {
-            guard hosts.count == 1 else { throw Failure.usage("--follow follows one host; the selection has \(hosts.count)", command: "status") }
-            try followRebuild(hosts[0], connections[hosts[0].name]!, access: access)
-            return
+        if follow && hosts.count != 1 {
+            throw Failure.usage("--follow follows one host; the selection has \(hosts.count)", command: "status")
         }
+        // Interrupts: see SignalRelay (following stops the follower; reading ends at once).
+        let cancel = follow ? try SignalRelay.cancelling().cancel : nil
+        if !follow { SignalRelay.cut() }
+        let connector = try connection.connector(for: hosts, in: fleet, cancel: cancel)
+        try sudo.grant(connector)
+        if let cancel { return try followRebuild(hosts[0], connector, cancel: cancel) }
         // Read in parallel, shown in inventory order.
-        let results = HostRunner(jobs: jobs.value).run(hosts.count) { i -> Result<HostStatus, any Error> in
-            let host = hosts[i]
-            return Result {
-                let session = try ConnectionOptions.shell(for: host, connections[host.name]!, sudo: access)
-                defer { session.close() }
-                return try HostStatus.read(fleet: fleet, host: host, shell: session)
-            }
-        }
+        let results = HostRunner(jobs: jobs.value).run(HostStatus.Reading(fleet: fleet, hosts: hosts, connector: connector), hosts: hosts.count)
         var failures: [any Error] = []
         for (host, result) in zip(hosts, results) {
             switch result! {
@@ -68,15 +63,13 @@ struct Status: ParsableCommand {
         if let code = ExitStatus.forFailures(failures, selected: hosts.count) { throw Failure(code: code, message: "") }
     }
 
-    func followRebuild(_ host: Fleet.Host, _ connection: HostConnection, access: SudoAccess) throws {
-        let cancel = try CancellationToken()
-        SignalRelay.onInterrupt(cancel)
+    func followRebuild(_ host: Fleet.Host, _ connector: HostConnector, cancel: CancellationToken) throws {
         let outcome: (id: String, result: DeployResult)?
         do {
-            let session = try ConnectionOptions.shell(for: host, connection, sudo: access)
+            let session = try connector.shell(for: host)
             defer { session.close() }
             outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
-                                            reopen: { try ConnectionOptions.shell(for: host, connection, sudo: access) }) { event in
+                                            reopen: { try connector.shell(for: host) }) { event in
                 print("\(host.name) | " + DisplayText.escape(DeployEventText.line(event)))
                 fflush(nil)  // live, also into a file or a pipe
             }
@@ -172,22 +165,19 @@ struct Unlock: ParsableCommand {
     func run() throws {
         let fleet = try inventory.load()
         let host = try InventoryOption.selectOne(fleet, self.host, command: "unlock")
-        let resolved = try connection.connections(for: [host], in: fleet)[host.name]!
-        let access = try sudo.access(for: [resolved])
-        do {
-            let session = try ConnectionOptions.shell(for: host, resolved, sudo: access)
-            defer { session.close() }
-            switch try HostStatus.unlock(shell: session, force: force) {
-            case .wasFree:
-                print("\(host.name) | the lock is free")
-            case .forced(let holder, let rebuild):
-                printError("ferry: \(host.name): warning: stopped " + (rebuild ? "a running rebuild" : "a deploy") + (holder.map { " (\($0))" } ?? "") + " to free the lock")
-                print("\(host.name) | the lock is free")
-            }
-        } catch let error as SSHError {
-            throw Failure.connection(error, host: host.name)
-        } catch {
-            throw Failure(code: 1, message: "\(host.name): \(error)")
+        let connector = try connection.connector(for: [host], in: fleet)
+        try sudo.grant(connector)
+        SignalRelay.cut()
+        // One host (a forced unlock of a selection would be one slip from stopping a fleet's rebuilds).
+        switch HostRunner(jobs: 1).run(HostStatus.Unlocking(hosts: [host], connector: connector, force: force), hosts: 1)[0]! {
+        case .success(.wasFree):
+            print("\(host.name) | the lock is free")
+        case .success(.forced(let holder, let rebuild)):
+            printError("ferry: \(host.name): warning: stopped " + (rebuild ? "a running rebuild" : "a deploy") + (holder.map { " (\($0))" } ?? "") + " to free the lock")
+            print("\(host.name) | the lock is free")
+        case .failure(let error):
+            printError("ferry: \(host.name): \(error)")
+            throw Failure(code: ExitStatus.forFailures([error], selected: 1)!, message: "")
         }
     }
 }

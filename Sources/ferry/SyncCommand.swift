@@ -80,15 +80,14 @@ struct Sync: ParsableCommand {
             throw Failure(code: ExitStatus.usage, message: "cannot read the source folder '\(local)': \(String(cString: strerror(errno)))")
         }
         closedir(dir)
-        let cancel = try CancellationToken()
-        SignalRelay.onInterrupt(cancel)
+        let cancel = try SignalRelay.cancelling().cancel
         var options = Syncer.Options(plan: .init(excludes: rules, deleteExcluded: deleteExcluded, checksum: checksum),
                                      dryRun: dryRun, force: force, cancel: cancel)
         options.listingCache = Ferry.listingCache
         let result: Syncer.Result
         do {
             let scan = Syncer.beginScan(local, options: options)
-            let session = try ConnectionOptions.open(try connection.connection(forTarget: parsed.targetText))
+            let session = try HostConnector.open(try connection.connection(forTarget: parsed.targetText), cancel: cancel, notice: ConnectionOptions.notice)
             defer { session.close() }
             if !dryRun && SyncDeployLock.applies(to: parsed.path) {
                 // Under the deploy lock a killed predecessor's sync may still be winding down.

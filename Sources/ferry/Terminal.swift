@@ -39,22 +39,56 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
     }
 }
 
-/// The cancel pipes' write ends; the handler may only call write(2), so it reads plain globals
-/// that are set before the handler is installed and never change after.
+/// The cancel pipes' write ends; the handler may only call write(2) and _exit(2), so it reads
+/// plain globals that are set before the handler is installed and never change after.
 nonisolated(unsafe) private var interruptDescriptor: Int32 = -1
 nonisolated(unsafe) private var stopDescriptor: Int32 = -1
+nonisolated(unsafe) private var exitAtOnce = false
 nonisolated(unsafe) private var interruptSignal: Int32 = 0
 nonisolated(unsafe) private var interruptCount: Int32 = 0
 
-/// Turns SIGINT and SIGTERM into a cancellation: the running command is stopped and ferry exits
-/// 130 or 143. With a `stop` token (a fleet deploy), the first SIGINT only sets that one — start
-/// nothing new, finish the current step — and a second SIGINT, or SIGTERM, cancels at once.
+/// How every command takes SIGINT and SIGTERM, by what its hosts' work changes; the exit status
+/// is 130 or 143 in every case:
+/// - `cut()`, short commands with nothing to stop on a host (diff and status read; unlock's one
+///   script runs to its end or not at all): ferry exits at once;
+/// - `cancelling()`, commands whose running work must be stopped on the host (exec, sync,
+///   status --follow): the token stops it (a remote command is sent SIGTERM; a sync's staging is
+///   removed) and no further host starts;
+/// - `stopping()`, deploy: the first SIGINT only sets `stop` — start nothing new, finish the
+///   current step, stop following rebuilds — and a second SIGINT, or SIGTERM, cancels at once.
 enum SignalRelay {
-    static func onInterrupt(_ cancel: CancellationToken, stop: CancellationToken? = nil) {
+    struct Tokens {
+        /// Stops at once.
+        let cancel: CancellationToken
+        /// Starts nothing new (for `HostRunner`); `cancel` for commands without a gentle stop.
+        let stop: CancellationToken
+    }
+
+    static func cut() {
+        exitAtOnce = true
+        install()
+    }
+
+    static func cancelling() throws -> Tokens {
+        let cancel = try CancellationToken()
         interruptDescriptor = cancel.signalDescriptor
-        stopDescriptor = stop?.signalDescriptor ?? -1
+        install()
+        return Tokens(cancel: cancel, stop: cancel)
+    }
+
+    static func stopping() throws -> Tokens {
+        let cancel = try CancellationToken()
+        let stop = try CancellationToken()
+        interruptDescriptor = cancel.signalDescriptor
+        stopDescriptor = stop.signalDescriptor
+        install()
+        return Tokens(cancel: cancel, stop: stop)
+    }
+
+    private static func install() {
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { number in
+                if exitAtOnce { _exit(128 + number) }
                 interruptSignal = number
                 interruptCount += 1
                 var byte: UInt8 = 1

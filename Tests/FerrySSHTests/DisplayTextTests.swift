@@ -51,7 +51,7 @@ final class DisplayTextTests: XCTestCase {
         XCTAssertEqual(expected.count, cases.count)
         for (bytes, want) in zip(cases, expected) {
             XCTAssertEqual(DisplayText.escape(bytes), want, "\(bytes)")
-            if let text = String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]), !bytes.contains(0) {
+            if let text = String(validating: bytes, as: UTF8.self), !bytes.contains(0) {
                 XCTAssertEqual(DisplayText.escape(text), want, "String form of \(bytes)")
             }
         }

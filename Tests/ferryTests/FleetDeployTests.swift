@@ -282,6 +282,31 @@ final class FleetDeployTests: XCTestCase {
         XCTAssertFalse(tail.contains("\u{1B}["), "the summary comes after the live block is gone")
     }
 
+    /// One rule for interrupts (README): diff, status and unlock exit at once; exec, status
+    /// --follow and deploy (SIGTERM; its first SIGINT is gentle) stop their work — here a session
+    /// still being opened to a host that accepts TCP and never speaks SSH — and none waits out the
+    /// connect timeout: 130 for SIGINT, 143 for SIGTERM.
+    func testEveryCommandEndsAtOnceOnAnInterruptEvenWhileConnecting() throws {
+        let (mute, port) = try Loopback.bind(backlog: 16)  // never accepted: no banner ever comes
+        defer { close(mute) }
+        let toml = try String(contentsOfFile: fleetFile, encoding: .utf8)
+            .replacingOccurrences(of: "port = \(host("web-1").port)\n", with: "port = \(port)\n")
+        try toml.write(toFile: fleetFile, atomically: true, encoding: .utf8)
+        let slow = ["-f", fleetFile, "web-1", "--connect-timeout", "60"]
+        for (argv, signal, code) in [(["diff"], SIGINT, Int32(130)), (["status"], SIGTERM, 143), (["unlock"], SIGINT, 130),
+                                     (["status", "--follow"], SIGINT, 130), (["deploy"], SIGTERM, 143)] {
+            let start = Date()
+            let process = try FerryBinary.interrupted(argv + slow, after: 1_500_000, signal: signal)
+            XCTAssertEqual(process.terminationReason, .exit, "\(argv): an exit status, not death by the signal")
+            XCTAssertEqual(process.terminationStatus, code, "\(argv)")
+            XCTAssertLessThan(Date().timeIntervalSince(start), 20, "\(argv) ended at the signal, not at the connect timeout")
+        }
+        let start = Date()
+        let exec = try FerryBinary.interrupted(["exec"] + slow + ["--", "true"], after: 1_500_000)
+        XCTAssertEqual(exec.terminationStatus, 130)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+    }
+
     /// Ctrl-C mid-fleet: no new host starts, running rebuilds continue on their hosts (and keep
     /// their locks until they end), the summary is printed; afterwards nothing is stale.
     func testInterruptMidFleet() throws {

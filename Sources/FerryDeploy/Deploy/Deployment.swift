@@ -47,6 +47,9 @@ public final class Deployment: @unchecked Sendable {
         public var open: @Sendable (Fleet.Host) throws -> any RemoteShell
 
         public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) { self.open = open }
+
+        /// Sessions from `connector`, root through sudo where the login user is not root.
+        public init(connector: HostConnector) { self.init(open: { try connector.shell(for: $0) }) }
     }
 
     public struct Outcome {

@@ -4,8 +4,8 @@ import FerryTarget
 import Foundation
 import Synchronization
 
-/// Deploys many hosts, `jobs` at a time, each by its own `Deployment` on its own thread (a libssh2
-/// session blocks in poll; cooperative tasks would starve on 2 cores). Every host is checked
+/// Deploys many hosts, `jobs` at a time, each by its own `Deployment` on a `HostRunner` thread (a
+/// libssh2 session blocks in poll; cooperative tasks would starve on 2 cores). Every host is checked
 /// locally before the first connection; each shared source is scanned once for all hosts.
 public final class FleetDeployment {
     public struct Options: Sendable {
@@ -109,24 +109,31 @@ public final class FleetDeployment {
         if let first = deployments.first, !deploy.noSync { warnings += (try? first.check().renderedWarnings) ?? [] }
     }
 
-    /// Runs the deploys (after `prepare`). `emit` hears every host's events, from the hosts'
-    /// threads (one at a time per host). Returns one outcome per host, in inventory order
-    /// (`notStarted` for hosts the failure policy or an interrupt kept from starting).
-    /// `finished` hears each host's outcome as it ends (from that host's thread).
-    public func run(_ emit: @escaping @Sendable (String, DeployEvent) -> Void,
-                    finished: @escaping @Sendable (HostOutcome) -> Void = { _ in }) -> [HostOutcome] {
+    /// Runs the deploys (after `prepare`). `events` hears every host's start, events and outcome,
+    /// from the hosts' threads (one at a time per host). Returns one outcome per host, in
+    /// inventory order (`notStarted` for hosts the failure policy or an interrupt kept from
+    /// starting).
+    public func run(events: @escaping @Sendable (RunnerEvent<HostDeploy>) -> Void = { _ in }) -> [HostOutcome] {
         precondition(deployments.count == hosts.count, "prepare() first")
-        let deployments = self.deployments
         let runner = HostRunner(jobs: options.jobs, stop: options.deploy.stop ?? options.deploy.cancel, stopAfterFailure: !options.keepGoing)
-        let outcomes = runner.run(deployments.count, failed: { (o: HostOutcome) in o.state != .succeeded && o.state != .syncOnly }) { index in
-            let outcome = Self.deploy(deployments[index], emit: emit)
-            finished(outcome)
-            return outcome
-        }
+        let outcomes = runner.run(HostDeploy(deployments: deployments), hosts: deployments.count, events: events)
         return zip(hosts, outcomes).map { host, outcome in outcome ?? HostOutcome(host: host.name, state: .notStarted) }
     }
 
-    private static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (String, DeployEvent) -> Void) -> HostOutcome {
+    /// One host's deploy, as the runner runs it.
+    public struct HostDeploy: HostOperation {
+        public let deployments: [Deployment]
+
+        public func run(host index: Int, emit: @escaping @Sendable (DeployEvent) -> Void) -> HostOutcome {
+            FleetDeployment.deploy(deployments[index], emit: emit)
+        }
+
+        public func failed(_ outcome: HostOutcome) -> Bool { outcome.state != .succeeded && outcome.state != .syncOnly }
+
+        public func error(_ outcome: HostOutcome) -> (any Error)? { outcome.error }
+    }
+
+    static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (DeployEvent) -> Void) -> HostOutcome {
         let name = deployment.host.name
         var outcome = HostOutcome(host: name, state: .failed)
         outcome.logFile = deployment.logFile
@@ -143,7 +150,7 @@ public final class FleetDeployment {
                     outcome.bytesSent += r.plan.bytesToSend
                 default: break
                 }
-                emit(name, event)
+                emit(event)
             }
             switch result.result {
             case .succeeded: outcome.state = .succeeded

@@ -88,17 +88,14 @@ public struct Fleet: Sendable {
     public var defaults: Defaults
     public var sources: [Source]
     public var hosts: [Host]
-    /// Problems worth telling the operator that do not stop a deploy.
-    public var warnings: [String]
 
-    public init(file: String, shared: String, sharedDomain: String, defaults: Defaults, sources: [Source], hosts: [Host], warnings: [String]) {
+    public init(file: String, shared: String, sharedDomain: String, defaults: Defaults, sources: [Source], hosts: [Host]) {
         self.file = file
         self.shared = shared
         self.sharedDomain = sharedDomain
         self.defaults = defaults
         self.sources = sources
         self.hosts = hosts
-        self.warnings = warnings
     }
 
     public func domain(of host: Host) -> String { host.domain ?? sharedDomain }

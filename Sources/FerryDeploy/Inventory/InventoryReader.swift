@@ -210,7 +210,6 @@ private struct Reader {
             defaults.operation = try operation(d, at: "defaults.operation") ?? defaults.operation
         }
 
-        var warnings: [String] = []
         var sources: [Fleet.Source] = []
         if let s = try subtable(table, "sources", at: "sources") {
             for name in s.keys {
@@ -306,7 +305,7 @@ private struct Reader {
             }
         }
         if let first = problems.first { throw first.with(more: Array(problems.dropFirst())) }
-        return Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts, warnings: warnings)
+        return Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts)
     }
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).

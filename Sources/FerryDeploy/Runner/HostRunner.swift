@@ -2,7 +2,7 @@ import FerrySSH
 import Foundation
 import Synchronization
 
-/// Runs one operation per host, `jobs` hosts at a time, each on a thread of its own: the pool
+/// Runs one operation per host (`HostOperation`), `jobs` hosts at a time, each on a thread of its own: the pool
 /// every command shares (deploy, diff, status, exec). Hosts start in inventory order; results come
 /// back in it, nil for a host that never started (an interrupt, or a failure under
 /// `stopAfterFailure`).
@@ -46,6 +46,18 @@ public struct HostRunner: Sendable {
         }
         group.wait()
         return shared.withLock { $0.results }
+    }
+
+    /// Runs `operation` on hosts `0..<count`; `events` hears every host's start, events and
+    /// outcome. Returns the outcomes in inventory order, nil for a host that never started.
+    public func run<Operation: HostOperation>(_ operation: Operation, hosts count: Int,
+                                              events: @escaping @Sendable (RunnerEvent<Operation>) -> Void = { _ in }) -> [Operation.Outcome?] {
+        run(count, failed: { operation.failed($0) }) { index in
+            events(.started(host: index))
+            let outcome = operation.run(host: index) { events(.event(host: index, $0)) }
+            events(.finished(host: index, outcome))
+            return outcome
+        }
     }
 
     private struct Shared<Result: Sendable>: Sendable {

@@ -83,7 +83,7 @@ public struct HostStatus: Sendable {
         return (record.id, try follower.follow(first: shell, report: report))
     }
 
-    public enum UnlockResult: Equatable {
+    public enum UnlockResult: Equatable, Sendable {
         case wasFree
         /// Forced: the holder (a deploy, or a running rebuild when `rebuild`) was sent SIGTERM.
         case forced(holder: LockHolder?, rebuild: Bool)

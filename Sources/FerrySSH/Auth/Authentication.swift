@@ -83,7 +83,7 @@ extension SSHSession {
             if libssh2_userauth_authenticated(raw) != 0 { return nil }
             let rc = libssh2_session_last_errno(raw)
             guard rc == LIBSSH2_ERROR_EAGAIN else { throw failure("list authentication methods", rc) }
-            try waitSocket()
+            try waitSocket(cancel: configuration.cancel)
         }
     }
 
@@ -93,7 +93,7 @@ extension SSHSession {
         while true {
             let rc = try authenticationStep({ $0 == LIBSSH2_ERROR_EAGAIN }) { libssh2_agent_userauth(agent.handle, user, identity.pointer) }
             if rc == 0 { return true }
-            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(); continue }
+            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(cancel: configuration.cancel); continue }
             if isConnectionError(rc) { throw failure("authentication", rc) }
             return false
         }
@@ -105,7 +105,7 @@ extension SSHSession {
             let rc = try authenticationStep({ $0 == LIBSSH2_ERROR_EAGAIN }) {
                 libssh2_userauth_publickey_fromfile_ex(raw, user, UInt32(user.utf8.count), nil, path, passphrase)
             }
-            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(); continue }
+            if rc == LIBSSH2_ERROR_EAGAIN { try waitSocket(cancel: configuration.cancel); continue }
             if isConnectionError(rc) { throw failure("authentication", rc) }
             return rc
         }

@@ -109,7 +109,7 @@ extension SSHSession {
             let started = (try? start(killer, command, cancel: nil, waiter: waiter)) != nil
             io.starting.unlock()
             if started {
-                try? pump(killer, stdin: sudo?.input(nil), cancel: nil, waiter: waiter, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
+                _ = try? pump(killer, stdin: sudo?.input(nil), cancel: nil, waiter: waiter, stdout: { _ in }, stderr: { _ in }, deadline: deadline)
             }
         } else {
             io.starting.unlock()

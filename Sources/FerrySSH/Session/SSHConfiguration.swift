@@ -28,6 +28,9 @@ public struct SSHConfiguration: Sendable {
     public var hostKeyPolicy: HostKeyPolicy
     /// Bounds TCP connect plus the SSH handshake, like OpenSSH's ConnectTimeout.
     public var connectTimeout: Double
+    /// Stops opening the session (TCP connect, handshake, authentication) with
+    /// `SSHError.cancelled`; once it is open, each command takes its own token.
+    public var cancel: CancellationToken?
     /// A peer that answers no keepalive for interval × countMax seconds is declared dead.
     public var keepaliveInterval: Int
     public var keepaliveCountMax: Int

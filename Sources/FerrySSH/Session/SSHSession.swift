@@ -33,7 +33,7 @@ public final class SSHSession: @unchecked Sendable {
     public convenience init(connecting configuration: SSHConfiguration) throws {
         let target = configuration.target
         let deadline = Deadline(after: configuration.connectTimeout)
-        let socket = try TCPConnect.open(host: target.host, port: target.port, timeout: configuration.connectTimeout)
+        let socket = try TCPConnect.open(host: target.host, port: target.port, timeout: configuration.connectTimeout, cancel: configuration.cancel)
         try self.init(socket: socket, configuration: configuration, handshakeDeadline: deadline)
     }
 
@@ -119,7 +119,7 @@ public final class SSHSession: @unchecked Sendable {
             }
             if returnOnceServiceRequested && io.keyExchange.encryptedSent { return false }
             try waitSocket(deadline: deadline, onTimeout: .handshakeTimeout(
-                host: target.host, port: target.port, seconds: configuration.connectTimeout))
+                host: target.host, port: target.port, seconds: configuration.connectTimeout), cancel: configuration.cancel)
         }
     }
 

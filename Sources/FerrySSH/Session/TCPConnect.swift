@@ -4,7 +4,8 @@ import Glibc
 
 /// Opens a non-blocking TCP connection to the first address of `host` that answers within `timeout`.
 enum TCPConnect {
-    static func open(host: String, port: Int, timeout: Double) throws -> Int32 {
+    /// `cancel` ends the wait for an answer with `SSHError.cancelled`.
+    static func open(host: String, port: Int, timeout: Double, cancel: CancellationToken? = nil) throws -> Int32 {
         let deadline = Deadline(after: timeout)
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -39,9 +40,15 @@ enum TCPConnect {
                 close(fd)
                 continue
             }
-            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let ready = poll(&pfd, 1, deadline.remainingMilliseconds)
-            if ready <= 0 {
+            var fds = [pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)]
+            if let cancel { fds.append(pollfd(fd: cancel.descriptor, events: Int16(POLLIN), revents: 0)) }
+            var ready = poll(&fds, nfds_t(fds.count), deadline.remainingMilliseconds)
+            while ready < 0 && errno == EINTR { ready = poll(&fds, nfds_t(fds.count), deadline.remainingMilliseconds) }
+            if let cancel, cancel.isCancelled {
+                close(fd)
+                throw SSHError.cancelled
+            }
+            if ready <= 0 || fds[0].revents == 0 {
                 close(fd)
                 lastError = .connectTimeout(host: host, port: port, seconds: timeout)
                 if deadline.expired { break }
