@@ -93,7 +93,7 @@ struct Deploy: ParsableCommand {
         if dryRun { return try showDryRun(fleet: fleet, hosts: hosts) }
         let interrupt = try SignalRelay.stopping()
         let connector = try connection.connector(for: hosts, in: fleet, cancel: interrupt.cancel)
-        var options = Deployment.Options(connector: connector)
+        var options = Ferry.deployOptions(connector)
         options.operation = operation
         options.extraArguments = split.extra
         options.lockTimeout = lockTimeout
@@ -102,9 +102,6 @@ struct Deploy: ParsableCommand {
         options.noSync = noSync
         options.checksum = checksum
         options.force = force
-        options.ferryVersion = Ferry.version
-        options.listingCache = Ferry.listingCache
-        options.keyCheckCache = Ferry.keyCheckCache
         options.cancel = interrupt.cancel
         options.stop = interrupt.stop
         var fleetOptions = FleetDeployment.Options(deploy: options)

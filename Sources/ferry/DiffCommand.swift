@@ -59,13 +59,11 @@ struct Diff: ParsableCommand {
             }
         }
         let connector = try connection.connector(for: hosts, in: fleet)
-        var options = Deployment.Options(connector: connector)
+        var options = Ferry.deployOptions(connector)
         options.operation = operation
         options.extraArguments = rebuildArguments
         options.checksum = format.checksum
         options.force = format.force
-        options.listingCache = Ferry.listingCache
-        options.keyCheckCache = Ferry.keyCheckCache
         var diffOptions = FleetDiff.Options()
         diffOptions.source = format.source
         diffOptions.patch = format.patch

@@ -18,6 +18,15 @@ struct Ferry: ParsableCommand {
     /// `$XDG_CACHE_HOME/ferry/key-check`: the source files already found to be no private key.
     static var keyCheckCache: SourceSecrets.Cache? { cacheDirectory.map { SourceSecrets.Cache(directory: $0 + "/key-check") } }
 
+    /// A deploy's (or diff's) options with this ferry's version and caches, sessions from `connector`.
+    static func deployOptions(_ connector: HostConnector) -> Deployment.Options {
+        var options = Deployment.Options(connector: connector)
+        options.ferryVersion = version
+        options.listingCache = listingCache
+        options.keyCheckCache = keyCheckCache
+        return options
+    }
+
     static var cacheDirectory: String? {
         let env = ProcessInfo.processInfo.environment
         guard let base = env["XDG_CACHE_HOME"].flatMap({ $0.hasPrefix("/") ? $0 : nil }) ?? env["HOME"].map({ $0 + "/.cache" }) else { return nil }
