@@ -30,6 +30,8 @@ public struct Syncer {
         public var generated: [[UInt8]: [UInt8]] = [:]
         /// How many tar streams carry the files (nil: by the size of the send, see `ExtraStreams`).
         package var streams: Int?
+        /// Keep a snapshot of the tree as the sync leaves it (a deploy that rebuilds).
+        package var snapshot: TargetState.Tree.Snapshot?
 
         public init(plan: SyncPlan.Options = .init(), dryRun: Bool = false, force: Bool = false, cancel: CancellationToken? = nil) {
             self.plan = plan
@@ -145,7 +147,7 @@ public struct Syncer {
         let target = session.name
         func command(_ mode: TargetState.Tree.Request.Mode) -> RemoteCommand {
             TargetState.Tree.Request(destination: destination, mode: mode, checksum: planOptions.checksum, lockWait: options.lockWait,
-                                     known: known?.generation).command
+                                     known: known?.generation, snapshot: mode == .apply ? options.snapshot : nil).command
         }
         func prepare() throws -> (TargetState.Tree.Listing, SyncPlan, LocalScanner.Scanned) {
             var base: Manifest?
@@ -178,9 +180,10 @@ public struct Syncer {
                     committing = cache != nil && !fresh && (listing.changes != 0 || !plan.isEmpty || !listing.syncedBefore)
                     let commit = committing ? " " + generation : ""
                     if plan.isEmpty && listing.syncedBefore {
-                        // Nothing to apply or commit: the target only ends; not waiting for that
-                        // saves a round trip.
-                        return committing ? BytesInput(Array("done\(commit)\n".utf8)) : LastWordInput(Array("done\n".utf8))
+                        // Nothing to apply, commit or snapshot: the target only ends; not waiting
+                        // for that saves a round trip.
+                        let quiet = !committing && (options.snapshot == nil || listing.snapshotPresent)
+                        return quiet ? LastWordInput(Array("done\n".utf8)) : BytesInput(Array("done\(commit)\n".utf8))
                     }
                     let all = members(for: plan, root: local, generated: options.generated, fresh: fresh)
                     let count = max(1, options.streams ?? ExtraStreams.count(bytes: plan.sends.reduce(0) { $0 + ($1.kind == .file ? $1.size : 0) }))
@@ -456,8 +459,9 @@ final class ListingCollector {
         while let nul = bytes[scanned...].firstIndex(of: 0) {
             let length = nul - fieldStart
             let first = length > 0 ? bytes[fieldStart] : 0
-            // Fields 0 to 3 are the header; entries are six fields from field 4 on.
-            if fieldIndex >= 4 && (checksumSection || (fieldIndex - 4) % 6 == 0) {
+            // The header's fields first; then entries of six fields each.
+            let header = TargetState.Tree.headerFields
+            if fieldIndex >= header && (checksumSection || (fieldIndex - header) % 6 == 0) {
                 if length == 1 && first == UInt8(ascii: "E") {
                     complete = true
                     completedAt = Date()

@@ -27,6 +27,9 @@ struct Status: ParsableCommand {
     @Flag(help: "Print the last deploy's rebuild output from its start and follow it until the rebuild ends (one host; after an \"unknown\" outcome, say). Exit status: 0 succeeded, 1 failed, 3 contact lost again.")
     var follow = false
 
+    @Flag(help: "Also list the newest 20 deploys, newest first, with their results.")
+    var history = false
+
     @Option(name: .customLong("reconnect-timeout"), help: ArgumentHelp("With --follow: keep reconnecting this long when the link drops.", valueName: "SECONDS"))
     var reconnectTimeout: Double = 600
 
@@ -49,7 +52,8 @@ struct Status: ParsableCommand {
         try sudo.grant(connector)
         if let cancel { return try followRebuild(hosts[0], connector, cancel: cancel) }
         // Read in parallel, shown in inventory order.
-        let results = HostRunner(jobs: jobs.value).run(HostStatus.Reading(fleet: fleet, hosts: hosts, connector: connector), hosts: hosts.count)
+        let results = HostRunner(jobs: jobs.value).run(HostStatus.Reading(fleet: fleet, hosts: hosts, connector: connector, history: history),
+                                                       hosts: hosts.count)
         var failures: [any Error] = []
         for (host, result) in zip(hosts, results) {
             switch result! {
@@ -108,6 +112,12 @@ struct Status: ParsableCommand {
                     line += "started \(r.startedAt), no result recorded"
                 }
                 lines.append(line)
+                if let o = r.outcome {
+                    if let generation = o.generation { lines.append("generation \(generation): \(o.generationPath ?? "?")") }
+                    if o.systemBefore != nil || o.profileBefore != nil {
+                        lines.append("before it: system \(o.systemBefore ?? "?"), profile \(o.profileBefore ?? "?")")
+                    }
+                }
                 for (name, state) in r.sources.sorted(by: { $0.key < $1.key }) {
                     if let commit = state.commit { lines.append("\(name): commit \(commit)" + (state.dirty == true ? " (with uncommitted changes)" : "")) }
                 }
@@ -131,6 +141,17 @@ struct Status: ParsableCommand {
             lines.append("system: \(system), CHANGED since the deploy, which left \(s.rebuild.record?.outcome?.currentSystem ?? "?") (a manual rebuild or a rollback)")
         } else {
             lines.append("system: \(system)")
+        }
+        if !s.history.isEmpty { lines.append("history (newest first):") }
+        for (id, read) in s.history {
+            switch read {
+            case .none: break
+            case .unreadable(_, let reason): lines.append("  \(id): the record is unreadable: \(reason)")
+            case .record(let r):
+                let result = r.outcome.map { o in o.result.rawValue + (o.result == .failed ? o.exitStatus.map { " (exit status \($0))" } ?? "" : "") } ?? "no result"
+                lines.append("  \(id) \(r.operation) \(result), \(r.startedAt) → \(r.outcome?.finishedAt ?? "?")"
+                             + (r.outcome?.generation.map { ", generation \($0)" } ?? "") + ", by \(r.operator_)")
+            }
         }
         for d in s.drift {
             guard d.recorded else { lines.append("\(d.source): no manifest on the host to compare with"); continue }

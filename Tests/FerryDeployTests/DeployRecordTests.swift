@@ -19,7 +19,7 @@ final class DeployRecordTests: XCTestCase {
         XCTAssertEqual(read(base.fileText), .record(base), "started, no result")
         var synced = base
         synced.outcome = .init(result: .syncOnly, finishedAt: "2026-12-07T12:01:00Z")
-        XCTAssertTrue(synced.fileText.hasSuffix("\nfinished sync-only - 2026-12-07T12:01:00Z - -\n"), synced.fileText)
+        XCTAssertTrue(synced.fileText.hasSuffix("\nfinished sync-only - 2026-12-07T12:01:00Z - - - - - -\n"), synced.fileText)
         XCTAssertEqual(read(synced.fileText), .record(synced))
         XCTAssertEqual(read(""), .none)
     }
@@ -34,6 +34,26 @@ final class DeployRecordTests: XCTestCase {
                     "started", "finished failed ١ 2026-12-07T12:01:00Z 5 -"] {
             XCTAssertNil(DeployRecord.Outcome(line: Substring(bad)), bad)
             XCTAssertEqual(read(base.json + "\n" + bad + "\n"), .unreadable(file: "F", reason: "its second line is not a deploy's outcome"), bad)
+        }
+    }
+
+    /// The generations a rebuild leaves: what ran before it (a revert's target) and the
+    /// generation it made; a line of an earlier version (six fields) still reads.
+    func testGenerationsReadBack() {
+        let before = "/nix/store/" + String(repeating: "1", count: 32) + "-nixos-system-alpha-24.05"
+        var switched = base
+        switched.outcome = .init(result: .success, exitStatus: 0, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 60, currentSystem: store,
+                                 systemBefore: before, profileBefore: before, generation: 42, generationPath: store)
+        XCTAssertEqual(read(switched.fileText), .record(switched))
+        XCTAssertTrue(switched.fileText.hasSuffix(" \(store) \(before) \(before) 42 \(store)\n"), switched.fileText)
+        let old = DeployRecord.Outcome(line: Substring("finished success 0 2026-12-07T12:01:00Z 60 \(store)"))
+        XCTAssertEqual(old?.currentSystem, store)
+        XCTAssertNil(old?.generation)
+        for bad in ["finished success 0 2026-12-07T12:01:00Z 60 \(store) \(before) \(before) -1 \(store)",
+                    "finished success 0 2026-12-07T12:01:00Z 60 \(store) /etc \(before) 42 \(store)",
+                    "finished success 0 2026-12-07T12:01:00Z 60 \(store) \(before) \(before) 42",
+                    "finished success 0 2026-12-07T12:01:00Z 60 \(store) \(before) \(before) 4x2 \(store)"] {
+            XCTAssertNil(DeployRecord.Outcome(line: Substring(bad)), bad)
         }
     }
 

@@ -7,7 +7,7 @@ import XCTest
 /// Issue 14 (the part on the sync engine alone): hostile or broken answers from a target, fed
 /// to the parsers directly, are clear errors — never a crash, never a path outside the destination.
 final class HostileListingTests: XCTestCase {
-    func listing(_ records: [[String]], header: [String] = ["dir", "synced", "full", "/var/src/t"], end: Bool = true) -> [UInt8] {
+    func listing(_ records: [[String]], header: [String] = ["dir", "synced", "-", "full", "/var/src/t"], end: Bool = true) -> [UInt8] {
         var fields = header
         for r in records { fields += r }
         if end { fields.append("E") }
@@ -56,7 +56,7 @@ final class HostileListingTests: XCTestCase {
     func testIncrementalListingsApplyToTheBaseOrAreRefused() throws {
         let base = try TargetState.Tree.parse(listing([root, ["d", "755", "0", "1.0", "a", ""], ["f", "644", "3", "1.0", "a/x", ""],
                                                  ["f", "644", "3", "1.0", "b", ""]]), target: "t").manifest
-        let incremental = ["dir", "synced", "incremental", "/var/src/t"]
+        let incremental = ["dir", "synced", "-", "incremental", "/var/src/t"]
         // "a" was relisted whole (now holding only y); "b" changed; "c" is new.
         let l = try TargetState.Tree.parse(listing([["f", "644", "9", "2.0", "./b", ""], ["d", "700", "0", "2.0", "./a", ""],
                                               ["f", "600", "1", "2.0", "./a/y", ""], ["f", "644", "9", "3.0", "./b", ""],
@@ -80,8 +80,8 @@ final class HostileListingTests: XCTestCase {
             ("absolute", listing([["f", "644", "1", "1.0", "/etc/passwd", ""]], header: incremental), base),
             ("root as a file", listing([["f", "644", "1", "1.0", ".", ""]], header: incremental), base),
             ("checksums", listing([["checksums", String(repeating: "a", count: 64) + "  ./x"]], header: incremental), base),
-            ("unknown kind", listing([], header: ["dir", "synced", "partial", "/var/src/t"]), base),
-            ("no resolved destination", listing([], header: ["dir", "synced", "full"], end: false), nil),
+            ("unknown kind", listing([], header: ["dir", "synced", "-", "partial", "/var/src/t"]), base),
+            ("no resolved destination", listing([], header: ["dir", "synced", "-", "full"], end: false), nil),
         ]
         for (name, bytes, base) in bad {
             XCTAssertThrowsError(try TargetState.Tree.parse(bytes, target: "host", base: base), name) { error in

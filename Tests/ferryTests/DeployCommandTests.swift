@@ -630,7 +630,9 @@ final class DeployCommandTests: HostTestCase {
         let recordPath = h.varSrc + "/.ferry/last-rebuild.record"
         let old = "/nix/store/" + String(repeating: "a", count: 32) + "-nixos-system-old"
         let text = try String(contentsOfFile: recordPath, encoding: .utf8)
-        try text.replacingOccurrences(of: #" -\n$"#, with: " \(old)\n", options: .regularExpression).write(toFile: recordPath, atomically: true, encoding: .utf8)
+        // (The outcome line's sixth field is the system the rebuild left.)
+        try text.replacingOccurrences(of: #"(?m)^(finished \S+ \S+ \S+ \S+) -"#, with: "$1 \(old)", options: .regularExpression)
+            .write(toFile: recordPath, atomically: true, encoding: .utf8)
         s = try status(work)
         XCTAssertTrue(s.stdout.contains("CHANGED since the deploy, which left \(old)"), s.stdout)
 

@@ -155,8 +155,11 @@ extension DeployCommandTests {
         XCTAssertTrue(reads.stdout.hasPrefix("readable\n"), reads.stdout + reads.stderr)
         XCTAssertTrue(reads.stderr.contains("ls: cannot open directory '/var/src/.ferry': Permission denied"), reads.stderr)
         XCTAssertTrue(reads.stderr.contains("last-rebuild.record: Permission denied"), reads.stderr)
+        // A snapshot's tree holds the live tree's files (hard links), with their modes; the
+        // folders above it are closed.
         func open(_ type: [String] = ["!", "-type", "l"]) throws -> String {
-            try Command.check(["find", h.varSrc + "/.ferry"] + type + ["-perm", "/077"]).output
+            try Command.check(["find", h.varSrc + "/.ferry", "-path", h.varSrc + "/.ferry/snapshots/*/*/tree", "-prune", "-o"]
+                              + type + ["-perm", "/077", "-print"]).output
         }
         XCTAssertEqual(try open(["-type", "d"]), "", "no folder under .ferry is open to group or others")
         XCTAssertEqual(try open(["-type", "f"]), "", "nor any file: records, lock notes, deploy folders, each sync's own state")

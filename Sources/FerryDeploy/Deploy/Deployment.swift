@@ -133,17 +133,23 @@ public final class Deployment: @unchecked Sendable {
         var manifests: [(source: String, contents: [UInt8])] = []
         for source in fleet.sources where !options.noSync {
             if options.stop?.isCancelled == true { throw SSHError.cancelled }
-            let (local, scanned, generated) = prepared.tree(of: source, scans: options.scans)
+            var (local, scanned, generated) = prepared.tree(of: source, scans: options.scans)
             var state = DeployRecord.SourceState(digest: "")
             if !source.rendered, let git = DeployRecord.gitState(of: source.path) { state.commit = git.commit; state.dirty = git.dirty }
             phase = Date()
             report(.phaseStarted(.sync, detail: source.name))
             var syncOptions = Self.syncOptions(for: source, options)
             syncOptions.generated = generated
-            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions, scanned: scanned)
+            // The tree's manifest names its snapshot: known before the sync (a fleet hashes each
+            // shared tree once, before connecting; else it is scanned here).
+            if options.manifests[source.name] == nil && scanned == nil { scanned = try Syncer.scan(local, options: syncOptions) }
             let manifest = try options.manifests[source.name]
-                ?? ManifestFile.encode(ManifestFile.withChecksums(result.scannedManifest, root: local, generated: generated))
+                ?? ManifestFile.encode(ManifestFile.withChecksums(scanned!.manifest, root: local, generated: generated))
             state.digest = ManifestFile.digest(manifest)
+            if !options.syncOnly {
+                syncOptions.snapshot = .init(state: TargetState(root: options.root), source: source.name, digest: state.digest, keep: host.keepSnapshots)
+            }
+            let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions, scanned: scanned)
             if lock.recordedManifests[source.name] != state.digest {
                 manifests.append((source.name, ManifestFile.withHeader(manifest, digest: state.digest)))
             }
@@ -179,7 +185,9 @@ public final class Deployment: @unchecked Sendable {
         phase = Date()
         let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: prepared.renderedSource, extra: options.extraArguments)
         report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
-        try runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command),
+        let snapshots = fleet.sources.compactMap { source in record.sources[source.name].map { (source.name, $0.digest) } }
+        try runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command,
+                                                        snapshots: snapshots),
                        stdin: archive, step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
         lock.release()

@@ -20,6 +20,8 @@ public struct Fleet: Sendable {
         /// Jump hosts (ProxyJump syntax), or "none".
         public var jump: String?
         public var operation: Operation = .switch
+        /// How many of the newest successful deploys keep their sources' snapshots (≥ 1).
+        public var keepSnapshots = 10
     }
 
     public enum Operation: String, CaseIterable, Sendable {
@@ -71,6 +73,9 @@ public struct Fleet: Sendable {
         public var hostKeyPolicy: HostKeyPolicy?
         public var jump: String?
         public var operation: Operation
+        /// How many of the newest successful deploys keep their sources' snapshots on the host
+        /// (the running system's deploy's are kept too).
+        public var keepSnapshots = 10
 
         public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
     }

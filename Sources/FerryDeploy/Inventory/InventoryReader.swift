@@ -208,6 +208,7 @@ private struct Reader {
             defaults.hostKeyPolicy = try policy(d, at: "defaults.host_key_policy")
             defaults.jump = try jump(d, at: "defaults.jump")
             defaults.operation = try operation(d, at: "defaults.operation") ?? defaults.operation
+            defaults.keepSnapshots = try keepSnapshots(d, at: "defaults.keep_snapshots") ?? defaults.keepSnapshots
         }
 
         var sources: [Fleet.Source] = []
@@ -216,8 +217,9 @@ private struct Reader {
               do {
                 let path = "sources.\(name)"
                 guard let t = try subtable(s, name, at: path) else { continue }
-                guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), !name.hasPrefix("-") else {
-                    throw fail(path, "a source name becomes /var/src/NAME: it must be a plain file name, not starting with '.' or '-'")
+                let plain = name.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !$0.properties.isWhitespace }
+                guard !name.isEmpty, !name.contains("/"), !name.hasPrefix("."), !name.hasPrefix("-"), plain else {
+                    throw fail(path, "a source name becomes /var/src/NAME: it must be a plain file name, without spaces or control characters, not starting with '.' or '-'")
                 }
                 guard !Fleet.Source.isReserved(name) else {
                     throw fail(path, "'\(name)' is reserved (ferry keeps \(Fleet.Source.reservedNames.joined(separator: ", ")) and their .SUFFIX variants under /var/src/.ferry)")
@@ -280,7 +282,7 @@ private struct Reader {
                 let hostUser = collecting(Result { try user(t, at: "\(path).user") })
                 let hostTags = collecting(Result { try tags(t, at: "\(path).tags") })
                 let hostDomain = collecting(Result { try domain(t, at: "\(path).domain") })
-                let host = Fleet.Host(
+                var host = Fleet.Host(
                     name: name, address: address,
                     port: try port(t, at: "\(path).port"),
                     user: hostUser, tags: hostTags ?? [], domain: hostDomain,
@@ -290,6 +292,7 @@ private struct Reader {
                     hostKeyPolicy: try policy(t, at: "\(path).host_key_policy"),
                     jump: try jump(t, at: "\(path).jump"),
                     operation: try operation(t, at: "\(path).operation") ?? defaults.operation)
+                host.keepSnapshots = try keepSnapshots(t, at: "\(path).keep_snapshots") ?? defaults.keepSnapshots
                 // Literal addresses can be compared now; aliases once ssh_config has been applied.
                 if InventoryReader.isValidAddress(address) {
                     let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port ?? defaults.port ?? 22)"
@@ -309,7 +312,14 @@ private struct Reader {
     }
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).
-    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation"]
+    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation", "keep_snapshots"]
+
+    /// `keep_snapshots`: how many successful deploys keep their snapshots, at least 1.
+    func keepSnapshots(_ table: TOMLTable, at path: String) throws -> Int? {
+        guard let n = try int(table, "keep_snapshots", at: path) else { return nil }
+        guard n >= 1 else { throw fail(path, "\(n): at least 1 (the snapshot a rollback returns to)") }
+        return n
+    }
 
     /// `jump`: ProxyJump syntax (`[user@]host[:port]`, comma-separated), or "none".
     func jump(_ table: TOMLTable, at path: String) throws -> String? {

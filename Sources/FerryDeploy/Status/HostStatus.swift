@@ -25,6 +25,8 @@ public struct HostStatus: Sendable {
     /// `readlink /run/current-system` now.
     public var currentSystem: String
     public var drift: [Drift]
+    /// With `history`: the newest deploys' records, newest first.
+    public var history: [(id: String, record: DeployRecord.Read)] = []
 
     /// The running system differs from the one the last rebuild recorded (a manual rebuild or a
     /// rollback since).
@@ -48,6 +50,16 @@ public struct HostStatus: Sendable {
     /// Who holds the host's deploy lock, read without touching it.
     public static func lock(shell: any RemoteShell, root: String = "/var/src") throws -> LockState {
         try basics(shell: shell, root: root).lock
+    }
+
+    /// The newest `count` deploys' records, newest first.
+    public static func history(shell: any RemoteShell, root: String = "/var/src", count: Int = 20) throws -> [(id: String, record: DeployRecord.Read)] {
+        let state = TargetState(root: root)
+        let (status, out, err) = try shell.run(TargetState.History.command(state, count: count))
+        guard status == .exited(0) else {
+            throw DeployError.remote(target: shell.name, step: "reading the deploys' records", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
+        }
+        return TargetState.History.parse(out, state: state)
     }
 
     public static func read(fleet: Fleet, host: Fleet.Host, shell: any RemoteShell, root: String = "/var/src") throws -> HostStatus {

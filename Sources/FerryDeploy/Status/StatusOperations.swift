@@ -7,18 +7,23 @@ extension HostStatus {
         public let fleet: Fleet
         public let hosts: [Fleet.Host]
         public let connector: HostConnector
+        /// Also the newest deploys' records.
+        public let history: Bool
 
-        public init(fleet: Fleet, hosts: [Fleet.Host], connector: HostConnector) {
+        public init(fleet: Fleet, hosts: [Fleet.Host], connector: HostConnector, history: Bool = false) {
             self.fleet = fleet
             self.hosts = hosts
             self.connector = connector
+            self.history = history
         }
 
         public func run(host index: Int, emit: @escaping @Sendable (Never) -> Void) -> Result<HostStatus, any Error> {
             Result {
                 let session = try connector.shell(for: hosts[index])
                 defer { session.close() }
-                return try HostStatus.read(fleet: fleet, host: hosts[index], shell: session)
+                var status = try HostStatus.read(fleet: fleet, host: hosts[index], shell: session)
+                if history { status.history = try HostStatus.history(shell: session) }
+                return status
             }
         }
     }

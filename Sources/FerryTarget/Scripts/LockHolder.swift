@@ -90,8 +90,10 @@ extension TargetState {
             [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
           fi
         fi
-        # State an earlier ferry left open is closed now (chmod skips what is right already).
-        chmod -R go= "$state" 2>/dev/null
+        # State an earlier ferry left open is closed now. Snapshot trees are left alone: their files
+        # are the live trees' (hard links), whose modes are the sources'; the folders above them
+        # are closed.
+        find "$state" -path "$state/snapshots/*/*/tree" -prune -o ! -type l -perm /077 -exec chmod go= {} + 2>/dev/null
         # Who holds it now (line 1) and the deploy's id (line 2), for `ferry status` and `ferry unlock`.
         printf '%s\n%s\n' "$info" "$id" > "$state/lock-info.tmp" && mv -f "$state/lock-info.tmp" "$state/lock-info" || exit 1
         printf '%s\n' "$$" > "$state/lock-pid"

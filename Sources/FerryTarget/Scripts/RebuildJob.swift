@@ -9,13 +9,22 @@ extension TargetState {
         /// Where a source's new manifest goes in the archive the commands below read on stdin.
         package static func manifestUpload(_ source: String) -> String { source + "/manifest.new" }
 
-        /// Puts `manifests` in place, writes deploy `record.id`'s folder (its job runs `command`) and
-        /// the rebuild record's first line (started, no result), and keeps the newest 20 deploy folders.
-        package static func prepare(_ state: TargetState, id: String, manifests: [String], record: DeployRecord, command: [String]) -> RemoteCommand {
+        /// Puts `manifests` in place, writes deploy `record.id`'s folder (its job runs `command`;
+        /// `snapshots` names each source's snapshot, which gets its tree's manifest) and the rebuild
+        /// record's first line (started, no result), and keeps the newest 20 deploy folders and
+        /// those whose snapshots are kept.
+        package static func prepare(_ state: TargetState, id: String, manifests: [String], record: DeployRecord, command: [String],
+                                    snapshots: [(source: String, digest: String)] = []) -> RemoteCommand {
             let directory = state.deploy(id)
             let job = script(directory: directory, record: state.rebuildRecord, command: command)
             return .script(manifestScript + prepareScript,
-                           arguments: (manifestArguments(state, manifests) + [directory, job, record.json, state.rebuildRecord, state.deploys]).map { Array($0.utf8) })
+                           arguments: (manifestArguments(state, manifests) + [directory, job, record.json, state.rebuildRecord, state.deploys,
+                                                                              snapshotLines(snapshots), state.snapshotsFolder, state.directory]).map { Array($0.utf8) })
+        }
+
+        /// A deploy folder's `snapshots` file: "NAME HEX" per source (names hold no white space).
+        package static func snapshotLines(_ snapshots: [(source: String, digest: String)]) -> String {
+            snapshots.map { "\($0.source) \(TargetState.snapshotName($0.digest))\n" }.joined()
         }
 
         /// Puts `manifests` in place and writes a `--sync-only` deploy's record, whole.
@@ -83,30 +92,58 @@ extension TargetState {
             d=\(q(directory)) record=\(q(record))
             cd "$d" || exit 1
             echo $$ > pid.tmp && mv -f pid.tmp pid
+            # The outcome line (DeployRecord.Outcome): words and numbers only, store paths or "-".
+            store() { case $1 in /nix/store/*) case $1 in *[!-+._?=/0-9A-Za-z]*) echo - ;; *) echo "$1" ;; esac ;; *) echo - ;; esac; }
+            # What a revert returns to: the running system and the system profile's generation.
+            profile=/nix/var/nix/profiles/system
+            before=$(store "$(readlink -f /run/current-system 2>/dev/null)")
+            profile_before=$(store "$(readlink -f "$profile" 2>/dev/null)")
             start=$(date +%s)
             (umask 022 && exec \(command.map(q).joined(separator: " "))) >> log 2>&1
             rc=$?
             end=$(date +%s)
-            # The outcome line (DeployRecord.Outcome): words and numbers only, a store path or "-".
-            system=$(readlink /run/current-system 2>/dev/null)
-            case $system in /nix/store/*) case $system in *[!-+._?=/0-9A-Za-z]*) system=- ;; esac ;; *) system=- ;; esac
+            system=$(store "$(readlink /run/current-system 2>/dev/null)")
+            # A new generation (switch, boot): its number and store path.
+            generation=- generation_path=$(store "$(readlink -f "$profile" 2>/dev/null)")
+            if [ "$generation_path" != - ] && [ "$generation_path" != "$profile_before" ]; then
+              link=$(readlink "$profile" 2>/dev/null) && link=${link##*/} && link=${link#system-} && link=${link%-link}
+              case $link in ''|*[!0-9]*) ;; *) generation=$link ;; esac
+            else
+              generation_path=-
+            fi
             if [ "$rc" = 0 ]; then result=success; else result=failed; fi
-            { cat record-base.json && printf '\\nfinished %s %s %s %s %s\\n' "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" "$system"; } \\
-              > "$record.tmp" && mv -f "$record.tmp" "$record"
+            # Kept in the deploy's folder too: the record of each deploy whose snapshots are kept.
+            { cat record-base.json && printf '\\nfinished %s %s %s %s %s %s %s %s %s\\n' "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" \\
+              "$system" "$before" "$profile_before" "$generation" "$generation_path"; } \\
+              > record.tmp && mv -f record.tmp record && cp record "$record.tmp" && mv -f "$record.tmp" "$record"
             echo "$rc" > status.tmp && mv -f status.tmp status
 
             """
         }
 
-        /// Writes the deploy's folder (job, record base, empty log) and the rebuild record's first
-        /// line (started, no result), and keeps the newest 20 deploy folders. $1 folder, $2 job
-        /// script, $3 record base (one line of JSON), $4 the rebuild record, $5 the deploys folder.
+        /// Writes the deploy's folder (job, record base, empty log, snapshots) and the rebuild
+        /// record's first line (started, no result); gives each snapshot its tree's manifest (the
+        /// one just put in place); keeps the newest 20 deploy folders and those whose snapshots
+        /// are kept. $1 folder, $2 job script, $3 record base (one line of JSON), $4 the rebuild
+        /// record, $5 the deploys folder, $6 the snapshots file, $7 the snapshots folder, $8 the
+        /// state folder.
         static let prepareScript = #"""
-        d=$1 record=$4
+        d=$1 record=$4 snapshots=$7 state=$8
         mkdir -p "$d" && cd "$d" || exit 1
-        printf '%s' "$2" > job.sh && printf '%s' "$3" > record-base.json && : > log || exit 1
+        printf '%s' "$2" > job.sh && printf '%s' "$3" > record-base.json && printf '%s' "$6" > snapshots && : > log || exit 1
+        while read -r s h; do
+          [ -d "$snapshots/$s/$h" ] && [ ! -e "$snapshots/$s/$h/manifest" ] && [ -f "$state/$s/manifest" ] || continue
+          cp "$state/$s/manifest" "$snapshots/$s/$h/manifest.tmp" && mv -f "$snapshots/$s/$h/manifest.tmp" "$snapshots/$s/$h/manifest" || exit 1
+        done < snapshots
         printf '%s\n' "$3" > "$record.tmp" && mv -f "$record.tmp" "$record" || exit 1
-        cd "$5" && ls -1 | sort | head -n -20 | while IFS= read -r old; do [ "$old" = "${d##*/}" ] || rm -rf -- "$old"; done
+        # Beyond the newest 20 by the target's clock (and any folder without a record base).
+        cd "$5" && { ls -1t -- */record-base.json 2>/dev/null | tail -n +21 | sed 's,/record-base\.json$,,'
+          for x in *; do [ ! -d "$x" ] || [ -e "$x/record-base.json" ] || printf '%s\n' "$x"; done; } | while IFS= read -r old; do
+          [ "$old" != "${d##*/}" ] || continue
+          kept=0
+          if [ -f "$old/snapshots" ]; then while read -r s h; do [ ! -d "$snapshots/$s/$h" ] || kept=1; done < "$old/snapshots"; fi
+          [ "$kept" = 1 ] || rm -rf -- "$old"
+        done
         exit 0
         """#
 

@@ -108,6 +108,37 @@ extension TargetState {
         }
     }
 
+    /// The newest deploys' records, newest first (by when each started on the target: deploy ids
+    /// come from the operators' clocks, a second apart at best): each deploy folder's `record`,
+    /// or its record base while the job has written none. The answer is `ID NUL RECORD NUL` per
+    /// deploy.
+    package enum History {
+        package static func command(_ state: TargetState, count: Int) -> RemoteCommand {
+            .script(script, arguments: [state.deploys, String(count)].map { Array($0.utf8) })
+        }
+
+        static let script = #"""
+        cd "$1" 2>/dev/null || exit 0
+        # Newest first by the target's clock (each deploy's record base is written as it starts).
+        ls -1t -- */record-base.json 2>/dev/null | head -n "$2" | while IFS= read -r f; do
+          id=${f%/record-base.json}
+          [ ! -f "$id/record" ] || f=$id/record
+          printf '%s\0' "$id" && cat "$f" && printf '\0'
+        done
+        """#
+
+        package static func parse(_ bytes: [UInt8], state: TargetState) -> [(id: String, record: DeployRecord.Read)] {
+            let fields = bytes.split(separator: 0, omittingEmptySubsequences: false)
+            return stride(from: 0, to: fields.count - 1, by: 2).map { i in
+                let id = String(decoding: fields[i], as: UTF8.self)
+                var text = Array(fields[i + 1])
+                // A record base is one line without its end.
+                if text.last != 0x0A && !text.isEmpty { text.append(0x0A) }
+                return (id, DeployRecord.read(text, file: state.deploy(id) + "/record"))
+            }
+        }
+    }
+
     /// A regular file of a synced tree, whole (exit 1: no such file, or not a regular one).
     package enum TreeFile {
         package static func command(_ path: [UInt8]) -> RemoteCommand {

@@ -20,6 +20,29 @@ extension TargetState {
             package var resolvedDestination: String
             /// Whether the target was asked for file hashes (kept in `manifest`) after the listing.
             package var learnedHashes = false
+            /// The requested snapshot was there already (a sync with nothing to apply then only ends).
+            package var snapshotPresent = false
+        }
+
+        /// A deploy's snapshot of the tree it syncs (see `TargetState.snapshots`), made after the
+        /// apply and before the listing stamp — linking changes every inode's ctime, and the
+        /// next incremental listing must not see that as a change — unless one with this digest
+        /// is there already. After making one, the source's others are pruned: kept are the
+        /// snapshots of the newest `keep` successful deploys, the running system's deploy's, and
+        /// this one. A destination on another filesystem (a mount point) gets a full copy.
+        package struct Snapshot: Sendable {
+            package var source: String
+            /// `TargetState.snapshot(source, digest:)`.
+            package var folder: String
+            package var deploys: String
+            package var keep: Int
+
+            package init(state: TargetState, source: String, digest: String, keep: Int) {
+                self.source = source
+                folder = state.snapshot(source, digest: digest)
+                deploys = state.deploys
+                self.keep = keep
+            }
         }
 
         /// A relative path as find prints it: no empty, "." or ".." component, no leading or
@@ -64,18 +87,22 @@ extension TargetState {
             package var lockWait = 0
             /// The generation the caller knows the destination at (an incremental listing if it is still current).
             package var known: String?
+            /// Keep a snapshot of the tree as this sync leaves it (a deploy that rebuilds).
+            package var snapshot: Snapshot?
 
-            package init(destination: String, mode: Mode, checksum: Bool, lockWait: Int = 0, known: String? = nil) {
+            package init(destination: String, mode: Mode, checksum: Bool, lockWait: Int = 0, known: String? = nil, snapshot: Snapshot? = nil) {
                 self.destination = destination
                 self.mode = mode
                 self.checksum = checksum
                 self.lockWait = lockWait
                 self.known = known
+                self.snapshot = snapshot
             }
 
             package var command: RemoteCommand {
                 let (state, name) = TargetState.forDestination(destination)
-                return .script(syncScript, arguments: [destination, state.source(name), checksum ? "1" : "0", mode.rawValue, String(lockWait), known ?? ""]
+                let snap = snapshot.map { [$0.folder, String($0.keep), $0.deploys, $0.source] } ?? ["", "0", "", ""]
+                return .script(syncScript, arguments: ([destination, state.source(name), checksum ? "1" : "0", mode.rawValue, String(lockWait), known ?? ""] + snap)
                     .map { Array($0.utf8) })
             }
         }
@@ -95,7 +122,7 @@ extension TargetState {
         }
 
         static let syncScript = #"""
-        dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0} known=${6:-}
+        dest=$1 state=$2 checksum=$3 mode=$4 wait=${5:-0} known=${6:-} snap=${7:-} keep=${8:-0} deploys=${9:-} name=${10:-}
         # The folders above the destination are trusted (impermanence makes /var/src a symlink into
         # /persist): resolved once, here, so the whole run works in one place; the header names it.
         # ($PWD after `cd -P` is the physical path: no subshell.)
@@ -146,6 +173,36 @@ extension TargetState {
             mv -f "$state/sentinel.post" "$state/sentinel" && printf '%s\n' "$generation" > "$state/generation.new" &&
             mv -f "$state/generation.new" "$state/generation"; } || true
         }
+        # The deploy's snapshot of the tree (see Tree.Snapshot): hard links, or a full copy where
+        # the destination is on another filesystem than the snapshots (a mount point).
+        snapshot() {
+          [ -n "$snap" ] && [ ! -d "$snap/tree" ] || return 0
+          mkdir -p "${snap%/*}" && rm -rf "$snap.new" && mkdir "$snap.new" || return 1
+          set -- $(stat -c %d "$dest" "${snap%/*}")
+          if [ "$1" = "$2" ] && ! mountpoint -q "$dest"; then cp -al "$dest" "$snap.new/tree"; else cp -a "$dest" "$snap.new/tree"; fi &&
+            rm -rf "$snap" && mv "$snap.new" "$snap" || { rm -rf "$snap.new"; echo "cannot keep a snapshot of $dest in $snap" >&2; return 1; }
+          # The source's others: the newest $keep successful deploys' and the running system's stay.
+          # (Each assignment from a command may fail: the apply runs under set -e.)
+          running=$(readlink /run/current-system 2>/dev/null) || running=
+          n=0 kept=
+          # Newest first by the target's clock (each deploy's record base is written as it starts).
+          for id in $(ls -1t "$deploys"/*/record-base.json 2>/dev/null); do
+            id=${id%/record-base.json} && id=${id##*/}
+            [ -f "$deploys/$id/record" ] && [ -f "$deploys/$id/snapshots" ] || continue
+            last=$(tail -n 1 "$deploys/$id/record") || continue
+            case $last in "finished success "*) ;; *) continue ;; esac
+            # The outcome line's sixth field is the system the deploy left running.
+            set -- $last
+            if [ "$n" -lt "$keep" ] || { [ -n "$running" ] && [ "$6" = "$running" ]; }; then
+              [ "$6" != "$running" ] || running=
+              while read -r s h; do [ "$s" != "$name" ] || kept="$kept $h"; done < "$deploys/$id/snapshots"
+            fi
+            n=$((n + 1))
+          done
+          for s in "${snap%/*}"/*; do
+            case " $kept ${snap##*/} " in *" ${s##*/} "*) ;; *) [ ! -e "$s" ] || rm -rf -- "$s" ;; esac
+          done
+        }
         if [ "$mode" = apply ]; then
           # The state folders are root's alone (the destination keeps its own modes).
           [ -d "$state" ] || { mkdir -p "$state" && chmod 700 "${state%/*}" "$state"; } || exit 1
@@ -160,6 +217,7 @@ extension TargetState {
         elif [ -e "$dest" ]; then printf 'other\0'
         else printf 'none\0'; fi
         if [ -e "$state/synced" ]; then printf 'synced\0'; else printf 'new\0'; fi
+        if [ -n "$snap" ] && [ -d "$snap/tree" ]; then printf 'snapshot\0'; else printf -- '-\0'; fi
         listing=full
         if [ -n "$known" ] && [ "$checksum" != 1 ] && [ -d "$dest" ] && [ ! -L "$dest" ] && [ -f "$state/sentinel" ] &&
            read -r generation 2>/dev/null < "$state/generation" && [ "$generation" = "$known" ] && steady 2>/dev/null; then
@@ -196,20 +254,26 @@ extension TargetState {
         case $streams in ''|*[!0-9]*) streams=1 ;; esac
         [ -n "$since" ] || generation=
         if [ "$op" = done ]; then
+          snapshot || exit 1
           [ -z "$generation" ] || recommit
           exit 0
         fi
         [ "$op" = apply ] || exit 1
         \#(applyScript)
+        snapshot
         [ -z "$generation" ] || recommit
         """#
+
+        /// A listing's header: the destination's kind, synced or new, whether the requested
+        /// snapshot is there, full or incremental, the destination as resolved.
+        package static let headerFields = 5
 
         /// Parses a listing. An incremental one is applied to `base`, the destination as the caller
         /// last knew it (an incremental answer to a caller that sent no generation is refused).
         package static func parse(_ bytes: [UInt8], target: String, base: Manifest? = nil) throws -> Listing {
             var reader = FieldReader(bytes: bytes)
-            guard let kind = reader.next().map(text), let synced = reader.next().map(text), let mode = reader.next().map(text),
-                  let resolved = reader.next().map(text) else {
+            guard let kind = reader.next().map(text), let synced = reader.next().map(text), let snapshot = reader.next().map(text),
+                  let mode = reader.next().map(text), let resolved = reader.next().map(text) else {
                 throw SyncError.badRemoteListing(target: target, reason: "no header")
             }
             guard let destination = Listing.Kind(rawValue: kind) else {
@@ -234,6 +298,7 @@ extension TargetState {
             }
             var listing = Listing(kind: destination, syncedBefore: synced == "synced", manifest: manifest,
                                   changes: incremental ? entries.count : nil, resolvedDestination: resolved)
+            listing.snapshotPresent = snapshot == "snapshot"
             for (path, hash) in checksums { listing.manifest.setChecksum(hash, at: path) }
             return listing
         }
@@ -402,7 +467,14 @@ extension TargetState {
           [ ! -s "$stage/directories" ] || xargs -0 -r mkdir -p -- < "$stage/directories"
           find "$stage/data" ! -type d -print0 | xargs -0 -r "$rename" -- "$stage/data" "$dest"
         fi
-        # Files whose contents were already right: modes and mtimes only, one process per distinct value.
+        # Files whose contents were already right: modes and mtimes only, one process per distinct
+        # value. One with other links (a deploy's snapshot holds one) is replaced by a copy first:
+        # a snapshot's files never change.
+        set -- "$stage"/modes/* "$stage"/times/*
+        if [ -f "$1" ] || [ -f "$2" ] || [ "$#" -gt 2 ]; then
+          for f; do [ ! -f "$f" ] || cat "$f"; done | xargs -0 -r stat --printf '%h %n\0' -- | grep -zv '^1 ' | sed -z 's/^[0-9]* //' |
+            xargs -0 -r sh -c 'for p; do cp -Pp -- "$p" "$0/unlinked" && mv -f -- "$0/unlinked" "$p" || exit 1; done' "$stage"
+        fi
         for f in "$stage"/modes/* "$stage"/times/*; do
           [ -f "$f" ] || continue
           case $f in

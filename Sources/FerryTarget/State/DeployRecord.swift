@@ -19,8 +19,10 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         }
     }
 
-    /// How a deploy ended: `finished RESULT EXIT FINISHED_AT SECONDS SYSTEM`, "-" for what is not
-    /// known (a sync-only deploy has no exit status or system).
+    /// How a deploy ended: `finished RESULT EXIT FINISHED_AT SECONDS SYSTEM BEFORE PROFILE GENERATION
+    /// GENERATION_PATH`, "-" for what is not known (a sync-only deploy has no exit status or
+    /// system; a deploy that made no new generation has none). Records of earlier versions end
+    /// after SYSTEM.
     public struct Outcome: Equatable, Sendable {
         public enum Result: String, Sendable {
             case success, failed
@@ -35,28 +37,45 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         public var durationSeconds: Int?
         /// `readlink /run/current-system` once the rebuild had ended.
         public var currentSystem: String?
+        /// What a revert returns to: `readlink -f /run/current-system` and of the system profile
+        /// (`/nix/var/nix/profiles/system`) just before the rebuild.
+        public var systemBefore: String?
+        public var profileBefore: String?
+        /// The profile generation the rebuild made (switch, boot) and its store path.
+        public var generation: Int?
+        public var generationPath: String?
 
-        public init(result: Result, exitStatus: Int? = nil, finishedAt: String, durationSeconds: Int? = nil, currentSystem: String? = nil) {
+        public init(result: Result, exitStatus: Int? = nil, finishedAt: String, durationSeconds: Int? = nil, currentSystem: String? = nil,
+                    systemBefore: String? = nil, profileBefore: String? = nil, generation: Int? = nil, generationPath: String? = nil) {
             self.result = result
             self.exitStatus = exitStatus
             self.finishedAt = finishedAt
             self.durationSeconds = durationSeconds
             self.currentSystem = currentSystem
+            self.systemBefore = systemBefore
+            self.profileBefore = profileBefore
+            self.generation = generation
+            self.generationPath = generationPath
         }
 
         public var line: String {
             ["finished", result.rawValue, exitStatus.map(String.init) ?? "-", finishedAt, durationSeconds.map(String.init) ?? "-",
-             currentSystem ?? "-"].joined(separator: " ")
+             currentSystem ?? "-", systemBefore ?? "-", profileBefore ?? "-", generation.map(String.init) ?? "-", generationPath ?? "-"]
+                .joined(separator: " ")
         }
 
         /// The line as the job writes it; nil unless every field has its shape.
         public init?(line: Substring) {
             let f = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard f.count == 6, f[0] == "finished", let result = Result(rawValue: String(f[1])) else { return nil }
+            guard f.count == 6 || f.count == 10, f[0] == "finished", let result = Result(rawValue: String(f[1])) else { return nil }
             func number(_ s: Substring) -> Int?? { s == "-" ? .some(nil) : (s.allSatisfy(\.isASCII) ? Int(s).map { .some($0) } : nil) }
-            guard let exit = number(f[2]), let seconds = number(f[4]), Self.isTimestamp(f[3]),
-                  f[5] == "-" || Self.isStorePath(f[5]) else { return nil }
-            self.init(result: result, exitStatus: exit, finishedAt: String(f[3]), durationSeconds: seconds, currentSystem: f[5] == "-" ? nil : String(f[5]))
+            func path(_ s: Substring) -> String?? { s == "-" ? .some(nil) : (Self.isStorePath(s) ? .some(String(s)) : nil) }
+            guard let exit = number(f[2]), let seconds = number(f[4]), Self.isTimestamp(f[3]), let system = path(f[5]) else { return nil }
+            self.init(result: result, exitStatus: exit, finishedAt: String(f[3]), durationSeconds: seconds, currentSystem: system)
+            guard f.count == 10 else { return }
+            guard let before = path(f[6]), let profile = path(f[7]), let generation = number(f[8]), generation.map({ $0 >= 0 }) ?? true,
+                  let generationPath = path(f[9]) else { return nil }
+            (systemBefore, profileBefore, self.generation, self.generationPath) = (before, profile, generation, generationPath)
         }
 
         /// `YYYY-MM-DDTHH:MM:SSZ`, as `date -u +%Y-%m-%dT%H:%M:%SZ` prints it.

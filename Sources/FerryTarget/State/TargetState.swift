@@ -25,7 +25,8 @@ public struct TargetState: Sendable {
     public var lockPid: String { directory + "/lock-pid" }
     /// Touched by the holder at every heartbeat; `heartbeat.N` are its watchdog's marks.
     public var heartbeat: String { directory + "/heartbeat" }
-    /// One folder per deploy that rebuilt: job.sh, record-base.json, log, pid, status.
+    /// One folder per deploy that rebuilt: job.sh, record-base.json, log, pid, status, its record
+    /// once it ends, and `snapshots` (a "NAME HEX" line per source: the snapshot it synced).
     public var deploys: String { directory + "/deploys" }
     public func deploy(_ id: String) -> String { deploys + "/" + id }
     /// The last deploy that ran nixos-rebuild: its record (see `DeployRecord`).
@@ -41,16 +42,26 @@ public struct TargetState: Sendable {
     public func source(_ name: String) -> String { directory + "/" + name }
     public func manifest(_ source: String) -> String { self.source(source) + "/manifest" }
 
+    /// Per source, the trees deploys synced, by manifest digest (`snapshots/NAME/HEX`): `tree` (hard
+    /// links into the synced tree, a full copy for a destination on another filesystem) and the
+    /// tree's `manifest`. A deploy whose tree did not change uses the snapshot it finds.
+    public var snapshotsFolder: String { directory + "/snapshots" }
+    public func snapshots(_ source: String) -> String { snapshotsFolder + "/" + source }
+    public func snapshot(_ source: String, digest: String) -> String { snapshots(source) + "/" + Self.snapshotName(digest) }
+    /// The folder name of a manifest digest ("sha256:HEX" → "HEX").
+    public static func snapshotName(_ digest: String) -> String {
+        digest.hasPrefix("sha256:") ? String(digest.dropFirst("sha256:".count)) : digest
+    }
+
     static let rebuildRecordName = "last-rebuild.record"
     static let syncRecordName = "last-sync.record"
 
-    /// Kept free beside the sources' folders for what deploys will keep next: snapshots of the
-    /// trees a deploy synced (to restore them with the system they built), staged copies built
+    /// Kept free beside the sources' folders for what deploys will keep next: staged copies built
     /// before a switch, and the digests of the secrets each host holds.
-    static let plannedNames = ["snapshots", "staged", "secrets"]
+    static let plannedNames = ["staged", "secrets"]
 
     /// Names under `.ferry` that a source's folder (`.ferry/NAME`) would collide with; their
     /// `.SUFFIX` forms too (`heartbeat.0`, `lock-info.tmp`).
     public static let reservedNames = ["deploys", "lock", "lock-info", "lock-pid", "heartbeat", "last-deploy.json",
-                                       rebuildRecordName, syncRecordName] + plannedNames
+                                       rebuildRecordName, syncRecordName, "snapshots"] + plannedNames
 }
