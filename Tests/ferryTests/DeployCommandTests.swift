@@ -468,9 +468,13 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(busy.stderr.contains(", rebuild running"), busy.stderr)
         h.holdRebuild(false)
         waitFor("the record") { (try? self.record().outcome?.result) == .success }
-        // --no-sync rebuilds what the target has; the newest 20 deploy folders are kept.
+        // --no-sync rebuilds what the target has; the newest 20 deploy folders are kept (by when
+        // each started on the host: its record base's mtime).
         for i in 0..<25 {
-            try FileManager.default.createDirectory(atPath: h.varSrc + "/.ferry/deploys/20200101T0000\(String(format: "%02d", i))Z-0000", withIntermediateDirectories: true)
+            let folder = h.varSrc + "/.ferry/deploys/20200101T0000\(String(format: "%02d", i))Z-0000"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: folder + "/record-base.json", contents: Data("{}".utf8))
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 1_577_836_800 + Double(i))], ofItemAtPath: folder + "/record-base.json")
         }
         let again = try deploy(work, ["--no-sync"])
         XCTAssertEqual(again.status, 0, again.stderr)
