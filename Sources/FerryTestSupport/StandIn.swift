@@ -57,11 +57,55 @@ enum StandIn {
         echo "building the system configuration... (stand-in: nothing is built)" >&2
         # Output as long as a file named "spew" says, in one line (Nix's progress can be that long).
         if [ -f "$state/spew" ]; then head -c "$(cat "$state/spew")" /dev/zero | tr '\\0' x; echo; fi
+        # With real generations (TestHostHarness.startHost(generations:)): a small real system per
+        # activation, named by the synced trees' contents (the same trees give the same system, as
+        # Nix would), the system profile set with the real nix-env, and its stand-in
+        # switch-to-configuration run.
+        if [ -e "$state/generations" ]; then
+          case $op in
+            switch|boot|test)
+              export HOME=/root NIX_CONFIG='build-users-group =
+        sandbox = false
+        substituters ='
+              tag=$(find /var/src/lnbits-src /var/src/nixos-config -type f -exec sha256sum {} + | sort | sha256sum | cut -c1-12)
+              system=$(nix-build --no-out-link --argstr tag "$tag" -E "{ tag }: derivation {
+                name = \\\"nixos-system-stand-in-\\${tag}\\\"; system = builtins.currentSystem; builder = \\\"/bin/sh\\\";
+                args = [ $state/system-builder.sh ]; template = $state/switch-to-configuration; sw = \\\"${state%/stand-in}/current-system/sw\\\"; inherit tag; }") || exit 1
+              [ "$op" = test ] || nix-env -p /nix/var/nix/profiles/system --set "$system" || exit 1
+              "$system/bin/switch-to-configuration" "$op" || exit 1
+              ;;
+          esac
+        fi
         case $op in
           switch|boot|test) date +%s > "$state/activated"; echo "stand-in: $op of $config done" ;;
           build) ln -sfn /nix/store/00000000000000000000000000000000-nixos-system-stand-in result; echo "stand-in: build of $config done" ;;
           *) echo "stand-in: $op of $config done" ;;
         esac
+        """
+    }
+
+    /// Builds a stand-in system (run by nix-build, without a sandbox: `/bin` is this machine's):
+    /// `bin/switch-to-configuration` from the template, `sw` pointing at the host's tools.
+    static let systemBuilder = """
+        /bin/mkdir -p "$out/bin"
+        /bin/ln -s "$sw" "$out/sw"
+        /bin/cp "$template" "$out/bin/switch-to-configuration"
+        /bin/chmod 755 "$out/bin/switch-to-configuration"
+        echo "$tag" > "$out/tag"
+
+        """
+
+    /// The `switch-to-configuration` of a stand-in system.
+    static func switchToConfiguration(stateDir: String) -> String {
+        """
+        #!/bin/sh
+        # STAND-IN for switch-to-configuration, installed by ferry's test harness: logs the
+        # activation and, for switch and test, points /run/current-system at this system, as a
+        # real activation does (boot only installs the boot entry).
+        system=$(cd "${0%/*}/.." && pwd -P)
+        echo "$1 $system" >> \(ShellQuote.quote(stateDir))/activations.log
+        case $1 in switch|test) ln -sfn "$system" /run/current-system ;; esac
+
         """
     }
 

@@ -60,7 +60,7 @@ public final class TestHostHarness {
     /// Fails when something a test host needs is missing (the caller decides whether that skips).
     public static func checkPrerequisites() throws {
         guard getuid() == 0 else { throw TestHostError.missingPrerequisite("root (mount namespaces and bind mounts)") }
-        for tool in ["sshd", "ssh-keygen", "unshare", "setpriv", "mount", "nix-instantiate"] { _ = try Command.which(tool) }
+        for tool in ["sshd", "ssh-keygen", "unshare", "setpriv", "mount", "nix-instantiate", "nix-build", "nix-env"] { _ = try Command.which(tool) }
     }
 
     /// Starts one host and records its ed25519 key in `knownHostsFile` (unless `recordKey` is false).
@@ -71,8 +71,12 @@ public final class TestHostHarness {
     /// a name known only there proves a connection went through this host (a jump host).
     /// `tools`: programs of this machine put on the host's PATH beside the minimal NixOS ones
     /// (the sandbox's hosts get rsync, for the comparisons by hand).
+    /// `generations`: real NixOS generations (see `StandIn`): a private `/run` whose
+    /// `current-system` is a symlink, a private `/nix/var/nix/profiles`, and a stand-in that
+    /// builds a small real store path per activation and sets the system profile with the real
+    /// `nix-env`.
     public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = [],
-                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = []) throws -> TestHost {
+                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = [], generations: Bool = false) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
         for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd"] + (systemd ? ["run-systemd/system"] : []) {
@@ -99,6 +103,15 @@ public final class TestHostHarness {
         let standIn = "\(dir)/current-system/sw/bin/nixos-rebuild"
         try StandIn.nixosRebuild(stateDir: "\(dir)/stand-in").write(toFile: standIn, atomically: true, encoding: .utf8)
         chmod(standIn, 0o755)
+        if generations {
+            for sub in ["profiles", "run/sshd"] + (systemd ? ["run/systemd/system"] : []) {
+                try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
+            }
+            try FileManager.default.createSymbolicLink(atPath: "\(dir)/run/current-system", withDestinationPath: "\(dir)/current-system")
+            try StandIn.systemBuilder.write(toFile: "\(dir)/stand-in/system-builder.sh", atomically: true, encoding: .utf8)
+            try StandIn.switchToConfiguration(stateDir: "\(dir)/stand-in").write(toFile: "\(dir)/stand-in/switch-to-configuration", atomically: true, encoding: .utf8)
+            _ = FileManager.default.createFile(atPath: "\(dir)/stand-in/generations", contents: nil)
+        }
         let systemdRun = "\(dir)/current-system/sw/bin/systemd-run"
         try StandIn.systemdRun(stateDir: "\(dir)/stand-in").write(toFile: systemdRun, atomically: true, encoding: .utf8)
         chmod(systemdRun, 0o755)
@@ -108,7 +121,8 @@ public final class TestHostHarness {
         for _ in 0..<3 {
             let port = try Loopback.freePort()
             try (sshdConfig(dir: dir, port: port) + sshdOptions.map { $0 + "\n" }.joined()).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
-            let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo }, privateHosts: !names.isEmpty)
+            let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo }, privateHosts: !names.isEmpty,
+                                     generations: generations)
             if TestHostHarness.waitForBanner(port: port, process: process) {
                 let host = TestHost(name: name, port: port, directory: dir, users: users, process: process)
                 hosts.append(host)
@@ -207,9 +221,9 @@ public final class TestHostHarness {
         chmod("\(dir)/etc/shadow", 0o640)
     }
 
-    private func launch(dir: String, mountUsers: Bool, sudo: Bool, privateHosts: Bool = false) throws -> Process {
+    private func launch(dir: String, mountUsers: Bool, sudo: Bool, privateHosts: Bool = false, generations: Bool = false) throws -> Process {
         // Mount points must exist on the machine; the mounts themselves stay in the namespace.
-        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd", "/run/systemd"] {
+        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd", "/run/systemd"] + (generations ? ["/nix/var/nix/profiles"] : []) {
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         }
         if sudo {
@@ -221,11 +235,22 @@ public final class TestHostHarness {
         var script = """
         set -e
         mount --bind "$1/var-src" /var/src
-        mount --bind "$1/current-system" /run/current-system
         mount --bind "$1/root" /root
-        mount --bind "$1/run-systemd" /run/systemd
 
         """
+        if generations {
+            script += """
+            mount --bind "$1/run" /run
+            mount --bind "$1/profiles" /nix/var/nix/profiles
+
+            """
+        } else {
+            script += """
+            mount --bind "$1/current-system" /run/current-system
+            mount --bind "$1/run-systemd" /run/systemd
+
+            """
+        }
         if mountUsers {
             script += """
             for f in passwd shadow group; do mount --bind "$1/etc/$f" "/etc/$f"; done

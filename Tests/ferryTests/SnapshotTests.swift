@@ -116,3 +116,42 @@ extension DeployCommandTests {
         XCTAssertTrue(refused.stderr.contains("defaults.keep_snapshots: 0: at least 1"), refused.stderr)
     }
 }
+
+/// Real generations (a host whose stand-in builds a small real system per activation and sets
+/// the system profile with the real nix-env): the record names what ran before each rebuild and
+/// the generation it made, and status shows both.
+extension DeployCommandTests {
+    func testTheRecordNamesTheGenerationsBeforeAndAfter() throws {
+        let g = try harness.startHost(name: "generations", generations: true)
+        let work = try makeWork(port: g.port)
+        let first = try deploy(work)
+        XCTAssertEqual(first.status, 0, first.stdout + first.stderr)
+        let a = try record(varSrc: g.varSrc).outcome!
+        XCTAssertEqual(a.generation, 1)
+        let systemA = try XCTUnwrap(a.generationPath)
+        XCTAssertTrue(systemA.hasPrefix("/nix/store/") && systemA.contains("-nixos-system-stand-in-"), systemA)
+        XCTAssertEqual(a.currentSystem, systemA, "the switch made it the running system")
+        XCTAssertNil(a.profileBefore, "no generation before the first")
+
+        try "changed\n".write(toFile: work.lnbits + "/pyproject.toml", atomically: false, encoding: .utf8)
+        let second = try deploy(work)
+        XCTAssertEqual(second.status, 0, second.stdout + second.stderr)
+        let b = try record(varSrc: g.varSrc).outcome!
+        XCTAssertEqual(b.generation, 2)
+        XCTAssertNotEqual(b.generationPath, systemA, "other trees, another system")
+        XCTAssertEqual(b.systemBefore, systemA)
+        XCTAssertEqual(b.profileBefore, systemA)
+
+        // boot: a new generation, the running system unchanged.
+        try "changed again\n".write(toFile: work.lnbits + "/pyproject.toml", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try deploy(work, ["--op", "boot"]).status, 0)
+        let c = try record(varSrc: g.varSrc).outcome!
+        XCTAssertEqual(c.generation, 3)
+        XCTAssertEqual(c.currentSystem, b.generationPath, "boot leaves the running system")
+        let status = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha"])
+        XCTAssertTrue(status.stdout.contains("alpha | generation 3: \(c.generationPath!)"), status.stdout)
+        XCTAssertTrue(status.stdout.contains("alpha | before it: system \(b.generationPath!), profile \(b.generationPath!)"), status.stdout)
+        let activations = try String(contentsOfFile: g.standInState + "/activations.log", encoding: .utf8)
+        XCTAssertEqual(activations.split(separator: "\n").map { $0.split(separator: " ").first! }, ["switch", "switch", "boot"])
+    }
+}
