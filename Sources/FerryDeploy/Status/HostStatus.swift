@@ -47,9 +47,13 @@ public struct HostStatus: Sendable {
         return answer
     }
 
-    /// Who holds the host's deploy lock, read without touching it.
+    /// Who holds the host's deploy lock, read without touching it (and without the records).
     public static func lock(shell: any RemoteShell, root: String = "/var/src") throws -> LockState {
-        try basics(shell: shell, root: root).lock
+        let (status, out, err) = try shell.run(TargetState.Status.lockCommand(TargetState(root: root)))
+        guard status == .exited(0), let lock = TargetState.Status.lock(out) else {
+            throw DeployError.remote(target: shell.name, step: "reading the lock", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
+        }
+        return lock
     }
 
     /// The newest `count` deploys' records, newest first.

@@ -44,17 +44,17 @@ extension SSHSession {
             var reported = false
             let answered = try pump(channel, stdin: stdin, cancel: cancel, waiter: waiter, stdout: { chunk in
                 outFilter.feed(chunk, stdout)
-                noteLoginShellText(outFilter)
             }, stderr: { chunk in
                 filter.feed(chunk, stderr)
                 if !reported, let group = filter.processGroup {
                     reported = true
                     onRemoteProcessGroup?(group)
                 }
-                noteLoginShellText(filter)
             }, started: { filter.processGroup != nil }, startDeadline: Deadline(after: configuration.connectTimeout))
             filter.finish(stderr)
             outFilter.finish(stdout)
+            // Both streams' text, once both are read (either may come first).
+            noteLoginShellText(outFilter.loginText + filter.loginText)
             guard answered else {
                 // Not closed yet: on a close, sshd drops what it has not yet written to the
                 // command. Freed once the command's end has arrived (see `freeEnded`).
@@ -291,13 +291,13 @@ struct CommandStart {
 extension SSHSession {
     /// Says once per session what the login shell printed before ferry's command ran (it is left
     /// out of every command's output, but the operator should make the shell quiet).
-    fileprivate func noteLoginShellText(_ start: CommandStart) {
-        guard !start.loginText.isEmpty, io.call(nil, { () -> Bool in
+    fileprivate func noteLoginShellText(_ loginText: [UInt8]) {
+        guard !loginText.isEmpty, io.call(nil, { () -> Bool in
             defer { io.loginShellNoticed = true }
             return !io.loginShellNoticed
         }) else { return }
-        let text = String(decoding: start.loginText.prefix(200), as: UTF8.self)
-        configuration.notice("warning: the login shell printed text before ferry's command ran: \"\(text)\"\(start.loginText.count > 200 ? " …" : ""); "
+        let text = String(decoding: loginText.prefix(200), as: UTF8.self)
+        configuration.notice("warning: the login shell printed text before ferry's command ran: \"\(text)\"\(loginText.count > 200 ? " …" : ""); "
             + "ferry left it out, but a shell must print nothing for non-interactive sessions (in ~/.bashrc, print only when [[ $- == *i* ]])")
     }
 }

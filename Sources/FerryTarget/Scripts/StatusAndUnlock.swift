@@ -10,6 +10,18 @@ extension TargetState {
 
         static func files(_ state: TargetState) -> [String] { [state.rebuildRecord, state.syncRecord, state.legacyRecord] }
 
+        /// The lock's state alone (a diff notes a deploy in progress): the same script, no records.
+        package static func lockCommand(_ state: TargetState) -> RemoteCommand {
+            .script(script, arguments: [Array(state.directory.utf8)])
+        }
+
+        /// `lockCommand`'s answer; nil: a short one.
+        package static func lock(_ out: [UInt8]) -> LockState? {
+            let fields = out.split(separator: 0, omittingEmptySubsequences: false)
+            guard fields.count >= 3 else { return nil }
+            return LockState(word: String(decoding: fields[1], as: UTF8.self), info: Array(fields[2]))
+        }
+
         package struct Answer: Equatable {
             /// The last deploy that rebuilt, and the last `--sync-only` deploy.
             package var rebuild: DeployRecord.Read
@@ -101,10 +113,10 @@ extension TargetState {
         """#
     }
 
-    /// A source's manifest as the last deploy left it (exit 1: none).
+    /// A source's manifest as the last deploy left it (exit 1: none; a symlink is none too).
     package enum ManifestRead {
         package static func command(_ state: TargetState, source: String) -> RemoteCommand {
-            .script(#"[ -f "$1" ] && cat -- "$1""#, arguments: [Array(state.manifest(source).utf8)])
+            TreeFile.command(Array(state.manifest(source).utf8))
         }
     }
 
