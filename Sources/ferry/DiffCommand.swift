@@ -53,6 +53,8 @@ struct Diff: ParsableCommand {
     static func show(fleet: Fleet, hosts: [Fleet.Host], format: DiffFormat, connection: ConnectionOptions, sudo: SudoOptions,
                      operation: Fleet.Operation? = nil, rebuildArguments: [String] = [], command: String,
                      extra: (HostDiff) -> [String]) throws -> Bool {
+        // Read-only from the start (the local scan included): an interrupt exits at once.
+        SignalRelay.cut()
         if let source = format.source {
             guard fleet.sources.contains(where: { $0.name == source }) else {
                 throw Failure.usage("no source named '\(source)' (sources: \(fleet.sources.map(\.name).joined(separator: ", ")))", command: command)
@@ -76,7 +78,6 @@ struct Diff: ParsableCommand {
         }
         for warning in diff.warnings { printError("ferry: warning: \(warning)") }
         try sudo.grant(connector)
-        SignalRelay.cut()
         let all = HostRunner(jobs: format.jobs.value).run(diff, hosts: hosts.count).map { $0! }
 
         let out = DiffOutput(format: format, sources: fleet.sources.map(\.name), several: hosts.count > 1)

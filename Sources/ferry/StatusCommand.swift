@@ -186,9 +186,9 @@ struct Unlock: ParsableCommand {
     func run() throws {
         let fleet = try inventory.load()
         let host = try InventoryOption.selectOne(fleet, self.host, command: "unlock")
+        SignalRelay.cut()
         let connector = try connection.connector(for: [host], in: fleet)
         try sudo.grant(connector)
-        SignalRelay.cut()
         // One host (a forced unlock of a selection would be one slip from stopping a fleet's rebuilds).
         switch HostRunner(jobs: 1).run(HostStatus.Unlocking(hosts: [host], connector: connector, force: force), hosts: 1)[0]! {
         case .success(.wasFree):
