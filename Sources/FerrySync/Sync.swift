@@ -353,9 +353,12 @@ public struct Syncer {
 
     static func hex(_ digest: SHA256.Digest) -> [UInt8] { Array(digest.map { String(format: "%02x", $0) }.joined().utf8) }
 
-    static func members(for plan: SyncPlan, root: String, generated: [[UInt8]: [UInt8]] = [:], fresh: Bool) -> [TarMember] {
+    /// `filesOnTarget`: regular files are not sent but named in a `links` list, taken on the
+    /// target from a snapshot of the tree (a restore).
+    static func members(for plan: SyncPlan, root: String, generated: [[UInt8]: [UInt8]] = [:], fresh: Bool, filesOnTarget: Bool = false) -> [TarMember] {
         let rootBytes = Array(root.utf8)
         var members: [TarMember] = []
+        var links: [[UInt8]] = []
         let now = Timestamp(seconds: Int64(Date().timeIntervalSince1970), nanoseconds: 0)
         if fresh {
             // A first copy's folders are made by tar (the target runs no mkdir); their modes and
@@ -367,6 +370,8 @@ public struct Syncer {
         for e in plan.sends {
             let name = Array("data/".utf8) + e.path
             switch e.kind {
+            case .file where filesOnTarget:
+                links.append(e.path)
             case .file:
                 let header = TarHeader(name: name, type: .file, mode: e.mode, size: e.size, mtime: e.mtime)
                 if let contents = generated[e.path] {
@@ -393,6 +398,7 @@ public struct Syncer {
             members.append(list("times/" + mtime, entries.map(\.path)))
         }
         if fresh { members.append(list("fresh", [])) }
+        if filesOnTarget { members.append(list("links", links)) }
         members.append(list("deletions", plan.deletions))
         members.append(list("directories", plan.newDirectories))
         members.append(.archive(name: Array("directories.tar".utf8), mtime: now, entries: plan.directoryUpdates.map {
@@ -500,5 +506,26 @@ final class DeferredInput: ExecInput {
             inner = try prepare()
         }
         return try inner!.read(into: buffer)
+    }
+}
+
+extension Syncer {
+    /// A restore of `destination` (as listed, with its files' hashes) to a snapshot of the tree
+    /// whose manifest is `snapshot`, with the sync's rules: the plan, and the archive the target's
+    /// restore reads — the plan's lists and metadata, no file contents (those are the snapshot's).
+    public static func restorePlan(snapshot: Manifest, destination: Manifest, options: SyncPlan.Options) throws -> (plan: SyncPlan, archive: [UInt8]) {
+        var planOptions = options
+        planOptions.checksum = true
+        try planOptions.excludes.add("/" + TargetState.Tree.inTreeStage)
+        let plan = SyncPlan(source: snapshot, destination: destination, options: planOptions)
+        let stream = TarStream(members(for: plan, root: "", fresh: false, filesOnTarget: true))
+        var archive: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let chunk = try buffer.withUnsafeMutableBytes { try stream.read(into: $0) }
+            guard case .bytes(let n) = chunk else { break }
+            archive += buffer[..<n]
+        }
+        return (plan, archive)
     }
 }

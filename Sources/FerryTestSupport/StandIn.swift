@@ -102,8 +102,11 @@ enum StandIn {
         # STAND-IN for switch-to-configuration, installed by ferry's test harness: logs the
         # activation and, for switch and test, points /run/current-system at this system, as a
         # real activation does (boot only installs the boot entry).
+        state=\(ShellQuote.quote(stateDir))
         system=$(cd "${0%/*}/.." && pwd -P)
-        echo "$1 $system" >> \(ShellQuote.quote(stateDir))/activations.log
+        i=0
+        while [ -e "$state/hold-activation" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+        echo "$1 $system" >> "$state/activations.log"
         case $1 in switch|test) ln -sfn "$system" /run/current-system ;; esac
 
         """

@@ -51,6 +51,27 @@ public final class TestHost: @unchecked Sendable {
         return text.split(separator: "\n").map(String.init)
     }
 
+    /// With real generations: what `/run/current-system` points at, and the system profile's
+    /// store path (nil: none yet).
+    public var runningSystem: String? { try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/run/current-system") }
+    public var profileSystem: String? {
+        guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/profiles/system") else { return nil }
+        return try? FileManager.default.destinationOfSymbolicLink(atPath: link.hasPrefix("/") ? link : directory + "/profiles/" + link)
+    }
+
+    /// The activations of the stand-in systems so far ("switch /nix/store/…"), one line each.
+    public func activations() -> [String] {
+        let text = (try? String(contentsOfFile: standInState + "/activations.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    /// While held, a stand-in system's switch-to-configuration waits (at most 120 s) before it
+    /// activates.
+    public func holdActivation(_ held: Bool) {
+        let path = standInState + "/hold-activation"
+        if held { _ = FileManager.default.createFile(atPath: path, contents: nil) } else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
     /// While held, the nixos-rebuild stand-in waits (at most 120 s) before it does its work.
     public func holdRebuild(_ held: Bool) {
         let path = standInState + "/hold"

@@ -99,7 +99,9 @@ public final class TestHostHarness {
             try text.write(toFile: "\(dir)/etc/hosts", atomically: true, encoding: .utf8)
             chmod("\(dir)/etc/hosts", 0o644)
         }
-        try Self.installMinimalNixOSTools(in: "\(dir)/current-system/sw/bin", extra: tools + (users.contains { $0.sudo } ? ["sudo"] : []))
+        // NixOS has Nix's commands on its PATH (a rollback sets the system profile with nix-env).
+        try Self.installMinimalNixOSTools(in: "\(dir)/current-system/sw/bin",
+                                          extra: tools + (users.contains { $0.sudo } ? ["sudo"] : []) + (generations ? ["nix-env"] : []))
         let standIn = "\(dir)/current-system/sw/bin/nixos-rebuild"
         try StandIn.nixosRebuild(stateDir: "\(dir)/stand-in").write(toFile: standIn, atomically: true, encoding: .utf8)
         chmod(standIn, 0o755)

@@ -126,10 +126,14 @@ struct Deploy: ParsableCommand {
             case .finished(_, let outcome): view.finished(outcome)
             }
         }
-        let interrupted = interrupt.stop.isCancelled
+        try Self.conclude(outcomes, view: view, interrupted: interrupt.stop.isCancelled)
+    }
+
+    /// The summary, one line per problem on stderr (as every ferry command reports them), and
+    /// the exit status: a deploy's and a rollback's alike.
+    static func conclude(_ outcomes: [FleetDeployment.HostOutcome], view: FleetView, interrupted: Bool) throws {
         let code = exitStatus(outcomes, interrupted: interrupted)
         view.summary(outcomes, exitStatus: code)
-        // One line per problem on stderr, as every ferry command reports them.
         for o in outcomes {
             let log = o.logFile.map { " (log: \($0))" } ?? ""
             switch o.state {
@@ -139,7 +143,8 @@ struct Deploy: ParsableCommand {
             case .unknown where o.error == nil:
                 printError("ferry: \(o.host): \(o.cause ?? "unknown")\(log); see how it ends with: ferry status \(o.host) --follow")
             case .unknown:
-                printError("ferry: \(o.host): interrupted; a rebuild that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(o.deployID ?? "ID")/log)")
+                let job = o.operation == DeployRecord.rollbackOperation ? "rollback" : "rebuild"
+                printError("ferry: \(o.host): interrupted; a \(job) that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(o.deployID ?? "ID")/log)")
             default: break
             }
         }
@@ -157,7 +162,7 @@ struct Deploy: ParsableCommand {
     }
 
     /// `ExitStatus`'s table for a deploy's outcomes.
-    func exitStatus(_ outcomes: [FleetDeployment.HostOutcome], interrupted: Bool) -> Int32 {
+    static func exitStatus(_ outcomes: [FleetDeployment.HostOutcome], interrupted: Bool) -> Int32 {
         if interrupted { return SignalRelay.exitCode }
         let failed = outcomes.filter { [.failed, .notStarted, .interrupted].contains($0.state) }
         if let code = ExitStatus.forFailures(failed.map(\.error), selected: outcomes.count) { return code }

@@ -28,6 +28,8 @@ final class RemoteScriptSyntaxTests: XCTestCase {
             ("manifest read", TargetState.ManifestRead.command(state, source: "s")),
             ("tree file", TargetState.TreeFile.command(Array("/var/src/s/x".utf8))),
             ("history", TargetState.History.command(state, count: 20)),
+            ("rollback history", TargetState.Rollback.history(state)),
+            ("restore plan upload", TargetState.Rollback.upload(state, id: record.id)),
         ]
         let shells = try ["bash", "dash"].map { try Command.which($0) }
         for (name, command) in commands {
@@ -41,5 +43,11 @@ final class RemoteScriptSyntaxTests: XCTestCase {
         // The job's own script (job.sh), written by prepare.
         let job = TargetState.Job.script(directory: state.deploy(record.id), record: state.rebuildRecord, command: ["nixos-rebuild", "switch"])
         for shell in shells { XCTAssertEqual(try Command.run([shell, "-n", "-c", job]).status, 0, "job.sh in \(shell)") }
+        // A rollback's job command and the restore script it runs per source.
+        let rollback = TargetState.Rollback.jobCommand(state, id: record.id, operation: "switch", system: "/nix/store/x",
+                                                       restores: [.init(source: "s", destination: "/var/src/s", snapshot: snapshot.folder)])
+        for (name, script) in [("rollback job", rollback[2]), ("restore", rollback[6])] {
+            for shell in shells { XCTAssertEqual(try Command.run([shell, "-n", "-c", script]).status, 0, "\(name) in \(shell)") }
+        }
     }
 }

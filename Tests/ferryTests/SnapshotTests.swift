@@ -10,8 +10,8 @@ import Glibc
 /// Each deploy that rebuilds keeps a snapshot of every tree it synced (hard links under
 /// /var/src/.ferry/snapshots), which later deploys never change, checked by the rsync oracle.
 extension DeployCommandTests {
-    func snapshotTree(_ source: String, digest: String) throws -> String {
-        TargetState(root: try host.varSrc).snapshot(source, digest: digest) + "/tree"
+    func snapshotTree(_ source: String, digest: String, varSrc: String? = nil) throws -> String {
+        TargetState(root: try varSrc ?? host.varSrc).snapshot(source, digest: digest) + "/tree"
     }
 
     /// Nothing differs between `local` and `remote` (contents, modes, mtimes to the nanosecond).

@@ -2,9 +2,10 @@ import FerrySSH
 import FerrySync
 import FerryTarget
 
-/// The steps of a deploy, in order.
+/// The steps of a deploy, in order; a rollback's `restore` takes the place of `sync` (the
+/// snapshot it returns to is checked, and the restore planned; the job restores).
 public enum DeployPhase: String, Sendable, CaseIterable {
-    case check, connect, lock, sync, rebuild
+    case check, connect, lock, sync, restore, rebuild
 }
 
 /// What a deploy reports as it goes; the CLI renders these (library code never prints).

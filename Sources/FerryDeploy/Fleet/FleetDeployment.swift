@@ -134,15 +134,22 @@ public final class FleetDeployment {
     }
 
     static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (DeployEvent) -> Void) -> HostOutcome {
-        let name = deployment.host.name
+        outcome(host: deployment.host.name, id: deployment.id, operation: deployment.options.syncOnly ? "sync-only" : deployment.operation.rawValue,
+                logFile: deployment.logFile, emit: emit) { try deployment.run($0).result }
+    }
+
+    /// A host's outcome from its work (a deploy, a rollback): the phase it ended in, what it
+    /// sent, and its result or error.
+    static func outcome(host name: String, id: String, operation: String, logFile: String?, emit: @escaping @Sendable (DeployEvent) -> Void,
+                        _ work: (@escaping (DeployEvent) -> Void) throws -> DeployResult) -> HostOutcome {
         var outcome = HostOutcome(host: name, state: .failed)
-        outcome.logFile = deployment.logFile
-        outcome.deployID = deployment.id
-        outcome.operation = deployment.options.syncOnly ? "sync-only" : deployment.operation.rawValue
+        outcome.logFile = logFile
+        outcome.deployID = id
+        outcome.operation = operation
         let start = Date()
         var phase: DeployPhase = .check
         do {
-            let result = try deployment.run { event in
+            let result = try work { event in
                 switch event {
                 case .phaseStarted(let p, _): phase = p
                 case .sourceSynced(_, let r):
@@ -152,20 +159,20 @@ public final class FleetDeployment {
                 }
                 emit(event)
             }
-            switch result.result {
+            switch result {
             case .succeeded: outcome.state = .succeeded
             case .syncOnly: outcome.state = .syncOnly
             case .rebuildFailed(let status, let lines):
                 outcome.state = .failed
-                outcome.cause = "nixos-rebuild \(deployment.operation.rawValue) failed: \(status)"
+                outcome.cause = (operation == DeployRecord.rollbackOperation ? "the rollback failed: " : "nixos-rebuild \(operation) failed: ") + status
                 outcome.lastLines = lines
             case .unknown:
                 outcome.state = .unknown
-                outcome.cause = result.result.summary
+                outcome.cause = result.summary
             }
         } catch SSHError.cancelled {
             outcome.state = phase == .rebuild ? .unknown : .interrupted
-            outcome.cause = phase == .rebuild ? "rebuild continues (ferry status \(name))" : "interrupted"
+            outcome.cause = phase == .rebuild ? "\(operation == DeployRecord.rollbackOperation ? "rollback" : "rebuild") continues (ferry status \(name))" : "interrupted"
             outcome.error = SSHError.cancelled
         } catch {
             outcome.state = .failed

@@ -412,7 +412,11 @@ extension TargetState {
         /// destination) is staged whole and moved into place with one rename. Staging sits beside the
         /// destination, or inside it (`.ferry-stage`, never listed) when the destination is a mount
         /// point, where no rename could cross; it is removed on every exit.
-        static let applyScript = #"""
+        static let applyScript = applyBegin + streamsFromStdin + applyEnd
+
+        /// The apply's start: the staging folder (emptied), the traps that remove it, the `synced`
+        /// mark; `$streams` is the number of tar streams (1 when only stdin's).
+        static let applyBegin = #"""
         set -e
         # Every process here is paid once per host and sync: the success path of a first copy starts
         # five (mkdir, tar, mv, tar, rm), and tests and builtins do the rest.
@@ -433,6 +437,11 @@ extension TargetState {
         [ ! -d "$dest" ] || touch -m -r "$dest" "$state/rootstamp"
         if [ -e "$stage" ] || [ -L "$stage" ]; then rm -rf "$stage"; fi
         mkdir -p "$stage/data"
+
+        """#
+
+        /// The sync's tar stream on stdin, and its extra streams.
+        static let streamsFromStdin = #"""
         # Extra streams (ExtraStreams) extract into the same folder once ferry hears where it is.
         # ferry ends this command's input only after they have ended (tar stops at its archive's
         # end, so the end of input is awaited here), and each must have completed.
@@ -444,6 +453,11 @@ extension TargetState {
           [ -e "$stage/stream.$n.done" ] || { echo "extra stream $n of $streams did not complete" >&2; exit 1; }
           n=$((n + 1))
         done
+
+        """#
+
+        /// The apply proper, once the stage holds the files (`data/`) and the plan's lists.
+        static let applyEnd = #"""
         for f in "$stage"/discard*; do [ ! -s "$f" ] || (cd "$stage/data" && xargs -0 -r rm -f -- < "$f"); done
         if [ -e "$stage/fresh" ] && [ "$mountpoint" = 0 ]; then
           # A first copy's stream made every folder.

@@ -112,11 +112,14 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     public var ferryVersion: String
     public var operation: String
     public var sources: [String: SourceState]
+    /// A rollback's: the deploy it returns to, and that deploy's system, which it activates.
+    public var returnedTo: String?
+    public var system: String?
     /// Nil: started, no result yet (not part of the encoded base: the job appends it).
     public var outcome: Outcome?
 
     public init(id: String, host: String, startedAt: String, operator_: String, ferryVersion: String, operation: String,
-                sources: [String: SourceState], outcome: Outcome? = nil) {
+                sources: [String: SourceState], returnedTo: String? = nil, system: String? = nil, outcome: Outcome? = nil) {
         self.id = id
         self.host = host
         self.startedAt = startedAt
@@ -124,11 +127,29 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         self.ferryVersion = ferryVersion
         self.operation = operation
         self.sources = sources
+        self.returnedTo = returnedTo
+        self.system = system
         self.outcome = outcome
     }
 
     enum CodingKeys: String, CodingKey {
         case id, host, startedAt = "started_at", operator_ = "operator", ferryVersion = "ferry_version", operation, sources
+        case returnedTo = "returned_to", system
+    }
+
+    /// The operation a rollback records.
+    public static let rollbackOperation = "rollback"
+
+    /// The system this deploy left to return to: what a switch or test activated, what a boot
+    /// put in the profile, what a rollback activated. Nil: none (a build, a failed deploy).
+    public var deployedSystem: String? {
+        guard let outcome, outcome.result == .success else { return nil }
+        if operation == Self.rollbackOperation { return system }
+        switch operation {
+        case "switch", "test": return outcome.currentSystem
+        case "boot": return outcome.generationPath ?? outcome.profileBefore
+        default: return nil
+        }
     }
 
     /// The base: one line of JSON.

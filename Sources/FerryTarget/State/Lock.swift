@@ -8,8 +8,8 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
     /// ferry's pid on the operator's machine.
     public var pid: Int32
     public var since: String
-    /// What holds it: "deploy" (also when absent, as older records are) or "sync" (`ferry sync`
-    /// into `/var/src/NAME`).
+    /// What holds it: "deploy" (also when absent, as older records are), "rollback" or "sync"
+    /// (`ferry sync` into `/var/src/NAME`).
     public var command: String?
     /// Set from the target's answer: the holder's rebuild job is alive (kill -0).
     public var rebuildRunning = false
@@ -28,7 +28,8 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
     public static let notFerrys = "a process that is not ferry's (no live holder is recorded)"
 
     public var description: String {
-        "\(command ?? "deploy") \(id) by \(operator_) (ferry pid \(pid)) since \(since)" + (rebuildRunning ? ", rebuild running" : "")
+        "\(command ?? "deploy") \(id) by \(operator_) (ferry pid \(pid)) since \(since)"
+            + (rebuildRunning ? (command == DeployRecord.rollbackOperation ? ", rollback running" : ", rebuild running") : "")
     }
 }
 
