@@ -529,3 +529,17 @@ extension Syncer {
         return (plan, archive)
     }
 }
+
+extension Syncer.Result {
+    /// The destination as this complete sync left it: `local` (the source's manifest, with its
+    /// hashes), and the entries the destination keeps that the source does not have (excluded
+    /// ones the sync leaves alone).
+    public func treeAfter(_ local: Manifest) -> Manifest {
+        var entries = local.entries
+        for e in destinationManifest.entries where local[e.path] == nil
+            && !plan.deletions.contains(where: { $0 == e.path || Manifest.isInside(e.path, $0) }) {
+            entries.append(e)
+        }
+        return Manifest(entries)
+    }
+}

@@ -61,24 +61,32 @@ enum StandIn {
         # activation, named by the synced trees' contents (the same trees give the same system, as
         # Nix would), the system profile set with the real nix-env, and its stand-in
         # switch-to-configuration run.
+        # A file named "break-login" makes the system built now one whose activation moves the
+        # host's authorized keys aside (new logins fail; sshd reads them per connection); any
+        # other system's activation puts them back.
         if [ -e "$state/generations" ]; then
           case $op in
-            switch|boot|test)
+            switch|boot|test|build)
               export HOME=/root NIX_CONFIG='build-users-group =
         sandbox = false
         substituters ='
               tag=$(find /var/src/lnbits-src /var/src/nixos-config -type f -exec sha256sum {} + | sort | sha256sum | cut -c1-12)
-              system=$(nix-build --no-out-link --argstr tag "$tag" -E "{ tag }: derivation {
+              breaks=0; [ ! -e "$state/break-login" ] || breaks=1
+              system=$(nix-build --no-out-link --argstr tag "$tag" --argstr breaks "$breaks" -E "{ tag, breaks }: derivation {
                 name = \\\"nixos-system-stand-in-\\${tag}\\\"; system = builtins.currentSystem; builder = \\\"/bin/sh\\\";
-                args = [ $state/system-builder.sh ]; template = $state/switch-to-configuration; sw = \\\"${state%/stand-in}/current-system/sw\\\"; inherit tag; }") || exit 1
-              [ "$op" = test ] || nix-env -p /nix/var/nix/profiles/system --set "$system" || exit 1
-              "$system/bin/switch-to-configuration" "$op" || exit 1
+                args = [ $state/system-builder.sh ]; template = $state/switch-to-configuration; sw = \\\"${state%/stand-in}/current-system/sw\\\"; inherit tag breaks; }") || exit 1
+              if [ "$op" = build ]; then
+                ln -sfn "$system" result
+              else
+                [ "$op" = test ] || nix-env -p /nix/var/nix/profiles/system --set "$system" || exit 1
+                "$system/bin/switch-to-configuration" "$op" || exit 1
+              fi
               ;;
           esac
         fi
         case $op in
           switch|boot|test) date +%s > "$state/activated"; echo "stand-in: $op of $config done" ;;
-          build) ln -sfn /nix/store/00000000000000000000000000000000-nixos-system-stand-in result; echo "stand-in: build of $config done" ;;
+          build) [ -e "$state/generations" ] || ln -sfn /nix/store/00000000000000000000000000000000-nixos-system-stand-in result; echo "stand-in: build of $config done" ;;
           *) echo "stand-in: $op of $config done" ;;
         esac
         """
@@ -92,6 +100,7 @@ enum StandIn {
         /bin/cp "$template" "$out/bin/switch-to-configuration"
         /bin/chmod 755 "$out/bin/switch-to-configuration"
         echo "$tag" > "$out/tag"
+        if [ "$breaks" = 1 ]; then echo > "$out/breaks-login"; fi
 
         """
 
@@ -101,13 +110,31 @@ enum StandIn {
         #!/bin/sh
         # STAND-IN for switch-to-configuration, installed by ferry's test harness: logs the
         # activation and, for switch and test, points /run/current-system at this system, as a
-        # real activation does (boot only installs the boot entry).
+        # real activation does (boot only installs the boot entry). On request: it waits while a
+        # file named "hold-activation" is there (at most 120 s), answers as a real one does while
+        # another activation holds its lock ("switch-lock-busy"), fails ("fail-activation"), and a
+        # system built with "break-login" moves the host's authorized keys aside.
         state=\(ShellQuote.quote(stateDir))
+        keys=${state%/stand-in}/authorized_keys
         system=$(cd "${0%/*}/.." && pwd -P)
         i=0
         while [ -e "$state/hold-activation" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+        if [ -e "$state/switch-lock-busy" ]; then
+          echo "$1 $system busy" >> "$state/activations.log"
+          echo "Could not acquire lock" >&2
+          exit 1
+        fi
         echo "$1 $system" >> "$state/activations.log"
-        case $1 in switch|test) ln -sfn "$system" /run/current-system ;; esac
+        case $1 in
+          switch|test)
+            ln -sfn "$system" /run/current-system
+            if [ -e "$system/breaks-login" ]; then
+              [ ! -d "$keys" ] || mv "$keys" "$keys.aside"
+            elif [ -d "$keys.aside" ] && [ ! -e "$keys" ]; then
+              mv "$keys.aside" "$keys"
+            fi ;;
+        esac
+        if [ -e "$state/fail-activation" ]; then echo "stand-in: activation failed (requested by the test)" >&2; exit 1; fi
 
         """
     }

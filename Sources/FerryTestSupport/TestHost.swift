@@ -72,6 +72,33 @@ public final class TestHost: @unchecked Sendable {
         if held { _ = FileManager.default.createFile(atPath: path, contents: nil) } else { try? FileManager.default.removeItem(atPath: path) }
     }
 
+    /// Back to how the harness made it, for the next test: no deploys in `/var/src`, no stand-in
+    /// requests or logs (its installed files stay), no system activated (`/run/current-system`
+    /// back at the host's tools, no profile generations), the authorized keys in place.
+    public func reset() {
+        let fm = FileManager.default
+        let kept: Set<String> = ["generations", "system-builder.sh", "switch-to-configuration"]
+        for dir in [varSrc, standInState, directory + "/profiles"] {
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where dir != standInState || !kept.contains(name) {
+                try? fm.removeItem(atPath: dir + "/" + name)
+            }
+        }
+        let run = directory + "/run/current-system"
+        if (try? fm.destinationOfSymbolicLink(atPath: run)) != nil && (try? fm.destinationOfSymbolicLink(atPath: run)) != currentSystem {
+            try? fm.removeItem(atPath: run)
+            try? fm.createSymbolicLink(atPath: run, withDestinationPath: currentSystem)
+        }
+        let keys = directory + "/authorized_keys"
+        if fm.fileExists(atPath: keys + ".aside") && !fm.fileExists(atPath: keys) { try? fm.moveItem(atPath: keys + ".aside", toPath: keys) }
+    }
+
+    /// What the stand-ins do on request (see `StandIn`): "break-login" (the next system built
+    /// moves the authorized keys aside when activated), "fail-activation", "switch-lock-busy".
+    public func standIn(_ flag: String, _ on: Bool) {
+        let path = standInState + "/" + flag
+        if on { _ = FileManager.default.createFile(atPath: path, contents: nil) } else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
     /// While held, the nixos-rebuild stand-in waits (at most 120 s) before it does its work.
     public func holdRebuild(_ held: Bool) {
         let path = standInState + "/hold"

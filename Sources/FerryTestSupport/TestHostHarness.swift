@@ -76,7 +76,7 @@ public final class TestHostHarness {
     /// builds a small real store path per activation and sets the system profile with the real
     /// `nix-env`.
     public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = [],
-                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = [], generations: Bool = false) throws -> TestHost {
+                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = [], generations: Bool = true) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
         for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd"] + (systemd ? ["run-systemd/system"] : []) {

@@ -54,6 +54,9 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Skip the sync; rebuild what the target has.")
     var noSync = false
 
+    @Flag(help: "No confirm-or-revert for this run: a switch or test is not undone when no fresh login confirms it (fleet.toml: confirm = false).")
+    var noConfirm = false
+
     @Flag(help: "Compare file contents (SHA-256 on both ends), not size and mtime.")
     var checksum = false
 
@@ -101,6 +104,7 @@ struct Deploy: ParsableCommand {
         options.syncOnly = syncOnly
         options.noSync = noSync
         options.checksum = checksum
+        options.noConfirm = noConfirm
         options.force = force
         options.cancel = interrupt.cancel
         options.stop = interrupt.stop
@@ -144,7 +148,8 @@ struct Deploy: ParsableCommand {
                 printError("ferry: \(o.host): \(o.cause ?? "unknown")\(log); see how it ends with: ferry status \(o.host) --follow")
             case .unknown:
                 let job = o.operation == DeployRecord.rollbackOperation ? "rollback" : "rebuild"
-                printError("ferry: \(o.host): interrupted; a \(job) that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(o.deployID ?? "ID")/log)")
+                printError("ferry: \(o.host): interrupted; a \(job) that had started keeps running on the target (its log: /var/src/.ferry/deploys/\(o.deployID ?? "ID")/log)"
+                           + (o.confirms ? "; the switch it activates is reverted unless a fresh login confirms it: ferry status \(o.host) --follow does" : ""))
             default: break
             }
         }

@@ -73,7 +73,8 @@ struct Status: ParsableCommand {
             let session = try connector.shell(for: host)
             defer { session.close() }
             outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
-                                            reopen: { try connector.shell(for: host) }) { event in
+                                            reopen: { try connector.shell(for: host) },
+                                            openFresh: { try connector.shell(for: host, port: host.confirm.port) }) { event in
                 print("\(host.name) | " + DisplayText.escape(DeployEventText.line(event)))
                 fflush(nil)  // live, also into a file or a pipe
             }
@@ -92,7 +93,7 @@ struct Status: ParsableCommand {
         print("\(host.name) | rebuild of deploy \(id): \(result.summary)")
         switch result {
         case .succeeded, .syncOnly: return
-        case .rebuildFailed: throw Failure(code: 1, message: "")
+        case .rebuildFailed, .reverted: throw Failure(code: 1, message: "")
         case .unknown: throw Failure(code: 3, message: "")
         }
     }

@@ -57,6 +57,32 @@ final class DeployRecordTests: XCTestCase {
         }
     }
 
+    /// A reverted outcome ends with its reason; no other outcome has one. A rollback's base names
+    /// the deploy it returned to and the system it activated.
+    func testRevertsAndRollbacksReadBack() {
+        let before = "/nix/store/" + String(repeating: "1", count: 32) + "-nixos-system-alpha-24.05"
+        var reverted = base
+        reverted.outcome = .init(result: .reverted, exitStatus: 1, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 40, currentSystem: before,
+                                 systemBefore: before, profileBefore: before, reason: .noConfirmation)
+        XCTAssertEqual(read(reverted.fileText), .record(reverted))
+        XCTAssertTrue(reverted.fileText.hasSuffix(" - - no-confirmation\n"), reverted.fileText)
+        for reason in DeployRecord.Outcome.RevertReason.allCases {
+            XCTAssertEqual(DeployRecord.Outcome(line: Substring("finished reverted 1 2026-12-07T12:01:00Z 4 - - - - - \(reason.rawValue)"))?.reason, reason)
+        }
+        for bad in ["finished reverted 1 2026-12-07T12:01:00Z 4 - - - - -", "finished success 0 2026-12-07T12:01:00Z 4 - - - - - no-confirmation",
+                    "finished reverted 1 2026-12-07T12:01:00Z 4 - - - - - because"] {
+            XCTAssertNil(DeployRecord.Outcome(line: Substring(bad)), bad)
+        }
+        var rollback = base
+        rollback.operation = DeployRecord.rollbackOperation
+        rollback.returnedTo = "20261207T000000Z-0000"
+        rollback.system = before
+        rollback.outcome = .init(result: .success, exitStatus: 0, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 2, currentSystem: before)
+        XCTAssertEqual(read(rollback.fileText), .record(rollback))
+        XCTAssertTrue(rollback.json.contains("\"returned_to\":\"20261207T000000Z-0000\""), rollback.json)
+        XCTAssertEqual(rollback.deployedSystem, before)
+    }
+
     func testUnreadableRecordsSayWhy() {
         XCTAssertEqual(read(String(base.fileText.dropLast(9))), .unreadable(file: "F", reason: "it is cut short (no line end)"))
         XCTAssertEqual(read("{\"id\":\n"), .unreadable(file: "F", reason: "its first line is not a deploy's record"))

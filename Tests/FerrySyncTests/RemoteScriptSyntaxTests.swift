@@ -28,6 +28,7 @@ final class RemoteScriptSyntaxTests: XCTestCase {
             ("manifest read", TargetState.ManifestRead.command(state, source: "s")),
             ("tree file", TargetState.TreeFile.command(Array("/var/src/s/x".utf8))),
             ("history", TargetState.History.command(state, count: 20)),
+            ("confirm", TargetState.Job.confirm(state, id: record.id, wait: 30)),
             ("rollback history", TargetState.Rollback.history(state)),
             ("restore plan upload", TargetState.Rollback.upload(state, id: record.id)),
         ]
@@ -43,6 +44,11 @@ final class RemoteScriptSyntaxTests: XCTestCase {
         // The job's own script (job.sh), written by prepare.
         let job = TargetState.Job.script(directory: state.deploy(record.id), record: state.rebuildRecord, command: ["nixos-rebuild", "switch"])
         for shell in shells { XCTAssertEqual(try Command.run([shell, "-n", "-c", job]).status, 0, "job.sh in \(shell)") }
+        // A confirm-or-revert job, with a source to put back.
+        let confirming = TargetState.Job.script(directory: state.deploy(record.id), record: state.rebuildRecord, command: ["nixos-rebuild", "build"],
+                                                confirmation: .init(operation: "switch", timeout: 30, activationTimeout: 600,
+                                                                    restores: [.init(source: "s", destination: "/var/src/s", snapshot: snapshot.folder)]))
+        for shell in shells { XCTAssertEqual(try Command.run([shell, "-n", "-c", confirming]).status, 0, "confirming job.sh in \(shell)") }
         // A rollback's job command and the restore script it runs per source.
         let rollback = TargetState.Rollback.jobCommand(state, id: record.id, operation: "switch", system: "/nix/store/x",
                                                        restores: [.init(source: "s", destination: "/var/src/s", snapshot: snapshot.folder)])

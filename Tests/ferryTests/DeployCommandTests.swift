@@ -32,14 +32,8 @@ final class DeployCommandTests: HostTestCase {
         super.setUp()
         // Each test starts from a host without deploys or a held or failing rebuild.
         guard let host = try? host else { return }
-        host.holdRebuild(false)
-        try? host.setStandInFailure(nil)
         // Emptied, not replaced: the host's /var/src is a bind mount of this very directory.
-        for dir in [host.varSrc, host.standInState] {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-                try? FileManager.default.removeItem(atPath: dir + "/" + name)
-            }
-        }
+        host.reset()
     }
 
     func makeWork(port: Int? = nil, knownHosts: String? = nil, policy: String = "strict", identity: String? = nil, lnbitsPort: Int = 5000) throws -> Work {
@@ -166,8 +160,11 @@ final class DeployCommandTests: HostTestCase {
         let first = try deploy(work, ["--stats"])
         XCTAssertEqual(first.status, 0, first.stdout + first.stderr)
         XCTAssertTrue(first.stdout.contains("alpha | deployed (switch, deploy "), first.stdout)
-        XCTAssertTrue(first.stdout.contains("alpha | stand-in: switch of /var/src/nixos-config/configuration.nix done"), first.stdout)
-        for phase in ["check:", "connect:", "lock:", "sync: lnbits-src", "sync: nixos-config", "rebuild: succeeded"] {
+        // Confirm-or-revert (the default for a switch): the job builds, activates the result
+        // itself, and a fresh login confirms it.
+        XCTAssertTrue(first.stdout.contains("alpha | stand-in: build of /var/src/nixos-config/configuration.nix done"), first.stdout)
+        XCTAssertTrue(first.stdout.contains("alpha | ferry: activating /nix/store/"), first.stdout)
+        for phase in ["check:", "connect:", "lock:", "sync: lnbits-src", "sync: nixos-config", "confirm: confirmed by a fresh login", "rebuild: succeeded"] {
             XCTAssertTrue(first.stdout.contains("alpha | " + phase), "phase \(phase): \(first.stdout)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.varSrc + "/lnbits-src/.env"), "excluded files are not sent")
@@ -181,7 +178,8 @@ final class DeployCommandTests: HostTestCase {
         let id = try record().id
         XCTAssertTrue(unitLine.hasPrefix("systemd-run --unit ferry-deploy-\(id) --collect --pipe --quiet --setenv=PATH="), unitLine)
         XCTAssertTrue(unitLine.hasSuffix(" -- /bin/sh /var/src/.ferry/deploys/\(id)/job.sh"), unitLine)
-        XCTAssertEqual(h.standInCalls().last, "nixos-rebuild switch --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes'")
+        XCTAssertEqual(h.standInCalls().last, "nixos-rebuild build --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes'")
+        XCTAssertEqual(h.activations().last, "switch " + (h.runningSystem ?? "?"), "the built system, activated")
         let env = try String(contentsOfFile: h.standInState + "/env.log", encoding: .utf8)
         XCTAssertTrue(env.split(separator: "\n").contains("PATH=/run/current-system/sw/bin"), "PATH came through --setenv: \(env)")
         XCTAssertTrue(env.contains("cwd=/var/src/.ferry/deploys/\(id)"), env)
@@ -190,7 +188,7 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(r.outcome?.result, .success)
         XCTAssertEqual(r.outcome?.exitStatus, 0)
         XCTAssertNotNil(r.outcome?.durationSeconds)
-        XCTAssertNil(r.outcome?.currentSystem, "the test host's /run/current-system is no store path")
+        XCTAssertEqual(r.outcome?.currentSystem, h.runningSystem)
         XCTAssertEqual(r.operation, "switch")
         XCTAssertEqual(r.ferryVersion, "0.4.0")
         XCTAssertNotNil(r.sources["lnbits-src"])
@@ -240,8 +238,8 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(h2.systemdRunCalls(), [], "without /run/systemd/system the job runs under setsid")
         XCTAssertEqual(h2.standInCalls().last, "nixos-rebuild build --no-flake -I nixos-config=/var/src/nixos-config/configuration.nix -I /var/src --option extra-experimental-features 'nix-command flakes' --show-trace")
         let id = try XCTUnwrap(r.stdout.range(of: "deploy ", options: .backwards).map { String(r.stdout[$0.upperBound...].prefix(while: { $0 != ")" })) })
-        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: h2.varSrc + "/.ferry/deploys/\(id)/result"),
-                       "/nix/store/00000000000000000000000000000000-nixos-system-stand-in", "build leaves ./result in the deploy's folder")
+        let result = try FileManager.default.destinationOfSymbolicLink(atPath: h2.varSrc + "/.ferry/deploys/\(id)/result")
+        XCTAssertTrue(result.hasPrefix("/nix/store/") && result.contains("-nixos-system-stand-in-"), "build leaves ./result in the deploy's folder: \(result)")
 
         let syncOnly = try deploy(work, ["--sync-only"])
         XCTAssertEqual(syncOnly.status, 0, syncOnly.stderr)
@@ -439,7 +437,8 @@ final class DeployCommandTests: HostTestCase {
         follower.waitUntilExit()
         let text = try String(contentsOfFile: out, encoding: .utf8)
         XCTAssertEqual(follower.terminationStatus, 0, text)
-        XCTAssertTrue(text.contains("alpha | stand-in: switch of /var/src/nixos-config/configuration.nix done"), text)
+        XCTAssertTrue(text.contains("alpha | stand-in: build of /var/src/nixos-config/configuration.nix done"), text)
+        XCTAssertTrue(text.contains("alpha | confirm: confirmed by a fresh login"), text)
         XCTAssertTrue(text.hasSuffix("alpha | rebuild of deploy \(id): succeeded\n"), text)
 
         // Once it has ended: the whole log and the result, at once; a failure exits 1.
@@ -464,10 +463,15 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertEqual(process.terminationStatus, 130, text)
         XCTAssertTrue(text.contains("interrupted; a rebuild that had started keeps running on the target"), text)
         XCTAssertNil(try record().outcome, "started, no result yet")
+        XCTAssertTrue(text.contains("the switch it activates is reverted unless a fresh login confirms it: ferry status alpha --follow does"), text)
         let busy = try deploy(work)
         XCTAssertTrue(busy.stderr.contains(", rebuild running"), busy.stderr)
         h.holdRebuild(false)
-        waitFor("the record") { (try? self.record().outcome?.result) == .success }
+        // Following it is logging in afresh: status --follow confirms the switch.
+        let follow = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha", "--follow"])
+        XCTAssertEqual(follow.status, 0, follow.stdout + follow.stderr)
+        XCTAssertTrue(follow.stdout.contains("alpha | confirm: confirmed by a fresh login"), follow.stdout)
+        XCTAssertEqual(try record().outcome?.result, .success)
         // --no-sync rebuilds what the target has; the newest 20 deploy folders are kept (by when
         // each started on the host: its record base's mtime).
         for i in 0..<25 {
@@ -535,7 +539,8 @@ final class DeployCommandTests: HostTestCase {
         process.waitUntilExit()
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         XCTAssertEqual(process.terminationStatus, 0, text)
-        XCTAssertTrue(text.contains("alpha | stand-in: switch of /var/src/nixos-config/configuration.nix done"), text)
+        XCTAssertTrue(text.contains("alpha | stand-in: build of /var/src/nixos-config/configuration.nix done"), text)
+        XCTAssertTrue(text.contains("alpha | confirm: confirmed by a fresh login"), text)
         XCTAssertTrue(text.contains("rebuild: succeeded"), text)
         XCTAssertEqual(text.components(separatedBy: "stand-in: holding while").count, 2, "the log is followed on from where it stopped, not repeated: \(text)")
     }
@@ -629,13 +634,12 @@ final class DeployCommandTests: HostTestCase {
         XCTAssertTrue(s.stdout.contains("alpha | last sync-only deploy "), s.stdout)
         XCTAssertTrue(s.stdout.contains(", switch: success, "), s.stdout)
 
-        // A system other than the one the rebuild recorded (the test host's /run/current-system
-        // is no symlink): still named after the sync-only deploy.
+        // A system other than the one the rebuild recorded: still named after the sync-only deploy.
         let recordPath = h.varSrc + "/.ferry/last-rebuild.record"
         let old = "/nix/store/" + String(repeating: "a", count: 32) + "-nixos-system-old"
         let text = try String(contentsOfFile: recordPath, encoding: .utf8)
         // (The outcome line's sixth field is the system the rebuild left.)
-        try text.replacingOccurrences(of: #"(?m)^(finished \S+ \S+ \S+ \S+) -"#, with: "$1 \(old)", options: .regularExpression)
+        try text.replacingOccurrences(of: #"(?m)^(finished \S+ \S+ \S+ \S+) \S+"#, with: "$1 \(old)", options: .regularExpression)
             .write(toFile: recordPath, atomically: true, encoding: .utf8)
         s = try status(work)
         XCTAssertTrue(s.stdout.contains("CHANGED since the deploy, which left \(old)"), s.stdout)

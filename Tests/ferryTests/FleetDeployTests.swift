@@ -34,9 +34,7 @@ final class FleetDeployTests: XCTestCase {
             }
         }
         for host in Self.hosts {
-            for dir in [host.varSrc, host.standInState] {
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { try? FileManager.default.removeItem(atPath: dir + "/" + name) }
-            }
+            host.reset()
             try host.setStandInFailure(host.name == "web-3" ? "error: attribute 'lnbits' missing (requested by the test)" : nil)
         }
         work = NSTemporaryDirectory() + "ferry-fleet-test-\(UUID().uuidString)"
@@ -181,6 +179,21 @@ final class FleetDeployTests: XCTestCase {
         for line in all.stdout.split(separator: "\n") where line.contains(" | ") {
             XCTAssertTrue(Self.names.contains { line.hasPrefix($0 + " | ") }, String(line))
         }
+    }
+
+    /// A host whose switch reverted is a failed host: no new host starts after it.
+    func testARevertedHostIsAFailure() throws {
+        let toml = try String(contentsOfFile: fleetFile, encoding: .utf8)
+        try toml.replacingOccurrences(of: "[defaults]\n", with: "[defaults]\nconfirm_timeout = 2\n").write(toFile: fleetFile, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ferry(["web-1"]).status, 0)
+        try "changed\n".write(toFile: work + "/lnbits/pyproject.toml", atomically: false, encoding: .utf8)
+        host("web-1").standIn("break-login", true)
+        defer { host("web-1").standIn("break-login", false) }
+        let r = try ferry(["web-1", "db-1", "--jobs", "1"])
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(row(r.stdout, "web-1").contains("FAILED") && row(r.stdout, "web-1").contains("reverted: no fresh login confirmed the switch in time"), r.stdout)
+        XCTAssertTrue(row(r.stdout, "db-1").contains("not started"), r.stdout)
+        XCTAssertEqual(host("db-1").standInCalls(), [])
     }
 
     func testSelectionSkipAndHosts() throws {
@@ -349,7 +362,8 @@ final class FleetDeployTests: XCTestCase {
         for round in 0..<4 {
             let signal = round % 2 == 0 ? SIGTERM : SIGINT
             for h in Self.hosts { h.clearVarSrc() }
-            let process = try FerryBinary.interrupted(["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"],
+            // (No confirm-or-revert: a job left waiting for proof would hold its lock until it reverts.)
+            let process = try FerryBinary.interrupted(["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2", "--no-confirm"],
                                                       after: UInt32(50_000 + rng.next() % 700_000), signal: signal)
             XCTAssertTrue([128 + signal, 0].contains(process.terminationStatus), "round \(round): \(process.terminationStatus)")
             statuses.append(process.terminationStatus)

@@ -6,6 +6,8 @@ import FerryTarget
 /// snapshot it returns to is checked, and the restore planned; the job restores).
 public enum DeployPhase: String, Sendable, CaseIterable {
     case check, connect, lock, sync, restore, rebuild
+    /// The switch is activated; the host waits for proof that a fresh login works (ferry gives it).
+    case confirm
 }
 
 /// What a deploy reports as it goes; the CLI renders these (library code never prints).
@@ -31,6 +33,8 @@ public enum DeployResult: Equatable, Sendable {
     case rebuildFailed(status: String, lastLines: [String])
     /// Contact was lost during the rebuild and not regained within the reconnect timeout.
     case unknown(operation: String)
+    /// The job undid the switch (the system before it runs again, the sources are back).
+    case reverted(reason: DeployRecord.Outcome.RevertReason, lastLines: [String])
 
     public var summary: String {
         switch self {
@@ -38,6 +42,7 @@ public enum DeployResult: Equatable, Sendable {
         case .syncOnly: return "synced, no rebuild"
         case .rebuildFailed(let status, _): return "failed: \(status)"
         case .unknown(let op): return "unknown: lost contact during \(op); the rebuild may still be running"
+        case .reverted(let reason, _): return "reverted: \(reason.text)"
         }
     }
 }

@@ -45,11 +45,22 @@ public final class Deployment: @unchecked Sendable {
         /// inventory's settings), or in tests a local one. Called once for the deploy (its lock
         /// holder and its work share the shell) and for each reconnect while following the rebuild.
         public var open: @Sendable (Fleet.Host) throws -> any RemoteShell
+        /// Opens the session that proves a login still works after a switch: a new connection
+        /// (TCP, key exchange, authentication), to the port given when there is one.
+        public var openFresh: @Sendable (Fleet.Host, Int?) throws -> any RemoteShell
+        /// No confirm-or-revert, whatever fleet.toml says (`--no-confirm`).
+        public var noConfirm = false
 
-        public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) { self.open = open }
+        public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) {
+            self.open = open
+            openFresh = { host, _ in try open(host) }
+        }
 
         /// Sessions from `connector`, root through sudo where the login user is not root.
-        public init(connector: HostConnector) { self.init(open: { try connector.shell(for: $0) }) }
+        public init(connector: HostConnector) {
+            self.init(open: { try connector.shell(for: $0) })
+            openFresh = { try connector.shell(for: $0, port: $1) }
+        }
     }
 
     public struct Outcome {
@@ -77,6 +88,11 @@ public final class Deployment: @unchecked Sendable {
 
     var operation: Fleet.Operation { options.operation ?? host.operation }
 
+    /// Confirm-or-revert for this deploy (nil: none): a switch or test, unless turned off.
+    var confirm: Fleet.Confirm? {
+        options.noConfirm || options.syncOnly || !host.confirm.applies(to: operation) ? nil : host.confirm
+    }
+
     private var prepared: Prepared?
 
     /// The local checks alone (step 1; `run` does them too): a fleet checks every host before it
@@ -93,8 +109,10 @@ public final class Deployment: @unchecked Sendable {
 
     /// The nixos-rebuild command line a deploy runs on the host, as its shell receives it.
     public func rebuildCommandLine() throws -> String {
-        let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: try check().renderedSource, extra: options.extraArguments)
+        let command = Rebuild.commandLine(operation: confirm == nil ? operation : .build, root: options.root,
+                                          renderedSource: try check().renderedSource, extra: options.extraArguments)
         return String(decoding: RemoteCommand(command).bytes, as: UTF8.self)
+            + (confirm.map { ", then switch-to-configuration \(operation.rawValue) of the result, confirmed by a fresh login within \($0.timeout) s or reverted" } ?? "")
     }
 
     /// Runs the deploy. Throws `DeployError.localCheck` before any connection, `SSHError` for the
@@ -131,6 +149,8 @@ public final class Deployment: @unchecked Sendable {
                                   ferryVersion: options.ferryVersion, operation: options.syncOnly ? "sync-only" : operation.rawValue, sources: [:])
         // With --no-sync the record names no sources: what the target has was not checked.
         var manifests: [(source: String, contents: [UInt8])] = []
+        // Each tree this deploy changed, as the sync left it: what a revert plans from.
+        var changed: [(source: Fleet.Source, digest: String, manifest: [UInt8], result: Syncer.Result)] = []
         for source in fleet.sources where !options.noSync {
             if options.stop?.isCancelled == true { throw SSHError.cancelled }
             var (local, scanned, generated) = prepared.tree(of: source, scans: options.scans)
@@ -152,6 +172,7 @@ public final class Deployment: @unchecked Sendable {
             let result = try Syncer.sync(from: local, to: options.root + "/" + source.name, over: session, options: syncOptions, scanned: scanned)
             if lock.recordedManifests[source.name] != state.digest {
                 manifests.append((source.name, ManifestFile.withHeader(manifest, digest: state.digest)))
+                changed.append((source, state.digest, manifest, result))
             }
             report(.sourceSynced(name: source.name, result: result))
             guard result.complete else {
@@ -180,21 +201,63 @@ public final class Deployment: @unchecked Sendable {
             return Outcome(id: id, result: .syncOnly, record: record)
         }
 
-        // 4. Rebuild, detached; 5. the job writes the record's result.
+        // 4. Rebuild, detached; 5. the job writes the record's result. With confirm-or-revert the
+        // job builds, activates the result itself and waits for a fresh login's proof.
         if options.stop?.isCancelled == true { throw SSHError.cancelled }
         phase = Date()
-        let command = Rebuild.commandLine(operation: operation, root: options.root, renderedSource: prepared.renderedSource, extra: options.extraArguments)
-        report(.phaseStarted(.rebuild, detail: String(decoding: RemoteCommand(command).bytes, as: UTF8.self)))
+        let command = Rebuild.commandLine(operation: confirm == nil ? operation : .build, root: options.root,
+                                          renderedSource: prepared.renderedSource, extra: options.extraArguments)
+        report(.phaseStarted(.rebuild, detail: try rebuildCommandLine()))
         let snapshots = fleet.sources.compactMap { source in record.sources[source.name].map { (source.name, $0.digest) } }
+        var files = manifests.map { (TargetState.Job.manifestUpload($0.source), $0.contents) }
+        var confirmation: TargetState.Job.Confirmation?
+        if let confirm {
+            let restores = try revertPlans(changed, lock: lock, session: session, files: &files, report: report)
+            confirmation = .init(operation: operation.rawValue, timeout: confirm.timeout, activationTimeout: confirm.activationTimeout, restores: restores)
+        }
         try runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command,
-                                                        snapshots: snapshots),
-                       stdin: archive, step: written + "preparing the rebuild")
+                                                        snapshots: snapshots, confirmation: confirmation, archive: !files.isEmpty),
+                       stdin: files.isEmpty ? nil : ManifestFile.archive(files), step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
         lock.release()
         released = true
-        let result = try follow(id: id, first: session, report: report)
+        let proof = FreshLoginProof()
+        let (openFresh, port) = (options.openFresh, host.confirm.port)
+        let result = try follow(id: id, first: session, report: report) { [host, id, state] seconds in
+            report(FreshLoginProof.waiting(seconds))
+            proof.give(open: { try openFresh(host, port) }, state: state, id: id, seconds: seconds)
+        }
+        if let event = proof.finished() { report(event) }
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
         return Outcome(id: id, result: result, record: record)
+    }
+
+    /// For each tree this deploy changed, the plan that brings back the tree before it (the
+    /// snapshot the host keeps of it, found by the digest its manifest had when the lock was
+    /// taken), put in `files` for the job; a tree with no such snapshot is kept, and said.
+    func revertPlans(_ changed: [(source: Fleet.Source, digest: String, manifest: [UInt8], result: Syncer.Result)], lock: DeployLock,
+                     session: any RemoteShell, files: inout [(String, [UInt8])], report: (DeployEvent) -> Void) throws -> [TargetState.Rollback.Restore] {
+        let state = TargetState(root: options.root)
+        var restores: [TargetState.Rollback.Restore] = []
+        for (source, _, encoded, result) in changed {
+            let destination = options.root + "/" + source.name
+            guard let previous = lock.recordedManifests[source.name] else {
+                report(.warning("\(source.name): ferry recorded no tree on the host before this deploy: a revert keeps this deploy's tree"))
+                continue
+            }
+            let folder = state.snapshot(source.name, digest: previous)
+            let (status, bytes, _) = try session.run(TargetState.TreeFile.command(Array((folder + "/manifest").utf8)))
+            guard status == .exited(0), let before = try? ManifestFile.decode(bytes, target: session.name, path: folder + "/manifest") else {
+                report(.warning("\(source.name): no snapshot of the tree before this deploy (\(folder)): a revert keeps this deploy's tree"))
+                continue
+            }
+            let after = result.treeAfter(try ManifestFile.decode(encoded, target: session.name))
+            let rules = SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude), deleteExcluded: source.deleteExcluded)
+            let (_, plan) = try Syncer.restorePlan(snapshot: before, destination: after, options: rules)
+            files.append((TargetState.Job.revertPlanUpload(id: id, source: source.name), plan))
+            restores.append(.init(source: source.name, destination: destination, snapshot: folder))
+        }
+        return restores
     }
 
     static var operatorName: String {
@@ -260,13 +323,73 @@ public final class Deployment: @unchecked Sendable {
         }
     }
 
-    /// Streams the job's log until its status is written (see `RebuildFollower`).
-    func follow(id: String, first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
+    /// Streams the job's log until its status is written (see `RebuildFollower`); `onConfirm`
+    /// hears when the job waits for proof of a fresh login.
+    func follow(id: String, first: any RemoteShell, report: (DeployEvent) -> Void, onConfirm: ((Int) -> Void)? = nil) throws -> DeployResult {
         let open = options.open
         let host = self.host
-        let follower = RebuildFollower(state: TargetState(root: options.root), id: id, operation: operation.rawValue, reconnectTimeout: options.reconnectTimeout,
+        var follower = RebuildFollower(state: TargetState(root: options.root), id: id, operation: operation.rawValue, reconnectTimeout: options.reconnectTimeout,
                                        waitForStart: true, stop: options.stop ?? options.cancel, cancel: options.cancel) { try open(host) }
+        follower.onConfirm = onConfirm
         return try follower.follow(first: first, report: report)
+    }
+}
+
+/// The proof that a login still works after a switch, given on a thread of its own (a fresh
+/// session) while the deploy's session follows the job. It only asks: the job settles the
+/// outcome, and the answer is what the job settled. Unchecked Sendable: its state is guarded by
+/// `condition`.
+public final class FreshLoginProof: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var result: Result<String, any Error>?
+    private var started: Date?
+    private var ended: Date?
+
+    public init() {}
+
+    /// The confirm phase's start: the job has activated and waits `seconds`.
+    public static func waiting(_ seconds: Int) -> DeployEvent {
+        .phaseStarted(.confirm, detail: "activated; the host reverts unless a fresh login confirms within \(seconds) s")
+    }
+
+    /// Asks deploy `id`'s job, over a session `open` makes (a new connection), to confirm; waits
+    /// for what it settles on a thread of its own.
+    public func give(open: @escaping @Sendable () throws -> any RemoteShell, state: TargetState, id: String, seconds: Int) {
+        condition.lock()
+        started = Date()
+        condition.unlock()
+        Thread {
+            let r = Result { () throws -> String in
+                let shell = try open()
+                defer { shell.close() }
+                let (status, out, err) = try shell.run(TargetState.Job.confirm(state, id: id, wait: seconds + 30))
+                guard status == .exited(0) else {
+                    throw DeployError.remote(target: shell.name, step: "confirming the switch", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
+                }
+                return shell.name + " " + String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            self.condition.lock()
+            self.result = r
+            self.ended = Date()
+            self.condition.broadcast()
+            self.condition.unlock()
+        }.start()
+    }
+
+    /// The confirm phase's end, once the proof's session has ended (nil: no proof was given).
+    public func finished() -> DeployEvent? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let started else { return nil }
+        while result == nil { condition.wait() }
+        let detail: String
+        switch result! {
+        case .success(let said) where said.hasSuffix(" confirmed"):
+            detail = "confirmed by a fresh login (\(said.dropLast(" confirmed".count)))"
+        case .success(let said): detail = "the fresh login's proof came too late: \(said.split(separator: " ").last ?? "")"
+        case .failure(let error): detail = "no fresh login: \(error)"
+        }
+        return .phaseFinished(.confirm, seconds: (ended ?? Date()).timeIntervalSince(started), detail: detail)
     }
 }
 

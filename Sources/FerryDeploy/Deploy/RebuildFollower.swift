@@ -21,6 +21,9 @@ struct RebuildFollower {
     var stop: CancellationToken?
     var cancel: CancellationToken?
     var reopen: () throws -> any RemoteShell
+    /// The job has activated and waits this many seconds for proof of a fresh login (its log's
+    /// `Job.confirmMarker` line, which is not output).
+    var onConfirm: ((Int) -> Void)?
 
     func follow(first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
         var offset = 0
@@ -30,7 +33,12 @@ struct RebuildFollower {
         defer { if let session, session !== first { session.close() } }
         // One splitter across reconnects: a line cut by a lost link goes on where it stopped.
         var splitter = LineSplitter()
+        let marker = Array(TargetState.Job.confirmMarker.utf8)
         func emit(_ line: [UInt8]) {
+            if line.starts(with: marker) {
+                onConfirm?(Int(String(decoding: line.dropFirst(marker.count), as: UTF8.self)) ?? 0)
+                return
+            }
             tail.append(String(decoding: line, as: UTF8.self))
             if tail.count > 20 { tail.removeFirst() }
             report(.output(line))
@@ -46,6 +54,9 @@ struct RebuildFollower {
                 }, stderr: { errors.append(contentsOf: $0) })
                 splitter.flush(emit)
                 let text = String(decoding: errors, as: UTF8.self)
+                if let outcome = TargetState.Job.outcome(stderr: text), outcome.result == .reverted, let reason = outcome.reason {
+                    return .reverted(reason: reason, lastLines: tail)
+                }
                 switch status == .exited(0) ? TargetState.Job.ending(stderr: text) : .noMarker {
                 case .exited("0"): return .succeeded
                 case .exited(let value): return .rebuildFailed(status: "exit status \(value)", lastLines: tail)

@@ -45,6 +45,8 @@ public final class FleetDeployment {
         public var operation: String?
         /// The end of a failed rebuild's output.
         public var lastLines: [String] = []
+        /// The job confirms or reverts its activation (a switch or test, confirm on).
+        public var confirms = false
         /// The error, for callers that map it to an exit status.
         public var error: Error?
 
@@ -134,8 +136,10 @@ public final class FleetDeployment {
     }
 
     static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (DeployEvent) -> Void) -> HostOutcome {
-        outcome(host: deployment.host.name, id: deployment.id, operation: deployment.options.syncOnly ? "sync-only" : deployment.operation.rawValue,
-                logFile: deployment.logFile, emit: emit) { try deployment.run($0).result }
+        var o = outcome(host: deployment.host.name, id: deployment.id, operation: deployment.options.syncOnly ? "sync-only" : deployment.operation.rawValue,
+                        logFile: deployment.logFile, emit: emit) { try deployment.run($0).result }
+        o.confirms = deployment.confirm != nil
+        return o
     }
 
     /// A host's outcome from its work (a deploy, a rollback): the phase it ended in, what it
@@ -169,10 +173,17 @@ public final class FleetDeployment {
             case .unknown:
                 outcome.state = .unknown
                 outcome.cause = result.summary
+            case .reverted(_, let lines):
+                // A revert is a failed deploy: the host runs what it ran before.
+                outcome.state = .failed
+                outcome.cause = result.summary
+                outcome.lastLines = lines
             }
         } catch SSHError.cancelled {
-            outcome.state = phase == .rebuild ? .unknown : .interrupted
-            outcome.cause = phase == .rebuild ? "\(operation == DeployRecord.rollbackOperation ? "rollback" : "rebuild") continues (ferry status \(name))" : "interrupted"
+            let detached = phase == .rebuild || phase == .confirm
+            outcome.state = detached ? .unknown : .interrupted
+            outcome.cause = phase == .confirm ? "interrupted before the switch was confirmed: the host reverts at its deadline (ferry status \(name))"
+                : detached ? "\(operation == DeployRecord.rollbackOperation ? "rollback" : "rebuild") continues (ferry status \(name))" : "interrupted"
             outcome.error = SSHError.cancelled
         } catch {
             outcome.state = .failed

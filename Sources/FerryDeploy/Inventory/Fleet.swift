@@ -22,6 +22,24 @@ public struct Fleet: Sendable {
         public var operation: Operation = .switch
         /// How many of the newest successful deploys keep their sources' snapshots (≥ 1).
         public var keepSnapshots = 10
+        public var confirm = Confirm()
+    }
+
+    /// Confirm-or-revert for a switch or test: after activating, the host's job waits `timeout`
+    /// seconds for proof that the operator can still log in (a fresh connection, to `port` when
+    /// set: a deploy that moves sshd), and reverts without it. `activationTimeout` bounds the
+    /// activation itself.
+    public struct Confirm: Equatable, Sendable {
+        public var enabled = true
+        public var timeout = 30
+        public var activationTimeout = 600
+        public var port: Int?
+
+        public init() {}
+
+        /// Whether a deploy with `operation` waits for proof (a switch or test changes the
+        /// running system; boot and build do not).
+        public func applies(to operation: Operation) -> Bool { enabled && (operation == .switch || operation == .test) }
     }
 
     public enum Operation: String, CaseIterable, Sendable {
@@ -76,6 +94,7 @@ public struct Fleet: Sendable {
         /// How many of the newest successful deploys keep their sources' snapshots on the host
         /// (the running system's deploy's are kept too).
         public var keepSnapshots = 10
+        public var confirm = Confirm()
 
         public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
     }

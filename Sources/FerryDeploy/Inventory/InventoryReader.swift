@@ -209,6 +209,7 @@ private struct Reader {
             defaults.jump = try jump(d, at: "defaults.jump")
             defaults.operation = try operation(d, at: "defaults.operation") ?? defaults.operation
             defaults.keepSnapshots = try keepSnapshots(d, at: "defaults.keep_snapshots") ?? defaults.keepSnapshots
+            defaults.confirm = try confirm(d, at: "defaults", over: defaults.confirm)
         }
 
         var sources: [Fleet.Source] = []
@@ -293,6 +294,7 @@ private struct Reader {
                     jump: try jump(t, at: "\(path).jump"),
                     operation: try operation(t, at: "\(path).operation") ?? defaults.operation)
                 host.keepSnapshots = try keepSnapshots(t, at: "\(path).keep_snapshots") ?? defaults.keepSnapshots
+                host.confirm = try confirm(t, at: path, over: defaults.confirm)
                 // Literal addresses can be compared now; aliases once ssh_config has been applied.
                 if InventoryReader.isValidAddress(address) {
                     let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port ?? defaults.port ?? 22)"
@@ -312,7 +314,28 @@ private struct Reader {
     }
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).
-    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation", "keep_snapshots"]
+    static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation", "keep_snapshots",
+                                 "confirm", "confirm_timeout", "confirm_port", "activation_timeout"]
+
+    /// `confirm`, `confirm_timeout` (seconds, 1–3600), `activation_timeout` (seconds, 1–86400),
+    /// `confirm_port`, each over what `base` (the defaults) says.
+    func confirm(_ table: TOMLTable, at path: String, over base: Fleet.Confirm) throws -> Fleet.Confirm {
+        var c = base
+        c.enabled = try bool(table, "confirm", at: "\(path).confirm") ?? c.enabled
+        if let t = try int(table, "confirm_timeout", at: "\(path).confirm_timeout") {
+            guard (1...3600).contains(t) else { throw fail("\(path).confirm_timeout", "\(t): seconds from 1 to 3600 (the host reverts when no fresh login confirms the switch in time)") }
+            c.timeout = t
+        }
+        if let t = try int(table, "activation_timeout", at: "\(path).activation_timeout") {
+            guard (1...86400).contains(t) else { throw fail("\(path).activation_timeout", "\(t): seconds from 1 to 86400") }
+            c.activationTimeout = t
+        }
+        if let p = try int(table, "confirm_port", at: "\(path).confirm_port") {
+            guard (1...65535).contains(p) else { throw fail("\(path).confirm_port", "\(p): not a TCP port (1-65535)") }
+            c.port = p
+        }
+        return c
+    }
 
     /// `keep_snapshots`: how many successful deploys keep their snapshots, at least 1.
     func keepSnapshots(_ table: TOMLTable, at path: String) throws -> Int? {

@@ -39,10 +39,15 @@ public final class HostConnector: Sendable {
         return try Self.open(connection, cancel: cancel, notice: notice)
     }
 
-    /// A session to an inventory host, set up to run every command as root (sudo for other users).
-    public func shell(for host: Fleet.Host) throws -> SSHSession {
+    /// A session to an inventory host, set up to run every command as root (sudo for other users);
+    /// to `port` instead of the connection's when given (the port a deploy moves sshd to).
+    public func shell(for host: Fleet.Host, port: Int? = nil) throws -> SSHSession {
         guard let access = sudo.withLock({ $0 }) else { preconditionFailure("grant(_:) the sudo access before opening shells") }
-        let session = try open(host.name)
+        guard var connection = connections[host.name] else { preconditionFailure("no connection resolved for \(host.name)") }
+        // Another port of the same host: its key is the one known for the usual port.
+        let alias = port.map { _ in connection.target }
+        if let port { connection.port = .init(value: port, source: "confirm_port") }
+        let session = try Self.open(connection, cancel: cancel, hostKeyAlias: alias, notice: notice)
         do {
             try access.apply(to: session, host: host)
         } catch {
@@ -52,7 +57,8 @@ public final class HostConnector: Sendable {
         return session
     }
 
-    public static func open(_ connection: HostConnection, cancel: CancellationToken? = nil,
+    /// `hostKeyAlias`: the final hop's host key is looked up under this name and port.
+    public static func open(_ connection: HostConnection, cancel: CancellationToken? = nil, hostKeyAlias: SSHTarget? = nil,
                             notice: @escaping @Sendable (_ target: String, _ text: String) -> Void) throws -> SSHSession {
         func configuration(_ c: HostConnection) -> SSHConfiguration {
             let target = "\(c.target)"
@@ -60,6 +66,8 @@ public final class HostConnector: Sendable {
             configuration.cancel = cancel
             return configuration
         }
-        return try JumpRoute.session(configuration(connection), through: connection.hops.map(configuration))
+        var last = configuration(connection)
+        last.hostKeyAlias = hostKeyAlias
+        return try JumpRoute.session(last, through: connection.hops.map(configuration))
     }
 }

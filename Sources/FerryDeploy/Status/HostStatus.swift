@@ -85,8 +85,11 @@ public struct HostStatus: Sendable {
 
     /// The last deploy's rebuild output from its start, followed until the job ends (re-attaching
     /// after a deploy whose outcome was unknown); reconnects like a deploy. Nil: never deployed.
+    /// `openFresh`: a session for the proof a job waiting for confirmation asks for (a new
+    /// connection): following a switch is being able to log in.
     public static func follow(shell: any RemoteShell, root: String = "/var/src", reconnectTimeout: Double, cancel: CancellationToken?,
-                              reopen: @escaping () throws -> any RemoteShell, report: (DeployEvent) -> Void) throws -> (id: String, result: DeployResult)? {
+                              reopen: @escaping () throws -> any RemoteShell, openFresh: (@Sendable () throws -> any RemoteShell)? = nil,
+                              report: (DeployEvent) -> Void) throws -> (id: String, result: DeployResult)? {
         let basics = try basics(shell: shell, root: root)
         if case .unreadable(let file, let reason) = basics.rebuild {
             throw DeployError.remote(target: shell.name, step: "reading the last rebuild's record", detail: "\(file) is unreadable: \(reason)")
@@ -94,9 +97,21 @@ public struct HostStatus: Sendable {
         guard let record = basics.rebuild.record, !record.id.isEmpty, !record.id.contains("/"), record.id != ".." else { return nil }
         // A deploy holding the lock may be about to start its job; with the lock free, a job
         // without a pid never started.
-        let follower = RebuildFollower(state: TargetState(root: root), id: record.id, operation: record.operation, reconnectTimeout: reconnectTimeout,
-                                       waitForStart: basics.lock != .free, stop: cancel, cancel: cancel, reopen: reopen)
-        return (record.id, try follower.follow(first: shell, report: report))
+        let proof = FreshLoginProof()
+        // The follower calls it back while it follows, never after.
+        return try withoutActuallyEscaping(report) { report in
+            var follower = RebuildFollower(state: TargetState(root: root), id: record.id, operation: record.operation, reconnectTimeout: reconnectTimeout,
+                                           waitForStart: basics.lock != .free, stop: cancel, cancel: cancel, reopen: reopen)
+            if let openFresh {
+                follower.onConfirm = { seconds in
+                    report(FreshLoginProof.waiting(seconds))
+                    proof.give(open: openFresh, state: TargetState(root: root), id: record.id, seconds: seconds)
+                }
+            }
+            let result = try follower.follow(first: shell, report: report)
+            if let event = proof.finished() { report(event) }
+            return (record.id, result)
+        }
     }
 
     public enum UnlockResult: Equatable, Sendable {

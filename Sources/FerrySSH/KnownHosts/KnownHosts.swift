@@ -251,6 +251,7 @@ extension SSHSession {
             throw SSHError.handshake(host: target.host, port: target.port, reason: "unsupported host key type \(type)")
         }
         let fingerprint = hostKeyFingerprint()
+        let target = configuration.hostKeyAlias ?? self.target
         let name = KnownHosts.lookupName(host: target.host, port: target.port)
         var verdict = knownHosts.check(host: target.host, port: target.port, key: key)
         if verdict == .notFound && configuration.hostKeyPolicy == .acceptNew {

@@ -26,6 +26,9 @@ public struct SSHConfiguration: Sendable {
     /// Read after the user's file, never written (NixOS writes `programs.ssh.knownHosts` there).
     public var globalKnownHostsFiles: [String] = ["/etc/ssh/ssh_known_hosts"]
     public var hostKeyPolicy: HostKeyPolicy
+    /// Look up (and record) the host key under this name and port instead of the target's, as
+    /// ssh_config's HostKeyAlias does: the same host reached on another port (a moved sshd).
+    public var hostKeyAlias: SSHTarget?
     /// Bounds TCP connect plus the SSH handshake, like OpenSSH's ConnectTimeout.
     public var connectTimeout: Double
     /// Stops opening the session (TCP connect, handshake, authentication) with

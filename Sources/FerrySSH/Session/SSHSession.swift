@@ -61,7 +61,8 @@ public final class SSHSession: @unchecked Sendable {
         do {
             let knownHosts = try KnownHosts(userFile: configuration.knownHostsFile, globalFiles: configuration.globalKnownHostsFiles)
             for warning in knownHosts.warnings { configuration.notice(warning) }
-            preferHostKeyTypes(knownHosts.recordedKeyTypes(host: target.host, port: target.port))
+            let keyName = configuration.hostKeyAlias ?? target
+            preferHostKeyTypes(knownHosts.recordedKeyTypes(host: keyName.host, port: keyName.port))
             // libssh2's handshake ends by asking for the ssh-userauth service and waiting a round
             // trip for the answer. Authentication starts once that request is out, in that same
             // round trip (the server handles packets in order; see `authenticationStep`). The

@@ -13,14 +13,64 @@ extension TargetState {
         /// `snapshots` names each source's snapshot, which gets its tree's manifest) and the rebuild
         /// record's first line (started, no result), and keeps the newest 20 deploy folders and
         /// those whose snapshots are kept.
+        /// With `confirmation`, `command` builds the system (`nixos-rebuild build`) and the job
+        /// activates it, then waits for proof or reverts (see `Confirmation`). `archive`: the
+        /// archive on stdin holds more than the manifests (revert plans, `revertPlanUpload`).
         package static func prepare(_ state: TargetState, id: String, manifests: [String], record: DeployRecord, command: [String],
-                                    snapshots: [(source: String, digest: String)] = []) -> RemoteCommand {
+                                    snapshots: [(source: String, digest: String)] = [], confirmation: Confirmation? = nil,
+                                    archive: Bool = false) -> RemoteCommand {
             let directory = state.deploy(id)
-            let job = script(directory: directory, record: state.rebuildRecord, command: command)
+            let job = script(directory: directory, record: state.rebuildRecord, command: command, confirmation: confirmation)
             return .script(manifestScript + prepareScript,
-                           arguments: (manifestArguments(state, manifests) + [directory, job, record.json, state.rebuildRecord, state.deploys,
-                                                                              snapshotLines(snapshots), state.snapshotsFolder, state.directory]).map { Array($0.utf8) })
+                           arguments: (manifestArguments(state, manifests, archive: archive || !manifests.isEmpty)
+                                       + [directory, job, record.json, state.rebuildRecord, state.deploys,
+                                          snapshotLines(snapshots), state.snapshotsFolder, state.directory,
+                                          confirmation.map { "\($0.operation) \($0.timeout) \($0.activationTimeout)\n" } ?? ""]).map { Array($0.utf8) })
         }
+
+        /// Confirm-or-revert (a switch or test): the job builds, activates the built system itself
+        /// under a watchdog (`activationTimeout` seconds; "Could not acquire lock" from
+        /// switch-to-configuration is retried for 60 s), then waits `timeout` seconds for a proof
+        /// (`confirm`, over a fresh login) and settles — it alone, once — `confirmed` or
+        /// `reverted`. A revert brings back the system that ran before (`R/bin/switch-to-configuration
+        /// test`), for a switch the profile (`nix-env --set P`, `P/bin/switch-to-configuration boot`),
+        /// and each source in `restores` from the snapshot of the tree before the deploy.
+        package struct Confirmation: Sendable {
+            package var operation: String
+            package var timeout: Int
+            package var activationTimeout: Int
+            /// Each changed source and the snapshot of its tree before; its plan is `revertPlanUpload`.
+            package var restores: [Rollback.Restore]
+
+            package init(operation: String, timeout: Int, activationTimeout: Int, restores: [Rollback.Restore]) {
+                self.operation = operation
+                self.timeout = timeout
+                self.activationTimeout = activationTimeout
+                self.restores = restores
+            }
+        }
+
+        /// Where a source's revert plan goes in the archive `prepare` reads (relative to the state folder).
+        package static func revertPlanUpload(id: String, source: String) -> String { "deploys/\(id)/revert/\(source).tar" }
+
+        /// Gives the proof that a fresh login works to deploy `id`'s waiting job, then waits (at most
+        /// `wait` seconds) for the job to settle and prints what it settled: `confirmed`, or
+        /// `reverted` (a proof after the deadline changes nothing). Exit 1: no such deploy.
+        package static func confirm(_ state: TargetState, id: String, wait: Int) -> RemoteCommand {
+            .script(#"""
+            umask 077
+            d=$1 n=$(( $2 * 10 ))
+            [ -d "$d" ] || { echo "no deploy folder $d" >&2; exit 1; }
+            [ -e "$d/settled" ] || { : > "$d/confirm-request.tmp" && mv -f "$d/confirm-request.tmp" "$d/confirm-request"; } || exit 1
+            i=0
+            while [ ! -e "$d/settled" ] && [ $i -lt "$n" ]; do sleep 0.1; i=$((i + 1)); done
+            cat "$d/settled" 2>/dev/null || echo unsettled
+            """#, arguments: [state.deploy(id), String(wait)].map { Array($0.utf8) })
+        }
+
+        /// The line the job writes into its log once the activation has ended and it waits for
+        /// proof: the marker, then the seconds it waits.
+        package static let confirmMarker = "\u{1E}ferry-confirm "
 
         /// A deploy folder's `snapshots` file: "NAME HEX" per source (names hold no white space).
         package static func snapshotLines(_ snapshots: [(source: String, digest: String)]) -> String {
@@ -30,7 +80,7 @@ extension TargetState {
         /// Puts `manifests` in place and writes a `--sync-only` deploy's record, whole.
         package static func recordSyncOnly(_ state: TargetState, manifests: [String], record: DeployRecord) -> RemoteCommand {
             .script(manifestScript + recordScript,
-                    arguments: (manifestArguments(state, manifests) + [record.fileText, state.syncRecord]).map { Array($0.utf8) })
+                    arguments: (manifestArguments(state, manifests, archive: !manifests.isEmpty) + [record.fileText, state.syncRecord]).map { Array($0.utf8) })
         }
 
         /// Streams deploy `id`'s log from byte `offset` until its job ends; `waitForStart`: wait
@@ -54,21 +104,32 @@ extension TargetState {
         }
 
         static let statusMarker = "\u{1E}ferry-status "
+        static let outcomeMarker = "\u{1E}ferry-outcome "
 
-        private static func manifestArguments(_ state: TargetState, _ names: [String]) -> [String] {
-            [String(names.count), state.directory] + names
+        /// The job's outcome line as the follower read it after the job ended (nil: none, or not
+        /// one of ferry's).
+        package static func outcome(stderr: String) -> DeployRecord.Outcome? {
+            guard let marker = stderr.range(of: outcomeMarker) else { return nil }
+            return DeployRecord.Outcome(line: stderr[marker.upperBound...].prefix { $0 != "\n" })
         }
 
-        /// $1 = N names, $2 the state folder, then the N source names: unpacks NAME/manifest.new files
-        /// from stdin into $2 (N > 0) and renames each named one over NAME/manifest — only those: what
-        /// a source no longer in fleet.toml left behind is never touched; then shifts its arguments
-        /// away for the script that follows it.
+        private static func manifestArguments(_ state: TargetState, _ names: [String], archive: Bool) -> [String] {
+            [String(names.count), state.directory, archive ? "1" : "0"] + names
+        }
+
+        /// $1 = N names, $2 the state folder, $3 "1" when stdin holds an archive, then the N source
+        /// names: unpacks the archive (NAME/manifest.new files, a deploy's revert plans) into $2 and
+        /// renames each named manifest over NAME/manifest — only those: what a source no longer in
+        /// fleet.toml left behind is never touched; then shifts its arguments away for the script
+        /// that follows it.
         static let manifestScript = #"""
         umask 077
-        n=$1 state=$2
-        shift 2
-        if [ "$n" -gt 0 ]; then
+        n=$1 state=$2 archive=$3
+        shift 3
+        if [ "$archive" = 1 ]; then
           (cd "$state" && tar -x -f - --no-same-owner) || exit 1
+        fi
+        if [ "$n" -gt 0 ]; then
           while [ "$n" -gt 0 ]; do
             f=$state/$1/manifest.new
             [ ! -f "$f" ] || mv -f -- "$f" "${f%.new}" || exit 1
@@ -81,9 +142,9 @@ extension TargetState {
         /// The job's script. It gets the locked open file on stdin and keeps it (fd 9) until its
         /// status is written; the record is written before the status, so a follower that sees the
         /// status finds the record final.
-        static func script(directory: String, record: String, command: [String]) -> String {
+        static func script(directory: String, record: String, command: [String], confirmation: Confirmation? = nil) -> String {
             let q = { (s: String) in ShellQuote.quote(s) }
-            return """
+            var text = """
             #!/bin/sh
             # ferry deploy job: nixos-rebuild, detached from ferry's SSH channel.
             exec 9<&0 </dev/null
@@ -99,8 +160,13 @@ extension TargetState {
             before=$(store "$(readlink -f /run/current-system 2>/dev/null)")
             profile_before=$(store "$(readlink -f "$profile" 2>/dev/null)")
             start=$(date +%s)
+            reason=
             (umask 022 && exec \(command.map(q).joined(separator: " "))) >> log 2>&1
             rc=$?
+
+            """
+            if let c = confirmation { text += confirmScript(c) }
+            text += """
             end=$(date +%s)
             system=$(store "$(readlink /run/current-system 2>/dev/null)")
             # A new generation (switch, boot): its number and store path.
@@ -111,12 +177,114 @@ extension TargetState {
             else
               generation_path=-
             fi
-            if [ "$rc" = 0 ]; then result=success; else result=failed; fi
+            if [ -n "$reason" ]; then result=reverted; elif [ "$rc" = 0 ]; then result=success; else result=failed; fi
             # Kept in the deploy's folder too: the record of each deploy whose snapshots are kept.
-            { cat record-base.json && printf '\\nfinished %s %s %s %s %s %s %s %s %s\\n' "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" \\
-              "$system" "$before" "$profile_before" "$generation" "$generation_path"; } \\
+            { cat record-base.json && printf '\\nfinished %s %s %s %s %s %s %s %s %s%s\\n' "$result" "$rc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$((end - start))" \\
+              "$system" "$before" "$profile_before" "$generation" "$generation_path" "${reason:+ $reason}"; } \\
               > record.tmp && mv -f record.tmp record && cp record "$record.tmp" && mv -f "$record.tmp" "$record"
             echo "$rc" > status.tmp && mv -f status.tmp status
+
+            """
+            return text
+        }
+
+        /// The confirm-or-revert part of a job (see `Confirmation`): after the build (`rc`), the
+        /// activation of `result` under a watchdog, the wait for proof, the settlement, a revert.
+        static func confirmScript(_ c: Confirmation) -> String {
+            let q = { (s: String) in ShellQuote.quote(s) }
+            var restoreArguments: [String] = []
+            for r in c.restores {
+                let (sourceState, name) = TargetState.forDestination(r.destination)
+                restoreArguments += [r.source, r.destination, sourceState.source(name), r.snapshot, "revert/\(r.source).tar"]
+            }
+            return """
+            op=\(q(c.operation)) confirm_timeout=\(c.timeout) activation_timeout=\(c.activationTimeout)
+            restore=\(q(Rollback.restoreScript))
+            PATH=$PATH:/run/current-system/sw/bin
+            # Activations and the profile get a root's usual umask, as under nixos-rebuild (the
+            # job's own files stay root's alone).
+            sys() { (umask 022 && exec "$@"); }
+            # Each source this deploy changed, back to the snapshot of its tree before the deploy.
+            restore_sources() {
+              set -- \(restoreArguments.map(q).joined(separator: " "))
+              while [ "$#" -ge 5 ]; do
+                echo "ferry: restoring $1 ($2) from snapshot ${4##*/}"
+                sh -c "$restore" ferry-restore "$2" "$3" "$4" "$5" || echo "ferry: restoring $1 failed: it keeps this deploy's tree"
+                shift 5
+              done
+            }
+            # $1 the reason (DeployRecord.Outcome.RevertReason), $2 what happened; $3 "system": the
+            # running system was (or may have been) changed, so the one before comes back.
+            revert() {
+              reason=$1
+              echo "ferry: reverting: $2"
+              if [ "${3:-}" = system ] && [ "$before" != - ]; then
+                sys "$before/bin/switch-to-configuration" test || echo "ferry: $before/bin/switch-to-configuration test failed"
+              fi
+              if [ "$op" = switch ] && [ "$profile_before" != - ] && [ "$(readlink -f "$profile")" != "$profile_before" ]; then
+                sys nix-env -p "$profile" --set "$profile_before" || echo "ferry: the system profile could not be set back to $profile_before"
+                if [ "${3:-}" = system ]; then
+                  sys "$profile_before/bin/switch-to-configuration" boot || echo "ferry: $profile_before/bin/switch-to-configuration boot failed"
+                fi
+              fi
+              restore_sources
+            }
+            # Activates $new: 0, its exit status, 124 (killed by the watchdog) or 75 (the switch lock
+            # stayed busy for 60 s).
+            activate() {
+              if [ "$op" = switch ]; then sys nix-env -p "$profile" --set "$new" || return 1; fi
+              waited=0
+              while :; do
+                from=$(wc -c < log)
+                (umask 022 && exec setsid "$new/bin/switch-to-configuration" "$op") < /dev/null &
+                apid=$!
+                ( trap 'kill $s 2>/dev/null; exit 0' TERM
+                  sleep "$activation_timeout" & s=$!; wait $s
+                  : > activation-timed-out
+                  kill -TERM -"$apid" 2>/dev/null || kill -TERM "$apid" 2>/dev/null
+                  sleep 5 & s=$!; wait $s
+                  kill -KILL -"$apid" 2>/dev/null || kill -KILL "$apid" 2>/dev/null ) < /dev/null > /dev/null 2>&1 &
+                watchdog=$!
+                wait "$apid"; arc=$?
+                kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null
+                [ ! -e activation-timed-out ] || return 124
+                [ "$arc" != 0 ] || return 0
+                tail -c +$((from + 1)) log | grep -q 'Could not acquire lock' || return "$arc"
+                [ "$waited" -lt 60 ] || return 75
+                echo "ferry: another activation holds the switch lock; trying again in 2 s"
+                sleep 2; waited=$((waited + 2))
+              done
+            }
+            settle() { echo "$1" > settled.tmp && mv -f settled.tmp settled; }
+            if [ "$rc" = 0 ]; then
+              {
+                new=$(store "$(readlink -f result 2>/dev/null)")
+                if [ "$new" = - ] || [ ! -x "$new/bin/switch-to-configuration" ]; then
+                  echo "ferry: the build left no system to activate (no result)"; rc=1
+                else
+                  echo "ferry: activating $new ($op)"
+                  activate; rc=$?
+                  case $rc in
+                    0)
+                      deadline=$(( $(date +%s) + confirm_timeout ))
+                      echo "$deadline" > deadline.tmp && mv -f deadline.tmp deadline
+                      printf '\(confirmMarker)%s\\n' "$confirm_timeout"
+                      while :; do
+                        if [ -e confirm-request ]; then settle confirmed; break; fi
+                        if [ "$(date +%s)" -ge "$deadline" ]; then
+                          settle reverted
+                          revert no-confirmation "no fresh login confirmed the switch within $confirm_timeout s" system; rc=1
+                          break
+                        fi
+                        sleep 0.2
+                      done ;;
+                    124) settle reverted; revert activation-timeout "the activation did not end within $activation_timeout s: it was killed" system ;;
+                    75) settle reverted; revert switch-lock-busy "another activation held the switch lock for 60 s; this deploy's system was never activated" ;;
+                    *) settle reverted; revert activation-failed "the activation failed (exit status $rc)" system ;;
+                  esac
+                fi
+              } >> log 2>&1
+            fi
 
             """
         }
@@ -126,11 +294,14 @@ extension TargetState {
         /// one just put in place); keeps the newest 20 deploy folders and those whose snapshots
         /// are kept. $1 folder, $2 job script, $3 record base (one line of JSON), $4 the rebuild
         /// record, $5 the deploys folder, $6 the snapshots file, $7 the snapshots folder, $8 the
-        /// state folder.
+        /// state folder, $9 the confirm rule (empty: none).
         static let prepareScript = #"""
         d=$1 record=$4 snapshots=$7 state=$8
         mkdir -p "$d" && cd "$d" || exit 1
         printf '%s' "$2" > job.sh && printf '%s' "$3" > record-base.json && printf '%s' "$6" > snapshots && : > log || exit 1
+        # The waiting marker (operation, seconds to wait for proof, activation bound): there before
+        # the job starts.
+        [ -z "$9" ] || printf '%s' "$9" > confirm || exit 1
         while read -r s h; do
           [ -d "$snapshots/$s/$h" ] && [ ! -e "$snapshots/$s/$h/manifest" ] && [ -f "$state/$s/manifest" ] || continue
           cp "$state/$s/manifest" "$snapshots/$s/$h/manifest.tmp" && mv -f "$snapshots/$s/$h/manifest.tmp" "$snapshots/$s/$h/manifest" || exit 1
@@ -165,7 +336,8 @@ extension TargetState {
         [ -n "$pid" ] || { echo "the rebuild job never started (no pid in $d)" >&2; exit 3; }
         tail -c +$((off + 1)) -s 0.2 -f --pid="$pid" log
         s=$(cat status 2>/dev/null) || s=none
-        printf '\036ferry-status %s\n' "$s" >&2
+        o=$(tail -n 1 record 2>/dev/null) || o=
+        printf '\036ferry-outcome %s\n\036ferry-status %s\n' "$o" "$s" >&2
         """#
     }
 }

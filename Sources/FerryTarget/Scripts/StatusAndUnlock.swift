@@ -96,6 +96,7 @@ extension TargetState {
         # Nothing of ferry's to stop: the holder is not known.
         [ "$what" != other ] || exit 76
         [ "$force" = 1 ] || exit 75
+        [ "$what" != confirming ] || what=running
         if [ "$what" = running ]; then kill -TERM "-$jpid" 2>/dev/null || kill -TERM "$jpid"; fi
         [ -z "$hpid" ] || kill -TERM "-$hpid" 2>/dev/null || kill -TERM "$hpid" 2>/dev/null
         flock -w 10 9 || { echo "the lock is still held 10 s after SIGTERM to its holder" >&2; exit 1; }

@@ -20,7 +20,7 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     }
 
     /// How a deploy ended: `finished RESULT EXIT FINISHED_AT SECONDS SYSTEM BEFORE PROFILE GENERATION
-    /// GENERATION_PATH`, "-" for what is not known (a sync-only deploy has no exit status or
+    /// GENERATION_PATH [REASON]` (the reason only for `reverted`), "-" for what is not known (a sync-only deploy has no exit status or
     /// system; a deploy that made no new generation has none). Records of earlier versions end
     /// after SYSTEM.
     public struct Outcome: Equatable, Sendable {
@@ -29,6 +29,28 @@ public struct DeployRecord: Codable, Equatable, Sendable {
             case syncOnly = "sync-only"
             /// `ferry unlock --force` stopped the running rebuild.
             case stopped
+            /// The job undid its switch (`reason` says why).
+            case reverted
+        }
+
+        /// Why a job reverted: a word in the outcome line.
+        public enum RevertReason: String, Sendable, CaseIterable {
+            /// No fresh login confirmed the switch before the deadline.
+            case noConfirmation = "no-confirmation"
+            /// The activation ran past `activation_timeout` and was killed.
+            case activationTimeout = "activation-timeout"
+            case activationFailed = "activation-failed"
+            /// Another activation held switch-to-configuration's lock for 60 s.
+            case switchLockBusy = "switch-lock-busy"
+
+            public var text: String {
+                switch self {
+                case .noConfirmation: return "no fresh login confirmed the switch in time"
+                case .activationTimeout: return "the activation did not end in time and was killed"
+                case .activationFailed: return "the activation failed"
+                case .switchLockBusy: return "another activation held the switch lock for 60 s (this deploy's system was never activated)"
+                }
+            }
         }
 
         public var result: Result
@@ -44,9 +66,13 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         /// The profile generation the rebuild made (switch, boot) and its store path.
         public var generation: Int?
         public var generationPath: String?
+        /// A reverted deploy's reason.
+        public var reason: RevertReason?
 
         public init(result: Result, exitStatus: Int? = nil, finishedAt: String, durationSeconds: Int? = nil, currentSystem: String? = nil,
-                    systemBefore: String? = nil, profileBefore: String? = nil, generation: Int? = nil, generationPath: String? = nil) {
+                    systemBefore: String? = nil, profileBefore: String? = nil, generation: Int? = nil, generationPath: String? = nil,
+                    reason: RevertReason? = nil) {
+            self.reason = reason
             self.result = result
             self.exitStatus = exitStatus
             self.finishedAt = finishedAt
@@ -59,23 +85,29 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         }
 
         public var line: String {
-            ["finished", result.rawValue, exitStatus.map(String.init) ?? "-", finishedAt, durationSeconds.map(String.init) ?? "-",
-             currentSystem ?? "-", systemBefore ?? "-", profileBefore ?? "-", generation.map(String.init) ?? "-", generationPath ?? "-"]
+            (["finished", result.rawValue, exitStatus.map(String.init) ?? "-", finishedAt, durationSeconds.map(String.init) ?? "-",
+              currentSystem ?? "-", systemBefore ?? "-", profileBefore ?? "-", generation.map(String.init) ?? "-", generationPath ?? "-"]
+             + (reason.map { [$0.rawValue] } ?? []))
                 .joined(separator: " ")
         }
 
         /// The line as the job writes it; nil unless every field has its shape.
         public init?(line: Substring) {
             let f = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard f.count == 6 || f.count == 10, f[0] == "finished", let result = Result(rawValue: String(f[1])) else { return nil }
+            guard [6, 10, 11].contains(f.count), f[0] == "finished", let result = Result(rawValue: String(f[1])) else { return nil }
             func number(_ s: Substring) -> Int?? { s == "-" ? .some(nil) : (s.allSatisfy(\.isASCII) ? Int(s).map { .some($0) } : nil) }
             func path(_ s: Substring) -> String?? { s == "-" ? .some(nil) : (Self.isStorePath(s) ? .some(String(s)) : nil) }
             guard let exit = number(f[2]), let seconds = number(f[4]), Self.isTimestamp(f[3]), let system = path(f[5]) else { return nil }
             self.init(result: result, exitStatus: exit, finishedAt: String(f[3]), durationSeconds: seconds, currentSystem: system)
-            guard f.count == 10 else { return }
+            guard f.count >= 10 else { return }
             guard let before = path(f[6]), let profile = path(f[7]), let generation = number(f[8]), generation.map({ $0 >= 0 }) ?? true,
                   let generationPath = path(f[9]) else { return nil }
             (systemBefore, profileBefore, self.generation, self.generationPath) = (before, profile, generation, generationPath)
+            // A reverted outcome ends with its reason; no other has one.
+            guard f.count == 11 || result != .reverted else { return nil }
+            guard f.count == 11 else { return }
+            guard result == .reverted, let reason = RevertReason(rawValue: String(f[10])) else { return nil }
+            self.reason = reason
         }
 
         /// `YYYY-MM-DDTHH:MM:SSZ`, as `date -u +%Y-%m-%dT%H:%M:%SZ` prints it.

@@ -13,6 +13,8 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
     public var command: String?
     /// Set from the target's answer: the holder's rebuild job is alive (kill -0).
     public var rebuildRunning = false
+    /// Set from the target's answer: the job has activated and waits for a fresh login's proof.
+    public var waitingForConfirmation = false
 
     enum CodingKeys: String, CodingKey { case id, operator_ = "operator", pid, since, command }
 
@@ -29,7 +31,8 @@ public struct LockHolder: Codable, Equatable, Sendable, CustomStringConvertible 
 
     public var description: String {
         "\(command ?? "deploy") \(id) by \(operator_) (ferry pid \(pid)) since \(since)"
-            + (rebuildRunning ? (command == DeployRecord.rollbackOperation ? ", rollback running" : ", rebuild running") : "")
+            + (waitingForConfirmation ? ", waiting for confirmation"
+               : rebuildRunning ? (command == DeployRecord.rollbackOperation ? ", rollback running" : ", rebuild running") : "")
     }
 }
 
@@ -48,6 +51,7 @@ public enum LockState: Equatable, Sendable {
         var holder = try? JSONDecoder().decode(LockHolder.self, from: Data(info))
         switch word {
         case "running": holder?.rebuildRunning = true; self = .rebuildRunning(holder)
+        case "confirming": holder?.rebuildRunning = true; holder?.waitingForConfirmation = true; self = .rebuildRunning(holder)
         case "held": self = .held(holder)
         case "other": self = .heldByOther
         default: self = .free
@@ -68,7 +72,8 @@ extension TargetState {
     /// function (`$state` the state folder) that sets `held`: `free`; `running` (a deploy's
     /// detached rebuild holds it); `held` (a live holder: a deploy, or a sync into ROOT/NAME);
     /// `other` (something that is not ferry's flocks it) — and `info`, `hid`, `hpid`, `jpid`: the
-    /// holder's line and deploy id (lock-info), its pid, its job's pid. It changes nothing, but
+    /// holder's line and deploy id (lock-info), its pid, its job's pid; `confirming` is `running`
+    /// while the job waits for proof of a fresh login. It changes nothing, but
     /// `flock -n` holds a free lock for an instant (the deploy's holder allows for that).
     package static let lockQuery = #"""
     lock_state() {
@@ -81,6 +86,8 @@ extension TargetState {
       [ -z "$hid" ] || IFS= read -r jpid 2>/dev/null < "$state/deploys/$hid/pid"
       if [ -n "$hid" ] && [ -n "$jpid" ] && [ ! -e "$state/deploys/$hid/status" ] && kill -0 "$jpid" 2>/dev/null; then
         held=running
+        # Activated, and waiting for a fresh login's proof (confirm-or-revert).
+        [ ! -e "$state/deploys/$hid/deadline" ] || [ -e "$state/deploys/$hid/settled" ] || held=confirming
       elif [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; then
         held=held
       else
