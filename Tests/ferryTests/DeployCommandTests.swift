@@ -90,13 +90,13 @@ final class DeployCommandTests: HostTestCase {
     }
 
     /// ferry deploy in the background, its output in files.
-    func startDeploy(_ work: Work, _ extra: [String] = [], fleetFile: String? = nil) throws -> (Process, String) {
+    func startDeploy(_ work: Work, _ extra: [String] = [], fleetFile: String? = nil, command: String = "deploy") throws -> (Process, String) {
         let out = NSTemporaryDirectory() + "ferry-deploy-out-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-        process.arguments = ["deploy", "-f", fleetFile ?? work.fleetFile, "alpha"] + extra
+        process.arguments = [command, "-f", fleetFile ?? work.fleetFile, "alpha"] + extra
         let handle = FileHandle(forWritingAtPath: out)!
         process.standardOutput = handle
         process.standardError = handle
@@ -394,6 +394,8 @@ final class DeployCommandTests: HostTestCase {
 
     func testKillNineDuringTheRebuildKeepsTheLockUntilTheStatusIsWritten() throws {
         let work = try makeWork()
+        // With no ferry left to confirm it, the job reverts after the wait: the lock is its until then.
+        try setDefaults(work, "confirm_timeout = 2")
         let h = try host
         let (first, _) = try startDeployHeldInItsRebuild(work)
         kill(first.processIdentifier, SIGKILL)

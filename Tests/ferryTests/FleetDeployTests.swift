@@ -329,7 +329,7 @@ final class FleetDeployTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-        process.arguments = ["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2"]
+        process.arguments = ["deploy", "-f", fleetFile, "--skip", "web-2", "--jobs", "2", "--no-confirm"]
         let handle = FileHandle(forWritingAtPath: out)!
         process.standardOutput = handle
         process.standardError = handle

@@ -181,18 +181,7 @@ extension DeployCommandTests {
         try logIn(work, as: "deploy")
         g.holdActivation(true)
         defer { g.holdActivation(false) }
-        let out = NSTemporaryDirectory() + "ferry-rollback-out-\(UUID().uuidString)"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FerryBinary.path())
-        process.arguments = ["rollback", "-f", work.fleetFile, "alpha"]
-        let handle = FileHandle(forWritingAtPath: out)!
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        addTeardownBlock { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        let (process, out) = try startDeploy(work, command: "rollback")
         waitFor("the rollback's activation") {
             ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("ferry: activating")
         }

@@ -129,20 +129,11 @@ public final class Deployment: @unchecked Sendable {
         report(.phaseFinished(.check, seconds: Date().timeIntervalSince(start), detail: "\(fleet.sources.count) sources, \(RenderedConfig.entryPoint) rendered"))
 
         // 2. Connect (one session: the lock holder runs on it beside the work) and lock.
-        var phase = Date()
-        report(.phaseStarted(.connect, detail: host.address))
-        let session = try options.open(host)
+        let (session, lock, me) = try Self.connectAndLock(host, options: options, id: id, command: nil, report: report)
         defer { session.close() }
-        report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
-
-        phase = Date()
-        report(.phaseStarted(.lock, detail: TargetState(root: options.root).lock))
-        let me = LockHolder(id: id, operator_: Self.operatorName, pid: getpid(), since: DeployRecord.timestamp())
-        let lock = try DeployLock(session: session, root: options.root, id: id, info: me, wait: options.lockTimeout,
-                                  cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
         var released = false
         defer { if !released { lock.release() } }
-        report(.phaseFinished(.lock, seconds: Date().timeIntervalSince(phase), detail: "deploy \(id)"))
+        var phase = Date()
 
         // 3. Sources.
         var record = DeployRecord(id: id, host: host.name, startedAt: DeployRecord.timestamp(start), operator_: me.operator_,
@@ -258,6 +249,29 @@ public final class Deployment: @unchecked Sendable {
             restores.append(.init(source: source.name, destination: destination, snapshot: folder))
         }
         return restores
+    }
+
+    /// Opens the host's session and takes its deploy lock there for `id` (`command`: what holds
+    /// it, nil for a deploy), reporting both phases. The caller closes the session and releases
+    /// the lock.
+    static func connectAndLock(_ host: Fleet.Host, options: Options, id: String, command: String?,
+                               report: @escaping (DeployEvent) -> Void) throws -> (session: any RemoteShell, lock: DeployLock, holder: LockHolder) {
+        var phase = Date()
+        report(.phaseStarted(.connect, detail: host.address))
+        let session = try options.open(host)
+        report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
+        phase = Date()
+        report(.phaseStarted(.lock, detail: TargetState(root: options.root).lock))
+        let me = LockHolder(id: id, operator_: operatorName, pid: getpid(), since: DeployRecord.timestamp(), command: command)
+        do {
+            let lock = try DeployLock(session: session, root: options.root, id: id, info: me, wait: options.lockTimeout,
+                                      cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: options.lockTimeout)) }
+            report(.phaseFinished(.lock, seconds: Date().timeIntervalSince(phase), detail: "\(command ?? "deploy") \(id)"))
+            return (session, lock, me)
+        } catch {
+            session.close()
+            throw error
+        }
     }
 
     static var operatorName: String {

@@ -74,24 +74,14 @@ public final class Rollback: @unchecked Sendable {
         defer { log?.close() }
         precondition(Self.operations.contains(operation), "a rollback switches, boots or tests")
 
-        var phase = Date()
-        report(.phaseStarted(.connect, detail: host.address))
-        let session = try options.open(host)
+        let (session, lock, me) = try Deployment.connectAndLock(host, options: options, id: id, command: DeployRecord.rollbackOperation, report: report)
         defer { session.close() }
-        report(.phaseFinished(.connect, seconds: Date().timeIntervalSince(phase), detail: session.name))
-
-        phase = Date()
-        let state = TargetState(root: options.root)
-        report(.phaseStarted(.lock, detail: state.lock))
-        let me = LockHolder(id: id, operator_: Deployment.operatorName, pid: getpid(), since: DeployRecord.timestamp(), command: DeployRecord.rollbackOperation)
-        let lock = try DeployLock(session: session, root: options.root, id: id, info: me, wait: options.lockTimeout,
-                                  cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: self.options.lockTimeout)) }
         var released = false
         defer { if !released { lock.release() } }
-        report(.phaseFinished(.lock, seconds: Date().timeIntervalSince(phase), detail: "rollback \(id)"))
+        let state = TargetState(root: options.root)
 
         // The deploy to return to, its snapshots checked, each source's restore planned.
-        phase = Date()
+        var phase = Date()
         report(.phaseStarted(.restore, detail: to.map { "to deploy \($0)" } ?? "to the last deploy before this one"))
         let (out, _) = try run(session, TargetState.Rollback.history(state), step: "reading the deploys")
         let history = TargetState.Rollback.parse(out, state: state)

@@ -59,11 +59,11 @@ extension TargetState {
         package static func confirm(_ state: TargetState, id: String, wait: Int) -> RemoteCommand {
             .script(#"""
             umask 077
-            d=$1 n=$(( $2 * 10 ))
+            d=$1 n=$(( $2 * 20 ))
             [ -d "$d" ] || { echo "no deploy folder $d" >&2; exit 1; }
             [ -e "$d/settled" ] || { : > "$d/confirm-request.tmp" && mv -f "$d/confirm-request.tmp" "$d/confirm-request"; } || exit 1
             i=0
-            while [ ! -e "$d/settled" ] && [ $i -lt "$n" ]; do sleep 0.1; i=$((i + 1)); done
+            while [ ! -e "$d/settled" ] && [ $i -lt "$n" ]; do sleep 0.05; i=$((i + 1)); done
             cat "$d/settled" 2>/dev/null || echo unsettled
             """#, arguments: [state.deploy(id), String(wait)].map { Array($0.utf8) })
         }
@@ -269,14 +269,17 @@ extension TargetState {
                       deadline=$(( $(date +%s) + confirm_timeout ))
                       echo "$deadline" > deadline.tmp && mv -f deadline.tmp deadline
                       printf '\(confirmMarker)%s\\n' "$confirm_timeout"
+                      # A proof is looked for every 50 ms (it is what the operator waits for);
+                      # the clock every second.
+                      i=0
                       while :; do
                         if [ -e confirm-request ]; then settle confirmed; break; fi
-                        if [ "$(date +%s)" -ge "$deadline" ]; then
+                        if [ $((i % 20)) = 0 ] && [ "$(date +%s)" -ge "$deadline" ]; then
                           settle reverted
                           revert no-confirmation "no fresh login confirmed the switch within $confirm_timeout s" system; rc=1
                           break
                         fi
-                        sleep 0.2
+                        sleep 0.05; i=$((i + 1))
                       done ;;
                     124) settle reverted; revert activation-timeout "the activation did not end within $activation_timeout s: it was killed" system ;;
                     75) settle reverted; revert switch-lock-busy "another activation held the switch lock for 60 s; this deploy's system was never activated" ;;
