@@ -34,9 +34,12 @@ struct RebuildFollower {
         // One splitter across reconnects: a line cut by a lost link goes on where it stopped.
         var splitter = LineSplitter()
         let marker = Array(TargetState.Job.confirmMarker.utf8)
+        var confirming = false
         func emit(_ line: [UInt8]) {
+            // The job repeats it while it waits: the first one counts.
             if line.starts(with: marker) {
-                onConfirm?(Int(String(decoding: line.dropFirst(marker.count), as: UTF8.self)) ?? 0)
+                if !confirming { onConfirm?(Int(String(decoding: line.dropFirst(marker.count), as: UTF8.self)) ?? 0) }
+                confirming = true
                 return
             }
             tail.append(String(decoding: line, as: UTF8.self))

@@ -69,7 +69,7 @@ extension TargetState {
         }
 
         /// The line the job writes into its log once the activation has ended and it waits for
-        /// proof: the marker, then the seconds it waits.
+        /// proof (and again every second while it waits): the marker, then the seconds left.
         package static let confirmMarker = "\u{1E}ferry-confirm "
 
         /// A deploy folder's `snapshots` file: "NAME HEX" per source (names hold no white space).
@@ -270,14 +270,19 @@ extension TargetState {
                       echo "$deadline" > deadline.tmp && mv -f deadline.tmp deadline
                       printf '\(confirmMarker)%s\\n' "$confirm_timeout"
                       # A proof is looked for every 50 ms (it is what the operator waits for);
-                      # the clock every second.
+                      # the clock every second, when the marker is written again: a follower
+                      # (`tail -f`) that missed the write wakes on the next one.
                       i=0
                       while :; do
                         if [ -e confirm-request ]; then settle confirmed; break; fi
-                        if [ $((i % 20)) = 0 ] && [ "$(date +%s)" -ge "$deadline" ]; then
-                          settle reverted
-                          revert no-confirmation "no fresh login confirmed the switch within $confirm_timeout s" system; rc=1
-                          break
+                        if [ $((i % 20)) = 0 ] && [ "$i" -gt 0 ]; then
+                          now=$(date +%s)
+                          if [ "$now" -ge "$deadline" ]; then
+                            settle reverted
+                            revert no-confirmation "no fresh login confirmed the switch within $confirm_timeout s" system; rc=1
+                            break
+                          fi
+                          printf '\(confirmMarker)%s\\n' "$((deadline - now))"
                         fi
                         sleep 0.05; i=$((i + 1))
                       done ;;
