@@ -187,7 +187,7 @@ public final class Deployment: @unchecked Sendable {
                 released = true
                 return Outcome(id: id, result: .syncOnly, record: record)
             }
-            try runChecked(session, TargetState.Job.recordSyncOnly(state, manifests: manifests.map(\.source), record: record),
+            try Self.runChecked(session, TargetState.Job.recordSyncOnly(state, manifests: manifests.map(\.source), record: record),
                            stdin: archive, step: written + "writing the record")
             return Outcome(id: id, result: .syncOnly, record: record)
         }
@@ -206,7 +206,7 @@ public final class Deployment: @unchecked Sendable {
             let restores = try revertPlans(changed, lock: lock, session: session, files: &files, report: report)
             confirmation = .init(operation: operation.rawValue, timeout: confirm.timeout, activationTimeout: confirm.activationTimeout, restores: restores)
         }
-        try runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command,
+        try Self.runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command,
                                                         snapshots: snapshots, confirmation: confirmation, archive: !files.isEmpty),
                        stdin: files.isEmpty ? nil : ManifestFile.archive(files), step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
@@ -243,8 +243,7 @@ public final class Deployment: @unchecked Sendable {
                 continue
             }
             let after = result.treeAfter(try ManifestFile.decode(encoded, target: session.name))
-            let rules = SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude), deleteExcluded: source.deleteExcluded)
-            let (_, plan) = try Syncer.restorePlan(snapshot: before, destination: after, options: rules)
+            let (_, plan) = try Syncer.restorePlan(snapshot: before, destination: after, options: Self.planRules(for: source))
             files.append((TargetState.Job.revertPlanUpload(id: id, source: source.name), plan))
             restores.append(.init(source: source.name, destination: destination, snapshot: folder))
         }
@@ -279,10 +278,16 @@ public final class Deployment: @unchecked Sendable {
         return user + "@" + ProcessInfo.processInfo.hostName
     }
 
+    /// What a sync of `source` leaves alone on the target, and whether it deletes that too; a
+    /// restore (rollback, revert) plans with the same rules.
+    static func planRules(for source: Fleet.Source) -> SyncPlan.Options {
+        SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude), deleteExcluded: source.deleteExcluded)
+    }
+
     static func syncOptions(for source: Fleet.Source, _ options: Options) -> Syncer.Options {
+        var plan = planRules(for: source)
         // The rendered tree is a few small files: always compared by content.
-        let plan = SyncPlan.Options(excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude),
-                                    deleteExcluded: source.deleteExcluded, checksum: options.checksum || source.rendered)
+        plan.checksum = options.checksum || source.rendered
         var sync = Syncer.Options(plan: plan, force: options.force, cancel: options.cancel)
         sync.lockWait = 10
         sync.listingCache = options.listingCache
@@ -329,12 +334,15 @@ public final class Deployment: @unchecked Sendable {
         }
     }
 
-    func runChecked(_ session: any RemoteShell, _ command: RemoteCommand, stdin: [UInt8]? = nil, step: String) throws {
-        let (status, _, stderr) = try session.run(command, stdin: stdin)
+    /// Runs `command`; its stdout, or `DeployError.remote` naming `step` and its stderr.
+    @discardableResult
+    static func runChecked(_ session: any RemoteShell, _ command: RemoteCommand, stdin: [UInt8]? = nil, step: String) throws -> [UInt8] {
+        let (status, out, stderr) = try session.run(command, stdin: stdin)
         guard status == .exited(0) else {
             let text = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw DeployError.remote(target: session.name, step: step, detail: text.isEmpty ? "\(status)" : "\(status): \(text)")
         }
+        return out
     }
 
     /// Streams the job's log until its status is written (see `RebuildFollower`); `onConfirm`

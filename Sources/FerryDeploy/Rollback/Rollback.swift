@@ -83,7 +83,7 @@ public final class Rollback: @unchecked Sendable {
         // The deploy to return to, its snapshots checked, each source's restore planned.
         var phase = Date()
         report(.phaseStarted(.restore, detail: to.map { "to deploy \($0)" } ?? "to the last deploy before this one"))
-        let (out, _) = try run(session, TargetState.Rollback.history(state), step: "reading the deploys")
+        let out = try Deployment.runChecked(session, TargetState.Rollback.history(state), step: "reading the deploys")
         let history = TargetState.Rollback.parse(out, state: state)
         let (target, system) = try Self.choose(history.entries, to: to, target: session.name)
         var restores: [TargetState.Rollback.Restore] = []
@@ -96,9 +96,8 @@ public final class Rollback: @unchecked Sendable {
             let manifest = try verify(snapshot.source, folder: folder, name: snapshot.name, deploy: target.id, session: session)
             let destination = options.root + "/" + snapshot.source
             let listed = try Syncer.listing(of: destination, over: session, cancel: options.cancel) ?? Manifest()
-            let source = fleet.sources.first { $0.name == snapshot.source }
-            let rules = SyncPlan.Options(excludes: source.map { $0.rendered ? ExcludeRules() : ExcludeRules($0.exclude) } ?? ExcludeRules(),
-                                         deleteExcluded: source?.deleteExcluded ?? false)
+            // A source no longer in fleet.toml: restored whole, nothing excluded.
+            let rules = fleet.sources.first { $0.name == snapshot.source }.map(Deployment.planRules) ?? SyncPlan.Options()
             let (plan, archive) = try Syncer.restorePlan(snapshot: manifest, destination: listed, options: rules)
             for blocked in plan.blocked {
                 report(.warning("\(snapshot.source)/\(String(decoding: blocked, as: UTF8.self)) is not restored: a folder kept for its excluded entries is in the way"))
@@ -111,7 +110,7 @@ public final class Rollback: @unchecked Sendable {
         }
         report(.phaseFinished(.restore, seconds: Date().timeIntervalSince(phase), detail: "to deploy \(target.id): " + planned.joined(separator: "; ")))
         if options.stop?.isCancelled == true { throw SSHError.cancelled }
-        _ = try run(session, TargetState.Rollback.upload(state, id: id), stdin: ManifestFile.archive(plans), step: "writing the restore plans")
+        try Deployment.runChecked(session, TargetState.Rollback.upload(state, id: id), stdin: ManifestFile.archive(plans), step: "writing the restore plans")
 
         // The job restores and activates; the lock is its until it has written its status.
         phase = Date()
@@ -120,7 +119,7 @@ public final class Rollback: @unchecked Sendable {
                                   returnedTo: target.id, system: system)
         let command = TargetState.Rollback.jobCommand(state, id: id, operation: operation.rawValue, system: system, restores: restores)
         report(.phaseStarted(.rebuild, detail: "return to deploy \(target.id): restore \(restores.count) sources, then \(system)/bin/switch-to-configuration \(operation.rawValue)"))
-        _ = try run(session, TargetState.Job.prepare(state, id: id, manifests: [], record: record, command: command,
+        try Deployment.runChecked(session, TargetState.Job.prepare(state, id: id, manifests: [], record: record, command: command,
                                                      snapshots: restores.map { ($0.source, sources[$0.source]!.digest) }),
                     step: "preparing the rollback")
         _ = try lock.startRebuild()
@@ -224,15 +223,6 @@ public final class Rollback: @unchecked Sendable {
             }
             return nil
         }
-    }
-
-    private func run(_ session: any RemoteShell, _ command: RemoteCommand, stdin: [UInt8]? = nil, step: String) throws -> ([UInt8], [UInt8]) {
-        let (status, out, err) = try session.run(command, stdin: stdin)
-        guard status == .exited(0) else {
-            let text = String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw DeployError.remote(target: session.name, step: step, detail: text.isEmpty ? "\(status)" : "\(status): \(text)")
-        }
-        return (out, err)
     }
 }
 
