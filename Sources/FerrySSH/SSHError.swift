@@ -18,6 +18,8 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
     /// The login shell did not run the command's wrapper in time (a blocking ~/.bashrc).
     case loginShellSilent(target: String, seconds: Double)
     case protocolFailure(target: String, operation: String, code: Int32, message: String)
+    /// sshd would not open a `direct-tcpip` channel to `destination`.
+    case channelRefused(target: String, destination: String, refusal: ChannelRefusal)
     case cancelled
 
     public var description: String {
@@ -66,6 +68,8 @@ public enum SSHError: Error, Equatable, CustomStringConvertible {
             return "\(target): the command's channel closed without an exit status; its outcome is unknown"
         case .protocolFailure(let target, let op, let code, let message):
             return "\(target): \(op) failed: \(message) (libssh2 error \(code))"
+        case .channelRefused(let target, let destination, let refusal):
+            return "\(target): sshd would not forward a connection to \(destination): \(refusal)"
         case .cancelled:
             return "cancelled"
         }

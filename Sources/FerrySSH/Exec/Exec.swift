@@ -232,7 +232,7 @@ extension SSHSession {
     }
 
     /// Frees a channel, waiting a little if libssh2 still has bytes to flush (never forever).
-    private func freeChannel(_ channel: OpaquePointer, _ waiter: SessionIO.Waiter) {
+    func freeChannel(_ channel: OpaquePointer, _ waiter: SessionIO.Waiter) {
         for _ in 0..<50 {
             guard io.call(waiter, { libssh2_channel_free(channel) }) == LIBSSH2_ERROR_EAGAIN else { return }
             guard (try? waitSocket(deadline: Deadline(after: 0.1), waiter: waiter)) != nil else { return }

@@ -14,9 +14,20 @@ public protocol RemoteShell: AnyObject, Sendable {
               stdout: (UnsafeRawBufferPointer) -> Void, stderr: (UnsafeRawBufferPointer) -> Void) throws -> ExitStatus
 
     func close()
+
+    /// Sends `request` over a connection to `host:port` made from the target's side and reads the
+    /// reply (see `SSHSession.exchange`). Shells that cannot forward throw.
+    func exchange(host: String, port: Int, send request: [UInt8], timeout: Double, cancel: CancellationToken?,
+                  until complete: ([UInt8]) -> Bool) throws -> ForwardedReply
 }
 
 extension RemoteShell {
+    public func exchange(host: String, port: Int, send request: [UInt8], timeout: Double, cancel: CancellationToken?,
+                         until complete: ([UInt8]) -> Bool) throws -> ForwardedReply {
+        throw SSHError.protocolFailure(target: name, operation: "forward a connection to \(host):\(port)", code: 0,
+                                       message: "this shell is not an SSH session")
+    }
+
     public func exec(_ command: RemoteCommand, cancel: CancellationToken? = nil,
                      stdout: (UnsafeRawBufferPointer) -> Void, stderr: (UnsafeRawBufferPointer) -> Void) throws -> ExitStatus {
         try exec(command, stdin: nil, cancel: cancel, stdout: stdout, stderr: stderr)
