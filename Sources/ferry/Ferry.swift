@@ -44,7 +44,7 @@ struct Ferry: ParsableCommand {
         status (128 + N when it was killed by signal N).
         """,
         version: version,
-        subcommands: [Deploy.self, Diff.self, RollbackCommand.self, Status.self, Unlock.self, Hosts.self, Config.self, Render.self, Sync.self, Exec.self, Eval.self]
+        subcommands: [Deploy.self, Diff.self, RollbackCommand.self, Check.self, Status.self, Unlock.self, Hosts.self, Config.self, Render.self, Sync.self, Exec.self, Eval.self]
     )
 
     /// Parses and runs with one error style (`ferry: …`) and the README's exit codes: usage

@@ -67,7 +67,7 @@ final class FleetView: @unchecked Sendable {
             for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
             if let resolved = result.resolvedDestination { lines.append("note: \(name) is in \(resolved) (a folder above it is a symlink)") }
         case .output(let line): lines = [DisplayText.escape(line)]  // from the bytes: an invalid one is shown, not replaced
-        case .phaseFinished, .warning: break
+        case .phaseFinished, .warning, .checked: break
         }
         lock.lock()
         defer { lock.unlock() }
@@ -174,6 +174,48 @@ final class FleetView: @unchecked Sendable {
         if let status = o.status { return "\(status)" }
         if o.interrupted { return "interrupted; the remote command was sent SIGTERM" }
         return o.error.map { "\($0)" } ?? "failed"
+    }
+
+    // MARK: - check
+
+    /// A host's checks are over: its status line goes, its result line stays (JSON: its result).
+    func checkFinished(_ host: String, _ outcome: FleetCheck.Outcome) {
+        if mode == .json {
+            return emitJSON(JSONLines.Result(host: host, result: Self.checkWord(outcome), phase: outcome.passed ? nil : (outcome.error == nil ? "health" : "connect"),
+                                               error: Self.checkCause(outcome), seconds: outcome.seconds))
+        }
+        let word = Self.checkWord(outcome)
+        lock.lock()
+        defer { lock.unlock() }
+        running.removeAll { $0.host == host }
+        write([prefix(host) + DisplayText.escape("health: " + (word == "passed" ? "passed" : word.uppercased() + ": " + (Self.checkCause(outcome) ?? "")))
+               + String(format: " (%.2f s)", outcome.seconds)])
+    }
+
+    func checkSummary(_ hosts: [String], _ outcomes: [FleetCheck.Outcome?], exitStatus: Int32) {
+        let words = outcomes.map { $0.map(Self.checkWord) ?? "not-started" }
+        if mode == .json {
+            return emitJSON(JSONLines.Summary(hosts: hosts.count, counting: ["passed", "failed", "unreachable", "interrupted", "not-started"],
+                                                found: words, exitStatus: exitStatus,
+                                                failedHosts: zip(hosts, words).filter { $0.1 == "failed" || $0.1 == "unreachable" }.map(\.0)))
+        }
+        table(header: ["RESULT", "TIME", "DETAIL"], zip(hosts, zip(outcomes, words)).map { host, row in
+            let (o, word) = row
+            return (host, [word == "passed" ? "passed" : word == "failed" ? "FAILED" : word.replacingOccurrences(of: "-", with: " "),
+                           String(format: "%.2f s", o?.seconds ?? 0), o.flatMap(Self.checkCause) ?? ""])
+        })
+    }
+
+    static func checkWord(_ o: FleetCheck.Outcome) -> String {
+        if (o.error as? SSHError) == .cancelled { return "interrupted" }
+        if o.error != nil { return "unreachable" }
+        return o.passed ? "passed" : "failed"
+    }
+
+    static func checkCause(_ o: FleetCheck.Outcome) -> String? {
+        if let error = o.error { return "\(error)" }
+        let failed = o.results.filter { !$0.passed }
+        return failed.isEmpty ? "\(o.results.count) of \(o.results.count) passed" : HealthChecks.failureSummary(o.results)
     }
 
     /// The summary table after the live block is gone: columns padded, the last one (the

@@ -31,6 +31,8 @@ enum JSONLines {
         var deleted: Int?
         var line: String?
         var stream: String?
+        var check: String?
+        var tries: Int?
 
         init(host: String, phase: String?, state: String) {
             self.host = host
@@ -67,6 +69,12 @@ enum JSONLines {
             case .reconnecting(let reason):
                 self.init(host: host, phase: "rebuild", state: "reconnecting")
                 detail = reason
+            case .checked(let result):
+                self.init(host: host, phase: "health", state: result.passed ? "passed" : "failed")
+                check = result.check
+                detail = result.detail
+                tries = result.tries
+                seconds = result.seconds
             }
         }
     }

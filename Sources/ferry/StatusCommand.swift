@@ -93,7 +93,7 @@ struct Status: ParsableCommand {
         print("\(host.name) | rebuild of deploy \(id): \(result.summary)")
         switch result {
         case .succeeded, .syncOnly: return
-        case .rebuildFailed, .reverted: throw Failure(code: 1, message: "")
+        case .rebuildFailed, .reverted, .checksFailed: throw Failure(code: 1, message: "")
         case .unknown: throw Failure(code: 3, message: "")
         }
     }

@@ -83,10 +83,47 @@ final class DeployRecordTests: XCTestCase {
         XCTAssertEqual(rollback.deployedSystem, before)
     }
 
+    /// The health checks' line follows the outcome; the script that adds it touches only a
+    /// finished record of the same deploy, once.
+    func testHealthChecksReadBackAndAreAddedOnce() throws {
+        var finished = base
+        finished.outcome = .init(result: .success, exitStatus: 0, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 2)
+        let checks = [DeployRecord.CheckResult(check: "systemctl is-active lnbits", passed: true, tries: 1, seconds: 0.05, detail: "exit status 0"),
+                      DeployRecord.CheckResult(check: "http://127.0.0.1:5000/", passed: false, tries: 3, seconds: 4.5, detail: "HTTP 500 \"x\" \\ é")]
+        var checked = finished
+        checked.checks = checks
+        XCTAssertEqual(read(checked.fileText), .record(checked))
+        XCTAssertEqual(checked.fileText.split(separator: "\n").count, 3)
+
+        let folder = NSTemporaryDirectory() + "ferry-record-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let state = TargetState(root: folder)
+        try FileManager.default.createDirectory(atPath: state.deploy(base.id), withIntermediateDirectories: true)
+        try finished.fileText.write(toFile: state.deploy(base.id) + "/record", atomically: true, encoding: .utf8)
+        var other = finished
+        other.id = "20261207T000000Z-ffff"
+        try other.fileText.write(toFile: state.rebuildRecord, atomically: true, encoding: .utf8)
+        let command = TargetState.Job.recordChecks(state, id: base.id, checks: checks)
+        for _ in 0..<2 {
+            // The command line as the target's shell gets it.
+            let shell = Process()
+            shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+            shell.arguments = ["-c", String(decoding: command.bytes, as: UTF8.self)]
+            try shell.run()
+            shell.waitUntilExit()
+            XCTAssertEqual(shell.terminationStatus, 0)
+        }
+        XCTAssertEqual(read(try String(contentsOfFile: state.deploy(base.id) + "/record", encoding: .utf8)), .record(checked))
+        XCTAssertEqual(try String(contentsOfFile: state.rebuildRecord, encoding: .utf8), other.fileText, "another deploy's record is left alone")
+    }
+
     func testUnreadableRecordsSayWhy() {
         XCTAssertEqual(read(String(base.fileText.dropLast(9))), .unreadable(file: "F", reason: "it is cut short (no line end)"))
         XCTAssertEqual(read("{\"id\":\n"), .unreadable(file: "F", reason: "its first line is not a deploy's record"))
-        XCTAssertEqual(read(base.json + "\na\nb\n"), .unreadable(file: "F", reason: "it has more than two lines"))
+        XCTAssertEqual(read(base.json + "\na\nb\nc\n"), .unreadable(file: "F", reason: "it has more than three lines"))
+        var finished = base
+        finished.outcome = .init(result: .success, exitStatus: 0, finishedAt: "2026-12-07T12:01:00Z", durationSeconds: 2)
+        XCTAssertEqual(read(finished.fileText + "{\"checks\":3}\n"), .unreadable(file: "F", reason: "its third line is not the deploy's health checks"))
     }
 
     func testTheEarlierJSONRecordIsRead() {

@@ -1,4 +1,4 @@
-import FerryDeploy
+@testable import FerryDeploy
 import FerryNix
 import Foundation
 import XCTest
@@ -233,6 +233,65 @@ final class InventoryTests: XCTestCase {
         try expectError(host + "host_key_policy = \"yes\"\n", key: "hosts.a.host_key_policy", "not one of strict, accept-new")
         try expectError(host + "operation = \"rollback\"\n", key: "hosts.a.operation", "not one of switch, boot")
         try expectError(host + "knownhosts = \"x\"\n", key: "hosts.a.knownhosts", "unknown key")
+    }
+
+    /// `[[defaults.checks]]` come before each host's own; every bad value is named by its key.
+    func testHealthChecks() throws {
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", goodShared)
+        try fixture.write("fleet.toml", head + """
+            [defaults]
+            revert_on_check_failure = true
+            [[defaults.checks]]
+            command = ["systemctl", "is-active", "lnbits"]
+            [hosts.a]
+            address = "a.example"
+            [[hosts.a.checks]]
+            http = "http://lnbits.internal:5000/api/v1/health?full=1"
+            status = [200, 204]
+            timeout = 1
+            period = 3
+            deadline = 0
+            [hosts.b]
+            address = "b.example"
+            revert_on_check_failure = false
+            [[hosts.b.checks]]
+            http = "http://[::1]"
+
+            """)
+        let fleet = try fixture.load()
+        let a = fleet.hosts[0], b = fleet.hosts[1]
+        XCTAssertEqual(a.checks.map(\.name), ["systemctl is-active lnbits", "http://lnbits.internal:5000/api/v1/health?full=1"])
+        XCTAssertTrue(a.revertOnCheckFailure)
+        XCTAssertFalse(b.revertOnCheckFailure)
+        XCTAssertEqual(a.checks[0].timeout, 5)
+        XCTAssertEqual(a.checks[0].period, 2)
+        XCTAssertEqual(a.checks[0].deadline, 60)
+        XCTAssertEqual(a.checks[1].probe, .http(.init(url: "http://lnbits.internal:5000/api/v1/health?full=1", host: "lnbits.internal", port: 5000,
+                                                      path: "/api/v1/health?full=1", authority: "lnbits.internal:5000")))
+        XCTAssertEqual([a.checks[1].timeout, a.checks[1].period, a.checks[1].deadline], [1, 3, 0])
+        XCTAssertTrue(a.checks[1].passes(status: 204))
+        XCTAssertFalse(a.checks[1].passes(status: 302))
+        XCTAssertTrue(a.checks[0].passes(status: 302), "no status: any 2xx or 3xx")
+        XCTAssertFalse(a.checks[0].passes(status: 404))
+        XCTAssertEqual(b.checks.last?.probe, .http(.init(url: "http://[::1]", host: "::1", port: 80, path: "/", authority: "[::1]")))
+
+        let host = head + "[hosts.a]\naddress = \"a.example\"\n[[hosts.a.checks]]\n"
+        try expectError(host + "http = \"https://x.example/\"\n", key: "hosts.a.checks[0].http", "https is not supported")
+        try expectError(host + "http = \"ftp://x.example/\"\n", key: "hosts.a.checks[0].http", "not an http:// URL")
+        try expectError(host + "http = \"http://x.example:0/\"\n", key: "hosts.a.checks[0].http", "the port is not from 1 to 65535")
+        try expectError(host + "http = \"http://u:p@x.example/\"\n", key: "hosts.a.checks[0].http", "a user name or password")
+        try expectError(host + "http = \"http://x.example/a b\"\n", key: "hosts.a.checks[0].http", "white space")
+        try expectError(host + "http = \"http://x_y/\"\n", key: "hosts.a.checks[0].http", "not a host name or IP address")
+        try expectError(host + "command = []\n", key: "hosts.a.checks[0].command", "empty")
+        try expectError(host + "command = [\"true\"]\nstatus = [200]\n", key: "hosts.a.checks[0].status", "only an http check")
+        try expectError(host + "command = [\"true\"]\nhttp = \"http://x/\"\n", key: "hosts.a.checks[0]", "either command or http")
+        try expectError(host + "timeout = 5\n", key: "hosts.a.checks[0]", "needs command")
+        try expectError(host + "http = \"http://x/\"\nstatus = [99]\n", key: "hosts.a.checks[0].status[0]", "not an HTTP status code")
+        try expectError(host + "command = [\"true\"]\ntimeout = 0\n", key: "hosts.a.checks[0].timeout", "seconds from 1 to 3600")
+        try expectError(host + "command = [\"true\"]\nretries = 3\n", key: "hosts.a.checks[0].retries", "unknown key")
+        try expectError(head + "[hosts.a]\naddress = \"a.example\"\nchecks = 3\n", key: "hosts.a.checks", "expected an array of tables")
     }
 
     /// Issue 9: exactly one rendered source, always the fleet's folder; reserved names; require.

@@ -8,6 +8,8 @@ public enum DeployPhase: String, Sendable, CaseIterable {
     case check, connect, lock, sync, restore, rebuild
     /// The switch is activated; the host waits for proof that a fresh login works (ferry gives it).
     case confirm
+    /// The health checks, after the activation (`ferry check` runs them alone).
+    case health
 }
 
 /// What a deploy reports as it goes; the CLI renders these (library code never prints).
@@ -23,6 +25,8 @@ public enum DeployEvent: Sendable {
     case warning(String)
     /// The link dropped while following the rebuild; ferry reconnects.
     case reconnecting(reason: String)
+    /// A health check passed or failed (every try is over).
+    case checked(DeployRecord.CheckResult)
 }
 
 /// How a deploy ended when it did not throw.
@@ -35,6 +39,8 @@ public enum DeployResult: Equatable, Sendable {
     case unknown(operation: String)
     /// The job undid the switch (the system before it runs again, the sources are back).
     case reverted(reason: DeployRecord.Outcome.RevertReason, lastLines: [String])
+    /// The rebuild succeeded and the system stays, but a health check failed (`revert_on_check_failure` off).
+    case checksFailed([DeployRecord.CheckResult])
 
     public var summary: String {
         switch self {
@@ -43,6 +49,7 @@ public enum DeployResult: Equatable, Sendable {
         case .rebuildFailed(let status, _): return "failed: \(status)"
         case .unknown(let op): return "unknown: lost contact during \(op); the rebuild may still be running"
         case .reverted(let reason, _): return "reverted: \(reason.text)"
+        case .checksFailed(let failed): return HealthChecks.failureSummary(failed)
         }
     }
 }

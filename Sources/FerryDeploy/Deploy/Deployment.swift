@@ -93,6 +93,15 @@ public final class Deployment: @unchecked Sendable {
         options.noConfirm || options.syncOnly || !host.confirm.applies(to: operation) ? nil : host.confirm
     }
 
+    /// The host's health checks when this deploy activates a system (a switch or test); else none.
+    var healthChecks: HealthChecks {
+        let activates = !options.syncOnly && (operation == .switch || operation == .test)
+        return HealthChecks(activates ? host.checks : [], ferryVersion: options.ferryVersion, cancel: options.stop ?? options.cancel)
+    }
+
+    /// A failed check reverts the switch: the checks run before the proof, which they gate.
+    var checksGateConfirmation: Bool { confirm != nil && host.revertOnCheckFailure && !healthChecks.checks.isEmpty }
+
     private var prepared: Prepared?
 
     /// The local checks alone (step 1; `run` does them too): a fleet checks every host before it
@@ -134,6 +143,12 @@ public final class Deployment: @unchecked Sendable {
         var released = false
         defer { if !released { lock.release() } }
         var phase = Date()
+        // A check the host cannot run is found now, before anything changes.
+        let checks = healthChecks
+        try checks.probe(session)
+        if host.revertOnCheckFailure && !checks.checks.isEmpty && !checksGateConfirmation {
+            report(.warning("revert_on_check_failure is set, but this \(operation.rawValue) is not confirmed (confirm = false or --no-confirm): a failed health check fails the deploy and keeps the switch"))
+        }
 
         // 3. Sources.
         var record = DeployRecord(id: id, host: host.name, startedAt: DeployRecord.timestamp(start), operator_: me.operator_,
@@ -204,7 +219,9 @@ public final class Deployment: @unchecked Sendable {
         var confirmation: TargetState.Job.Confirmation?
         if let confirm {
             let restores = try revertPlans(changed, lock: lock, session: session, files: &files, report: report)
-            confirmation = .init(operation: operation.rawValue, timeout: confirm.timeout, activationTimeout: confirm.activationTimeout, restores: restores)
+            // Checks that gate the proof lengthen the wait for it: written before the activation.
+            confirmation = .init(operation: operation.rawValue, timeout: confirm.timeout + (checksGateConfirmation ? checks.longest : 0),
+                                 activationTimeout: confirm.activationTimeout, restores: restores)
         }
         try Self.runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command,
                                                         snapshots: snapshots, confirmation: confirmation, archive: !files.isEmpty),
@@ -213,14 +230,43 @@ public final class Deployment: @unchecked Sendable {
         lock.release()
         released = true
         let proof = FreshLoginProof()
-        let (openFresh, port) = (options.openFresh, host.confirm.port)
-        let result = try follow(id: id, first: session, report: report) { [host, id, state] seconds in
+        let (openFresh, port, gate) = (options.openFresh, host.confirm.port, checksGateConfirmation)
+        var result = try follow(id: id, first: session, report: report) { [host, id, state] seconds in
             report(FreshLoginProof.waiting(seconds))
-            proof.give(open: { try openFresh(host, port) }, state: state, id: id, seconds: seconds)
+            proof.give(open: { try openFresh(host, port) }, state: state, id: id, seconds: seconds, checks: checks, gate: gate)
         }
-        if let event = proof.finished() { report(event) }
+        for event in proof.finished() { report(event) }
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
+        var ran = proof.checks
+        if ran == nil, confirm == nil, result == .succeeded, !checks.checks.isEmpty {
+            let start = Date()
+            let results = checks.run(on: session)
+            for event in HealthChecks.events(results, seconds: Date().timeIntervalSince(start)) { report(event) }
+            ran = results
+        }
+        if let ran {
+            record.checks = ran
+            recordChecks(ran, session: session, report: report)
+            if result == .succeeded, !ran.allSatisfy(\.passed) { result = .checksFailed(ran) }
+        }
         return Outcome(id: id, result: result, record: record)
+    }
+
+    /// Adds the checks' results to the host's record of this deploy (over a new session when the
+    /// deploy's is gone); a failure to is said, never fatal: the checks have run.
+    private func recordChecks(_ results: [DeployRecord.CheckResult], session: any RemoteShell, report: (DeployEvent) -> Void) {
+        let command = TargetState.Job.recordChecks(TargetState(root: options.root), id: id, checks: results)
+        do {
+            try Self.runChecked(session, command, step: "recording the health checks")
+        } catch {
+            do {
+                let fresh = try options.open(host)
+                defer { fresh.close() }
+                try Self.runChecked(fresh, command, step: "recording the health checks")
+            } catch {
+                report(.warning("the health checks' results are not in the host's record: \(error)"))
+            }
+        }
     }
 
     /// For each tree this deploy changed, the plan that brings back the tree before it (the
@@ -359,13 +405,17 @@ public final class Deployment: @unchecked Sendable {
 
 /// The proof that a login still works after a switch, given on a thread of its own (a fresh
 /// session) while the deploy's session follows the job. It only asks: the job settles the
-/// outcome, and the answer is what the job settled. Unchecked Sendable: its state is guarded by
-/// `condition`.
+/// outcome, and the answer is what the job settled. The health checks run over the same session:
+/// before the proof when a failed check is to revert the switch (then a failure asks the job to
+/// revert at once), else after it. Unchecked Sendable: its state is guarded by `condition`.
 public final class FreshLoginProof: @unchecked Sendable {
     private let condition = NSCondition()
     private var result: Result<String, any Error>?
     private var started: Date?
     private var ended: Date?
+    private var checkResults: [DeployRecord.CheckResult]?
+    private var checkSeconds: Double = 0
+    private var gated = false
 
     public init() {}
 
@@ -375,43 +425,78 @@ public final class FreshLoginProof: @unchecked Sendable {
     }
 
     /// Asks deploy `id`'s job, over a session `open` makes (a new connection), to confirm; waits
-    /// for what it settles on a thread of its own.
-    public func give(open: @escaping @Sendable () throws -> any RemoteShell, state: TargetState, id: String, seconds: Int) {
+    /// for what it settles on a thread of its own. `checks` run over that session too; `gate`:
+    /// before the proof, which only a full pass gives.
+    public func give(open: @escaping @Sendable () throws -> any RemoteShell, state: TargetState, id: String, seconds: Int,
+                     checks: HealthChecks? = nil, gate: Bool = false) {
         condition.lock()
         started = Date()
+        gated = gate
         condition.unlock()
         Thread {
+            var ran: [DeployRecord.CheckResult]?
+            var ranFor: Double = 0
+            func runChecks(_ shell: any RemoteShell) {
+                guard let checks, !checks.checks.isEmpty else { return }
+                let start = Date()
+                ran = checks.run(on: shell)
+                ranFor = Date().timeIntervalSince(start)
+            }
             let r = Result { () throws -> String in
                 let shell = try open()
                 defer { shell.close() }
-                let (status, out, err) = try shell.run(TargetState.Job.confirm(state, id: id, wait: seconds + 30))
+                var verdict = TargetState.Job.Verdict.confirm
+                if gate {
+                    runChecks(shell)
+                    // Interrupted: no word at all, so the host reverts at its deadline.
+                    if checks?.cancel?.isCancelled == true { throw SSHError.cancelled }
+                    if ran?.allSatisfy(\.passed) == false { verdict = .reject }
+                }
+                let (status, out, err) = try shell.run(TargetState.Job.confirm(state, id: id, wait: seconds + 30, verdict: verdict))
                 guard status == .exited(0) else {
                     throw DeployError.remote(target: shell.name, step: "confirming the switch", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
                 }
-                return shell.name + " " + String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let said = String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                if !gate && said == "confirmed" { runChecks(shell) }
+                return (verdict == .reject ? "rejected " : "") + shell.name + " " + said
             }
             self.condition.lock()
             self.result = r
             self.ended = Date()
+            self.checkResults = ran
+            self.checkSeconds = ranFor
             self.condition.broadcast()
             self.condition.unlock()
         }.start()
     }
 
-    /// The confirm phase's end, once the proof's session has ended (nil: no proof was given).
-    public func finished() -> DeployEvent? {
+    /// The health checks' results, once `finished` has returned (nil: none ran).
+    public var checks: [DeployRecord.CheckResult]? {
         condition.lock()
         defer { condition.unlock() }
-        guard let started else { return nil }
+        return checkResults
+    }
+
+    /// The confirm phase's end and the health checks', in the order they ran, once the proof's
+    /// session has ended (none: no proof was given).
+    public func finished() -> [DeployEvent] {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let started else { return [] }
         while result == nil { condition.wait() }
         let detail: String
         switch result! {
+        case .success(let said) where said.hasPrefix("rejected "):
+            detail = "a health check failed: the host was asked to revert (\(said.split(separator: " ").last ?? ""))"
         case .success(let said) where said.hasSuffix(" confirmed"):
             detail = "confirmed by a fresh login (\(said.dropLast(" confirmed".count)))"
         case .success(let said): detail = "the fresh login's proof came too late: \(said.split(separator: " ").last ?? "")"
+        case .failure(SSHError.cancelled): detail = "interrupted while checking: no proof given"
         case .failure(let error): detail = "no fresh login: \(error)"
         }
-        return .phaseFinished(.confirm, seconds: (ended ?? Date()).timeIntervalSince(started), detail: detail)
+        let confirm = DeployEvent.phaseFinished(.confirm, seconds: (ended ?? Date()).timeIntervalSince(started), detail: detail)
+        let health = checkResults.map { HealthChecks.events($0, seconds: checkSeconds) } ?? []
+        return gated ? health + [confirm] : [confirm] + health
     }
 }
 
@@ -486,6 +571,7 @@ public enum DeployEventText {
         case .output(let line): return String(decoding: line, as: UTF8.self)
         case .warning(let text): return "warning: \(text)"
         case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting"
+        case .checked(let result): return "health: " + HealthChecks.line(result)
         }
     }
 }

@@ -173,6 +173,9 @@ public final class FleetDeployment {
             case .unknown:
                 outcome.state = .unknown
                 outcome.cause = result.summary
+            case .checksFailed:
+                outcome.state = .failed
+                outcome.cause = result.summary
             case .reverted(_, let lines):
                 // A revert is a failed deploy: the host runs what it ran before.
                 outcome.state = .failed

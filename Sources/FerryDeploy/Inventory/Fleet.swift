@@ -23,6 +23,53 @@ public struct Fleet: Sendable {
         /// How many of the newest successful deploys keep their sources' snapshots (≥ 1).
         public var keepSnapshots = 10
         public var confirm = Confirm()
+        /// `[[defaults.checks]]`: every host's, before its own.
+        public var checks: [HealthCheck] = []
+        public var revertOnCheckFailure = false
+    }
+
+    /// Is the host serving? Run after a switch or test has activated, and by `ferry check`: a
+    /// command on the target (exit 0 passes) or an HTTP GET made from the target's side through
+    /// the SSH connection. Each retries every `period` seconds until it passes or `deadline`.
+    public struct HealthCheck: Equatable, Sendable {
+        public enum Probe: Equatable, Sendable {
+            /// Run on the target as the deploy's commands are (root, through sudo where needed).
+            case command([String])
+            case http(HTTPTarget)
+        }
+
+        /// An `http://HOST[:PORT]/PATH` URL, taken apart.
+        public struct HTTPTarget: Equatable, Sendable {
+            public var url: String
+            /// As the target resolves it (brackets of an IPv6 literal removed).
+            public var host: String
+            public var port: Int
+            /// The request target: path and query, "/" when the URL has none.
+            public var path: String
+            /// The Host header: the URL's authority.
+            public var authority: String
+        }
+
+        public var probe: Probe
+        /// The HTTP statuses that pass; nil: any 2xx or 3xx.
+        public var status: [Int]?
+        /// Seconds per try, between tries, and before giving up.
+        public var timeout = 5
+        public var period = 2
+        public var deadline = 60
+
+        /// The check as fleet.toml gives it: its command line, or its URL.
+        public var name: String {
+            switch probe {
+            case .command(let argv): return argv.map { ShellQuote.quote($0) }.joined(separator: " ")
+            case .http(let target): return target.url
+            }
+        }
+
+        public init(probe: Probe) { self.probe = probe }
+
+        /// Whether an HTTP status passes.
+        public func passes(status code: Int) -> Bool { status.map { $0.contains(code) } ?? (200..<400).contains(code) }
     }
 
     /// Confirm-or-revert for a switch or test: after activating, the host's job waits `timeout`
@@ -95,6 +142,10 @@ public struct Fleet: Sendable {
         /// (the running system's deploy's are kept too).
         public var keepSnapshots = 10
         public var confirm = Confirm()
+        /// `[defaults]`'s checks, then the host's own.
+        public var checks: [HealthCheck] = []
+        /// A failed check withholds the switch's confirmation, so the host reverts (needs confirm).
+        public var revertOnCheckFailure = false
 
         public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
     }

@@ -210,6 +210,8 @@ private struct Reader {
             defaults.operation = try operation(d, at: "defaults.operation") ?? defaults.operation
             defaults.keepSnapshots = try keepSnapshots(d, at: "defaults.keep_snapshots") ?? defaults.keepSnapshots
             defaults.confirm = try confirm(d, at: "defaults", over: defaults.confirm)
+            defaults.checks = try checks(d, at: "defaults.checks") ?? []
+            defaults.revertOnCheckFailure = try bool(d, "revert_on_check_failure", at: "defaults.revert_on_check_failure") ?? false
         }
 
         var sources: [Fleet.Source] = []
@@ -295,6 +297,8 @@ private struct Reader {
                     operation: try operation(t, at: "\(path).operation") ?? defaults.operation)
                 host.keepSnapshots = try keepSnapshots(t, at: "\(path).keep_snapshots") ?? defaults.keepSnapshots
                 host.confirm = try confirm(t, at: path, over: defaults.confirm)
+                host.checks = defaults.checks + (try checks(t, at: "\(path).checks") ?? [])
+                host.revertOnCheckFailure = try bool(t, "revert_on_check_failure", at: "\(path).revert_on_check_failure") ?? defaults.revertOnCheckFailure
                 // Literal addresses can be compared now; aliases once ssh_config has been applied.
                 if InventoryReader.isValidAddress(address) {
                     let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port ?? defaults.port ?? 22)"
@@ -315,7 +319,83 @@ private struct Reader {
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).
     static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation", "keep_snapshots",
-                                 "confirm", "confirm_timeout", "confirm_port", "activation_timeout"]
+                                 "confirm", "confirm_timeout", "confirm_port", "activation_timeout", "checks", "revert_on_check_failure"]
+
+    /// `[[…checks]]`: each a `command` (argv) or an `http` URL, with `status` (http only),
+    /// `timeout`, `period` and `deadline` in seconds.
+    func checks(_ table: TOMLTable, at path: String) throws -> [Fleet.HealthCheck]? {
+        guard let value = table["checks"] else { return nil }
+        guard case .array(let items) = value else { throw fail(path, "expected an array of tables ([[…checks]]), found \(value.typeName)") }
+        return try items.enumerated().map { i, item in
+            let at = "\(path)[\(i)]"
+            guard case .table(let t) = item else { throw fail(at, "expected a table, found \(item.typeName)") }
+            try checkKeys(t, allowed: ["command", "http", "status", "timeout", "period", "deadline"], at: at)
+            let command = try strings(t, "command", at: "\(at).command")
+            let url = try nonEmpty(t, "http", at: "\(at).http")
+            var check: Fleet.HealthCheck
+            switch (command, url) {
+            case (let argv?, nil):
+                guard !argv.isEmpty, !argv[0].isEmpty else { throw fail("\(at).command", "empty: give the program and its arguments, e.g. [\"systemctl\", \"is-active\", \"lnbits\"]") }
+                check = .init(probe: .command(argv))
+                guard t["status"] == nil else { throw fail("\(at).status", "only an http check has a status") }
+            case (nil, let url?):
+                check = .init(probe: .http(try httpTarget(url, at: "\(at).http")))
+                if let value = t["status"] {
+                    guard case .array(let codes) = value, !codes.isEmpty else { throw fail("\(at).status", "expected a non-empty array of HTTP status codes, e.g. [200]") }
+                    check.status = try codes.enumerated().map { j, code in
+                        guard case .integer(let n) = code, (100...599).contains(n) else { throw fail("\(at).status[\(j)]", "not an HTTP status code (100-599)") }
+                        return n
+                    }
+                }
+            case (nil, nil): throw fail(at, "a check needs command = [...] or http = \"http://...\"")
+            case (_?, _?): throw fail(at, "a check has either command or http, not both")
+            }
+            func seconds(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+                guard let n = try int(t, key, at: "\(at).\(key)") else { return nil }
+                guard range.contains(n) else { throw fail("\(at).\(key)", "\(n): seconds from \(range.lowerBound) to \(range.upperBound)") }
+                return n
+            }
+            check.timeout = try seconds("timeout", 1...3600) ?? check.timeout
+            check.period = try seconds("period", 1...3600) ?? check.period
+            check.deadline = try seconds("deadline", 0...3600) ?? check.deadline
+            return check
+        }
+    }
+
+    /// `http://HOST[:PORT][/PATH]`: plain HTTP/1.1 through the SSH connection; no https (ferry
+    /// would need a TLS stack of its own for it).
+    func httpTarget(_ url: String, at path: String) throws -> Fleet.HealthCheck.HTTPTarget {
+        let shown = DisplayText.escape("\"" + url + "\"")
+        let lower = url.lowercased()
+        if lower.hasPrefix("https://") {
+            throw fail(path, "\(shown): https is not supported (ferry checks over plain HTTP through the SSH connection, which is already encrypted); check the service's plain-HTTP port, or use a command check such as [\"curl\", \"-fsS\", \"\(url)\"]")
+        }
+        guard lower.hasPrefix("http://") else { throw fail(path, "\(shown): not an http:// URL") }
+        let rest = url.dropFirst("http://".count)
+        guard !rest.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { throw fail(path, "\(shown): a URL with white space or control characters") }
+        let authority = String(rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" })
+        var target = String(rest.dropFirst(authority.count).prefix { $0 != "#" })
+        if target.isEmpty || target.hasPrefix("?") { target = "/" + target }
+        guard !authority.contains("@") else { throw fail(path, "\(shown): a URL with a user name or password") }
+        var host = authority, port = 80
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { throw fail(path, "\(shown): an unclosed [IPv6 address]") }
+            host = String(authority[authority.index(after: authority.startIndex)..<close])
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":"), let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw fail(path, "\(shown): not a port after the address") }
+                port = p
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            host = String(authority[..<colon])
+            guard let p = Int(authority[authority.index(after: colon)...]), (1...65535).contains(p) else { throw fail(path, "\(shown): the port is not from 1 to 65535") }
+            port = p
+        }
+        guard !host.isEmpty, InventoryReader.isValidAddress(host) || InventoryReader.isValidDomain(host) else {
+            throw fail(path, "\(shown): '\(DisplayText.escape(host))' is not a host name or IP address")
+        }
+        return .init(url: url, host: host, port: port, path: target, authority: authority)
+    }
 
     /// `confirm`, `confirm_timeout` (seconds, 1–3600), `activation_timeout` (seconds, 1–86400),
     /// `confirm_port`, each over what `base` (the defaults) says.

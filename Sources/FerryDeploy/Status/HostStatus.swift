@@ -109,7 +109,7 @@ public struct HostStatus: Sendable {
                 }
             }
             let result = try follower.follow(first: shell, report: report)
-            if let event = proof.finished() { report(event) }
+            for event in proof.finished() { report(event) }
             return (record.id, result)
         }
     }

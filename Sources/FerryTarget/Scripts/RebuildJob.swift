@@ -53,19 +53,40 @@ extension TargetState {
         /// Where a source's revert plan goes in the archive `prepare` reads (relative to the state folder).
         package static func revertPlanUpload(id: String, source: String) -> String { "deploys/\(id)/revert/\(source).tar" }
 
-        /// Gives the proof that a fresh login works to deploy `id`'s waiting job, then waits (at most
-        /// `wait` seconds) for the job to settle and prints what it settled: `confirmed`, or
-        /// `reverted` (a proof after the deadline changes nothing). Exit 1: no such deploy.
-        package static func confirm(_ state: TargetState, id: String, wait: Int) -> RemoteCommand {
+        /// What ferry tells a job that waits for proof.
+        package enum Verdict: String, Sendable {
+            /// A fresh login works (and, with `revert_on_check_failure`, every health check passed).
+            case confirm = "confirm-request"
+            /// A health check failed: revert now rather than at the deadline.
+            case reject = "confirm-reject"
+        }
+
+        /// Gives deploy `id`'s waiting job `verdict`, then waits (at most `wait` seconds) for the job
+        /// to settle and prints what it settled: `confirmed`, or `reverted` (a proof after the
+        /// deadline changes nothing). Exit 1: no such deploy.
+        package static func confirm(_ state: TargetState, id: String, wait: Int, verdict: Verdict = .confirm) -> RemoteCommand {
             .script(#"""
             umask 077
-            d=$1 n=$(( $2 * 20 ))
+            d=$1 n=$(( $2 * 20 )) v=$3
             [ -d "$d" ] || { echo "no deploy folder $d" >&2; exit 1; }
-            [ -e "$d/settled" ] || { : > "$d/confirm-request.tmp" && mv -f "$d/confirm-request.tmp" "$d/confirm-request"; } || exit 1
+            [ -e "$d/settled" ] || { : > "$d/$v.tmp" && mv -f "$d/$v.tmp" "$d/$v"; } || exit 1
             i=0
             while [ ! -e "$d/settled" ] && [ $i -lt "$n" ]; do sleep 0.05; i=$((i + 1)); done
             cat "$d/settled" 2>/dev/null || echo unsettled
-            """#, arguments: [state.deploy(id), String(wait)].map { Array($0.utf8) })
+            """#, arguments: [state.deploy(id), String(wait), verdict.rawValue].map { Array($0.utf8) })
+        }
+
+        /// Adds the health checks' line to deploy `id`'s record (in its folder, and the last
+        /// rebuild's record while it is still this deploy's) once the job has written its outcome.
+        package static func recordChecks(_ state: TargetState, id: String, checks: [DeployRecord.CheckResult]) -> RemoteCommand {
+            .script(#"""
+            umask 077
+            d=$1 record=$2 line=$3 id=$4
+            for f in "$d/record" "$record"; do
+              [ -f "$f" ] && [ "$(wc -l < "$f")" -eq 2 ] && head -n 1 "$f" | grep -qF "\"id\":\"$id\"" || continue
+              { cat "$f" && printf '%s\n' "$line"; } > "$f.tmp" && mv -f "$f.tmp" "$f" || exit 1
+            done
+            """#, arguments: [state.deploy(id), state.rebuildRecord, DeployRecord.CheckLine(checks: checks).json, id].map { Array($0.utf8) })
         }
 
         /// The line the job writes into its log once the activation has ended and it waits for
@@ -275,6 +296,11 @@ extension TargetState {
                       i=0
                       while :; do
                         if [ -e confirm-request ]; then settle confirmed; break; fi
+                        if [ -e confirm-reject ]; then
+                          settle reverted
+                          revert checks-failed "a health check failed after the activation" system; rc=1
+                          break
+                        fi
                         if [ $((i % 20)) = 0 ] && [ "$i" -gt 0 ]; then
                           now=$(date +%s)
                           if [ "$now" -ge "$deadline" ]; then
@@ -344,7 +370,7 @@ extension TargetState {
         [ -n "$pid" ] || { echo "the rebuild job never started (no pid in $d)" >&2; exit 3; }
         tail -c +$((off + 1)) -s 0.2 -f --pid="$pid" log
         s=$(cat status 2>/dev/null) || s=none
-        o=$(tail -n 1 record 2>/dev/null) || o=
+        o=$(sed -n 2p record 2>/dev/null) || o=
         printf '\036ferry-outcome %s\n\036ferry-status %s\n' "$o" "$s" >&2
         """#
     }

@@ -70,7 +70,7 @@ extension TargetState {
             done < "$id/snapshots"
           fi
           printf '\0'
-          last=$(tail -n 1 "$f")
+          last=$(sed -n 2p "$f")
           case $last in finished\ *) for p in $last; do
             case $p in /nix/store/*) [ ! -x "$p/bin/switch-to-configuration" ] || printf '%s ' "$p" ;; esac
           done ;; esac

@@ -189,7 +189,7 @@ extension TargetState {
           for id in $(ls -1t "$deploys"/*/record-base.json 2>/dev/null); do
             id=${id%/record-base.json} && id=${id##*/}
             [ -f "$deploys/$id/record" ] && [ -f "$deploys/$id/snapshots" ] || continue
-            last=$(tail -n 1 "$deploys/$id/record") || continue
+            last=$(sed -n 2p "$deploys/$id/record") || continue
             case $last in "finished success "*) ;; *) continue ;; esac
             # The outcome line's sixth field is the system the deploy left running.
             set -- $last

@@ -42,6 +42,8 @@ public struct DeployRecord: Codable, Equatable, Sendable {
             case activationFailed = "activation-failed"
             /// Another activation held switch-to-configuration's lock for 60 s.
             case switchLockBusy = "switch-lock-busy"
+            /// A health check failed after the activation (`revert_on_check_failure`).
+            case checksFailed = "checks-failed"
 
             public var text: String {
                 switch self {
@@ -49,6 +51,7 @@ public struct DeployRecord: Codable, Equatable, Sendable {
                 case .activationTimeout: return "the activation did not end in time and was killed"
                 case .activationFailed: return "the activation failed"
                 case .switchLockBusy: return "another activation held the switch lock for 60 s (this deploy's system was never activated)"
+                case .checksFailed: return "a health check failed after the activation"
                 }
             }
         }
@@ -149,6 +152,41 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     public var system: String?
     /// Nil: started, no result yet (not part of the encoded base: the job appends it).
     public var outcome: Outcome?
+    /// The health checks ferry ran after the activation (a third line, `CheckLine`, that ferry
+    /// appends once the job has ended); nil: none ran.
+    public var checks: [CheckResult]?
+
+    /// One health check's result.
+    public struct CheckResult: Codable, Equatable, Sendable {
+        /// The check as fleet.toml gives it: its command line or URL.
+        public var check: String
+        public var passed: Bool
+        public var tries: Int
+        public var seconds: Double
+        /// What the last try found ("exit status 1", "HTTP 500", "no answer within 5 s").
+        public var detail: String
+
+        public init(check: String, passed: Bool, tries: Int, seconds: Double, detail: String) {
+            self.check = check
+            self.passed = passed
+            self.tries = tries
+            self.seconds = seconds
+            self.detail = detail
+        }
+    }
+
+    /// The record's third line.
+    package struct CheckLine: Codable, Equatable {
+        package var checks: [CheckResult]
+
+        package init(checks: [CheckResult]) { self.checks = checks }
+
+        package var json: String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+        }
+    }
 
     public init(id: String, host: String, startedAt: String, operator_: String, ferryVersion: String, operation: String,
                 sources: [String: SourceState], returnedTo: String? = nil, system: String? = nil, outcome: Outcome? = nil) {
@@ -192,7 +230,9 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     }
 
     /// The record file's text: the base, and the outcome when there is one.
-    public var fileText: String { json + "\n" + (outcome.map { $0.line + "\n" } ?? "") }
+    public var fileText: String {
+        json + "\n" + (outcome.map { $0.line + "\n" } ?? "") + (outcome != nil ? checks.map { CheckLine(checks: $0).json + "\n" } ?? "" : "")
+    }
 
     /// What a record file says, or why it cannot be read.
     public enum Read: Equatable, Sendable {
@@ -212,17 +252,23 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         guard !bytes.isEmpty else { return .none }
         guard bytes.last == 0x0A else { return .unreadable(file: file, reason: "it is cut short (no line end)") }
         let lines = bytes.dropLast().split(separator: 0x0A, omittingEmptySubsequences: false)
-        guard lines.count <= 2 else { return .unreadable(file: file, reason: "it has more than two lines") }
+        guard lines.count <= 3 else { return .unreadable(file: file, reason: "it has more than three lines") }
         let decoder = JSONDecoder()
         guard var record = try? decoder.decode(DeployRecord.self, from: Data(lines[0])) else {
             return .unreadable(file: file, reason: "its first line is not a deploy's record")
         }
-        if lines.count == 2 {
+        if lines.count >= 2 {
             guard let outcome = Outcome(line: Substring(decoding: lines[1], as: UTF8.self)) else {
                 return .unreadable(file: file, reason: "its second line is not a deploy's outcome")
             }
             record.outcome = outcome
-        } else if let legacy = try? decoder.decode(Legacy.self, from: Data(lines[0])), legacy.state == "finished" {
+        }
+        if lines.count == 3 {
+            guard let line = try? decoder.decode(CheckLine.self, from: Data(lines[2])) else {
+                return .unreadable(file: file, reason: "its third line is not the deploy's health checks")
+            }
+            record.checks = line.checks
+        } else if lines.count == 1, let legacy = try? decoder.decode(Legacy.self, from: Data(lines[0])), legacy.state == "finished" {
             guard let outcome = legacy.outcome else { return .unreadable(file: file, reason: "its result is not one ferry writes") }
             record.outcome = outcome
         }
