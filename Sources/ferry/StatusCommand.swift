@@ -74,7 +74,9 @@ struct Status: ParsableCommand {
             defer { session.close() }
             outcome = try HostStatus.follow(shell: session, reconnectTimeout: reconnectTimeout, cancel: cancel,
                                             reopen: { try connector.shell(for: host) },
-                                            openFresh: { try connector.shell(for: host, port: host.confirm.port) }) { event in
+                                            openFresh: { try connector.shell(for: host, port: host.confirm.port) },
+                                            gatingChecks: host.revertOnCheckFailure && !host.checks.isEmpty
+                                                ? HealthChecks(host.checks, ferryVersion: Ferry.version, cancel: cancel) : nil) { event in
                 print("\(host.name) | " + DisplayText.escape(DeployEventText.line(event)))
                 fflush(nil)  // live, also into a file or a pipe
             }
@@ -118,6 +120,10 @@ struct Status: ParsableCommand {
                     if o.systemBefore != nil || o.profileBefore != nil {
                         lines.append("before it: system \(o.systemBefore ?? "?"), profile \(o.profileBefore ?? "?")")
                     }
+                }
+                if let checks = r.checks {
+                    let failed = checks.filter { !$0.passed }
+                    lines.append(failed.isEmpty ? "health checks: \(checks.count) passed" : HealthChecks.failureSummary(checks))
                 }
                 for (name, state) in r.sources.sorted(by: { $0.key < $1.key }) {
                     if let commit = state.commit { lines.append("\(name): commit \(commit)" + (state.dirty == true ? " (with uncommitted changes)" : "")) }

@@ -245,5 +245,7 @@ extension DeployCommandTests {
         XCTAssertEqual(unconfirmed.status, 1, unconfirmed.stdout + unconfirmed.stderr)
         XCTAssertTrue(unconfirmed.stdout.contains("health: false: FAILED: exit status 1"), unconfirmed.stdout)
         XCTAssertEqual(try record(varSrc: g.varSrc).checks?.map(\.passed), [true, false])
+        let status = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha"])
+        XCTAssertTrue(status.stdout.contains("alpha | a health check failed: false: exit status 1"), status.stdout)
     }
 }

@@ -86,9 +86,12 @@ public struct HostStatus: Sendable {
     /// The last deploy's rebuild output from its start, followed until the job ends (re-attaching
     /// after a deploy whose outcome was unknown); reconnects like a deploy. Nil: never deployed.
     /// `openFresh`: a session for the proof a job waiting for confirmation asks for (a new
-    /// connection): following a switch is being able to log in.
+    /// connection): following a switch is being able to log in. `gatingChecks`: the host's health
+    /// checks when a failed one reverts (`revert_on_check_failure`): they run before the proof,
+    /// as the deploy would have run them.
     public static func follow(shell: any RemoteShell, root: String = "/var/src", reconnectTimeout: Double, cancel: CancellationToken?,
                               reopen: @escaping () throws -> any RemoteShell, openFresh: (@Sendable () throws -> any RemoteShell)? = nil,
+                              gatingChecks: HealthChecks? = nil,
                               report: (DeployEvent) -> Void) throws -> (id: String, result: DeployResult)? {
         let basics = try basics(shell: shell, root: root)
         if case .unreadable(let file, let reason) = basics.rebuild {
@@ -105,11 +108,16 @@ public struct HostStatus: Sendable {
             if let openFresh {
                 follower.onConfirm = { seconds in
                     report(FreshLoginProof.waiting(seconds))
-                    proof.give(open: openFresh, state: TargetState(root: root), id: record.id, seconds: seconds)
+                    proof.give(open: openFresh, state: TargetState(root: root), id: record.id, seconds: seconds,
+                               checks: gatingChecks, gate: gatingChecks != nil)
                 }
             }
             let result = try follower.follow(first: shell, report: report)
             for event in proof.finished() { report(event) }
+            if let checks = proof.checks {
+                let (status, _, err) = try shell.run(TargetState.Job.recordChecks(TargetState(root: root), id: record.id, checks: checks))
+                if status != .exited(0) { report(.warning("the health checks' results are not in the host's record: \(status): \(String(decoding: err, as: UTF8.self))")) }
+            }
             return (record.id, result)
         }
     }
