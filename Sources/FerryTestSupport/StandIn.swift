@@ -125,6 +125,13 @@ enum StandIn {
           exit 1
         fi
         echo "$1 $system" >> "$state/activations.log"
+        # A system that creates a service user (a file named "create-user" holds "NAME UID"), as
+        # NixOS's users.users does, in the host's private account files only.
+        accounts=${state%/stand-in}/etc
+        if [ -f "$state/create-user" ] && [ -f "$accounts/passwd" ] && [ "$1" != boot ]; then
+          read -r u uid < "$state/create-user"
+          grep -q "^$u:" "$accounts/passwd" || { echo "$u:x:$uid:$uid:service user:/var/empty:/bin/false" >> "$accounts/passwd"; echo "$u:x:$uid:" >> "$accounts/group"; }
+        fi
         case $1 in
           switch|test)
             ln -sfn "$system" /run/current-system
@@ -136,6 +143,17 @@ enum StandIn {
         esac
         if [ -e "$state/fail-activation" ]; then echo "stand-in: activation failed (requested by the test)" >&2; exit 1; fi
 
+        """
+    }
+
+    /// The `systemctl` stand-in: logs each call (`restart UNIT`) and succeeds.
+    static func systemctl(stateDir: String) -> String {
+        """
+        #!/bin/sh
+        # STAND-IN for systemctl, installed by ferry's test harness (this host has no systemd): logs
+        # its arguments, one call per line, and succeeds.
+        state=\(ShellQuote.quote(stateDir))
+        { printf systemctl; for a in "$@"; do printf ' %s' "$a"; done; echo; } >> "$state/systemctl.log"
         """
     }
 

@@ -65,6 +65,19 @@ public final class TestHost: @unchecked Sendable {
         return text.split(separator: "\n").map(String.init)
     }
 
+    /// The `systemctl` stand-in's calls ("restart UNIT"), oldest first.
+    public func systemctlCalls() -> [String] {
+        let text = (try? String(contentsOfFile: standInState + "/systemctl.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { String($0.dropFirst("systemctl ".count)) }
+    }
+
+    /// The next activations create the service user `name` (uid `uid`) in the host's private
+    /// account files (the host must have them: started with `users`); nil: they create none.
+    public func activationCreatesUser(_ name: String?, uid: Int = 4300) {
+        let path = standInState + "/create-user"
+        if let name { try? "\(name) \(uid)\n".write(toFile: path, atomically: true, encoding: .utf8) } else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
     /// While held, a stand-in system's switch-to-configuration waits (at most 120 s) before it
     /// activates.
     public func holdActivation(_ held: Bool) {
@@ -125,6 +138,9 @@ public final class TestHost: @unchecked Sendable {
             kill(pid, frozen ? SIGSTOP : SIGCONT)
         }
     }
+
+    /// The listening sshd (every connection's sshd is forked from it): what `strace -f -p` follows.
+    public var sshdPID: Int32? { descendants(of: process.processIdentifier).first }
 
     /// Kills (SIGKILL) the sshd processes serving connections, leaving the listener: to a
     /// client, the peer dies and its TCP connection closes.

@@ -117,6 +117,9 @@ public final class TestHostHarness {
         let systemdRun = "\(dir)/current-system/sw/bin/systemd-run"
         try StandIn.systemdRun(stateDir: "\(dir)/stand-in").write(toFile: systemdRun, atomically: true, encoding: .utf8)
         chmod(systemdRun, 0o755)
+        let systemctl = "\(dir)/current-system/sw/bin/systemctl"
+        try StandIn.systemctl(stateDir: "\(dir)/stand-in").write(toFile: systemctl, atomically: true, encoding: .utf8)
+        chmod(systemctl, 0o755)
 
         // A free port can be taken between our probe and sshd's bind: retry a few times.
         var lastLog = ""

@@ -54,6 +54,9 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Skip the sync; rebuild what the target has.")
     var noSync = false
 
+    @Flag(help: "Only the secrets: write those that changed and restart their units; no sync, no rebuild.")
+    var secretsOnly = false
+
     @Flag(help: "No confirm-or-revert for this run: a switch or test is not undone when no fresh login confirms it (fleet.toml: confirm = false).")
     var noConfirm = false
 
@@ -88,6 +91,7 @@ struct Deploy: ParsableCommand {
         guard reconnectTimeout >= 0 else { throw ValidationError("--reconnect-timeout must be 0 or more") }
         if syncOnly && noSync { throw ValidationError("--sync-only and --no-sync together would do nothing") }
         if dryRun && noSync { throw ValidationError("--dry-run shows what the sync would change: drop --no-sync") }
+        if secretsOnly && (syncOnly || noSync || dryRun) { throw ValidationError("--secrets-only does no sync and no rebuild: drop --sync-only, --no-sync and --dry-run") }
     }
 
     func run() throws {
@@ -102,7 +106,8 @@ struct Deploy: ParsableCommand {
         options.lockTimeout = lockTimeout
         options.reconnectTimeout = reconnectTimeout
         options.syncOnly = syncOnly
-        options.noSync = noSync
+        options.noSync = noSync || secretsOnly
+        options.secretsOnly = secretsOnly
         options.checksum = checksum
         options.noConfirm = noConfirm
         options.force = force

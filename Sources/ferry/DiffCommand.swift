@@ -183,6 +183,7 @@ struct DiffOutput {
             }
         }
         for line in Self.lines(diff.configDiff) { say(line) }
+        for (name, change) in diff.secrets { say("secret \(name): " + (change?.text ?? "its owner does not exist yet (written after the activation)")) }
         if format.patch {
             for line in Self.lines(diff.patch) { say(line) }
             if !diff.patchOmitted.isEmpty {

@@ -67,7 +67,7 @@ final class FleetView: @unchecked Sendable {
             for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
             if let resolved = result.resolvedDestination { lines.append("note: \(name) is in \(resolved) (a folder above it is a symlink)") }
         case .output(let line): lines = [DisplayText.escape(line)]  // from the bytes: an invalid one is shown, not replaced
-        case .phaseFinished, .warning, .checked: break
+        case .phaseFinished, .warning, .checked, .secret: break
         }
         lock.lock()
         defer { lock.unlock() }
@@ -261,6 +261,7 @@ final class FleetView: @unchecked Sendable {
     static func resultText(_ o: FleetDeployment.HostOutcome) -> String {
         switch o.state {
         case .succeeded: return "deployed (\(o.operation ?? "?"), deploy \(o.deployID ?? "?")) in \(String(format: "%.2f", o.seconds)) s"
+        case .syncOnly where o.operation == "secrets-only": return "secrets written (no sync, no rebuild) in \(String(format: "%.2f", o.seconds)) s"
         case .syncOnly: return "synced (deploy \(o.deployID ?? "?"), no rebuild) in \(String(format: "%.2f", o.seconds)) s"
         case .failed: return "FAILED in \(o.phase?.rawValue ?? "?"): \(o.cause ?? "")"
         case .unknown: return "unknown: \(o.cause ?? "")"

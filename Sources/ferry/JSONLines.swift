@@ -33,6 +33,10 @@ enum JSONLines {
         var stream: String?
         var check: String?
         var tries: Int?
+        var secret: String?
+        var change: String?
+        var written: String?
+        var restarts: [String]?
 
         init(host: String, phase: String?, state: String) {
             self.host = host
@@ -69,6 +73,12 @@ enum JSONLines {
             case .reconnecting(let reason):
                 self.init(host: host, phase: "rebuild", state: "reconnecting")
                 detail = reason
+            case .secret(let report):
+                self.init(host: host, phase: "secrets", state: report.written == nil ? "compared" : "written")
+                secret = report.name
+                change = report.change?.rawValue
+                written = report.written?.rawValue
+                restarts = report.restarts.isEmpty ? nil : report.restarts
             case .checked(let result):
                 self.init(host: host, phase: "health", state: result.passed ? "passed" : "failed")
                 check = result.check
@@ -134,6 +144,8 @@ enum JSONLines {
         var rebuild_command: String?
         var notes: [String]?
         var error: String?
+        /// Secret name → unchanged, new, changed, changed-on-host, missing-on-host, or owner-missing.
+        var secrets: [String: String]?
 
         struct Entry: Encodable {
             var source: String
@@ -182,6 +194,7 @@ enum JSONLines {
             }
             config_diff = diff.configDiff
             rebuild_command = diff.rebuildCommand
+            secrets = diff.secrets.isEmpty ? nil : Dictionary(uniqueKeysWithValues: diff.secrets.map { ($0.name, $0.change?.rawValue ?? "owner-missing") })
             self.notes = notes.isEmpty ? nil : notes
         }
 

@@ -94,7 +94,7 @@ struct Status: ParsableCommand {
         }
         print("\(host.name) | rebuild of deploy \(id): \(result.summary)")
         switch result {
-        case .succeeded, .syncOnly: return
+        case .succeeded, .syncOnly, .secretsOnly: return
         case .rebuildFailed, .reverted, .checksFailed: throw Failure(code: 1, message: "")
         case .unknown: throw Failure(code: 3, message: "")
         }
@@ -166,6 +166,13 @@ struct Status: ParsableCommand {
             lines.append("\(d.source): \(d.added.count) added, \(d.changed.count) changed, \(d.removed.count) removed since the deploy")
             for (mark, paths) in [("+", d.added), ("~", d.changed), ("-", d.removed)] {
                 for p in paths { lines.append("  \(mark) \(d.source)/\(DisplayText.escape(p))") }
+            }
+        }
+        for (name, change) in s.secretDrift {
+            switch change {
+            case .new: lines.append("secret \(name): never written by ferry")
+            case .missingOnHost: lines.append("secret \(name): missing on the host (ferry wrote it; it is gone)")
+            default: lines.append("secret \(name): changed on the host since ferry wrote it")
             }
         }
         return lines

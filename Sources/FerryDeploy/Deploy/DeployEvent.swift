@@ -10,6 +10,8 @@ public enum DeployPhase: String, Sendable, CaseIterable {
     case confirm
     /// The health checks, after the activation (`ferry check` runs them alone).
     case health
+    /// The host's secrets: compared (before the sync), written (before or after the activation).
+    case secrets
 }
 
 /// What a deploy reports as it goes; the CLI renders these (library code never prints).
@@ -27,6 +29,8 @@ public enum DeployEvent: Sendable {
     case reconnecting(reason: String)
     /// A health check passed or failed (every try is over).
     case checked(DeployRecord.CheckResult)
+    /// A secret compared, or written.
+    case secret(SecretReport)
 }
 
 /// How a deploy ended when it did not throw.
@@ -41,6 +45,8 @@ public enum DeployResult: Equatable, Sendable {
     case reverted(reason: DeployRecord.Outcome.RevertReason, lastLines: [String])
     /// The rebuild succeeded and the system stays, but a health check failed (`revert_on_check_failure` off).
     case checksFailed([DeployRecord.CheckResult])
+    /// `--secrets-only`: the changed secrets written and their units restarted; nothing rebuilt.
+    case secretsOnly
 
     public var summary: String {
         switch self {
@@ -50,6 +56,7 @@ public enum DeployResult: Equatable, Sendable {
         case .unknown(let op): return "unknown: lost contact during \(op); the rebuild may still be running"
         case .reverted(let reason, _): return "reverted: \(reason.text)"
         case .checksFailed(let failed): return HealthChecks.failureSummary(failed)
+        case .secretsOnly: return "secrets written, no rebuild"
         }
     }
 }

@@ -50,6 +50,10 @@ public final class Deployment: @unchecked Sendable {
         public var openFresh: @Sendable (Fleet.Host, Int?) throws -> any RemoteShell
         /// No confirm-or-revert, whatever fleet.toml says (`--no-confirm`).
         public var noConfirm = false
+        /// The run's secrets, each read once (before any connection) for every host that takes it.
+        public var secrets = SecretStore()
+        /// Only the secrets: write the changed ones and restart their units; no sync, no rebuild.
+        public var secretsOnly = false
 
         public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) {
             self.open = open
@@ -99,6 +103,12 @@ public final class Deployment: @unchecked Sendable {
         return HealthChecks(activates ? host.checks : [], ferryVersion: options.ferryVersion, cancel: options.stop ?? options.cancel)
     }
 
+    /// Whether this deploy activates a system (a switch or test): checks run and units restart.
+    var activates: Bool { !options.syncOnly && (operation == .switch || operation == .test) }
+
+    /// The host's secrets this deploy writes (none for `--sync-only`).
+    var secrets: [Fleet.Secret] { options.syncOnly ? [] : host.secrets }
+
     /// A failed check reverts the switch: the checks run before the proof, which they gate.
     var checksGateConfirmation: Bool { confirm != nil && host.revertOnCheckFailure && !healthChecks.checks.isEmpty }
 
@@ -109,6 +119,8 @@ public final class Deployment: @unchecked Sendable {
     @discardableResult
     func check() throws -> Prepared {
         if let prepared { return prepared }
+        // Every secret is read before anything is contacted: a failing `pass` stops the run here.
+        try options.secrets.load([host].filter { _ in !options.syncOnly }, fleetFile: fleet.file)
         let checked = try checkSourcesAndRender()
         prepared = checked
         return checked
@@ -146,6 +158,20 @@ public final class Deployment: @unchecked Sendable {
         // A check the host cannot run is found now, before anything changes.
         let checks = healthChecks
         try checks.probe(session)
+        // What the host has of its secrets (one command), and which changed.
+        let state = TargetState(root: options.root)
+        var hostSecrets: HostSecrets?
+        if !secrets.isEmpty {
+            phase = Date()
+            report(.phaseStarted(.secrets, detail: secrets.count == 1 ? "1 secret" : "\(secrets.count) secrets"))
+            hostSecrets = try HostSecrets.read(secrets, host: host.name, session: session, state: state, store: options.secrets)
+            for item in hostSecrets!.items where item.change == .unchanged { report(.secret(SecretReport(name: item.secret.name, change: .unchanged))) }
+            if options.secretsOnly {
+                return try writeSecretsOnly(hostSecrets!, session: session, lock: lock, released: &released, start: phase, report: report)
+            }
+        } else if options.secretsOnly {
+            throw DeployError.localCheck("\(host.name): no secrets for this host in \(fleet.file)")
+        }
         if host.revertOnCheckFailure && !checks.checks.isEmpty && !checksGateConfirmation {
             report(.warning("revert_on_check_failure is set, but this \(operation.rawValue) is not confirmed (confirm = false or --no-confirm): a failed health check fails the deploy and keeps the switch"))
         }
@@ -192,7 +218,6 @@ public final class Deployment: @unchecked Sendable {
         // What each tree is now, for `ferry status` to compare the host with later: written by
         // the next command (the record, or the rebuild's preparation), one command less.
         let archive = manifests.isEmpty ? nil : ManifestFile.archive(manifests.map { (TargetState.Job.manifestUpload($0.source), $0.contents) })
-        let state = TargetState(root: options.root)
         let written = archive == nil ? "" : "writing the manifests and "
 
         if options.syncOnly {
@@ -210,6 +235,25 @@ public final class Deployment: @unchecked Sendable {
         // 4. Rebuild, detached; 5. the job writes the record's result. With confirm-or-revert the
         // job builds, activates the result itself and waits for a fresh login's proof.
         if options.stop?.isCancelled == true { throw SSHError.cancelled }
+        // The secrets whose owner exists go now, before the activation; the others right after it.
+        var restarts: TargetState.Job.SecretRestarts?
+        if let hostSecrets {
+            phase = Date()
+            var units: [String] = []
+            for item in hostSecrets.items where item.before && item.change != .unchanged {
+                let written = try HostSecrets.write(item, session: session, state: state, store: options.secrets, when: .before)
+                report(.secret(written))
+                units += written.restarts
+            }
+            let after = hostSecrets.items.contains { !$0.before }
+            if activates && (!units.isEmpty || after) { restarts = .init(units: units, awaitsMore: after) }
+            record.secrets = hostSecrets.items.map { item in
+                let writes = !item.before || item.change != .unchanged
+                return .init(name: item.secret.name, change: item.change?.rawValue, written: writes ? (item.before ? "before" : "after") : nil,
+                             restart: writes && activates && !item.secret.restart.isEmpty ? item.secret.restart : nil)
+            }
+            report(.phaseFinished(.secrets, seconds: Date().timeIntervalSince(phase), detail: "compared" + (after ? "; the others go after the activation" : "")))
+        }
         phase = Date()
         let command = Rebuild.commandLine(operation: confirm == nil ? operation : .build, root: options.root,
                                           renderedSource: prepared.renderedSource, extra: options.extraArguments)
@@ -224,18 +268,26 @@ public final class Deployment: @unchecked Sendable {
                                  activationTimeout: confirm.activationTimeout, restores: restores)
         }
         try Self.runChecked(session, TargetState.Job.prepare(state, id: id, manifests: manifests.map(\.source), record: record, command: command,
-                                                        snapshots: snapshots, confirmation: confirmation, archive: !files.isEmpty),
+                                                        snapshots: snapshots, confirmation: confirmation, archive: !files.isEmpty, secrets: restarts),
                        stdin: files.isEmpty ? nil : ManifestFile.archive(files), step: written + "preparing the rebuild")
         _ = try lock.startRebuild()
         lock.release()
         released = true
         let proof = FreshLoginProof()
         let (openFresh, port, gate) = (options.openFresh, host.confirm.port, checksGateConfirmation)
-        var result = try follow(id: id, first: session, report: report) { [host, id, state] seconds in
+        let later = AfterActivation(secrets: hostSecrets?.items.filter { !$0.before }.map(\.secret) ?? [], store: options.secrets)
+        var result = try follow(id: id, first: session, report: report, onConfirm: { [host, id, state] seconds in
             report(FreshLoginProof.waiting(seconds))
             proof.give(open: { try openFresh(host, port) }, state: state, id: id, seconds: seconds, checks: checks, gate: gate)
-        }
+        }, onSecrets: { [id, state] in later.start(session: session, state: state, id: id) })
         for event in proof.finished() { report(event) }
+        // Secrets after an activation the job waited for; after any other operation, now.
+        if !later.secrets.isEmpty {
+            if !later.started && result == .succeeded { later.start(session: session, state: state, id: nil) }
+            let (reports, error) = later.finish()
+            for written in reports { report(.secret(written)) }
+            if let error { throw error }
+        }
         report(.phaseFinished(.rebuild, seconds: Date().timeIntervalSince(phase), detail: result.summary))
         var ran = proof.checks
         if ran == nil, confirm == nil, result == .succeeded, !checks.checks.isEmpty {
@@ -392,13 +444,16 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Streams the job's log until its status is written (see `RebuildFollower`); `onConfirm`
-    /// hears when the job waits for proof of a fresh login.
-    func follow(id: String, first: any RemoteShell, report: (DeployEvent) -> Void, onConfirm: ((Int) -> Void)? = nil) throws -> DeployResult {
+    /// hears when the job waits for proof of a fresh login, `onSecrets` when it waits for the
+    /// secrets that go after the activation.
+    func follow(id: String, first: any RemoteShell, report: (DeployEvent) -> Void, onConfirm: ((Int) -> Void)? = nil,
+                onSecrets: (() -> Void)? = nil) throws -> DeployResult {
         let open = options.open
         let host = self.host
         var follower = RebuildFollower(state: TargetState(root: options.root), id: id, operation: operation.rawValue, reconnectTimeout: options.reconnectTimeout,
                                        waitForStart: true, stop: options.stop ?? options.cancel, cancel: options.cancel) { try open(host) }
         follower.onConfirm = onConfirm
+        follower.onSecrets = onSecrets
         return try follower.follow(first: first, report: report)
     }
 }
@@ -572,6 +627,7 @@ public enum DeployEventText {
         case .warning(let text): return "warning: \(text)"
         case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting"
         case .checked(let result): return "health: " + HealthChecks.line(result)
+        case .secret(let report): return "secrets: " + report.line
         }
     }
 }

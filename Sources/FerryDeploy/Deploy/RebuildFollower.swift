@@ -24,6 +24,9 @@ struct RebuildFollower {
     /// The job has activated and waits this many seconds for proof of a fresh login (its log's
     /// `Job.confirmMarker` line, which is not output).
     var onConfirm: ((Int) -> Void)?
+    /// The job has activated and waits for the secrets that go after the activation
+    /// (`Job.secretsMarker`, repeated while it waits: heard once).
+    var onSecrets: (() -> Void)?
 
     func follow(first: any RemoteShell, report: (DeployEvent) -> Void) throws -> DeployResult {
         var offset = 0
@@ -34,8 +37,15 @@ struct RebuildFollower {
         // One splitter across reconnects: a line cut by a lost link goes on where it stopped.
         var splitter = LineSplitter()
         let marker = Array(TargetState.Job.confirmMarker.utf8)
+        let secretsMarker = Array(TargetState.Job.secretsMarker.utf8)
         var confirming = false
+        var secretsAsked = false
         func emit(_ line: [UInt8]) {
+            if line == secretsMarker {
+                if !secretsAsked { onSecrets?() }
+                secretsAsked = true
+                return
+            }
             // The job repeats it while it waits: the first one counts.
             if line.starts(with: marker) {
                 if !confirming { onConfirm?(Int(String(decoding: line.dropFirst(marker.count), as: UTF8.self)) ?? 0) }

@@ -38,8 +38,11 @@ public struct HostDiff: Sendable {
     public var rebuildCommand: String
     /// `.env` files a source would push (when the diff scanned the sources itself).
     public var warnings: [String] = []
+    /// Each of the host's secrets and how the host's copy compares (never its value); nil change:
+    /// its owner does not exist yet, so the activation decides.
+    public var secrets: [(name: String, change: SecretChange?)] = []
 
-    public var isEmpty: Bool { entries.isEmpty && configDiff.isEmpty }
+    public var isEmpty: Bool { entries.isEmpty && configDiff.isEmpty && secrets.allSatisfy { $0.change == .unchanged } }
 
     /// Classifies a dry run's plan: created where the host has the path is a type change, a file
     /// whose contents matched (hashed on both ends) is mtime- or mode-only.
@@ -110,7 +113,26 @@ public struct HostDiff: Sendable {
                 diff.patchOmitted += omitted
             }
         }
+        diff.secrets = try compareSecrets(deployment, over: shell)
         return diff
+    }
+
+    /// The host's secrets against the operator's values, as a deploy compares them, making
+    /// nothing on the host (no key yet: every one is new).
+    static func compareSecrets(_ deployment: Deployment, over shell: any RemoteShell) throws -> [(name: String, change: SecretChange?)] {
+        let secrets = deployment.secrets
+        guard !secrets.isEmpty else { return [] }
+        let state = TargetState(root: deployment.options.root)
+        let (status, out, err) = try shell.run(TargetState.Secrets.query(state, create: false, secrets: secrets.map { ($0.name, $0.dest, $0.owner, $0.group) }))
+        guard status == .exited(0), let answer = TargetState.Secrets.Answer(out, count: secrets.count) else {
+            throw DeployError.remote(target: shell.name, step: "reading the secrets' state", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
+        }
+        return try zip(secrets, answer.secrets).map { secret, found in
+            guard let key = answer.key else { return (secret.name, .new) }
+            guard found.ownerExists, let group = found.group else { return (secret.name, found.state == nil ? .new : nil) }
+            let digest = try deployment.options.secrets.value(secret).digest(key: key, dest: secret.dest, owner: secret.owner, group: group, mode: secret.modeText)
+            return (secret.name, HostSecrets.change(found, digest: digest))
+        }
     }
 
     /// `diff -u --label a/PATH --label b/PATH` of each entry's file (the host's copy fetched;

@@ -136,7 +136,7 @@ public final class FleetDeployment {
     }
 
     static func deploy(_ deployment: Deployment, emit: @escaping @Sendable (DeployEvent) -> Void) -> HostOutcome {
-        var o = outcome(host: deployment.host.name, id: deployment.id, operation: deployment.options.syncOnly ? "sync-only" : deployment.operation.rawValue,
+        var o = outcome(host: deployment.host.name, id: deployment.id, operation: deployment.options.syncOnly ? "sync-only" : deployment.options.secretsOnly ? "secrets-only" : deployment.operation.rawValue,
                         logFile: deployment.logFile, emit: emit) { try deployment.run($0).result }
         o.confirms = deployment.confirm != nil
         return o
@@ -165,7 +165,7 @@ public final class FleetDeployment {
             }
             switch result {
             case .succeeded: outcome.state = .succeeded
-            case .syncOnly: outcome.state = .syncOnly
+            case .syncOnly, .secretsOnly: outcome.state = .syncOnly
             case .rebuildFailed(let status, let lines):
                 outcome.state = .failed
                 outcome.cause = (operation == DeployRecord.rollbackOperation ? "the rollback failed: " : "nixos-rebuild \(operation) failed: ") + status

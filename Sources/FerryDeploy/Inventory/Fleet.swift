@@ -146,6 +146,8 @@ public struct Fleet: Sendable {
         public var checks: [HealthCheck] = []
         /// A failed check withholds the switch's confirmation, so the host reverts (needs confirm).
         public var revertOnCheckFailure = false
+        /// The fleet's secrets that name this host, and its own (which win), by name.
+        public var secrets: [Secret] = []
 
         public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
     }

@@ -84,7 +84,7 @@ public enum InventoryReader {
     }
 }
 
-private struct Reader {
+struct Reader {
     let file: String
     /// Problems found so far: a host or source with one is left out and the next one read, so
     /// that one run names them all.
@@ -184,7 +184,7 @@ private struct Reader {
     }
 
     mutating func fleet(_ table: TOMLTable) throws -> Fleet {
-        try checkKeys(table, allowed: ["shared", "defaults", "sources", "hosts"], at: nil)
+        try checkKeys(table, allowed: ["shared", "defaults", "sources", "secrets", "hosts"], at: nil)
         guard let sharedName = try nonEmpty(table, "shared", at: "shared") else {
             throw fail("shared", "missing: name the shared Nix file, e.g. shared = \"shared.nix\"")
         }
@@ -272,7 +272,7 @@ private struct Reader {
                 guard InventoryReader.isValidHostName(name) else {
                     throw fail(path, "'\(name)' is not a valid NixOS host name (letters, digits and hyphens, at most 63, no hyphen at either end)")
                 }
-                try checkKeys(t, allowed: ["address", "port", "user", "tags", "domain", "vars"] + Self.connectionKeys, at: path)
+                try checkKeys(t, allowed: ["address", "port", "user", "tags", "domain", "vars", "secrets"] + Self.connectionKeys, at: path)
                 guard let address = try nonEmpty(t, "address", at: "\(path).address") else {
                     throw fail("\(path).address", "missing: the host's DNS name or IP address")
                 }
@@ -299,6 +299,15 @@ private struct Reader {
                 host.confirm = try confirm(t, at: path, over: defaults.confirm)
                 host.checks = defaults.checks + (try checks(t, at: "\(path).checks") ?? [])
                 host.revertOnCheckFailure = try bool(t, "revert_on_check_failure", at: "\(path).revert_on_check_failure") ?? defaults.revertOnCheckFailure
+                if let own = try subtable(t, "secrets", at: "\(path).secrets") {
+                    for secretName in own.keys {
+                        let at = "\(path).secrets.\(secretName)"
+                        guard let st = try subtable(own, secretName, at: at) else { continue }
+                        let (secret, named) = try secret(st, name: secretName, at: at)
+                        if named != nil { throw fail("\(at).hosts", "a host's own secret is for that host alone; hosts = [...] belongs in [secrets.\(secretName)]") }
+                        host.secrets.append(secret)
+                    }
+                }
                 // Literal addresses can be compared now; aliases once ssh_config has been applied.
                 if InventoryReader.isValidAddress(address) {
                     let endpoint = "\(InventoryReader.normalizedAddress(address)) port \(host.port ?? defaults.port ?? 22)"
@@ -314,7 +323,24 @@ private struct Reader {
             }
         }
         if let first = problems.first { throw first.with(more: Array(problems.dropFirst())) }
-        return Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts)
+        var fleet = Fleet(file: file, shared: shared, sharedDomain: sharedDomain, defaults: defaults, sources: sources, hosts: hosts)
+        // Each fleet-wide secret goes to the hosts it names (all by default), unless a host has its own.
+        if let s = try subtable(table, "secrets", at: "secrets") {
+            for name in s.keys {
+                let path = "secrets.\(name)"
+                guard let t = try subtable(s, name, at: path) else { continue }
+                let (secret, named) = try secret(t, name: name, at: path)
+                let selected: [Fleet.Host]
+                do { selected = try fleet.select(named ?? []) } catch let error as InventoryError {
+                    throw fail("\(path).hosts", error.problem)
+                }
+                for (i, host) in fleet.hosts.enumerated() where selected.contains(where: { $0.name == host.name }) && !host.secrets.contains(where: { $0.name == name }) {
+                    fleet.hosts[i].secrets.append(secret)
+                }
+            }
+        }
+        for i in fleet.hosts.indices { fleet.hosts[i].secrets.sort { $0.name < $1.name } }
+        return fleet
     }
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).

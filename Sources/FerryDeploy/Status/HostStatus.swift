@@ -27,6 +27,9 @@ public struct HostStatus: Sendable {
     public var drift: [Drift]
     /// With `history`: the newest deploys' records, newest first.
     public var history: [(id: String, record: DeployRecord.Read)] = []
+    /// Each of the host's secrets that is not as ferry wrote it (changed or gone since; one ferry
+    /// never wrote is `new`), told by inode and ctime: nothing on the host is read or hashed.
+    public var secretDrift: [(name: String, change: SecretChange)] = []
 
     /// The running system differs from the one the last rebuild recorded (a manual rebuild or a
     /// rollback since).
@@ -80,7 +83,18 @@ public struct HostStatus: Sendable {
             let changes = ManifestFile.drift(recorded: recorded, current: current, excludes: source.rendered ? ExcludeRules() : ExcludeRules(source.exclude))
             drift.append(Drift(source: source.name, recorded: true, added: changes.added, changed: changes.changed, removed: changes.removed))
         }
-        return HostStatus(rebuild: basics.rebuild, sync: basics.sync, lock: basics.lock, currentSystem: basics.currentSystem, drift: drift)
+        var status = HostStatus(rebuild: basics.rebuild, sync: basics.sync, lock: basics.lock, currentSystem: basics.currentSystem, drift: drift)
+        if !host.secrets.isEmpty {
+            let (s, out, err) = try shell.run(TargetState.Secrets.query(state, create: false, secrets: host.secrets.map { ($0.name, $0.dest, $0.owner, $0.group) }))
+            guard s == .exited(0), let answer = TargetState.Secrets.Answer(out, count: host.secrets.count) else {
+                throw DeployError.remote(target: shell.name, step: "reading the secrets' state", detail: "\(s): \(String(decoding: err, as: UTF8.self))")
+            }
+            for (secret, found) in zip(host.secrets, answer.secrets) {
+                if found.state == nil { status.secretDrift.append((secret.name, .new)) }
+                else if !found.untouched { status.secretDrift.append((secret.name, found.file == .missing ? .missingOnHost : .changedOnHost)) }
+            }
+        }
+        return status
     }
 
     /// The last deploy's rebuild output from its start, followed until the job ends (re-attaching

@@ -34,6 +34,14 @@ extension RemoteShell {
     }
 
     /// Runs `command` and collects its output in memory (for small outputs).
+    /// Runs `command` with `input` as its stdin (a value ferry must not copy about: a secret).
+    public func run(_ command: RemoteCommand, input: any ExecInput) throws -> (status: ExitStatus, stdout: [UInt8], stderr: [UInt8]) {
+        var out: [UInt8] = []
+        var err: [UInt8] = []
+        let status = try exec(command, stdin: input, cancel: nil, stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) })
+        return (status, out, err)
+    }
+
     public func run(_ command: RemoteCommand, stdin: [UInt8]? = nil) throws -> (status: ExitStatus, stdout: [UInt8], stderr: [UInt8]) {
         var out: [UInt8] = []
         var err: [UInt8] = []

@@ -18,14 +18,47 @@ extension TargetState {
         /// archive on stdin holds more than the manifests (revert plans, `revertPlanUpload`).
         package static func prepare(_ state: TargetState, id: String, manifests: [String], record: DeployRecord, command: [String],
                                     snapshots: [(source: String, digest: String)] = [], confirmation: Confirmation? = nil,
-                                    archive: Bool = false) -> RemoteCommand {
+                                    archive: Bool = false, secrets: SecretRestarts? = nil) -> RemoteCommand {
             let directory = state.deploy(id)
-            let job = script(directory: directory, record: state.rebuildRecord, command: command, confirmation: confirmation)
+            let job = script(directory: directory, record: state.rebuildRecord, command: command, confirmation: confirmation, secrets: secrets != nil)
             return .script(manifestScript + prepareScript,
                            arguments: (manifestArguments(state, manifests, archive: archive || !manifests.isEmpty)
                                        + [directory, job, record.json, state.rebuildRecord, state.deploys,
                                           snapshotLines(snapshots), state.snapshotsFolder, state.directory,
-                                          confirmation.map { "\($0.operation) \($0.timeout) \($0.activationTimeout)\n" } ?? ""]).map { Array($0.utf8) })
+                                          confirmation.map { "\($0.operation) \($0.timeout) \($0.activationTimeout)\n" } ?? "",
+                                          secrets?.rule ?? ""]).map { Array($0.utf8) })
+        }
+
+        /// After a switch or test has activated, the job restarts the units of the secrets that
+        /// changed (once each) — those written before the activation, and, when `awaitsMore`, those
+        /// ferry writes right after it (the job prints `secretsMarker` and waits up to 120 s for
+        /// `secretsWritten`).
+        package struct SecretRestarts: Sendable {
+            package var units: [String]
+            package var awaitsMore: Bool
+
+            package init(units: [String], awaitsMore: Bool) {
+                self.units = units
+                self.awaitsMore = awaitsMore
+            }
+
+            /// The deploy folder's `secrets` file: "after 0|1", then a unit per line.
+            var rule: String { "after \(awaitsMore ? 1 : 0)\n" + units.map { $0 + "\n" }.joined() }
+        }
+
+        /// The line the job writes while it waits for the secrets that go after the activation.
+        package static let secretsMarker = "\u{1E}ferry-secrets"
+
+        /// Tells deploy `id`'s job that the secrets after the activation are written, and which
+        /// units they restart.
+        package static func secretsWritten(_ state: TargetState, id: String, units: [String]) -> RemoteCommand {
+            .script(#"""
+            umask 077
+            d=$1
+            shift
+            [ -d "$d" ] || { echo "no deploy folder $d" >&2; exit 1; }
+            { for u in "$@"; do printf '%s\n' "$u"; done; } > "$d/secrets-after.tmp" && mv -f "$d/secrets-after.tmp" "$d/secrets-after"
+            """#, arguments: ([state.deploy(id)] + units).map { Array($0.utf8) })
         }
 
         /// Confirm-or-revert (a switch or test): the job builds, activates the built system itself
@@ -163,7 +196,7 @@ extension TargetState {
         /// The job's script. It gets the locked open file on stdin and keeps it (fd 9) until its
         /// status is written; the record is written before the status, so a follower that sees the
         /// status finds the record final.
-        static func script(directory: String, record: String, command: [String], confirmation: Confirmation? = nil) -> String {
+        static func script(directory: String, record: String, command: [String], confirmation: Confirmation? = nil, secrets: Bool = false) -> String {
             let q = { (s: String) in ShellQuote.quote(s) }
             var text = """
             #!/bin/sh
@@ -182,11 +215,30 @@ extension TargetState {
             profile_before=$(store "$(readlink -f "$profile" 2>/dev/null)")
             start=$(date +%s)
             reason=
+            # After an activation: the units of the secrets that changed restart, once each (see
+            # `SecretRestarts`); those written after the activation first come from ferry.
+            after_activation() {
+              [ -f secrets ] || return 0
+              read -r _ more < secrets
+              if [ "$more" = 1 ]; then
+                i=0
+                while [ ! -e secrets-after ] && [ $i -lt 1200 ]; do
+                  [ $((i % 10)) != 0 ] || printf '\(secretsMarker)\\n'
+                  sleep 0.1; i=$((i + 1))
+                done
+                [ -e secrets-after ] || echo "ferry: the secrets that go after the activation did not come within 120 s"
+              fi
+              { tail -n +2 secrets; cat secrets-after 2>/dev/null; } | sort -u | while IFS= read -r unit; do
+                [ -n "$unit" ] || continue
+                echo "ferry: restarting $unit (its secret changed)"
+                (umask 022 && PATH=$PATH:/run/current-system/sw/bin && exec systemctl restart -- "$unit") || echo "ferry: restarting $unit failed"
+              done
+            }
             (umask 022 && exec \(command.map(q).joined(separator: " "))) >> log 2>&1
             rc=$?
 
             """
-            if let c = confirmation { text += confirmScript(c) }
+            if let c = confirmation { text += confirmScript(c) } else if secrets { text += "[ \"$rc\" != 0 ] || after_activation >> log 2>&1\n" }
             text += """
             end=$(date +%s)
             system=$(store "$(readlink /run/current-system 2>/dev/null)")
@@ -287,6 +339,7 @@ extension TargetState {
                   activate; rc=$?
                   case $rc in
                     0)
+                      after_activation
                       deadline=$(( $(date +%s) + confirm_timeout ))
                       echo "$deadline" > deadline.tmp && mv -f deadline.tmp deadline
                       printf '\(confirmMarker)%s\\n' "$confirm_timeout"
@@ -328,7 +381,7 @@ extension TargetState {
         /// one just put in place); keeps the newest 20 deploy folders and those whose snapshots
         /// are kept. $1 folder, $2 job script, $3 record base (one line of JSON), $4 the rebuild
         /// record, $5 the deploys folder, $6 the snapshots file, $7 the snapshots folder, $8 the
-        /// state folder, $9 the confirm rule (empty: none).
+        /// state folder, $9 the confirm rule (empty: none), $10 the secrets' restarts (empty: none).
         static let prepareScript = #"""
         d=$1 record=$4 snapshots=$7 state=$8
         mkdir -p "$d" && cd "$d" || exit 1
@@ -336,6 +389,7 @@ extension TargetState {
         # The waiting marker (operation, seconds to wait for proof, activation bound): there before
         # the job starts.
         [ -z "$9" ] || printf '%s' "$9" > confirm || exit 1
+        [ -z "${10}" ] || printf '%s' "${10}" > secrets || exit 1
         while read -r s h; do
           [ -d "$snapshots/$s/$h" ] && [ ! -e "$snapshots/$s/$h/manifest" ] && [ -f "$state/$s/manifest" ] || continue
           cp "$state/$s/manifest" "$snapshots/$s/$h/manifest.tmp" && mv -f "$snapshots/$s/$h/manifest.tmp" "$snapshots/$s/$h/manifest" || exit 1

@@ -150,6 +150,26 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     /// A rollback's: the deploy it returns to, and that deploy's system, which it activates.
     public var returnedTo: String?
     public var system: String?
+    /// The host's secrets as this deploy found them, and which it wrote (never their values).
+    public var secrets: [SecretEntry]?
+
+    public struct SecretEntry: Codable, Equatable, Sendable {
+        public var name: String
+        /// unchanged, new, changed, changed-on-host, missing-on-host; nil: not known before the
+        /// activation (its owner did not exist yet).
+        public var change: String?
+        /// "before" or "after" the activation; nil: not written.
+        public var written: String?
+        /// Units the job restarts for it.
+        public var restart: [String]?
+
+        public init(name: String, change: String?, written: String?, restart: [String]?) {
+            self.name = name
+            self.change = change
+            self.written = written
+            self.restart = restart
+        }
+    }
     /// Nil: started, no result yet (not part of the encoded base: the job appends it).
     public var outcome: Outcome?
     /// The health checks ferry ran after the activation (a third line, `CheckLine`, that ferry
@@ -204,7 +224,7 @@ public struct DeployRecord: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case id, host, startedAt = "started_at", operator_ = "operator", ferryVersion = "ferry_version", operation, sources
-        case returnedTo = "returned_to", system
+        case returnedTo = "returned_to", system, secrets
     }
 
     /// The operation a rollback records.
