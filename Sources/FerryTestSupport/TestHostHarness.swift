@@ -60,7 +60,7 @@ public final class TestHostHarness {
     /// Fails when something a test host needs is missing (the caller decides whether that skips).
     public static func checkPrerequisites() throws {
         guard getuid() == 0 else { throw TestHostError.missingPrerequisite("root (mount namespaces and bind mounts)") }
-        for tool in ["sshd", "ssh-keygen", "unshare", "setpriv", "mount", "nix-instantiate", "nix-build", "nix-env"] { _ = try Command.which(tool) }
+        for tool in ["sshd", "ssh-keygen", "unshare", "setpriv", "mount", "nix-instantiate", "nix-build", "nix-env", "strace"] { _ = try Command.which(tool) }
     }
 
     /// Starts one host and records its ed25519 key in `knownHostsFile` (unless `recordKey` is false).

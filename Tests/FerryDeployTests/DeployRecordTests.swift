@@ -136,3 +136,18 @@ final class DeployRecordTests: XCTestCase {
         XCTAssertEqual(read(json + ",\"state\":\"finished\",\"result\":\"odd\"}\n"), .unreadable(file: "F", reason: "its result is not one ferry writes"))
     }
 }
+
+/// A secret's value on the operator's side: a command's stdout exactly, its failure with stderr.
+final class SecretValueTests: XCTestCase {
+    func testACommandsOutputAndFailure() throws {
+        let value = try SecretValue.read(.command(["printf", "a\\000b"]), directory: "/")
+        XCTAssertEqual(value.withBytes { Array($0) }, [0x61, 0, 0x62])
+        XCTAssertEqual("\(value)", "(a secret of 3 bytes)")
+        XCTAssertThrowsError(try SecretValue.read(.command(["cat", "no-such-file"]), directory: "/")) { error in
+            XCTAssertEqual("\(error)", "cat no-such-file: exit status 1\ncat: no-such-file: No such file or directory")
+        }
+        XCTAssertThrowsError(try SecretValue.read(.file("/no/such/file"), directory: "/")) { error in
+            XCTAssertEqual("\(error)", "/no/such/file: No such file or directory")
+        }
+    }
+}

@@ -294,6 +294,70 @@ final class InventoryTests: XCTestCase {
         try expectError(head + "[hosts.a]\naddress = \"a.example\"\nchecks = 3\n", key: "hosts.a.checks", "expected an array of tables")
     }
 
+    /// `[secrets.NAME]` go to the hosts they name; a host's own wins; every bad value is named.
+    func testSecrets() throws {
+        let fixture = try FleetFixture(copyingExample: false)
+        defer { fixture.remove() }
+        try fixture.write("shared.nix", goodShared)
+        try fixture.write("fleet.toml", head + """
+            [secrets.lnbits-env]
+            command = ["pass", "show", "lnbits/prod.env"]
+            dest = "/var/lib/lnbits/.env"
+            owner = "lnbits"
+            mode = "0440"
+            restart = ["lnbits.service"]
+            hosts = ["@web"]
+            [secrets.backup-key]
+            file = "keys/backup"
+            dest = "/var/lib/backup/key"
+            upload = "after"
+            [hosts.a]
+            address = "a.example"
+            tags = ["web"]
+            [hosts.b]
+            address = "b.example"
+            tags = ["web"]
+            [hosts.b.secrets.lnbits-env]
+            file = "/home/op/b.env"
+            dest = "/var/lib/lnbits/.env"
+            [hosts.c]
+            address = "c.example"
+
+            """)
+        let fleet = try fixture.load()
+        let (a, b, c) = (fleet.hosts[0], fleet.hosts[1], fleet.hosts[2])
+        XCTAssertEqual(a.secrets.map(\.name), ["backup-key", "lnbits-env"])
+        XCTAssertEqual(a.secrets[1].source, .command(["pass", "show", "lnbits/prod.env"]))
+        XCTAssertEqual([a.secrets[1].owner, a.secrets[1].modeText], ["lnbits", "0440"])
+        XCTAssertNil(a.secrets[1].group)
+        XCTAssertEqual(a.secrets[1].restart, ["lnbits.service"])
+        XCTAssertEqual(a.secrets[0].source, .file(URL(fileURLWithPath: fixture.directory).standardizedFileURL.path + "/keys/backup"))
+        XCTAssertEqual([a.secrets[0].owner, a.secrets[0].modeText], ["root", "0400"])
+        XCTAssertEqual(a.secrets[0].upload, .after)
+        XCTAssertEqual(b.secrets.first { $0.name == "lnbits-env" }?.source, .file("/home/op/b.env"), "the host's own wins")
+        XCTAssertEqual(c.secrets.map(\.name), ["backup-key"], "not @web")
+
+        let host = head + "[hosts.a]\naddress = \"a.example\"\n"
+        let s = host + "[secrets.x]\n"
+        try expectError(s + "dest = \"/x\"\n", key: "secrets.x", "needs command")
+        try expectError(s + "command = [\"true\"]\nfile = \"f\"\ndest = \"/x\"\n", key: "secrets.x", "either command or file")
+        try expectError(s + "file = \"f\"\n", key: "secrets.x.dest", "missing")
+        try expectError(s + "file = \"f\"\ndest = \"x/y\"\n", key: "secrets.x.dest", "must be an absolute path")
+        try expectError(s + "file = \"f\"\ndest = \"/var/lib/../src/x\"\n", key: "secrets.x.dest", "'.' or '..'")
+        try expectError(s + "file = \"f\"\ndest = \"/var/src/lnbits-src/.env\"\n", key: "secrets.x.dest", "inside /var/src")
+        try expectError(s + "file = \"f\"\ndest = \"/nix/store/x\"\n", key: "secrets.x.dest", "inside /nix/store")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nmode = \"0444\"\n", key: "secrets.x.mode", "lets every user")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nmode = \"0o400\"\n", key: "secrets.x.mode", "not an octal file mode")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nmode = \"4700\"\n", key: "secrets.x.mode", "not an octal file mode")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nowner = \"-x\"\n", key: "secrets.x.owner", "not a user name")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nupload = \"later\"\n", key: "secrets.x.upload", "not one of auto, before, after")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nhosts = [\"nope\"]\n", key: "secrets.x.hosts", "no host matches 'nope'")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\nsecret = 1\n", key: "secrets.x.secret", "unknown key")
+        try expectError(s + "file = \"f\"\ndest = \"/x\"\n[secrets.y]\nfile = \"g\"\ndest = \"/x\"\n", key: "secrets.y.dest", "also secrets.x's destination")
+        try expectError(host + "[secrets.\".x\"]\nfile = \"f\"\ndest = \"/x\"\n", key: "secrets..x", "not a secret name")
+        try expectError(host + "[hosts.a.secrets.x]\nfile = \"f\"\ndest = \"/x\"\nhosts = [\"a\"]\n", key: "hosts.a.secrets.x.hosts", "for that host alone")
+    }
+
     /// Issue 9: exactly one rendered source, always the fleet's folder; reserved names; require.
     func testSourceRules() throws {
         try expectError(head + "[sources.a]\nrendered = true\n[sources.b]\nrendered = true\n", key: "sources.b.rendered", "sources.a is the rendered source already")

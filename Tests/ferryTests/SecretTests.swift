@@ -3,6 +3,7 @@ import FerryTarget
 import FerryTestSupport
 import FerryXCTestSupport
 import Foundation
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -171,5 +172,138 @@ extension DeployCommandTests {
         XCTAssertTrue(run.stderr.contains("secrets.env: sh -c 'echo '\\''pass: no such entry'\\'' >&2; exit 3': exit status 3"), run.stderr)
         XCTAssertTrue(run.stderr.contains("pass: no such entry"), run.stderr)
         XCTAssertFalse(run.stdout.contains("connect:"), run.stdout)
+    }
+}
+
+/// Forwards every command to a real session and keeps its command line: what the target's shell
+/// is given, for a test that looks for a secret where it must not be.
+final class RecordingShell: RemoteShell, @unchecked Sendable {
+    let inner: SSHSession
+    let lock = NSLock()
+    var commands: [[UInt8]] = []
+    var name: String { inner.name }
+    var onRemoteProcessGroup: ((Int32) -> Void)? {
+        get { inner.onRemoteProcessGroup }
+        set { inner.onRemoteProcessGroup = newValue }
+    }
+
+    init(_ inner: SSHSession) { self.inner = inner }
+
+    func exec(_ command: RemoteCommand, stdin: ExecInput?, cancel: CancellationToken?,
+              stdout: (UnsafeRawBufferPointer) -> Void, stderr: (UnsafeRawBufferPointer) -> Void) throws -> ExitStatus {
+        lock.lock()
+        commands.append(command.bytes)
+        lock.unlock()
+        return try inner.exec(command, stdin: stdin, cancel: cancel, stdout: stdout, stderr: stderr)
+    }
+
+    func exchange(host: String, port: Int, send request: [UInt8], timeout: Double, cancel: CancellationToken?,
+                  until complete: ([UInt8]) -> Bool) throws -> ForwardedReply {
+        try inner.exchange(host: host, port: port, send: request, timeout: timeout, cancel: cancel, until: complete)
+    }
+
+    func close() { inner.close() }
+}
+
+extension DeployCommandTests {
+    /// The secret's bytes are in the destination file and nowhere else: not in any argv or
+    /// environment on the host (strace of its sshd and everything it starts, for the whole
+    /// deploy), not in a command line ferry gives the target's shell, not in ferry's output, JSON,
+    /// local logs, nor in anything under the host's /var/src (records, deploy logs).
+    func testASecretIsFoundNowhereButItsFile() throws {
+        let (g, work, dir) = try secretsWork("secrets-leak", secrets: """
+        [secrets.env]
+        file = "../secrets/env"
+        dest = "/root/srv/lnbits/.env"
+        owner = "lnsvc"
+        restart = ["lnbits.service"]
+
+        [secrets.macaroon]
+        command = ["cat", "../secrets/macaroon"]
+        dest = "/root/srv/lnbits/macaroon"
+        """)
+        let marker = "FERRY-LEAK-\(UUID().uuidString)"
+        try "LNBITS_KEY=\(marker)-env".write(toFile: dir + "/env", atomically: true, encoding: .utf8)
+        try "\(marker)-mac\n".write(toFile: dir + "/macaroon", atomically: true, encoding: .utf8)
+        let needles = [Array(marker.utf8)]
+        func holds(_ bytes: [UInt8]) -> Bool { needles.contains { n in bytes.count >= n.count && (0...(bytes.count - n.count)).contains { Array(bytes[$0..<$0 + n.count]) == n } } }
+
+        // strace follows the listening sshd and every process it starts, with argv and environment in full.
+        let trace = NSTemporaryDirectory() + "ferry-strace-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: trace) }
+        let strace = Process()
+        strace.executableURL = URL(fileURLWithPath: try Command.which("strace"))
+        strace.arguments = ["-f", "-v", "-e", "trace=execve", "-s", "65535", "-o", trace, "-p", String(try XCTUnwrap(g.sshdPID))]
+        strace.standardError = FileHandle.nullDevice
+        try strace.run()
+        waitFor("strace to attach", seconds: 10) { (try? String(contentsOfFile: "/proc/\(g.sshdPID!)/status", encoding: .utf8))?.contains("TracerPid:\t\(strace.processIdentifier)") ?? false }
+        // ferry run from the command line: text, then JSON.
+        let run = try deploy(work)
+        XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+        try "LNBITS_KEY=\(marker)-env2".write(toFile: dir + "/env", atomically: true, encoding: .utf8)
+        let json = try deploy(work, ["--json"])
+        XCTAssertEqual(json.status, 0, json.stdout + json.stderr)
+        // And in-process, through a shell that records every command line it is given.
+        try "LNBITS_KEY=\(marker)-env3".write(toFile: dir + "/env", atomically: true, encoding: .utf8)
+        let fleet = try InventoryReader.load(work.fleetFile)
+        let configuration = try harness.configuration(for: g)
+        let recorder = Mutex<[RecordingShell]>([])
+        var options = Deployment.Options(open: { _ in
+            let shell = RecordingShell(try SSHSession(connecting: configuration))
+            recorder.withLock { $0.append(shell) }
+            return shell
+        })
+        options.ferryVersion = "test"
+        var events: [String] = []
+        let outcome = try Deployment(fleet: fleet, host: fleet.hosts[0], options: options).run { events.append(DeployEventText.line($0)) }
+        XCTAssertEqual(outcome.result, .succeeded, events.joined(separator: "\n"))
+        strace.interrupt()
+        strace.waitUntilExit()
+
+        let traced = Array(try Data(contentsOf: URL(fileURLWithPath: trace)))
+        XCTAssertTrue(String(decoding: traced, as: UTF8.self).contains("install"), "strace saw the deploy's commands")
+        XCTAssertFalse(holds(traced), "no argv or environment on the host holds the secret")
+        let commands = recorder.withLock { $0.flatMap(\.commands) }
+        XCTAssertGreaterThan(commands.count, 5)
+        XCTAssertFalse(commands.contains(where: holds), "no command line holds the secret")
+        XCTAssertTrue(events.contains("secrets: env: changed, written before the activation; restarts lnbits.service"), events.joined(separator: "\n"))
+        XCTAssertFalse(events.contains { holds(Array($0.utf8)) })
+        for output in [run.stdout, run.stderr, json.stdout, json.stderr] { XCTAssertFalse(holds(Array(output.utf8)), output) }
+        for folder in [work.root + "/deployments/.ferry", g.varSrc] {
+            let files = try Command.check(["find", folder, "-type", "f"]).output.split(separator: "\n").map(String.init)
+            XCTAssertGreaterThan(files.count, 2, folder)
+            for file in files { XCTAssertFalse(holds(Array((try? Data(contentsOf: URL(fileURLWithPath: file))) ?? Data())), file) }
+        }
+        // The value is where it belongs (and the search finds it there).
+        XCTAssertEqual(try String(contentsOfFile: g.directory + "/root/srv/lnbits/.env", encoding: .utf8), "LNBITS_KEY=\(marker)-env3")
+        XCTAssertTrue(holds(Array(try Data(contentsOf: URL(fileURLWithPath: g.directory + "/root/srv/lnbits/macaroon")))))
+    }
+}
+
+extension DeployCommandTests {
+    /// Through sudo with a password: the password line goes to sudo, the secret after it to the
+    /// writer, exactly; nothing of either is echoed.
+    func testASecretGoesThroughSudoAfterThePassword() throws {
+        let h = try host
+        let work = try makeWork()
+        try logIn(work, as: "secret")
+        let dir = work.root + "/secrets"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let value = "S=\(UUID().uuidString)\n\u{0}tail"
+        try value.write(toFile: dir + "/env", atomically: true, encoding: .utf8)
+        try addChecks(work, """
+        [secrets.env]
+        file = "../secrets/env"
+        dest = "/root/srv-sudo/env"
+        mode = "0600"
+        """)
+        let result = try FerryBinary.run(["deploy", "-f", work.fleetFile, "alpha", "--sudo-password-fd", "0", "--secrets-only"], input: Self.sudoPassword + "\n")
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: h.directory + "/root/srv-sudo/env")), Data(value.utf8))
+        XCTAssertFalse((result.stdout + result.stderr).contains(Self.sudoPassword))
+        XCTAssertFalse((result.stdout + result.stderr).contains(value.prefix(38)))
+        var st = Glibc.stat()
+        XCTAssertEqual(lstat(h.directory + "/root/srv-sudo/env", &st), 0)
+        XCTAssertEqual([st.st_uid, st.st_mode & 0o7777], [0, 0o600])
     }
 }

@@ -339,7 +339,16 @@ struct Reader {
                 }
             }
         }
-        for i in fleet.hosts.indices { fleet.hosts[i].secrets.sort { $0.name < $1.name } }
+        for i in fleet.hosts.indices {
+            fleet.hosts[i].secrets.sort { $0.name < $1.name }
+            var seenDest: [String: String] = [:]
+            for secret in fleet.hosts[i].secrets {
+                if let other = seenDest[secret.dest] {
+                    throw fail("secrets.\(secret.name).dest", "\(secret.dest) is also secrets.\(other)'s destination on host \(fleet.hosts[i].name)")
+                }
+                seenDest[secret.dest] = secret.name
+            }
+        }
         return fleet
     }
 

@@ -83,9 +83,10 @@ public final class SecretValue: @unchecked Sendable, CustomStringConvertible {
     /// Secrets larger than this are refused (a `.env` or a macaroon is a few KB).
     public static let limit = 16 << 20
 
-    /// Reads the value of `source` on the operator's machine: a command's stdout (no shell; stdin
-    /// closed; its stderr kept for the error), or a file.
-    public static func read(_ source: Fleet.Secret.Source) throws -> SecretValue {
+    /// Reads the value of `source` on the operator's machine: a command's stdout (no shell, run in
+    /// `directory` — the fleet's folder, as fleet.toml's relative paths are; stdin closed; its
+    /// stderr kept for the error), or a file.
+    public static func read(_ source: Fleet.Secret.Source, directory: String) throws -> SecretValue {
         let value = SecretValue()
         switch source {
         case .file(let path):
@@ -97,6 +98,7 @@ public final class SecretValue: @unchecked Sendable, CustomStringConvertible {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = argv
+            process.currentDirectoryURL = URL(fileURLWithPath: directory, isDirectory: true)
             let out = Pipe(), err = Pipe()
             process.standardOutput = out
             process.standardError = err
@@ -104,8 +106,6 @@ public final class SecretValue: @unchecked Sendable, CustomStringConvertible {
             do { try process.run() } catch {
                 throw SecretError.command(argv: argv, status: "could not start: \(error)", stderr: "")
             }
-            try? out.fileHandleForWriting.close()
-            try? err.fileHandleForWriting.close()
             // stderr on a thread of its own: a command that fills one pipe while we read the other must not stall.
             let said = Mutex<[UInt8]>([])
             let done = DispatchSemaphore(value: 0)
@@ -152,12 +152,17 @@ public enum SecretError: Error, Equatable, Sendable, CustomStringConvertible {
 public final class SecretStore: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [Fleet.Secret.Source: SecretValue] = [:]
+    /// Where commands run: the fleet's folder (set by `load`).
+    private var directory = FileManager.default.currentDirectoryPath
 
     public init() {}
 
     /// Reads every secret of `hosts` now (before any connection). Throws `DeployError.localCheck`
     /// naming the secret and why.
     public func load(_ hosts: [Fleet.Host], fleetFile: String) throws {
+        lock.lock()
+        directory = (fleetFile as NSString).deletingLastPathComponent
+        lock.unlock()
         for host in hosts {
             for secret in host.secrets {
                 do { _ = try value(secret) } catch {
@@ -171,7 +176,7 @@ public final class SecretStore: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let known = values[secret.source] { return known }
-        let value = try SecretValue.read(secret.source)
+        let value = try SecretValue.read(secret.source, directory: directory)
         values[secret.source] = value
         return value
     }
