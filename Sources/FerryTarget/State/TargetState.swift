@@ -57,7 +57,7 @@ public struct TargetState: Sendable {
     static let syncRecordName = "last-sync.record"
 
     /// Kept free beside the sources' folders for what deploys will keep next: staged copies built
-    /// before a switch, and the digests of the secrets each host holds.
+    /// before a switch. (`secrets`: see `Secrets`.)
     static let plannedNames = ["staged", "secrets"]
 
     /// Names under `.ferry` that a source's folder (`.ferry/NAME`) would collide with; their
