@@ -97,14 +97,13 @@ public final class Deployment: @unchecked Sendable {
         options.noConfirm || options.syncOnly || !host.confirm.applies(to: operation) ? nil : host.confirm
     }
 
-    /// The host's health checks when this deploy activates a system (a switch or test); else none.
-    var healthChecks: HealthChecks {
-        let activates = !options.syncOnly && (operation == .switch || operation == .test)
-        return HealthChecks(activates ? host.checks : [], ferryVersion: options.ferryVersion, cancel: options.stop ?? options.cancel)
-    }
-
     /// Whether this deploy activates a system (a switch or test): checks run and units restart.
     var activates: Bool { !options.syncOnly && (operation == .switch || operation == .test) }
+
+    /// The host's health checks when this deploy activates a system; else none.
+    var healthChecks: HealthChecks {
+        HealthChecks(activates ? host.checks : [], ferryVersion: options.ferryVersion, cancel: options.stop ?? options.cancel)
+    }
 
     /// The host's secrets this deploy writes (none for `--sync-only`).
     var secrets: [Fleet.Secret] { options.syncOnly ? [] : host.secrets }
