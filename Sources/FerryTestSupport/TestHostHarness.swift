@@ -76,10 +76,11 @@ public final class TestHostHarness {
     /// builds a small real store path per activation and sets the system profile with the real
     /// `nix-env`.
     public func startHost(name: String? = nil, users: [TestUser] = [], recordKey: Bool = true, sshdOptions: [String] = [],
-                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = [], generations: Bool = true) throws -> TestHost {
+                          systemd: Bool = true, names: [String: String] = [:], tools: [String] = [], generations: Bool = true,
+                          environment: [String] = []) throws -> TestHost {
         let name = name ?? "host\(hosts.count + 1)"
         let dir = "\(directory)/hosts/\(name)"
-        for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd"] + (systemd ? ["run-systemd/system"] : []) {
+        for sub in ["var-src", "current-system/sw/bin", "root/.ssh", "stand-in", "etc", "authorized_keys", "home", "run-systemd", "etc-nix"] + (systemd ? ["run-systemd/system"] : []) {
             try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true)
         }
         chmod("\(dir)/root", 0o700)
@@ -94,6 +95,11 @@ public final class TestHostHarness {
             try authorized.write(toFile: "\(dir)/authorized_keys/\(user)", atomically: true, encoding: .utf8)
         }
         if !users.isEmpty { try writeAccounts(users, in: dir) }
+        // A private /etc/nixos (a hardware-configuration.nix, as NixOS has) and /etc/nix (this
+        // machine's, copied, when it has one): what a rebuild reads besides the synced trees.
+        try FileManager.default.createDirectory(atPath: "\(dir)/etc-nixos", withIntermediateDirectories: true)
+        try "{ ... }: { fileSystems.\"/\".device = \"/dev/disk/by-label/nixos\"; }\n".write(toFile: "\(dir)/etc-nixos/hardware-configuration.nix", atomically: true, encoding: .utf8)
+        try Command.check(["sh", "-c", "[ ! -d /etc/nix ] || cp -a /etc/nix/. \"$1\"", "copy", "\(dir)/etc-nix"])
         if !names.isEmpty {
             let text = "127.0.0.1 localhost\n" + names.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\n" }.joined()
             try text.write(toFile: "\(dir)/etc/hosts", atomically: true, encoding: .utf8)
@@ -125,7 +131,7 @@ public final class TestHostHarness {
         var lastLog = ""
         for _ in 0..<3 {
             let port = try Loopback.freePort()
-            try (sshdConfig(dir: dir, port: port) + sshdOptions.map { $0 + "\n" }.joined()).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
+            try (sshdConfig(dir: dir, port: port, environment: environment) + sshdOptions.map { $0 + "\n" }.joined()).write(toFile: "\(dir)/sshd_config", atomically: true, encoding: .utf8)
             let process = try launch(dir: dir, mountUsers: !users.isEmpty, sudo: users.contains { $0.sudo }, privateHosts: !names.isEmpty,
                                      generations: generations)
             if TestHostHarness.waitForBanner(port: port, process: process) {
@@ -171,7 +177,8 @@ public final class TestHostHarness {
         try Command.check(argv)
     }
 
-    private func sshdConfig(dir: String, port: Int) -> String {
+    /// `environment`: more `NAME=VALUE`s for every session (sshd takes the first `SetEnv` only).
+    private func sshdConfig(dir: String, port: Int, environment: [String] = []) -> String {
         """
         # sshd for one ferry test host
         Port \(port)
@@ -192,7 +199,7 @@ public final class TestHostHarness {
         PrintLastLog no
         MaxStartups 64
         MaxSessions 64
-        SetEnv PATH=/run/current-system/sw/bin
+        SetEnv \((["PATH=/run/current-system/sw/bin"] + environment).joined(separator: " "))
         Subsystem sftp internal-sftp
         """ + "\n"
     }
@@ -228,7 +235,7 @@ public final class TestHostHarness {
 
     private func launch(dir: String, mountUsers: Bool, sudo: Bool, privateHosts: Bool = false, generations: Bool = false) throws -> Process {
         // Mount points must exist on the machine; the mounts themselves stay in the namespace.
-        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd", "/run/systemd"] + (generations ? ["/nix/var/nix/profiles"] : []) {
+        for mountPoint in ["/var/src", "/run/current-system", "/run/sshd", "/run/systemd", "/etc/nixos", "/etc/nix"] + (generations ? ["/nix/var/nix/profiles"] : []) {
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         }
         if sudo {
@@ -241,6 +248,8 @@ public final class TestHostHarness {
         set -e
         mount --bind "$1/var-src" /var/src
         mount --bind "$1/root" /root
+        mount --bind "$1/etc-nixos" /etc/nixos
+        mount --bind "$1/etc-nix" /etc/nix
 
         """
         if generations {

@@ -57,6 +57,15 @@ struct Deploy: ParsableCommand {
     @Flag(help: "Only the secrets: write those that changed and restart their units; no sync, no rebuild.")
     var secretsOnly = false
 
+    @Flag(help: "Skip the rebuild of a host when nothing it reads changed since its last successful one (fleet.toml: skip_unchanged = true).")
+    var skipUnchanged = false
+
+    @Flag(help: "Rebuild even where fleet.toml says skip_unchanged = true.")
+    var rebuild = false
+
+    @Flag(help: "Also print what --skip-unchanged compared.")
+    var verbose = false
+
     @Flag(help: "No confirm-or-revert for this run: a switch or test is not undone when no fresh login confirms it (fleet.toml: confirm = false).")
     var noConfirm = false
 
@@ -91,6 +100,7 @@ struct Deploy: ParsableCommand {
         guard reconnectTimeout >= 0 else { throw ValidationError("--reconnect-timeout must be 0 or more") }
         if syncOnly && noSync { throw ValidationError("--sync-only and --no-sync together would do nothing") }
         if dryRun && noSync { throw ValidationError("--dry-run shows what the sync would change: drop --no-sync") }
+        if skipUnchanged && rebuild { throw ValidationError("--skip-unchanged and --rebuild contradict each other") }
         if secretsOnly && (syncOnly || noSync || dryRun) { throw ValidationError("--secrets-only does no sync and no rebuild: drop --sync-only, --no-sync and --dry-run") }
     }
 
@@ -108,6 +118,7 @@ struct Deploy: ParsableCommand {
         options.syncOnly = syncOnly
         options.noSync = noSync || secretsOnly
         options.secretsOnly = secretsOnly
+        options.skipUnchanged = skipUnchanged ? true : rebuild ? false : nil
         options.checksum = checksum
         options.noConfirm = noConfirm
         options.force = force
@@ -126,7 +137,7 @@ struct Deploy: ParsableCommand {
         // The password is asked for only when the local checks pass.
         try sudo.grant(connector)
 
-        let view = FleetView(json: json, stats: stats)
+        let view = FleetView(json: json, stats: stats, verbose: verbose)
         let names = hosts.map(\.name)
         let outcomes = deployment.run { event in
             switch event {

@@ -19,6 +19,8 @@ final class FleetView: @unchecked Sendable {
 
     let mode: Mode
     let stats: Bool
+    /// Also what a `--skip-unchanged` deploy compared.
+    let verbose: Bool
     /// The terminal's lock: a passphrase prompt and the drawing never overlap.
     private let lock = TerminalPrompt.lock
     // Guarded by `lock`.
@@ -27,9 +29,10 @@ final class FleetView: @unchecked Sendable {
     private var drawn = 0
     private let colour: Bool
 
-    init(json: Bool, stats: Bool) {
+    init(json: Bool, stats: Bool, verbose: Bool = false) {
         mode = json ? .json : (isatty(1) == 1 ? .terminal : .plain)
         self.stats = stats
+        self.verbose = verbose
         colour = mode == .terminal && SSHConfiguration.environment("NO_COLOR") == nil
         if mode == .terminal {
             // Elapsed times move even while a host prints nothing (a long build).
@@ -67,6 +70,8 @@ final class FleetView: @unchecked Sendable {
             for kept in result.plan.keptDirectories { lines.append("warning: kept \(name)/\(String(decoding: kept, as: UTF8.self)): it holds excluded entries") }
             if let resolved = result.resolvedDestination { lines.append("note: \(name) is in \(resolved) (a folder above it is a symlink)") }
         case .output(let line): lines = [DisplayText.escape(line)]  // from the bytes: an invalid one is shown, not replaced
+        case .compared(let comparison):
+            if verbose { lines += comparison.compared.map { "  compared: " + $0 } }
         case .phaseFinished, .warning, .checked, .secret: break
         }
         lock.lock()
@@ -98,7 +103,7 @@ final class FleetView: @unchecked Sendable {
     /// The table at the end, always (JSON: the summary object).
     func summary(_ outcomes: [FleetDeployment.HostOutcome], exitStatus: Int32) {
         if mode == .json {
-            return emitJSON(JSONLines.Summary(hosts: outcomes.count, counting: ["deployed", "synced", "failed", "unknown", "interrupted", "not-started"],
+            return emitJSON(JSONLines.Summary(hosts: outcomes.count, counting: ["deployed", "synced", "unchanged", "failed", "unknown", "interrupted", "not-started"],
                                               found: outcomes.map { Self.resultName($0.state) }, exitStatus: exitStatus,
                                               failedHosts: outcomes.filter { $0.state == .failed }.map(\.host)))
         }
@@ -251,6 +256,7 @@ final class FleetView: @unchecked Sendable {
         switch state {
         case .succeeded: return "deployed"
         case .syncOnly: return "synced"
+        case .unchanged: return "unchanged"
         case .failed: return "FAILED"
         case .unknown: return "unknown"
         case .interrupted: return "interrupted"
@@ -263,6 +269,7 @@ final class FleetView: @unchecked Sendable {
         case .succeeded: return "deployed (\(o.operation ?? "?"), deploy \(o.deployID ?? "?")) in \(String(format: "%.2f", o.seconds)) s"
         case .syncOnly where o.operation == "secrets-only": return "secrets written (no sync, no rebuild) in \(String(format: "%.2f", o.seconds)) s"
         case .syncOnly: return "synced (deploy \(o.deployID ?? "?"), no rebuild) in \(String(format: "%.2f", o.seconds)) s"
+        case .unchanged: return "\(o.cause ?? "unchanged") in \(String(format: "%.2f", o.seconds)) s"
         case .failed: return "FAILED in \(o.phase?.rawValue ?? "?"): \(o.cause ?? "")"
         case .unknown: return "unknown: \(o.cause ?? "")"
         case .interrupted: return "interrupted"
@@ -333,6 +340,7 @@ extension FleetView {
         switch state {
         case .succeeded: return "deployed"
         case .syncOnly: return "synced"
+        case .unchanged: return "unchanged"
         case .failed: return "failed"
         case .unknown: return "unknown"
         case .interrupted: return "interrupted"

@@ -79,6 +79,9 @@ enum JSONLines {
                 change = report.change?.rawValue
                 written = report.written?.rawValue
                 restarts = report.restarts.isEmpty ? nil : report.restarts
+            case .compared(let comparison):
+                self.init(host: host, phase: "rebuild", state: comparison.same ? "skipped" : "inputs-changed")
+                detail = comparison.line
             case .checked(let result):
                 self.init(host: host, phase: "health", state: result.passed ? "passed" : "failed")
                 check = result.check

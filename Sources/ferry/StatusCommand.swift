@@ -94,7 +94,7 @@ struct Status: ParsableCommand {
         }
         print("\(host.name) | rebuild of deploy \(id): \(result.summary)")
         switch result {
-        case .succeeded, .syncOnly, .secretsOnly: return
+        case .succeeded, .syncOnly, .secretsOnly, .skipped: return
         case .rebuildFailed, .reverted, .checksFailed: throw Failure(code: 1, message: "")
         case .unknown: throw Failure(code: 3, message: "")
         }

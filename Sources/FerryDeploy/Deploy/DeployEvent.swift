@@ -31,6 +31,8 @@ public enum DeployEvent: Sendable {
     case checked(DeployRecord.CheckResult)
     /// A secret compared, or written.
     case secret(SecretReport)
+    /// The rebuild's inputs compared with the last rebuild's (`--skip-unchanged`).
+    case compared(InputComparison)
 }
 
 /// How a deploy ended when it did not throw.
@@ -47,6 +49,8 @@ public enum DeployResult: Equatable, Sendable {
     case checksFailed([DeployRecord.CheckResult])
     /// `--secrets-only`: the changed secrets written and their units restarted; nothing rebuilt.
     case secretsOnly
+    /// Nothing the rebuild reads changed since deploy `base`: it did not run.
+    case skipped(base: String)
 
     public var summary: String {
         switch self {
@@ -57,6 +61,7 @@ public enum DeployResult: Equatable, Sendable {
         case .reverted(let reason, _): return "reverted: \(reason.text)"
         case .checksFailed(let failed): return HealthChecks.failureSummary(failed)
         case .secretsOnly: return "secrets written, no rebuild"
+        case .skipped(let base): return "unchanged: rebuild skipped (same inputs as deploy \(base))"
         }
     }
 }

@@ -54,11 +54,12 @@ final class DeployLock: @unchecked Sendable {
     /// once). `onBusy` hears who holds it before the wait. From here on the process group of every
     /// other command on `session` goes to the holder, which ends them if the heartbeat stops.
     init(session: any RemoteShell, root: String, id: String, info: LockHolder, wait: Int, cancel: CancellationToken?,
-         onBusy: @escaping (LockHolder?) -> Void) throws {
+         inputs: [String]? = nil, onBusy: @escaping (LockHolder?) -> Void) throws {
         // The write end never blocks: a line for a holder that is gone is dropped.
         guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[1], F_SETFL, O_NONBLOCK) == 0 else { throw DeployError.local("cannot create a pipe: \(String(cString: strerror(errno)))") }
         stop = try CancellationToken()
-        let command = try TargetState.Holder.command(TargetState(root: root), id: id, holder: info, wait: wait)
+        let command = try TargetState.Holder.command(TargetState(root: root), id: id, holder: info, wait: wait, inputs: inputs)
+        asked = inputs != nil
         let input = FileDescriptorInput(descriptor: pipeFDs[0])
         target = session.name
         let box = Box()
@@ -113,6 +114,21 @@ final class DeployLock: @unchecked Sendable {
     private var recorded = false
     private var manifests: [String: String] = [:]
     private var manifestsDone = false
+    private let asked: Bool
+    private var inputValues: [String: String] = [:]
+    private var lastRebuildFile: [UInt8]?
+
+    /// What the rebuild's inputs on the host are now (see `TargetState.Holder.fixedInputs`) and the
+    /// last rebuild's record, named while the deploy syncs; nil when not asked for, or the holder
+    /// ended before naming them.
+    var inputs: (values: [String: String], lastRebuild: DeployRecord.Read)? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard asked else { return nil }
+        while lastRebuildFile == nil && !done { condition.wait() }
+        guard let file = lastRebuildFile else { return nil }
+        return (inputValues, DeployRecord.read(file, file: TargetState.rebuildRecordName))
+    }
 
     /// Each source's manifest digest on the target when the lock was taken, by source name
     /// (waits for the holder to have named them all, which it does while the sync runs).
@@ -225,6 +241,8 @@ final class DeployLock: @unchecked Sendable {
             case .recorded: recorded = true
             case .busy(let lock): lastHolder = lock.holder; state = .busy(lock)
             case .started(let pid): state = .started(pid)
+            case .input(let key, let value): inputValues[key] = value
+            case .inputsDone(let file): lastRebuildFile = file
             case nil: break
             }
             condition.broadcast()

@@ -54,6 +54,9 @@ public final class Deployment: @unchecked Sendable {
         public var secrets = SecretStore()
         /// Only the secrets: write the changed ones and restart their units; no sync, no rebuild.
         public var secretsOnly = false
+        /// Skip the rebuild when nothing it reads changed (nil: the host's `skip_unchanged`;
+        /// `--skip-unchanged` true, `--rebuild` false).
+        public var skipUnchanged: Bool?
 
         public init(open: @escaping @Sendable (Fleet.Host) throws -> any RemoteShell) {
             self.open = open
@@ -149,7 +152,9 @@ public final class Deployment: @unchecked Sendable {
         report(.phaseFinished(.check, seconds: Date().timeIntervalSince(start), detail: "\(fleet.sources.count) sources, \(RenderedConfig.entryPoint) rendered"))
 
         // 2. Connect (one session: the lock holder runs on it beside the work) and lock.
-        let (session, lock, me) = try Self.connectAndLock(host, options: options, id: id, command: nil, report: report)
+        // A rebuild's inputs are named while the sources sync: the next deploy may skip with them.
+        let (session, lock, me) = try Self.connectAndLock(host, options: options, id: id, command: nil,
+                                                          inputs: activates ? host.extraInputs : nil, report: report)
         defer { session.close() }
         var released = false
         defer { if !released { lock.release() } }
@@ -182,6 +187,8 @@ public final class Deployment: @unchecked Sendable {
         var manifests: [(source: String, contents: [UInt8])] = []
         // Each tree this deploy changed, as the sync left it: what a revert plans from.
         var changed: [(source: Fleet.Source, digest: String, manifest: [UInt8], result: Syncer.Result)] = []
+        // The sources whose tree on the host the sync changed in what a build reads.
+        var syncChanged: [String] = []
         for source in fleet.sources where !options.noSync {
             if options.stop?.isCancelled == true { throw SSHError.cancelled }
             var (local, scanned, generated) = prepared.tree(of: source, scans: options.scans)
@@ -197,6 +204,7 @@ public final class Deployment: @unchecked Sendable {
             let manifest = try options.manifests[source.name]
                 ?? ManifestFile.encode(ManifestFile.withChecksums(scanned!.manifest, root: local, generated: generated))
             state.digest = ManifestFile.digest(manifest)
+            if activates { state.content = try ManifestFile.contentDigest(ManifestFile.decode(manifest, target: "local", path: source.path)) }
             if !options.syncOnly {
                 syncOptions.snapshot = .init(state: TargetState(root: options.root), source: source.name, digest: state.digest, keep: host.keepSnapshots)
             }
@@ -205,6 +213,11 @@ public final class Deployment: @unchecked Sendable {
                 manifests.append((source.name, ManifestFile.withHeader(manifest, digest: state.digest)))
                 changed.append((source, state.digest, manifest, result))
             }
+            // What a build would read differently (not an mtime alone: Nix copies by content).
+            if result.plan.items.contains(where: { item in
+                if case .updated(let content, let size, _, let permissions, let sent) = item.change { return content || size || permissions || sent }
+                return true
+            }) { syncChanged.append(source.name) }
             report(.sourceSynced(name: source.name, result: result))
             guard result.complete else {
                 throw DeployError.remote(target: session.name, step: "syncing \(source.name)",
@@ -252,6 +265,35 @@ public final class Deployment: @unchecked Sendable {
                              restart: writes && activates && !item.secret.restart.isEmpty ? item.secret.restart : nil)
             }
             report(.phaseFinished(.secrets, seconds: Date().timeIntervalSince(phase), detail: "compared" + (after ? "; the others go after the activation" : "")))
+        }
+        // Nothing the rebuild reads changed since the last one: no rebuild (the secrets that
+        // changed are written above; their units restart now).
+        if activates, let found = lock.inputs {
+            record.inputs = found.values.filter { $0.key != "system" }
+            if options.skipUnchanged ?? host.skipUnchanged {
+                let current = Dictionary(uniqueKeysWithValues: record.sources.map { ($0.key, $0.value.content ?? $0.value.digest) })
+                var comparison = InputComparison.compare(last: found.lastRebuild, operation: operation.rawValue, sources: current,
+                                                         inputs: found.values, syncChanged: syncChanged)
+                if comparison.same, let waiting = hostSecrets?.items.first(where: { !$0.before }) {
+                    comparison.same = false
+                    comparison.changed = ["secrets.\(waiting.secret.name) waits for an activation (its owner does not exist yet)"]
+                }
+                report(.compared(comparison))
+                if comparison.same, let base = comparison.base {
+                    if let units = restarts?.units.reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }), !units.isEmpty {
+                        try Self.runChecked(session, TargetState.Secrets.restart(units), step: "restarting \(units.joined(separator: ", "))")
+                    }
+                    record.sameAs = base
+                    record.outcome = DeployRecord.Outcome(result: .skipped, finishedAt: DeployRecord.timestamp())
+                    if archive == nil, try lock.finishSyncOnly(record) {
+                        released = true
+                    } else {
+                        try Self.runChecked(session, TargetState.Job.recordSyncOnly(state, manifests: manifests.map(\.source), record: record),
+                                            stdin: archive, step: written + "writing the record")
+                    }
+                    return Outcome(id: id, result: .skipped(base: base), record: record)
+                }
+            }
         }
         phase = Date()
         let command = Rebuild.commandLine(operation: confirm == nil ? operation : .build, root: options.root,
@@ -350,7 +392,7 @@ public final class Deployment: @unchecked Sendable {
     /// Opens the host's session and takes its deploy lock there for `id` (`command`: what holds
     /// it, nil for a deploy), reporting both phases. The caller closes the session and releases
     /// the lock.
-    static func connectAndLock(_ host: Fleet.Host, options: Options, id: String, command: String?,
+    static func connectAndLock(_ host: Fleet.Host, options: Options, id: String, command: String?, inputs: [String]? = nil,
                                report: @escaping (DeployEvent) -> Void) throws -> (session: any RemoteShell, lock: DeployLock, holder: LockHolder) {
         var phase = Date()
         report(.phaseStarted(.connect, detail: host.address))
@@ -361,7 +403,7 @@ public final class Deployment: @unchecked Sendable {
         let me = LockHolder(id: id, operator_: operatorName, pid: getpid(), since: DeployRecord.timestamp(), command: command)
         do {
             let lock = try DeployLock(session: session, root: options.root, id: id, info: me, wait: options.lockTimeout,
-                                      cancel: options.stop ?? options.cancel) { holder in report(.lockBusy(holder, waiting: options.lockTimeout)) }
+                                      cancel: options.stop ?? options.cancel, inputs: inputs) { holder in report(.lockBusy(holder, waiting: options.lockTimeout)) }
             report(.phaseFinished(.lock, seconds: Date().timeIntervalSince(phase), detail: "\(command ?? "deploy") \(id)"))
             return (session, lock, me)
         } catch {
@@ -627,6 +669,7 @@ public enum DeployEventText {
         case .reconnecting(let reason): return "rebuild: lost the link (\(reason)); reconnecting"
         case .checked(let result): return "health: " + HealthChecks.line(result)
         case .secret(let report): return "secrets: " + report.line
+        case .compared(let comparison): return comparison.line
         }
     }
 }

@@ -22,6 +22,8 @@ public final class FleetDeployment {
     public struct HostOutcome: Sendable {
         public enum State: Equatable, Sendable {
             case succeeded, syncOnly
+            /// Nothing the rebuild reads had changed: it did not run (`--skip-unchanged`).
+            case unchanged
             /// The rebuild failed, or another step did (`phase` says which).
             case failed
             /// Contact lost during the rebuild, or ferry stopped following it: it may still run.
@@ -130,7 +132,7 @@ public final class FleetDeployment {
             FleetDeployment.deploy(deployments[index], emit: emit)
         }
 
-        public func failed(_ outcome: HostOutcome) -> Bool { outcome.state != .succeeded && outcome.state != .syncOnly }
+        public func failed(_ outcome: HostOutcome) -> Bool { ![.succeeded, .syncOnly, .unchanged].contains(outcome.state) }
 
         public func error(_ outcome: HostOutcome) -> (any Error)? { outcome.error }
     }
@@ -166,6 +168,9 @@ public final class FleetDeployment {
             switch result {
             case .succeeded: outcome.state = .succeeded
             case .syncOnly, .secretsOnly: outcome.state = .syncOnly
+            case .skipped:
+                outcome.state = .unchanged
+                outcome.cause = result.summary
             case .rebuildFailed(let status, let lines):
                 outcome.state = .failed
                 outcome.cause = (operation == DeployRecord.rollbackOperation ? "the rollback failed: " : "nixos-rebuild \(operation) failed: ") + status

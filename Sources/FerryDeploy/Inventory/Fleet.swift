@@ -26,6 +26,8 @@ public struct Fleet: Sendable {
         /// `[[defaults.checks]]`: every host's, before its own.
         public var checks: [HealthCheck] = []
         public var revertOnCheckFailure = false
+        public var skipUnchanged = false
+        public var extraInputs: [String] = []
     }
 
     /// Is the host serving? Run after a switch or test has activated, and by `ferry check`: a
@@ -148,6 +150,10 @@ public struct Fleet: Sendable {
         public var revertOnCheckFailure = false
         /// The fleet's secrets that name this host, and its own (which win), by name.
         public var secrets: [Secret] = []
+        /// Skip the rebuild when nothing it reads changed since the last successful one.
+        public var skipUnchanged = false
+        /// Files on the host the configuration reads besides the ones ferry compares anyway.
+        public var extraInputs: [String] = []
 
         public var rendererHost: ConfigurationRenderer.Host { .init(name: name, vars: vars, domain: domain) }
     }

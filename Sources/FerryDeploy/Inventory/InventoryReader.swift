@@ -212,6 +212,8 @@ struct Reader {
             defaults.confirm = try confirm(d, at: "defaults", over: defaults.confirm)
             defaults.checks = try checks(d, at: "defaults.checks") ?? []
             defaults.revertOnCheckFailure = try bool(d, "revert_on_check_failure", at: "defaults.revert_on_check_failure") ?? false
+            defaults.skipUnchanged = try bool(d, "skip_unchanged", at: "defaults.skip_unchanged") ?? false
+            defaults.extraInputs = try extraInputs(d, at: "defaults.extra_inputs") ?? []
         }
 
         var sources: [Fleet.Source] = []
@@ -299,6 +301,8 @@ struct Reader {
                 host.confirm = try confirm(t, at: path, over: defaults.confirm)
                 host.checks = defaults.checks + (try checks(t, at: "\(path).checks") ?? [])
                 host.revertOnCheckFailure = try bool(t, "revert_on_check_failure", at: "\(path).revert_on_check_failure") ?? defaults.revertOnCheckFailure
+                host.skipUnchanged = try bool(t, "skip_unchanged", at: "\(path).skip_unchanged") ?? defaults.skipUnchanged
+                host.extraInputs = try extraInputs(t, at: "\(path).extra_inputs") ?? defaults.extraInputs
                 if let own = try subtable(t, "secrets", at: "\(path).secrets") {
                     for secretName in own.keys {
                         let at = "\(path).secrets.\(secretName)"
@@ -354,7 +358,18 @@ struct Reader {
 
     /// Keys `[defaults]` and each host accept alike (a host's value wins).
     static let connectionKeys = ["identity", "known_hosts", "host_key_policy", "jump", "operation", "keep_snapshots",
-                                 "confirm", "confirm_timeout", "confirm_port", "activation_timeout", "checks", "revert_on_check_failure"]
+                                 "confirm", "confirm_timeout", "confirm_port", "activation_timeout", "checks", "revert_on_check_failure",
+                                 "skip_unchanged", "extra_inputs"]
+
+    /// `extra_inputs`: absolute paths on the host, without white space or control characters.
+    func extraInputs(_ table: TOMLTable, at path: String) throws -> [String]? {
+        guard let list = try strings(table, "extra_inputs", at: path) else { return nil }
+        for (i, p) in list.enumerated() {
+            let plain = p.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !$0.properties.isWhitespace }
+            guard p.hasPrefix("/"), p.count > 1, plain else { throw fail("\(path)[\(i)]", "'\(DisplayText.escape(p))' must be an absolute path on the host, without spaces or control characters") }
+        }
+        return list
+    }
 
     /// `[[…checks]]`: each a `command` (argv) or an `http` URL, with `status` (http only),
     /// `timeout`, `period` and `deadline` in seconds.

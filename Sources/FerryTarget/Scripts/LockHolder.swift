@@ -10,10 +10,21 @@ extension TargetState {
         package static let heartbeatTimeout = 30
 
         /// Takes the lock of `state` for deploy `id`, waiting `wait` seconds at most (0: refuse at once, exit 75).
-        package static func command(_ state: TargetState, id: String, holder: LockHolder, wait: Int) throws -> RemoteCommand {
+        /// With `inputs` (nil: none asked), it also names, while the deploy syncs, what a rebuild
+        /// reads besides the synced trees (`Inputs`) and the last rebuild's record.
+        package static func command(_ state: TargetState, id: String, holder: LockHolder, wait: Int, inputs: [String]? = nil) throws -> RemoteCommand {
             let info = String(decoding: try JSONEncoder().encode(holder), as: UTF8.self)
-            return .script(script, arguments: [state.root, id, info, String(wait)].map { Array($0.utf8) })
+            return .script(script, arguments: [state.root, id, info, String(wait), inputs == nil ? "0" : "1",
+                                               (inputs ?? []).joined(separator: "\n")].map { Array($0.utf8) })
         }
+
+        /// What a rebuild reads on the host besides the synced trees, each named by what it is
+        /// now: a file's SHA-256 (`/etc/nixos/hardware-configuration.nix`, `/etc/nix/nix.conf` and
+        /// the files it includes, `/etc/nix/registry.json`, the host's `extra_inputs`), each
+        /// `NIX_PATH` entry's `readlink -f`, and the running system. `missing` and `unreadable`
+        /// are values too (an unreadable one never matches).
+        package static let fixedInputs = ["/etc/nixos/hardware-configuration.nix", "/etc/nix/nix.conf", "/etc/nix/registry.json"]
+        package static let unreadable = "unreadable"
 
         /// What ferry sends the holder, one line each.
         package enum Order: Equatable {
@@ -55,6 +66,11 @@ extension TargetState {
             case started(Int32)
             /// The sync-only record is written.
             case recorded
+            /// One of the rebuild's inputs (see `fixedInputs`): its key (`file:PATH`,
+            /// `nixpath:ENTRY`, `system`) and what it is now.
+            case input(key: String, value: String)
+            /// The last rebuild's record file (empty: none), then every input has been named.
+            case inputsDone(lastRebuild: [UInt8])
 
             package init?(line: String) {
                 let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
@@ -65,14 +81,19 @@ extension TargetState {
                 case "manifest" where parts.count == 3: self = .manifest(source: parts[2], digest: parts[1])
                 case "busy": self = .busy(LockState(word: parts.count > 1 ? parts[1] : "", info: Array((parts.count == 3 ? parts[2] : "").utf8)))
                 case "started" where parts.count == 2: guard let pid = Int32(parts[1]) else { return nil }; self = .started(pid)
+                case "input" where parts.count == 3: self = .input(key: parts[1], value: parts[2])
+                case "inputs":
+                    guard let data = Data(base64Encoded: parts.count > 1 ? parts[1] : "") else { return nil }
+                    self = .inputsDone(lastRebuild: Array(data))
                 default: return nil
                 }
             }
         }
 
-        /// $1 root, $2 deploy id, $3 the lock-info line, $4 seconds to wait for the lock.
+        /// $1 root, $2 deploy id, $3 the lock-info line, $4 seconds to wait for the lock, $5 "1":
+        /// name the rebuild's inputs, $6 the host's extra inputs (one path per line).
             static let script = #"""
-        root=$1 id=$2 info=$3 wait=$4
+        root=$1 id=$2 info=$3 wait=$4 inputs=$5 extra=$6
         state=$root/.ferry tab=$(printf '\t')
         # The state is root's alone (logs and records may hold what an operator would not publish);
         # the root above it, and the sources in it, stay readable for the services that use them.
@@ -110,6 +131,43 @@ extension TargetState {
           n=${m%/manifest}; printf 'manifest %s %s\n' "${h#\#(ManifestFile.header)}" "${n##*/}"
         done
         echo manifests
+        if [ "$inputs" = 1 ]; then
+          sum() {
+            if [ -f "$1" ] && [ -r "$1" ]; then s=$(sha256sum < "$1") && echo "${s%% *}" || echo \#(Holder.unreadable)
+            elif [ -e "$1" ] || [ -L "$1" ]; then echo \#(Holder.unreadable)
+            else echo missing; fi
+          }
+          # nix.conf and what it includes (`include F`, `!include F`; relative to the including file), five deep.
+          confs=/etc/nix/nix.conf seen=
+          for _ in 1 2 3 4 5; do
+            next=
+            for c in $confs; do
+              case " $seen " in *" $c "*) continue ;; esac
+              seen="$seen $c"
+              [ -r "$c" ] || continue
+              for f in $(sed -n 's/^[[:space:]]*!\{0,1\}include[[:space:]]\{1,\}\([^[:space:]]*\).*/\1/p' "$c"); do
+                case $f in /*) ;; *) f=${c%/*}/$f ;; esac
+                next="$next $f"
+              done
+            done
+            confs=$next
+          done
+          { printf '%s\n' \#(Holder.fixedInputs.joined(separator: " ")) $seen; [ -z "$extra" ] || printf '%s\n' "$extra"; } | sort -u | while IFS= read -r f; do
+            [ -n "$f" ] && printf 'input file:%s %s\n' "$f" "$(sum "$f")"
+          done
+          # The NIX_PATH the rebuild sees (the job gets this session's), each entry where it leads now.
+          ( IFS=:
+            for e in ${NIX_PATH:-}; do
+              p=${e#*=}
+              case $p in
+                *://*|channel:*|flake:*) r=\#(Holder.unreadable) ;;
+                *) r=$(readlink -f -- "$p" 2>/dev/null) || r=missing ;;
+              esac
+              printf 'input nixpath:%s %s\n' "$e" "${r:-missing}"
+            done )
+          printf 'input system %s\n' "$(readlink /run/current-system 2>/dev/null || echo missing)"
+          printf 'inputs %s\n' "$(base64 -w0 < "$state/\#(TargetState.rebuildRecordName)" 2>/dev/null)"
+        fi
         # No line for \#(Holder.heartbeatTimeout) s (ferry gone, the link blackholed), or the channel
         # closed: the deploy is gone. Its other commands (a sync waiting on a blackholed link) end
         # too, so nothing keeps a lock. A line costs no process: the reader touches a file, and a

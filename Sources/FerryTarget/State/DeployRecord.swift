@@ -9,6 +9,8 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         /// "sha256:…" of the tree's manifest (`/var/src/.ferry/NAME/manifest`: every path, type,
         /// mode, size, mtime, link target and file SHA-256).
         public var digest: String
+        /// The tree's content without mtimes (`ManifestFile.contentDigest`): what a rebuild reads.
+        public var content: String?
         public var commit: String?
         public var dirty: Bool?
 
@@ -31,6 +33,8 @@ public struct DeployRecord: Codable, Equatable, Sendable {
             case stopped
             /// The job undid its switch (`reason` says why).
             case reverted
+            /// Nothing a rebuild reads had changed since `sameAs`'s: none ran.
+            case skipped
         }
 
         /// Why a job reverted: a word in the outcome line.
@@ -152,6 +156,11 @@ public struct DeployRecord: Codable, Equatable, Sendable {
     public var system: String?
     /// The host's secrets as this deploy found them, and which it wrote (never their values).
     public var secrets: [SecretEntry]?
+    /// What the rebuild read on the host besides the synced trees, as it was when the lock was
+    /// taken (see `TargetState.Holder.fixedInputs`): a later deploy with the same skips its rebuild.
+    public var inputs: [String: String]?
+    /// A skipped rebuild's: the deploy whose inputs were the same.
+    public var sameAs: String?
 
     public struct SecretEntry: Codable, Equatable, Sendable {
         public var name: String
@@ -224,7 +233,7 @@ public struct DeployRecord: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case id, host, startedAt = "started_at", operator_ = "operator", ferryVersion = "ferry_version", operation, sources
-        case returnedTo = "returned_to", system, secrets
+        case returnedTo = "returned_to", system, secrets, inputs, sameAs = "same_inputs_as"
     }
 
     /// The operation a rollback records.

@@ -58,6 +58,18 @@ public enum ManifestFile {
         return Manifest(entries)
     }
 
+    /// "sha256:HEX" of what a build reads of a tree — every path, type, permission bits, size, link
+    /// target and file SHA-256 — but no mtimes: Nix copies a `path:` tree by content, so a tree
+    /// that differs only in mtimes (a fresh checkout, fleet.toml edited) builds the same.
+    public static func contentDigest(_ manifest: Manifest) -> String {
+        var hash = SHA256()
+        for e in manifest.entries {
+            hash.update(data: e.path + [0, e.kind.findType] + Array("\(e.mode & 0o7777) \(e.kind == .file ? e.size : 0)".utf8) + [0]
+                        + (e.linkTarget ?? []) + [0] + (e.checksum ?? []) + [0x0A])
+        }
+        return "sha256:" + hash.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
     /// "sha256:HEX" of the encoded manifest: the record's digest of a synced tree.
     public static func digest<Bytes: DataProtocol>(_ encoded: Bytes) -> String {
         "sha256:" + SHA256.hash(data: encoded).map { String(format: "%02x", $0) }.joined()

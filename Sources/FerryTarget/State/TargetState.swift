@@ -53,7 +53,7 @@ public struct TargetState: Sendable {
         digest.hasPrefix("sha256:") ? String(digest.dropFirst("sha256:".count)) : digest
     }
 
-    static let rebuildRecordName = "last-rebuild.record"
+    package static let rebuildRecordName = "last-rebuild.record"
     static let syncRecordName = "last-sync.record"
 
     /// Kept free beside the sources' folders for what deploys will keep next: staged copies built
