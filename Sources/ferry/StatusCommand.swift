@@ -135,7 +135,9 @@ struct Status: ParsableCommand {
         }
         record(s.rebuild, "last deploy")
         // Shown when it came after the last rebuild (ids sort by time).
-        if let sync = s.sync.record, sync.id > (s.rebuild.record?.id ?? "") { record(s.sync, "last sync-only deploy") }
+        if let sync = s.sync.record, sync.id > (s.rebuild.record?.id ?? "") {
+            record(s.sync, sync.outcome?.result == .skipped ? "last deploy (rebuild skipped, same inputs as \(sync.sameAs ?? "?"))" : "last sync-only deploy")
+        }
         if case .unreadable = s.sync { record(s.sync, "last sync-only deploy") }
         switch s.lock {
         case .free: lines.append("lock: free")

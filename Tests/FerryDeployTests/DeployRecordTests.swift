@@ -151,3 +151,41 @@ final class SecretValueTests: XCTestCase {
         }
     }
 }
+
+/// What a skipped rebuild is compared with: only a successful rebuild of the same operation that
+/// recorded its inputs, with the running system still its own.
+final class InputComparisonTests: XCTestCase {
+    let system = "/nix/store/" + String(repeating: "a", count: 32) + "-nixos-system-alpha"
+
+    func base(inputs: [String: String]? = ["file:/etc/nix/nix.conf": "00"], result: DeployRecord.Outcome.Result = .success, operation: String = "switch") -> DeployRecord.Read {
+        var r = DeployRecord(id: "20261208T000000Z-0001", host: "alpha", startedAt: "2026-12-08T00:00:00Z", operator_: "op", ferryVersion: "0", operation: operation,
+                             sources: ["lnbits-src": .init(digest: "sha256:d", content: "sha256:c")])
+        r.inputs = inputs
+        r.outcome = .init(result: result, finishedAt: "2026-12-08T00:00:01Z", currentSystem: system)
+        return .record(r)
+    }
+
+    func compare(_ last: DeployRecord.Read, inputs: [String: String]? = nil, sources: [String: String] = ["lnbits-src": "sha256:c"], synced: [String] = [],
+                 operation: String = "switch") -> InputComparison {
+        InputComparison.compare(last: last, operation: operation, sources: sources,
+                                inputs: inputs ?? ["file:/etc/nix/nix.conf": "00", "system": system], syncChanged: synced)
+    }
+
+    func testOnlyTheSameEverythingSkips() {
+        XCTAssertTrue(compare(base()).same)
+        XCTAssertEqual(compare(base()).line, "unchanged: rebuild skipped (same inputs as deploy 20261208T000000Z-0001)")
+        XCTAssertEqual(compare(.none).changed, ["no rebuild recorded on the host"])
+        XCTAssertEqual(compare(base(result: .failed)).changed, ["the last rebuild (20261208T000000Z-0001) did not succeed"])
+        XCTAssertEqual(compare(base(result: .reverted)).same, false)
+        XCTAssertEqual(compare(base(operation: "test")).changed, ["the last rebuild (20261208T000000Z-0001) was a test"])
+        XCTAssertEqual(compare(base(inputs: nil)).changed, ["no inputs recorded by deploy 20261208T000000Z-0001"])
+        XCTAssertEqual(compare(base(), sources: ["lnbits-src": "sha256:x"]).changed, ["source lnbits-src"])
+        XCTAssertEqual(compare(base(), sources: ["lnbits-src": "sha256:c", "new": "sha256:n"]).changed, ["source new"])
+        XCTAssertEqual(compare(base(), synced: ["lnbits-src"]).changed, ["source lnbits-src (the sync changed it on the host)"])
+        XCTAssertEqual(compare(base(), inputs: ["file:/etc/nix/nix.conf": "01", "system": system]).changed, ["file:/etc/nix/nix.conf"])
+        XCTAssertEqual(compare(base(), inputs: ["file:/etc/nix/nix.conf": "00", "file:/x": "missing", "system": system]).changed, ["file:/x"])
+        XCTAssertEqual(compare(base(inputs: ["file:/x": "unreadable"]), inputs: ["file:/x": "unreadable", "system": system]).changed, ["file:/x (unreadable)"])
+        XCTAssertEqual(compare(base(), inputs: ["file:/etc/nix/nix.conf": "00", "system": "/nix/store/other"]).changed,
+                       ["the running system (not deploy 20261208T000000Z-0001's)"])
+    }
+}

@@ -48,6 +48,8 @@ extension DeployCommandTests {
         XCTAssertTrue(verbose.stdout.contains("alpha |   compared: nixpath:nixpkgs=/root/channels/nixos /root/nixpkgs-a"), verbose.stdout)
         XCTAssertEqual(try record(sync: true, varSrc: g.varSrc).outcome?.result, .skipped)
         XCTAssertEqual(try record(sync: true, varSrc: g.varSrc).sameAs, base.id)
+        let status = try FerryBinary.run(["status", "-f", work.fleetFile, "alpha"])
+        XCTAssertTrue(status.stdout.contains("(rebuild skipped, same inputs as \(base.id))"), status.stdout)
 
         try "changed\n".write(toFile: work.lnbits + "/lnbits/skip.py", atomically: false, encoding: .utf8)
         try rebuilt("a source file", because: "source lnbits-src")

@@ -14,8 +14,9 @@ public struct DeployRecord: Codable, Equatable, Sendable {
         public var commit: String?
         public var dirty: Bool?
 
-        public init(digest: String, commit: String? = nil, dirty: Bool? = nil) {
+        public init(digest: String, content: String? = nil, commit: String? = nil, dirty: Bool? = nil) {
             self.digest = digest
+            self.content = content
             self.commit = commit
             self.dirty = dirty
         }
