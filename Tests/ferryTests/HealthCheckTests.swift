@@ -12,8 +12,8 @@ import Glibc
 /// through the SSH connection, a host that forbids forwarding refused before anything changes, and
 /// a failed check after a switch reverting it only where the inventory asks.
 extension DeployCommandTests {
-    /// Appends `[[defaults.checks]]` tables (TOML lets them follow the other tables).
-    func addChecks(_ work: Work, _ tables: String) throws {
+    /// Appends tables to the work's fleet.toml (`[[defaults.checks]]`, `[secrets.X]`: TOML lets them follow the others).
+    func appendToFleet(_ work: Work, _ tables: String) throws {
         let toml = try String(contentsOfFile: work.fleetFile, encoding: .utf8)
         try (toml + "\n" + tables + "\n").write(toFile: work.fleetFile, atomically: true, encoding: .utf8)
     }
@@ -33,7 +33,7 @@ extension DeployCommandTests {
         let h = try host
         let work = try makeWork()
         let stamp = "/root/check-started-\(UUID().uuidString)"
-        try addChecks(work, """
+        try appendToFleet(work, """
         [[defaults.checks]]
         command = ["true"]
 
@@ -121,7 +121,7 @@ extension DeployCommandTests {
         XCTAssertNotEqual(getaddrinfo("lnbits.internal", nil, nil, &info), 0, "only the host resolves lnbits.internal")
 
         let work = try makeWork(port: g.port)
-        try addChecks(work, """
+        try appendToFleet(work, """
         [[defaults.checks]]
         http = "http://lnbits.internal:\(port)/api/v1/health"
         timeout = 1
@@ -164,7 +164,7 @@ extension DeployCommandTests {
     func testAHostThatForbidsForwardingFailsBeforeActivation() throws {
         let g = try harness.startHost(name: "no-forwarding", sshdOptions: ["AllowTcpForwarding no"])
         let work = try makeWork(port: g.port)
-        try addChecks(work, """
+        try appendToFleet(work, """
         [[defaults.checks]]
         http = "http://127.0.0.1:5000/api/v1/health"
         """)
@@ -184,7 +184,7 @@ extension DeployCommandTests {
     /// has the host revert to B at once.
     func testAFailedCheckRevertsWhereTheInventoryAsks() throws {
         let (g, work, _, _) = try deployedOnce("checks-revert", extra: "revert_on_check_failure = true")
-        try addChecks(work, """
+        try appendToFleet(work, """
         [[defaults.checks]]
         command = ["sh", "-c", "test -e /root/healthy"]
         period = 1
@@ -221,7 +221,7 @@ extension DeployCommandTests {
     /// revert_on_check_failure off (the default): a failed check fails the deploy and the switch stays.
     func testAFailedCheckKeepsTheSwitchByDefault() throws {
         let (g, work, _, a) = try deployedOnce("checks-keep")
-        try addChecks(work, """
+        try appendToFleet(work, """
         [[defaults.checks]]
         command = ["true"]
 

@@ -21,7 +21,7 @@ extension DeployCommandTests {
         let work = try makeWork(port: g.port)
         let dir = work.root + "/secrets"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try addChecks(work, secrets)
+        try appendToFleet(work, secrets)
         return (g, work, dir)
     }
 
@@ -154,7 +154,7 @@ extension DeployCommandTests {
         XCTAssertEqual(g.systemctlCalls(), ["restart -- lnbits.service"])
         XCTAssertEqual(try record(varSrc: g.varSrc).secrets?.first?.written, "after")
         // upload = "before" with an owner that does not exist is an error naming it, before anything changes.
-        try addChecks(work, "[hosts.alpha.secrets.other]\nfile = \"../secrets/env\"\ndest = \"/root/srv/other\"\nowner = \"nobody-here\"\nupload = \"before\"\n")
+        try appendToFleet(work, "[hosts.alpha.secrets.other]\nfile = \"../secrets/env\"\ndest = \"/root/srv/other\"\nowner = \"nobody-here\"\nupload = \"before\"\n")
         let before = try deploy(work)
         XCTAssertEqual(before.status, 1, before.stdout + before.stderr)
         XCTAssertTrue(before.stderr.contains("secrets.other: its owner nobody-here does not exist on the host"), before.stderr)
@@ -162,7 +162,7 @@ extension DeployCommandTests {
 
     func testAFailingSecretCommandStopsTheRunBeforeAnyConnection() throws {
         let work = try makeWork()
-        try addChecks(work, """
+        try appendToFleet(work, """
         [secrets.env]
         command = ["sh", "-c", "echo 'pass: no such entry' >&2; exit 3"]
         dest = "/root/env"
@@ -291,7 +291,7 @@ extension DeployCommandTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let value = "S=\(UUID().uuidString)\n\u{0}tail"
         try value.write(toFile: dir + "/env", atomically: true, encoding: .utf8)
-        try addChecks(work, """
+        try appendToFleet(work, """
         [secrets.env]
         file = "../secrets/env"
         dest = "/root/srv-sudo/env"
