@@ -122,11 +122,7 @@ public struct HostDiff: Sendable {
     static func compareSecrets(_ deployment: Deployment, over shell: any RemoteShell) throws -> [(name: String, change: SecretChange?)] {
         let secrets = deployment.secrets
         guard !secrets.isEmpty else { return [] }
-        let state = TargetState(root: deployment.options.root)
-        let (status, out, err) = try shell.run(TargetState.Secrets.query(state, create: false, secrets: secrets.map { ($0.name, $0.dest, $0.owner, $0.group) }))
-        guard status == .exited(0), let answer = TargetState.Secrets.Answer(out, count: secrets.count) else {
-            throw DeployError.remote(target: shell.name, step: "reading the secrets' state", detail: "\(status): \(String(decoding: err, as: UTF8.self))")
-        }
+        let answer = try HostSecrets.query(secrets, session: shell, state: TargetState(root: deployment.options.root), create: false)
         return try zip(secrets, answer.secrets).map { secret, found in
             guard let key = answer.key else { return (secret.name, .new) }
             guard found.ownerExists, let group = found.group else { return (secret.name, found.state == nil ? .new : nil) }

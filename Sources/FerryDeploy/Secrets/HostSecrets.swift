@@ -46,17 +46,26 @@ struct HostSecrets {
     }
 
     var items: [Item]
-    let key: [UInt8]
+
+    /// What the host has of `secrets` (one command; `create`: make the host's key when it has none).
+    /// A deploy, a diff and a status read it alike.
+    static func query(_ secrets: [Fleet.Secret], session: any RemoteShell, state: TargetState, create: Bool) throws -> TargetState.Secrets.Answer {
+        let (status, out, err) = try session.run(TargetState.Secrets.query(state, create: create, secrets: secrets.map { ($0.name, $0.dest, $0.owner, $0.group) }))
+        guard status == .exited(0), let answer = TargetState.Secrets.Answer(out, count: secrets.count) else {
+            throw DeployError.remote(target: session.name, step: "reading the secrets' state",
+                                     detail: "\(status): \(String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return answer
+    }
 
     /// Reads what `host` has of its secrets and compares it with `store`'s values; the host's key
     /// is made on the first deploy. Throws when a secret must go before the activation and its
     /// owner or group is missing.
     static func read(_ secrets: [Fleet.Secret], host: String, session: any RemoteShell, state: TargetState, store: SecretStore) throws -> HostSecrets {
-        let (status, out, err) = try session.run(TargetState.Secrets.query(state, create: true, secrets: secrets.map { ($0.name, $0.dest, $0.owner, $0.group) }))
-        guard status == .exited(0), let answer = TargetState.Secrets.Answer(out, count: secrets.count), let key = answer.key else {
+        let answer = try query(secrets, session: session, state: state, create: true)
+        guard let key = answer.key else {
             throw DeployError.remote(target: session.name, step: "reading the secrets' state",
-                                     detail: "\(status): \(String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))"
-                                        + " (\(TargetState.Secrets.folder(state))/key damaged? remove it: every secret is then written again)")
+                                     detail: "\(TargetState.Secrets.folder(state))/key is damaged (not 64 hex digits); remove it: every secret is then written again")
         }
         var items: [Item] = []
         for (secret, found) in zip(secrets, answer.secrets) {
@@ -74,13 +83,19 @@ struct HostSecrets {
             }
             items.append(item)
         }
-        return HostSecrets(items: items, key: key)
+        return HostSecrets(items: items)
+    }
+
+    /// How the host's file differs from what ferry last wrote there (nil: it is that file), told
+    /// by the recorded inode and ctime alone.
+    static func drift(_ found: TargetState.Secrets.Found) -> SecretChange? {
+        guard found.state != nil else { return .new }
+        guard found.untouched else { return found.file == .missing ? .missingOnHost : .changedOnHost }
+        return nil
     }
 
     static func change(_ found: TargetState.Secrets.Found, digest: String) -> SecretChange {
-        guard let state = found.state else { return .new }
-        guard found.untouched else { return found.file == .missing ? .missingOnHost : .changedOnHost }
-        return state.digest == digest ? .unchanged : .changed
+        drift(found) ?? (found.state?.digest == digest ? .unchanged : .changed)
     }
 
     /// Writes `item`'s value when it changed. Returns its report (`written` set when it was).

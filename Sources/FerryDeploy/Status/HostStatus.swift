@@ -85,13 +85,9 @@ public struct HostStatus: Sendable {
         }
         var status = HostStatus(rebuild: basics.rebuild, sync: basics.sync, lock: basics.lock, currentSystem: basics.currentSystem, drift: drift)
         if !host.secrets.isEmpty {
-            let (s, out, err) = try shell.run(TargetState.Secrets.query(state, create: false, secrets: host.secrets.map { ($0.name, $0.dest, $0.owner, $0.group) }))
-            guard s == .exited(0), let answer = TargetState.Secrets.Answer(out, count: host.secrets.count) else {
-                throw DeployError.remote(target: shell.name, step: "reading the secrets' state", detail: "\(s): \(String(decoding: err, as: UTF8.self))")
-            }
+            let answer = try HostSecrets.query(host.secrets, session: shell, state: state, create: false)
             for (secret, found) in zip(host.secrets, answer.secrets) {
-                if found.state == nil { status.secretDrift.append((secret.name, .new)) }
-                else if !found.untouched { status.secretDrift.append((secret.name, found.file == .missing ? .missingOnHost : .changedOnHost)) }
+                if let drift = HostSecrets.drift(found) { status.secretDrift.append((secret.name, drift)) }
             }
         }
         return status

@@ -48,13 +48,12 @@ extension TargetState {
             package var key: [UInt8]?
             package var secrets: [Found]
 
-            /// Nil: not the query's shape (a damaged key is `key` nil with `keyDamaged`).
+            /// Nil: not the query's shape (a key that is not 64 hex digits reads as none).
             package init?(_ bytes: [UInt8], count: Int) {
                 let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
                 guard lines.count >= 1 + 4 * count, lines[0].hasPrefix("key ") else { return nil }
                 let hex = lines[0].dropFirst(4)
                 key = hex == "-" ? nil : Self.bytes(hex)
-                keyDamaged = hex != "-" && key == nil
                 secrets = []
                 for i in 0..<count {
                     let l = lines[(1 + 4 * i)...]
@@ -73,8 +72,6 @@ extension TargetState {
                                          group: group == "-" || group.isEmpty ? nil : String(group)))
                 }
             }
-
-            package var keyDamaged = false
 
             static func bytes(_ hex: Substring) -> [UInt8]? {
                 let chars = Array(hex.utf8)
