@@ -171,6 +171,24 @@ final class InputComparisonTests: XCTestCase {
                                 inputs: inputs ?? ["file:/etc/nix/nix.conf": "00", "system": system], syncChanged: synced)
     }
 
+    /// A fleet records the digest of the manifest it hashed; a lone deploy, of the one it decoded:
+    /// the same tree must give the same digest either way, and only mtimes may differ unnoticed.
+    func testTheContentDigestSurvivesEncodingAndIgnoresOnlyMtimes() throws {
+        let sum = Array("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".utf8)
+        let entries = [FileEntry(path: Array("lnbits".utf8), kind: .directory, mode: 0o755, size: 0, mtime: Timestamp(seconds: 1, nanoseconds: 2)),
+                       FileEntry(path: Array("lnbits/app.py".utf8), kind: .file, mode: 0o644, size: 0, mtime: Timestamp(seconds: 3, nanoseconds: 4), checksum: sum),
+                       FileEntry(path: Array("link".utf8), kind: .symlink, mode: 0o777, size: 6, mtime: Timestamp(seconds: 5, nanoseconds: 6), linkTarget: Array("lnbits".utf8))]
+        let manifest = Manifest(entries)
+        let digest = ManifestFile.contentDigest(manifest)
+        XCTAssertEqual(ManifestFile.contentDigest(try ManifestFile.decode(ManifestFile.encode(manifest), target: "t")), digest)
+        var touched = entries
+        touched[1].mtime = Timestamp(seconds: 99, nanoseconds: 0)
+        XCTAssertEqual(ManifestFile.contentDigest(Manifest(touched)), digest, "mtimes are not content")
+        var chmodded = entries
+        chmodded[1].mode = 0o755
+        XCTAssertNotEqual(ManifestFile.contentDigest(Manifest(chmodded)), digest)
+    }
+
     func testOnlyTheSameEverythingSkips() {
         XCTAssertTrue(compare(base()).same)
         XCTAssertEqual(compare(base()).line, "unchanged: rebuild skipped (same inputs as deploy 20261208T000000Z-0001)")

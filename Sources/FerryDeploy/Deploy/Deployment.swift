@@ -29,6 +29,8 @@ public final class Deployment: @unchecked Sendable {
         public var scans: [String: LocalScanner.Scanned] = [:]
         /// Encoded manifests (with file hashes) of those scans, made once for a whole fleet.
         public var manifests: [String: [UInt8]] = [:]
+        /// Their trees' content digests (`ManifestFile.contentDigest`), made with them.
+        public var contents: [String: String] = [:]
         public var ferryVersion = "unknown"
         /// The remote root (tests may point it elsewhere).
         public var root = "/var/src"
@@ -201,10 +203,17 @@ public final class Deployment: @unchecked Sendable {
             // The tree's manifest names its snapshot: known before the sync (a fleet hashes each
             // shared tree once, before connecting; else it is scanned here).
             if options.manifests[source.name] == nil && scanned == nil { scanned = try Syncer.scan(local, options: syncOptions) }
-            let manifest = try options.manifests[source.name]
-                ?? ManifestFile.encode(ManifestFile.withChecksums(scanned!.manifest, root: local, generated: generated))
+            let manifest: [UInt8]
+            var content: String?
+            if let known = options.manifests[source.name] {
+                (manifest, content) = (known, options.contents[source.name])
+            } else {
+                let hashed = try ManifestFile.withChecksums(scanned!.manifest, root: local, generated: generated)
+                (manifest, content) = (ManifestFile.encode(hashed), ManifestFile.contentDigest(hashed))
+            }
             state.digest = ManifestFile.digest(manifest)
-            if activates { state.content = try ManifestFile.contentDigest(ManifestFile.decode(manifest, target: "local", path: source.path)) }
+            // A rebuild's record is what a later deploy compares with (`InputComparison`).
+            if activates { state.content = try content ?? ManifestFile.contentDigest(ManifestFile.decode(manifest, target: "local", path: source.path)) }
             if !options.syncOnly {
                 syncOptions.snapshot = .init(state: TargetState(root: options.root), source: source.name, digest: state.digest, keep: host.keepSnapshots)
             }

@@ -91,7 +91,9 @@ public final class FleetDeployment {
                     scanned = try Syncer.scan(source.path, options: Deployment.syncOptions(for: source, deploy))
                     deploy.scans[source.name] = scanned
                     if manifests {
-                        deploy.manifests[source.name] = ManifestFile.encode(try ManifestFile.withChecksums(scanned.manifest, root: source.path))
+                        let hashed = try ManifestFile.withChecksums(scanned.manifest, root: source.path)
+                        deploy.manifests[source.name] = ManifestFile.encode(hashed)
+                        deploy.contents[source.name] = ManifestFile.contentDigest(hashed)
                     }
                 } catch {
                     throw DeployError.localCheck("\(source.path): cannot scan sources.\(source.name): \(error)")
